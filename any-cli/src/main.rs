@@ -1,0 +1,2 @@
+//! The `any` command.
+fn main() {}

@@ -1,0 +1,13 @@
+//! Model access for any-suite.
+//!
+//! `any-llm` is where models live. Every model is a [`ChatService`](any_core::ChatService): a
+//! `tower::Service` that takes an [`any_core::ChatRequest`] and streams back
+//! [`any_core::ChatChunk`]s, so the guardrail, memory, evaluation and agent layers of the
+//! family compose over it unchanged.
+//!
+//! The [`local`] module is the reference backend: it reads quantized GGUF files and runs them on
+//! the CPU with its own kernels — no C/C++ toolchain, no key, no network.
+#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![deny(unsafe_code)]
+
+pub mod local;

@@ -1,0 +1,1 @@
+//! The local backend: quantized GGUF models on the CPU.
