@@ -1,3 +1,15 @@
-//! any-agent — placeholder, see the crate description.
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+//! Agents for any-suite: typed tools and the agent loop, itself a chat service.
+//!
+//! Part of [any-suite](https://docs.rs/any-core): small crates that each define one trait,
+//! composed as `tower` layers over any model. Every crate of the family speaks the types of
+//! [`any_core`].
+//!
+//! **Status: not yet implemented.** This crate reserves its place in the family and holds no
+//! API yet: the `Tool` trait, the agent loop and MCP tools arrive with their issue. It has no feature flags.
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 #![forbid(unsafe_code)]

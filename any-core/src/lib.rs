@@ -73,3 +73,8 @@ pub use verdict::{Span, Verdict};
 
 /// Typed values that travel with requests and responses (`http::Extensions`).
 pub use http::Extensions;
+
+// The README's code is compiled and run with this crate's doc tests, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
