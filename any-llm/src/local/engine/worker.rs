@@ -1,0 +1,269 @@
+//! The inference thread: it owns the KV cache and runs one job at a time, so concurrent
+//! requests on one model are queued and never mixed.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use any_core::{ChatChunk, Error, FinishReason, Result, TokenLogprob, TopLogprob, Usage};
+use tokio::sync::{mpsc as tmpsc, oneshot};
+
+use super::stop::{StopMatcher, StopScan};
+use crate::local::llama::{KvCache, Llama, Scratch};
+use crate::local::sampler::{self, Sampler, SamplerConfig};
+use crate::local::tokenizer::{DecodeOptions, Tokenizer};
+
+/// Prompt tokens evaluated per forward pass.
+pub(crate) const PREFILL_BATCH: usize = 256;
+
+pub(crate) struct Generate {
+    pub(crate) prompt: Vec<u32>,
+    pub(crate) sampler: SamplerConfig,
+    pub(crate) max_tokens: Option<usize>,
+    pub(crate) stop: Vec<String>,
+    pub(crate) logprobs: Option<u8>,
+    pub(crate) model_name: String,
+    pub(crate) chunks: tmpsc::UnboundedSender<Result<ChatChunk>>,
+}
+
+pub(crate) enum Job {
+    Generate(Generate),
+    /// Log-probabilities of `ids[i]` given `ids[..i]` for `i` in `from..`, evaluated from an
+    /// empty cache; with `top`, also the top-k of the last position's logits.
+    Score { ids: Vec<u32>, from: usize, reply: oneshot::Sender<Result<Scored>> },
+    /// Mean-pooled, L2-normalised final hidden states of each sequence.
+    Embed { seqs: Vec<Vec<u32>>, reply: oneshot::Sender<Result<Vec<Vec<f32>>>> },
+    /// Logits for the next token after `ids`.
+    Logits { ids: Vec<u32>, reply: oneshot::Sender<Result<Vec<f32>>> },
+}
+
+/// What a [`Job::Score`] returns.
+#[derive(Debug, Clone)]
+pub(crate) struct Scored {
+    /// `logprobs[j]` is the log-probability of `ids[from + j]`.
+    pub(crate) logprobs: Vec<f32>,
+    /// Whether each scored token was also the most likely one.
+    pub(crate) greedy: Vec<bool>,
+}
+
+pub(crate) struct Worker {
+    llama: Arc<Llama>,
+    tokenizer: Tokenizer,
+    kv: KvCache,
+    scratch: Scratch,
+    /// The tokens whose keys and values are in `kv`, for prefix reuse.
+    cached: Vec<u32>,
+    logits: Vec<f32>,
+}
+
+impl Worker {
+    pub(crate) fn new(llama: Arc<Llama>, tokenizer: Tokenizer, context: usize) -> Self {
+        let kv = KvCache::new(llama.config(), context);
+        Worker { llama, tokenizer, kv, scratch: Scratch::default(), cached: Vec::new(), logits: Vec::new() }
+    }
+
+    pub(crate) fn run(mut self, jobs: mpsc::Receiver<Job>, pool: rayon::ThreadPool) {
+        for job in jobs {
+            pool.install(|| self.handle(job));
+        }
+    }
+
+    fn handle(&mut self, job: Job) {
+        match job {
+            Job::Generate(g) => {
+                let chunks = g.chunks.clone();
+                if let Err(e) = self.generate(g) {
+                    // The receiver may be gone (the caller dropped the stream): nothing to tell.
+                    let _ = chunks.send(Err(e));
+                }
+            }
+            Job::Score { ids, from, reply } => {
+                let _ = reply.send(self.score(&ids, from));
+            }
+            Job::Embed { seqs, reply } => {
+                let _ = reply.send(seqs.iter().map(|s| self.embed(s)).collect());
+            }
+            Job::Logits { ids, reply } => {
+                let r = self.reset_and_eval(&ids).map(|()| {
+                    let hidden = self.last_hidden().to_vec();
+                    self.llama.logits(&hidden, &mut self.logits, &mut self.scratch.mm);
+                    self.logits.clone()
+                });
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    fn n_embd(&self) -> usize {
+        self.llama.config().n_embd
+    }
+
+    fn last_hidden(&self) -> &[f32] {
+        let d = self.n_embd();
+        let h = self.scratch.hidden();
+        &h[h.len() - d..]
+    }
+
+    /// Evaluates `ids` from position `kv.len`, in batches; the last batch's hidden states stay
+    /// in the scratch.
+    fn eval(&mut self, ids: &[u32]) -> Result<()> {
+        for batch in ids.chunks(PREFILL_BATCH) {
+            self.llama.forward(batch, &mut self.kv, &mut self.scratch)?;
+            self.cached.extend_from_slice(batch);
+        }
+        Ok(())
+    }
+
+    fn reset_and_eval(&mut self, ids: &[u32]) -> Result<()> {
+        if ids.is_empty() {
+            return Err(Error::InvalidRequest("no tokens to evaluate".into()));
+        }
+        self.kv.truncate(0);
+        self.cached.clear();
+        self.eval(ids)
+    }
+
+    fn generate(&mut self, g: Generate) -> Result<()> {
+        let Generate { prompt, sampler, max_tokens, stop, logprobs, model_name, chunks } = g;
+        // Reuse the longest cached prefix, but always evaluate at least the last prompt token:
+        // its logits pick the first new token.
+        let common = self.cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
+        let reuse = common.min(prompt.len() - 1);
+        self.kv.truncate(reuse);
+        self.cached.truncate(reuse);
+        self.eval(&prompt[reuse..])?;
+
+        let mut sampler = Sampler::new(sampler);
+        for &t in &prompt {
+            sampler.accept(t);
+        }
+        let mut decoder = self.tokenizer.stream_decoder(DecodeOptions { skip_special: true });
+        let mut stops = StopMatcher::new(&stop);
+        let limit = max_tokens.unwrap_or(usize::MAX);
+        let mut generated = 0usize;
+        let send = |chunk: ChatChunk| chunks.send(Ok(chunk)).is_ok();
+        let finish = loop {
+            if generated >= limit {
+                break FinishReason::Length;
+            }
+            let hidden = self.last_hidden().to_vec();
+            self.llama.logits(&hidden, &mut self.logits, &mut self.scratch.mm);
+            let raw = logprobs.map(|_| self.logits.clone());
+            let token = sampler.sample(&mut self.logits);
+            generated += 1;
+            if self.tokenizer.is_eog(token) {
+                break FinishReason::Stop;
+            }
+            sampler.accept(token);
+            let piece = decoder.push(token).map_err(|e| Error::Model(e.to_string()))?;
+            let mut chunk = match stops.push(&piece) {
+                StopScan::Emit(text) => ChatChunk::text(text),
+                StopScan::Stopped(text) => {
+                    if !text.is_empty() && !send(ChatChunk::text(text)) {
+                        return Ok(());
+                    }
+                    break FinishReason::Stop;
+                }
+            };
+            if let (Some(top), Some(mut raw)) = (logprobs, raw) {
+                chunk.logprobs.push(self.token_logprob(token, &mut raw, top));
+            }
+            if (!chunk.text.is_empty() || !chunk.logprobs.is_empty()) && !send(chunk) {
+                // The stream was dropped: stop generating.
+                return Ok(());
+            }
+            if self.kv.len >= self.kv.capacity {
+                break FinishReason::Length;
+            }
+            self.llama.forward(&[token], &mut self.kv, &mut self.scratch)?;
+            self.cached.push(token);
+        };
+        let mut tail = decoder.flush();
+        tail.push_str(&stops.finish());
+        let mut last = ChatChunk::finish(
+            finish,
+            Some(Usage {
+                prompt_tokens: prompt.len() as u32,
+                completion_tokens: generated as u32,
+                cached_prompt_tokens: Some(reuse as u32),
+            }),
+        );
+        last.text = tail;
+        last.model = Some(model_name);
+        send(last);
+        Ok(())
+    }
+
+    fn token_logprob(&self, token: u32, raw: &mut [f32], top: u8) -> TokenLogprob {
+        sampler::log_softmax(raw);
+        let text = |id: u32| {
+            self.tokenizer.token_to_piece(id).map(|p| String::from_utf8_lossy(&p).into_owned()).unwrap_or_default()
+        };
+        TokenLogprob {
+            token: text(token),
+            id: Some(token),
+            logprob: raw[token as usize],
+            top: sampler::top_n(raw, top as usize)
+                .into_iter()
+                .map(|(id, lp)| TopLogprob { token: text(id), id: Some(id), logprob: lp })
+                .collect(),
+        }
+    }
+
+    fn score(&mut self, ids: &[u32], from: usize) -> Result<Scored> {
+        if from == 0 || from >= ids.len() {
+            return Err(Error::InvalidRequest(format!(
+                "scoring needs at least one context token and one scored token; got {} tokens, scoring from {from}",
+                ids.len()
+            )));
+        }
+        self.kv.truncate(0);
+        self.cached.clear();
+        let d = self.n_embd();
+        let mut logprobs = Vec::with_capacity(ids.len() - from);
+        let mut greedy = Vec::with_capacity(ids.len() - from);
+        let mut start = 0;
+        // Evaluate everything but the last token; position p's logits score ids[p + 1].
+        let evaluated = &ids[..ids.len() - 1];
+        for batch in evaluated.chunks(PREFILL_BATCH) {
+            self.llama.forward(batch, &mut self.kv, &mut self.scratch)?;
+            self.cached.extend_from_slice(batch);
+            let first_needed = (from - 1).max(start);
+            let end = start + batch.len();
+            if first_needed < end {
+                let hidden = self.scratch.hidden()[(first_needed - start) * d..].to_vec();
+                self.llama.logits(&hidden, &mut self.logits, &mut self.scratch.mm);
+                let vocab = self.llama.config().n_vocab;
+                for (j, row) in self.logits.chunks_exact_mut(vocab).enumerate() {
+                    let target = ids[first_needed + j + 1];
+                    greedy.push(sampler::argmax(row) == target);
+                    sampler::log_softmax(row);
+                    logprobs.push(row[target as usize]);
+                }
+            }
+            start = end;
+        }
+        Ok(Scored { logprobs, greedy })
+    }
+
+    fn embed(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
+        self.kv.truncate(0);
+        self.cached.clear();
+        if ids.is_empty() {
+            return Err(Error::InvalidRequest("cannot embed an empty text".into()));
+        }
+        let d = self.n_embd();
+        let mut sum = vec![0.0f32; d];
+        for batch in ids.chunks(PREFILL_BATCH) {
+            self.llama.forward(batch, &mut self.kv, &mut self.scratch)?;
+            self.cached.extend_from_slice(batch);
+            for row in self.scratch.hidden().chunks_exact(d) {
+                sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+            }
+        }
+        let norm = sum.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            sum.iter_mut().for_each(|v| *v /= norm);
+        }
+        Ok(sum)
+    }
+}

@@ -1,0 +1,480 @@
+//! The llama architecture: Llama 2 and 3, Mistral, SmolLM, TinyLlama and their kin, all
+//! `general.architecture = llama` in GGUF.
+//!
+//! Token embedding (quantized), then per block: RMSNorm, attention with rotary position
+//! embeddings and grouped-query heads over a KV cache, a residual; RMSNorm, a SwiGLU
+//! feed-forward, a residual. A final RMSNorm, and the output head (tied to the embedding when
+//! the file has no `output.weight`).
+
+use std::sync::Arc;
+
+use any_core::{Error, Result};
+use half::f16;
+use rayon::prelude::*;
+
+use crate::local::gguf::{GgufFile, TensorInfo};
+use crate::local::matmul::{MatmulScratch, WeightView, matmul};
+
+/// The shape of a llama-family model, read from GGUF metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    /// Tokens in the vocabulary (rows of the embedding).
+    pub n_vocab: usize,
+    /// Width of the residual stream.
+    pub n_embd: usize,
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads (fewer than query heads under grouped-query attention).
+    pub n_head_kv: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Hidden width of the feed-forward.
+    pub n_ff: usize,
+    /// The context length the model was trained with.
+    pub n_ctx_train: usize,
+    /// RMSNorm epsilon.
+    pub rms_eps: f32,
+    /// RoPE base frequency.
+    pub rope_base: f32,
+    /// How many dimensions of each head RoPE rotates.
+    pub rope_dim: usize,
+    /// Position scale for linear RoPE scaling (1.0 when none).
+    pub rope_freq_scale: f32,
+}
+
+fn model_err(msg: impl Into<String>) -> Error {
+    Error::Model(msg.into())
+}
+
+impl LlamaConfig {
+    /// Reads the configuration from a GGUF file's metadata.
+    ///
+    /// # Errors
+    /// [`Error::Model`] naming a missing or ill-typed key, an architecture that is not of the
+    /// llama family, or a RoPE scaling this backend does not implement.
+    pub fn from_gguf(file: &GgufFile) -> Result<Self> {
+        let md = file.metadata();
+        let e = |err: crate::local::gguf::GgufError| model_err(err.to_string());
+        let arch = md.get_str("general.architecture").map_err(e)?;
+        if arch != "llama" {
+            return Err(model_err(format!(
+                "unsupported architecture `{arch}`: this backend runs the llama family \
+                 (Llama 2/3, Mistral, SmolLM, TinyLlama: `general.architecture = llama`)"
+            )));
+        }
+        let key = |k: &str| format!("{arch}.{k}");
+        let get = |k: &str| md.get_u32(&key(k)).map(|v| v as usize).map_err(e);
+        let n_embd = get("embedding_length")?;
+        let n_head = get("attention.head_count")?;
+        if n_head == 0 || n_embd % n_head != 0 {
+            return Err(model_err(format!(
+                "{arch}.embedding_length {n_embd} is not a multiple of attention.head_count {n_head}"
+            )));
+        }
+        let n_head_kv = md.get_opt_u32(&key("attention.head_count_kv")).map_err(e)?.map_or(n_head, |v| v as usize);
+        if n_head_kv == 0 || n_head % n_head_kv != 0 {
+            return Err(model_err(format!(
+                "attention.head_count {n_head} is not a multiple of attention.head_count_kv {n_head_kv}"
+            )));
+        }
+        let head_dim = md.get_opt_u32(&key("attention.key_length")).map_err(e)?.map_or(n_embd / n_head, |v| v as usize);
+        let rope_dim = md.get_opt_u32(&key("rope.dimension_count")).map_err(e)?.map_or(head_dim, |v| v as usize);
+        if rope_dim > head_dim || rope_dim % 2 != 0 {
+            return Err(model_err(format!("rope.dimension_count {rope_dim} does not fit head width {head_dim}")));
+        }
+        let n_vocab = match md.get_opt_u32(&key("vocab_size")).map_err(e)? {
+            Some(v) => v as usize,
+            None => md.get_str_array("tokenizer.ggml.tokens").map_err(e)?.len(),
+        };
+        let scaling = md.get_opt_str(&key("rope.scaling.type")).map_err(e)?;
+        let factor = md.get_opt_f32(&key("rope.scaling.factor")).map_err(e)?;
+        let rope_freq_scale = match (scaling, factor) {
+            (None | Some("none"), _) | (_, None) => 1.0,
+            (Some("linear"), Some(f)) if f > 0.0 => 1.0 / f,
+            (Some(other), _) => {
+                return Err(model_err(format!(
+                    "RoPE scaling `{other}` is not implemented (linear and llama3 frequency factors are)"
+                )));
+            }
+        };
+        Ok(LlamaConfig {
+            n_vocab,
+            n_embd,
+            n_layer: get("block_count")?,
+            n_head,
+            n_head_kv,
+            head_dim,
+            n_ff: get("feed_forward_length")?,
+            n_ctx_train: get("context_length")?,
+            rms_eps: md.get_opt_f32(&key("attention.layer_norm_rms_epsilon")).map_err(e)?.unwrap_or(1e-5),
+            rope_base: md.get_opt_f32(&key("rope.freq_base")).map_err(e)?.unwrap_or(10_000.0),
+            rope_dim,
+            rope_freq_scale,
+        })
+    }
+
+    fn q_dim(&self) -> usize {
+        self.n_head * self.head_dim
+    }
+
+    fn kv_dim(&self) -> usize {
+        self.n_head_kv * self.head_dim
+    }
+}
+
+#[derive(Debug)]
+struct Block {
+    attn_norm: Vec<f32>,
+    wq: TensorInfo,
+    wk: TensorInfo,
+    wv: TensorInfo,
+    wo: TensorInfo,
+    ffn_norm: Vec<f32>,
+    w_gate: TensorInfo,
+    w_up: TensorInfo,
+    w_down: TensorInfo,
+}
+
+/// A loaded llama-family model: its configuration and weights, which stay in the
+/// memory-mapped file.
+#[derive(Debug)]
+pub struct Llama {
+    cfg: LlamaConfig,
+    file: Arc<GgufFile>,
+    tok_embd: TensorInfo,
+    blocks: Vec<Block>,
+    output_norm: Vec<f32>,
+    output: TensorInfo,
+    rope_factors: Option<Vec<f32>>,
+}
+
+/// Weight types the backend can multiply by.
+fn check_matmul_type(t: &TensorInfo) -> Result<()> {
+    match t.ty.vec_dot_type() {
+        Some(_) => Ok(()),
+        None => Err(model_err(format!(
+            "GGUF tensor {}: type {} cannot be used as a weight by this backend",
+            t.name,
+            t.ty.name()
+        ))),
+    }
+}
+
+impl Llama {
+    /// Loads a llama-family model from an open GGUF file.
+    ///
+    /// # Errors
+    /// [`Error::Model`] naming a missing tensor, a tensor of the wrong shape (expected and
+    /// found), or a weight type the backend cannot use.
+    pub fn load(file: Arc<GgufFile>) -> Result<Self> {
+        let cfg = LlamaConfig::from_gguf(&file)?;
+        let tensor = |name: &str, dims: &[usize]| -> Result<TensorInfo> {
+            let t = file
+                .tensor(name)
+                .ok_or_else(|| model_err(format!("GGUF tensor {name} is missing")))?;
+            let found: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
+            if found != dims {
+                return Err(model_err(format!(
+                    "GGUF tensor {name}: expected shape {dims:?}, found {found:?}"
+                )));
+            }
+            Ok(t.clone())
+        };
+        let weight = |name: &str, cols: usize, rows: usize| -> Result<TensorInfo> {
+            let t = tensor(name, &[cols, rows])?;
+            check_matmul_type(&t)?;
+            Ok(t)
+        };
+        let vector = |name: &str, n: usize| -> Result<Vec<f32>> {
+            let t = tensor(name, &[n])?;
+            let mut out = vec![0.0; n];
+            crate::local::quant::dequantize_row(t.ty, file.tensor_data(&t), &mut out)
+                .map_err(|e| model_err(format!("GGUF tensor {name}: {e}")))?;
+            Ok(out)
+        };
+        let (d, q, kv, ff) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.n_ff);
+        let tok_embd = weight("token_embd.weight", d, cfg.n_vocab)?;
+        let mut blocks = Vec::with_capacity(cfg.n_layer);
+        for i in 0..cfg.n_layer {
+            let n = |s: &str| format!("blk.{i}.{s}.weight");
+            blocks.push(Block {
+                attn_norm: vector(&n("attn_norm"), d)?,
+                wq: weight(&n("attn_q"), d, q)?,
+                wk: weight(&n("attn_k"), d, kv)?,
+                wv: weight(&n("attn_v"), d, kv)?,
+                wo: weight(&n("attn_output"), q, d)?,
+                ffn_norm: vector(&n("ffn_norm"), d)?,
+                w_gate: weight(&n("ffn_gate"), d, ff)?,
+                w_up: weight(&n("ffn_up"), d, ff)?,
+                w_down: weight(&n("ffn_down"), ff, d)?,
+            });
+        }
+        let output_norm = vector("output_norm.weight", d)?;
+        let output = match file.tensor("output.weight") {
+            Some(_) => weight("output.weight", d, cfg.n_vocab)?,
+            None => tok_embd.clone(),
+        };
+        let rope_factors = match file.tensor("rope_freqs.weight") {
+            Some(_) => Some(vector("rope_freqs.weight", cfg.rope_dim / 2)?),
+            None => None,
+        };
+        Ok(Llama { cfg, file, tok_embd, blocks, output_norm, output, rope_factors })
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    fn view(&self, t: &TensorInfo) -> WeightView<'_> {
+        let dims = &t.dims;
+        WeightView { ty: t.ty, cols: dims[0] as usize, rows: dims[1] as usize, data: self.file.tensor_data(t) }
+    }
+
+    /// Runs `tokens` at positions `kv.len()..`, appending their keys and values to `kv`, and
+    /// leaves the final (normalised) hidden state of every token in `s.hidden()`.
+    pub(crate) fn forward(&self, tokens: &[u32], kv: &mut KvCache, s: &mut Scratch) -> Result<()> {
+        let cfg = &self.cfg;
+        let n = tokens.len();
+        let pos0 = kv.len;
+        if pos0 + n > kv.capacity {
+            return Err(Error::ContextLengthExceeded {
+                message: format!(
+                    "{} tokens do not fit the context window of {} tokens",
+                    pos0 + n,
+                    kv.capacity
+                ),
+                requested: Some(pos0 + n),
+                limit: Some(kv.capacity),
+            });
+        }
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= cfg.n_vocab) {
+            return Err(Error::InvalidRequest(format!(
+                "token id {bad} is outside the vocabulary of {} tokens",
+                cfg.n_vocab
+            )));
+        }
+        let (d, qd, kvd, ff) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.n_ff);
+        s.resize(n, cfg);
+        let embd = self.view(&self.tok_embd);
+        for (t, &tok) in tokens.iter().enumerate() {
+            embd.dequantize_row(tok as usize, &mut s.x[t * d..(t + 1) * d]);
+        }
+        for (l, b) in self.blocks.iter().enumerate() {
+            rms_norm_rows(&s.x, &b.attn_norm, cfg.rms_eps, &mut s.xn);
+            matmul(self.view(&b.wq), &s.xn, n, &mut s.q[..n * qd], &mut s.mm);
+            matmul(self.view(&b.wk), &s.xn, n, &mut s.k[..n * kvd], &mut s.mm);
+            matmul(self.view(&b.wv), &s.xn, n, &mut s.v[..n * kvd], &mut s.mm);
+            for t in 0..n {
+                let pos = pos0 + t;
+                self.rope(&mut s.q[t * qd..(t + 1) * qd], pos);
+                self.rope(&mut s.k[t * kvd..(t + 1) * kvd], pos);
+            }
+            kv.store(l, pos0, &s.k[..n * kvd], &s.v[..n * kvd], cfg);
+            attention(cfg, kv, l, pos0, n, &s.q[..n * qd], &mut s.attn[..n * qd]);
+            matmul(self.view(&b.wo), &s.attn, n, &mut s.xn, &mut s.mm);
+            add_in_place(&mut s.x, &s.xn);
+            rms_norm_rows(&s.x, &b.ffn_norm, cfg.rms_eps, &mut s.xn);
+            matmul(self.view(&b.w_gate), &s.xn, n, &mut s.gate[..n * ff], &mut s.mm);
+            matmul(self.view(&b.w_up), &s.xn, n, &mut s.up[..n * ff], &mut s.mm);
+            for (g, u) in s.gate.iter_mut().zip(&s.up) {
+                *g = silu(*g) * u;
+            }
+            matmul(self.view(&b.w_down), &s.gate, n, &mut s.xn, &mut s.mm);
+            add_in_place(&mut s.x, &s.xn);
+        }
+        kv.len = pos0 + n;
+        rms_norm_rows(&s.x, &self.output_norm, cfg.rms_eps, &mut s.xn);
+        Ok(())
+    }
+
+    /// Logits of the output head for `hidden` (rows of `n_embd` values).
+    pub(crate) fn logits(&self, hidden: &[f32], out: &mut Vec<f32>, mm: &mut MatmulScratch) {
+        let n = hidden.len() / self.cfg.n_embd;
+        out.resize(n * self.cfg.n_vocab, 0.0);
+        matmul(self.view(&self.output), hidden, n, out, mm);
+    }
+
+    /// Rotates adjacent pairs of each head's first `rope_dim` values by the position angle
+    /// (the "normal" RoPE of llama; GGUF conversion has already permuted Q and K for it).
+    fn rope(&self, x: &mut [f32], pos: usize) {
+        let cfg = &self.cfg;
+        let theta_scale = cfg.rope_base.powf(-2.0 / cfg.rope_dim as f32);
+        for head in x.chunks_exact_mut(cfg.head_dim) {
+            let mut theta = pos as f32 * cfg.rope_freq_scale;
+            for i in 0..cfg.rope_dim / 2 {
+                let t = match &self.rope_factors {
+                    Some(f) => theta / f[i],
+                    None => theta,
+                };
+                let (sin, cos) = t.sin_cos();
+                let (a, b) = (head[2 * i], head[2 * i + 1]);
+                head[2 * i] = a * cos - b * sin;
+                head[2 * i + 1] = a * sin + b * cos;
+                theta *= theta_scale;
+            }
+        }
+    }
+}
+
+fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+fn add_in_place(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let d = weight.len();
+    for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        let sum: f64 = xr.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        let scale = 1.0 / ((sum / d as f64) as f32 + eps).sqrt();
+        for ((o, &v), &w) in or.iter_mut().zip(xr).zip(weight) {
+            *o = v * scale * w;
+        }
+    }
+}
+
+/// Causal grouped-query attention of `n` new tokens (at `pos0..`) over the cache.
+///
+/// Keys and values are held as f16, and queries and probabilities are rounded to f16 before
+/// their dot products, as llama.cpp's default (f16) KV cache does.
+fn attention(cfg: &LlamaConfig, kv: &KvCache, layer: usize, pos0: usize, n: usize, q: &[f32], out: &mut [f32]) {
+    let hd = cfg.head_dim;
+    let group = cfg.n_head / cfg.n_head_kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let work = |(idx, o): (usize, &mut [f32])| {
+        let (t, h) = (idx / cfg.n_head, idx % cfg.n_head);
+        let g = h / group;
+        let qh: Vec<f32> = q[idx * hd..(idx + 1) * hd].iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+        let len = pos0 + t + 1;
+        let keys = kv.keys(layer, g, len);
+        let values = kv.values(layer, g, len);
+        let mut scores: Vec<f32> = keys
+            .chunks_exact(hd)
+            .map(|k| {
+                let dot: f32 = k.iter().zip(&qh).map(|(&kb, &qv)| f16::from_bits(kb).to_f32() * qv).sum();
+                dot * scale
+            })
+            .collect();
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f64;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            sum += f64::from(*s);
+        }
+        let inv = (1.0 / sum) as f32;
+        o.fill(0.0);
+        for (p, vrow) in scores.iter().zip(values.chunks_exact(hd)) {
+            let p = f16::from_f32(p * inv).to_f32();
+            for (acc, &vb) in o.iter_mut().zip(vrow) {
+                *acc += p * f16::from_bits(vb).to_f32();
+            }
+        }
+    };
+    if n > 1 {
+        out.par_chunks_mut(hd).enumerate().for_each(work);
+    } else {
+        out.chunks_mut(hd).enumerate().for_each(work);
+    }
+}
+
+/// Keys and values of every position so far, per layer and key/value head, each head's
+/// positions contiguous so attention streams through them.
+#[derive(Debug)]
+pub(crate) struct KvCache {
+    /// `[layer][kv_head][position][head_dim]` as f16 bits.
+    k: Vec<Vec<u16>>,
+    v: Vec<Vec<u16>>,
+    head_dim: usize,
+    /// Positions filled.
+    pub(crate) len: usize,
+    /// Positions the cache holds (the context window).
+    pub(crate) capacity: usize,
+}
+
+impl KvCache {
+    /// A cache for `capacity` positions. Pages are touched only as positions fill.
+    pub(crate) fn new(cfg: &LlamaConfig, capacity: usize) -> Self {
+        let per_layer = cfg.n_head_kv * capacity * cfg.head_dim;
+        KvCache {
+            k: (0..cfg.n_layer).map(|_| vec![0u16; per_layer]).collect(),
+            v: (0..cfg.n_layer).map(|_| vec![0u16; per_layer]).collect(),
+            head_dim: cfg.head_dim,
+            len: 0,
+            capacity,
+        }
+    }
+
+    /// Forgets every position from `len` on.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    fn store(&mut self, layer: usize, pos0: usize, k: &[f32], v: &[f32], cfg: &LlamaConfig) {
+        let hd = self.head_dim;
+        let kvd = cfg.kv_dim();
+        for (t, (kr, vr)) in k.chunks_exact(kvd).zip(v.chunks_exact(kvd)).enumerate() {
+            for g in 0..cfg.n_head_kv {
+                let at = (g * self.capacity + pos0 + t) * hd;
+                for i in 0..hd {
+                    self.k[layer][at + i] = f16::from_f32(kr[g * hd + i]).to_bits();
+                    self.v[layer][at + i] = f16::from_f32(vr[g * hd + i]).to_bits();
+                }
+            }
+        }
+    }
+
+    fn keys(&self, layer: usize, head: usize, len: usize) -> &[u16] {
+        let at = head * self.capacity * self.head_dim;
+        &self.k[layer][at..at + len * self.head_dim]
+    }
+
+    fn values(&self, layer: usize, head: usize, len: usize) -> &[u16] {
+        let at = head * self.capacity * self.head_dim;
+        &self.v[layer][at..at + len * self.head_dim]
+    }
+}
+
+/// Buffers of one forward pass, reused across calls.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    pub(crate) mm: MatmulScratch,
+}
+
+impl Scratch {
+    fn resize(&mut self, n: usize, cfg: &LlamaConfig) {
+        self.x.resize(n * cfg.n_embd, 0.0);
+        self.xn.resize(n * cfg.n_embd, 0.0);
+        self.q.resize(n * cfg.q_dim(), 0.0);
+        self.k.resize(n * cfg.kv_dim(), 0.0);
+        self.v.resize(n * cfg.kv_dim(), 0.0);
+        self.attn.resize(n * cfg.q_dim(), 0.0);
+        self.gate.resize(n * cfg.n_ff, 0.0);
+        self.up.resize(n * cfg.n_ff, 0.0);
+        // Shrink views to exactly n rows so whole-buffer loops see only this batch.
+        self.x.truncate(n * cfg.n_embd);
+        self.xn.truncate(n * cfg.n_embd);
+        self.attn.truncate(n * cfg.q_dim());
+        self.gate.truncate(n * cfg.n_ff);
+        self.up.truncate(n * cfg.n_ff);
+    }
+
+    /// The final normalised hidden states of the last forward pass, `n_embd` per token.
+    pub(crate) fn hidden(&self) -> &[f32] {
+        &self.xn
+    }
+}
