@@ -7,7 +7,12 @@
 //!
 //! The [`local`] module is the reference backend: it reads quantized GGUF files and runs them on
 //! the CPU with its own kernels — no C/C++ toolchain, no key, no network.
-#![warn(missing_docs, missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
 #![deny(unsafe_code)]
 
 pub mod local;

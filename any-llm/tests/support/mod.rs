@@ -10,10 +10,12 @@ pub fn default_model_path() -> PathBuf {
     if let Some(p) = std::env::var_os("ANY_MODEL") {
         return PathBuf::from(p);
     }
-    let home = std::env::var_os("ANY_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        let h = std::env::var_os("HOME").expect("HOME is set");
-        PathBuf::from(h).join(".cache/any-suite/models")
-    });
+    let home = std::env::var_os("ANY_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let h = std::env::var_os("HOME").expect("HOME is set");
+            PathBuf::from(h).join(".cache/any-suite/models")
+        });
     let path = home.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(
         path.exists(),
