@@ -4,6 +4,7 @@
 
 mod support;
 
+use any_llm::local::gguf::GgufFile;
 use any_llm::local::tokenizer::{
     DecodeOptions, EncodeOptions, PreTokenizer, TokenType, Tokenizer, TokenizerConfig,
     TokenizerError,
@@ -127,4 +128,131 @@ fn out_of_range_ids_are_errors_not_panics() {
     };
     let err = Tokenizer::new(config).expect_err("bos past the vocabulary");
     assert!(err.to_string().contains("bos token id 7"), "{err}");
+}
+
+/// The default model's tokenizer, built once for all tests.
+fn smollm() -> &'static Tokenizer {
+    static TOKENIZER: std::sync::OnceLock<Tokenizer> = std::sync::OnceLock::new();
+    TOKENIZER.get_or_init(|| {
+        let file = GgufFile::open(support::default_model_path()).expect("default model opens");
+        Tokenizer::from_gguf(&file).expect("default model's tokenizer builds")
+    })
+}
+
+fn reference(name: &str) -> Value {
+    let path = support::reference_dir().join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("reference is JSON")
+}
+
+const RENDERED: EncodeOptions = EncodeOptions {
+    add_special: false,
+    parse_special: true,
+};
+
+#[test]
+fn smollm_tokenizes_every_reference_text_as_llama_cpp_does() {
+    let tok = smollm();
+    assert_eq!(tok.pre_tokenizer(), Some(PreTokenizer::Smollm));
+    let r = reference("smollm2-q4_1.llamacpp.json");
+    let cases = r["tokenize"].as_array().expect("tokenize cases");
+    assert!(!cases.is_empty());
+    for case in cases {
+        let text = case["text"].as_str().expect("text");
+        let got = tok.encode(text, RENDERED);
+        assert_eq!(got, ids(&case["ids"]), "{text:?}");
+        assert_eq!(
+            tok.decode(&got).expect("decodes"),
+            text,
+            "round trip of {text:?}"
+        );
+    }
+    for prompt in r["prompts"].as_array().expect("prompts") {
+        let text = prompt["prompt"].as_str().expect("prompt");
+        assert_eq!(tok.encode(text, RENDERED), ids(&prompt["ids"]), "{text:?}");
+    }
+}
+
+#[test]
+fn smollm_encodes_the_gpl_to_the_perplexity_reference_token_count() {
+    let tok = smollm();
+    let gpl = std::fs::read_to_string(support::reference_dir().join("gpl-3.txt")).expect("gpl");
+    let results = reference("smollm2-q4_1.perplexity.json")["results"].clone();
+    let want = results[0]["tokens_total"].as_u64().expect("tokens_total") as usize;
+    assert_eq!(want, 7639);
+    let ids = tok.encode(&gpl, RENDERED);
+    assert_eq!(ids.len(), want);
+    assert_eq!(tok.decode(&ids).expect("decodes"), gpl);
+}
+
+#[test]
+fn smollm_special_tokens_and_end_of_generation() {
+    let tok = smollm();
+    assert_eq!(tok.vocab_size(), 49152);
+    assert_eq!(
+        (tok.bos_id(), tok.eos_id(), tok.eot_id()),
+        (Some(1), Some(2), Some(2))
+    );
+    assert!(!tok.add_bos(), "the file says add_bos_token = false");
+    assert!(
+        tok.is_eog(2) && tok.is_eog(0),
+        "<|im_end|> and <|endoftext|> end generation"
+    );
+    assert!(!tok.is_eog(1), "<|im_start|> does not");
+    assert_eq!(tok.token_type(1), Some(TokenType::Control));
+    assert_eq!(
+        tok.token_to_piece(1).expect("in range").as_ref(),
+        b"<|im_start|>"
+    );
+}
+
+#[test]
+fn control_tokens_in_user_text_stay_text_unless_asked() {
+    let tok = smollm();
+    let text = "<|im_start|>user";
+    let plain = tok.encode(
+        text,
+        EncodeOptions {
+            add_special: false,
+            parse_special: false,
+        },
+    );
+    assert!(!plain.contains(&1), "{plain:?}");
+    assert_eq!(tok.decode(&plain).expect("decodes"), text);
+    assert_eq!(tok.encode(text, RENDERED)[0], 1);
+}
+
+#[test]
+fn stream_decoder_never_emits_a_broken_char() {
+    let tok = smollm();
+    let text = "emoji 😀 ok 日本語のテキスト — déjà vu";
+    let ids = tok.encode(text, RENDERED);
+    let mut decoder = tok.stream_decoder(DecodeOptions::default());
+    let mut out = String::new();
+    let mut held_back = false;
+    for &id in &ids {
+        let chunk = decoder.push(id).expect("in range");
+        assert!(
+            !chunk.contains('\u{fffd}'),
+            "broken char emitted after {id}"
+        );
+        held_back |= chunk.is_empty();
+        out.push_str(&chunk);
+    }
+    out.push_str(&decoder.flush());
+    assert!(held_back, "some char spans tokens in this text");
+    assert_eq!(out, text);
+}
+
+#[test]
+fn stream_decoder_skips_special_tokens_when_asked() {
+    let tok = smollm();
+    let ids = tok.encode("<|im_start|>assistant\nHi!<|im_end|>", RENDERED);
+    let mut decoder = tok.stream_decoder(DecodeOptions { skip_special: true });
+    let mut out = String::new();
+    for &id in &ids {
+        out.push_str(&decoder.push(id).expect("in range"));
+    }
+    out.push_str(&decoder.flush());
+    assert_eq!(out, "assistant\nHi!");
 }

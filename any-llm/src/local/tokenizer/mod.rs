@@ -29,6 +29,7 @@
 mod bpe;
 mod decode;
 mod error;
+mod gguf;
 mod pretokenize;
 mod special;
 mod spm;
