@@ -18,14 +18,9 @@ pub enum TokenizerError {
          (or an alias of one of them)"
     )]
     UnknownPreTokenizer(String),
-    /// A metadata key the tokenizer needs is absent or has the wrong type.
-    #[error("GGUF metadata {key}: {problem}")]
-    Metadata {
-        /// The key, e.g. `tokenizer.ggml.tokens`.
-        key: &'static str,
-        /// What was wrong with it.
-        problem: String,
-    },
+    /// A metadata key the tokenizer needs is missing or has the wrong type.
+    #[error(transparent)]
+    Gguf(#[from] crate::local::gguf::GgufError),
     /// A per-token array does not have one entry per token.
     #[error("{what} has {found} entries, expected one per token ({expected})")]
     LengthMismatch {

@@ -29,6 +29,7 @@
 mod bpe;
 mod decode;
 mod error;
+mod gguf;
 mod pretokenize;
 mod special;
 mod spm;
@@ -355,14 +356,19 @@ impl Tokenizer {
             }
             Model::Spm => {
                 // As llama.cpp: a space goes before the text at the start and after each
-                // special token.
+                // control token.
                 let mut after_special = true;
                 let mut buf = String::new();
                 for fragment in fragments {
                     match fragment {
                         Fragment::Token(id) => {
                             out.push(id);
-                            after_special = true;
+                            // User-defined tokens are part of the text to SentencePiece,
+                            // which adds its one dummy prefix to the whole input.
+                            after_special = matches!(
+                                inner.vocab.token_type(id),
+                                TokenType::Control | TokenType::Unknown
+                            );
                         }
                         Fragment::Text(t) => {
                             buf.clear();
