@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""Writes quant_vectors.json: reference data for any-llm's block formats (tests/quant.rs).
+
+Run from anywhere:  python3 -m pip install gguf numpy && python3 make_quant_vectors.py
+(optionally with llama-cpp-python installed, which adds llama.cpp's own vec_dot results
+and cross-checks the Q8_1/Q8_K activation quantizers below against ggml's).
+
+The data is deterministic (fixed seed). For every supported ggml type it holds:
+
+* `weight`: a few blocks of quantized bytes. For types the `gguf` package can quantize
+  (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, BF16, F16, F32) they come from its quantizer applied to
+  `weight_source` (so our quantize_row must reproduce them byte for byte); for the K-quants
+  they are random bytes with sane f16 scales (some negative).
+* `weight_dequant`: the `gguf` package's dequantization of `weight` (f32, little-endian hex).
+  Q8_1 and Q8_K are activation-only formats that `gguf` does not implement; for them the
+  bytes and values come from the numpy reference quantizers in this script, written from
+  ggml's `quantize_row_q8_1_ref` / `quantize_row_q8_K_ref` rounding rules.
+* `act_source`, `act_type`, `act`, `act_dequant`: a random activation row and its
+  quantization into the paired format (gguf for Q8_0/BF16, numpy astype for F16, this
+  script for Q8_1/Q8_K).
+* `dot`: the float64 dot product of the dequantized weight and activation, written so that
+  it equals llama.cpp's integer formula up to rounding (for the Q8_1 pairing the minimum
+  term uses the stored `s`, as llama.cpp does), and `norm` = sum |w_i * a_i| to scale the
+  tolerance; tests accept |ours - dot| <= 1e-5 * norm.
+* `dot_llama` (only when llama-cpp-python is importable): llama.cpp's own CPU vec_dot.
+"""
+
+import ctypes
+import json
+import os
+import sys
+
+import numpy as np
+from gguf import GGMLQuantizationType as T
+from gguf import quants
+
+SEED = 20251129
+QK_K = 256
+
+TYPES = [
+    # (type, values per row, act type)
+    ("F32", 64, "F32"),
+    ("F16", 64, "F16"),
+    ("BF16", 64, "BF16"),
+    ("Q4_0", 128, "Q8_0"),
+    ("Q4_1", 128, "Q8_1"),
+    ("Q5_0", 128, "Q8_0"),
+    ("Q5_1", 128, "Q8_1"),
+    ("Q8_0", 128, "Q8_0"),
+    ("Q8_1", 128, "Q8_1"),
+    ("Q2_K", 512, "Q8_K"),
+    ("Q3_K", 512, "Q8_K"),
+    ("Q4_K", 512, "Q8_K"),
+    ("Q5_K", 512, "Q8_K"),
+    ("Q6_K", 512, "Q8_K"),
+    ("Q8_K", 512, "Q8_K"),
+]
+
+GGUF_QUANTIZES = {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "BF16"}
+
+# Byte offsets of the f16 scale fields inside each K block, and block sizes.
+K_LAYOUT = {
+    "Q2_K": (84, [80, 82]),
+    "Q3_K": (110, [108]),
+    "Q4_K": (144, [0, 2]),
+    "Q5_K": (176, [0, 2]),
+    "Q6_K": (210, [208]),
+}
+
+
+def hexf32(a):
+    return np.asarray(a, dtype="<f4").tobytes().hex()
+
+
+def round_away(v):
+    """C roundf on float32: ties away from zero, computed exactly."""
+    a = np.abs(v)
+    f = np.floor(a)
+    r = f + (a - f >= np.float32(0.5)).astype(np.float32)
+    return np.sign(v) * r
+
+
+def q8_1_quantize(x):
+    out = bytearray()
+    for blk in x.reshape(-1, 32).astype(np.float32):
+        amax = np.max(np.abs(blk))
+        d = np.float32(amax / np.float32(127))
+        idd = np.float32(1) / d if d != 0 else np.float32(0)
+        q = round_away(blk * idd).astype(np.int8)
+        s = np.float32(np.float32(int(q.astype(np.int32).sum())) * d)
+        out += np.float16(d).tobytes() + np.float16(s).tobytes() + q.tobytes()
+    return bytes(out)
+
+
+def q8_1_dequantize(b):
+    blocks = np.frombuffer(b, dtype=np.uint8).reshape(-1, 36)
+    d = blocks[:, 0:2].copy().view(np.float16).astype(np.float32)
+    q = blocks[:, 4:].copy().view(np.int8).astype(np.float32)
+    return (q * d).reshape(-1)
+
+
+def q8_k_quantize(x):
+    out = bytearray()
+    for blk in x.reshape(-1, QK_K).astype(np.float32):
+        i = int(np.argmax(np.abs(blk)))  # first index on ties, as ggml's strict '>'
+        amax, mx = np.abs(blk[i]), blk[i]
+        if amax == 0:
+            out += np.float32(0).tobytes() + bytes(QK_K) + bytes(32)
+            continue
+        iscale = np.float32(np.float32(-127) / mx)
+        q = np.minimum(np.rint(np.float32(iscale) * blk), 127).astype(np.int8)
+        bsums = q.astype(np.int16).reshape(16, 16).sum(axis=1).astype("<i2")
+        d = np.float32(np.float32(1) / iscale)
+        out += d.tobytes() + q.tobytes() + bsums.tobytes()
+    return bytes(out)
+
+
+def q8_k_dequantize(b):
+    blocks = np.frombuffer(b, dtype=np.uint8).reshape(-1, 292)
+    d = blocks[:, 0:4].copy().view("<f4")
+    q = blocks[:, 4:260].copy().view(np.int8).astype(np.float32)
+    return (q * d).reshape(-1)
+
+
+def quantize(name, x):
+    x = np.asarray(x, dtype=np.float32)
+    if name == "F32":
+        return x.astype("<f4").tobytes()
+    if name == "F16":
+        return x.astype("<f2").tobytes()
+    if name == "Q8_1":
+        return q8_1_quantize(x)
+    if name == "Q8_K":
+        return q8_k_quantize(x)
+    return quants.quantize(x.reshape(1, -1), T[name]).tobytes()
+
+
+def dequantize(name, b, n):
+    if name == "Q8_1":
+        return q8_1_dequantize(b)
+    if name == "Q8_K":
+        return q8_k_dequantize(b)
+    raw = np.frombuffer(b, dtype=np.uint8)
+    if name == "F32":
+        return raw.view("<f4").astype(np.float32)
+    if name == "F16":
+        return raw.view("<f2").astype(np.float32)
+    return quants.dequantize(raw.reshape(1, -1), T[name]).reshape(-1).astype(np.float32)
+
+
+def random_k_blocks(rng, name, n):
+    size, scale_fields = K_LAYOUT[name]
+    blocks = bytearray(rng.integers(0, 256, size * (n // QK_K), dtype=np.uint8).tobytes())
+    for b in range(n // QK_K):
+        for f in scale_fields:
+            v = np.float16(rng.uniform(-0.05, 0.05))
+            blocks[b * size + f : b * size + f + 2] = v.tobytes()
+    return bytes(blocks)
+
+
+def with_ties(name, x):
+    """Plants values whose rounding is a tie, so the tie rule is tested, not assumed."""
+    x = x.copy()
+    if name in ("Q8_0", "Q8_1", "Q8_K"):
+        # With 127 the block extreme, the scale is exactly 1 (Q8_K: -1), so these land on
+        # .5 after scaling: ggml rounds Q8_0/Q8_1 ties away from zero, Q8_K ties to even.
+        x[:6] = [127.0, 2.5, -3.5, 0.5, -0.5, 1.5]
+    elif name == "F16":
+        x[:3] = [1 + 2.0**-11, 1 + 3 * 2.0**-11, -(1 + 2.0**-11)]
+    elif name == "BF16":
+        x[:3] = np.array([0x3F808000, 0x3F818000, 0xBF808000], dtype=np.uint32).view(np.float32)
+    return x
+
+
+def reference_dot(wname, aname, w_bytes, w_deq, a_bytes, a_deq):
+    w = w_deq.astype(np.float64)
+    a = a_deq.astype(np.float64)
+    norm = float(np.sum(np.abs(w * a)))
+    if aname == "Q8_1" and wname in ("Q4_1", "Q5_1"):
+        # llama.cpp: sum_blocks d_w d_a sum(q_w q_a) + m_w * s_a, with s_a as stored.
+        bw = {"Q4_1": 20, "Q5_1": 24}[wname]
+        wb = np.frombuffer(w_bytes, dtype=np.uint8).reshape(-1, bw)
+        ab = np.frombuffer(a_bytes, dtype=np.uint8).reshape(-1, 36)
+        m = wb[:, 2:4].copy().view(np.float16).astype(np.float64).reshape(-1)
+        s = ab[:, 2:4].copy().view(np.float16).astype(np.float64).reshape(-1)
+        body = (w.reshape(-1, 32) - m[:, None]) * a.reshape(-1, 32)
+        return float(body.sum() + (m * s).sum()), norm
+    return float(np.dot(w, a)), norm
+
+
+def llama_cpp_hooks():
+    """llama.cpp's own quantizers and vec_dot through ctypes, or None."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return None
+    libdir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+    base = cpu = None
+    for f in os.listdir(libdir):
+        if f.startswith("libggml-base"):
+            base = ctypes.CDLL(os.path.join(libdir, f), mode=ctypes.RTLD_GLOBAL)
+    for f in os.listdir(libdir):
+        if f.startswith("libggml-cpu"):
+            cpu = ctypes.CDLL(os.path.join(libdir, f), mode=ctypes.RTLD_GLOBAL)
+    if base is None or cpu is None:
+        return None
+
+    to_float = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+    from_float = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+
+    class Traits(ctypes.Structure):
+        _fields_ = [
+            ("type_name", ctypes.c_char_p),
+            ("blck_size", ctypes.c_int64),
+            ("blck_size_interleave", ctypes.c_int64),
+            ("type_size", ctypes.c_size_t),
+            ("is_quantized", ctypes.c_bool),
+            ("to_float", to_float),
+            ("from_float_ref", from_float),
+        ]
+
+    vec_dot_t = ctypes.CFUNCTYPE(
+        None, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
+        ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
+    )
+
+    class CpuTraits(ctypes.Structure):
+        _fields_ = [
+            ("from_float", from_float),
+            ("vec_dot", vec_dot_t),
+            ("vec_dot_type", ctypes.c_int),
+            ("nrows", ctypes.c_int64),
+        ]
+
+    base.ggml_get_type_traits.restype = ctypes.POINTER(Traits)
+    base.ggml_get_type_traits.argtypes = [ctypes.c_int]
+    cpu.ggml_get_type_traits_cpu.restype = ctypes.POINTER(CpuTraits)
+    cpu.ggml_get_type_traits_cpu.argtypes = [ctypes.c_int]
+    if hasattr(cpu, "ggml_cpu_init"):
+        cpu.ggml_cpu_init()
+
+    def ref_quantize(name, x):
+        t = base.ggml_get_type_traits(int(T[name])).contents
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        out = ctypes.create_string_buffer(len(x) // t.blck_size * t.type_size)
+        t.from_float_ref(x.ctypes.data, ctypes.addressof(out), len(x))
+        return out.raw
+
+    def vec_dot(name, w, a, n):
+        t = cpu.ggml_get_type_traits_cpu(int(T[name])).contents
+        res = ctypes.c_float(0)
+        wb = ctypes.create_string_buffer(w, len(w))
+        ab = ctypes.create_string_buffer(a, len(a))
+        t.vec_dot(n, ctypes.addressof(res), 0, ctypes.addressof(wb), 0, ctypes.addressof(ab), 0, 1)
+        return float(res.value)
+
+    def has_vec_dot(name):
+        return bool(cpu.ggml_get_type_traits_cpu(int(T[name])).contents.vec_dot)
+
+    return ref_quantize, vec_dot, has_vec_dot
+
+
+def main():
+    rng = np.random.default_rng(SEED)
+    hooks = llama_cpp_hooks()
+    cases = []
+    for name, n, act in TYPES:
+        case = {"type": name, "n": n, "act_type": act}
+        if name in ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"):
+            w = random_k_blocks(rng, name, n)
+        else:
+            src = rng.normal(0, 1, n).astype(np.float32)
+            src[rng.integers(0, n)] = np.float32(-3.5)  # a negative extreme
+            if name == "Q8_K":
+                src[QK_K:] = 0  # one all-zero block
+            src = with_ties(name, src)
+            w = quantize(name, src)
+            case["weight_source"] = hexf32(src)
+            if hooks and name in ("Q8_1", "Q8_K"):
+                assert hooks[0](name, src) == w, f"{name} quantizer differs from ggml's"
+        w_deq = dequantize(name, w, n)
+        case["weight"] = w.hex()
+        case["weight_dequant"] = hexf32(w_deq)
+
+        x = with_ties(act, rng.uniform(-2, 2, n).astype(np.float32))
+        a = quantize(act, x)
+        if hooks and act in ("Q8_1", "Q8_K", "Q8_0"):
+            assert hooks[0](act, x) == a, f"{act} quantizer differs from ggml's"
+        a_deq = dequantize(act, a, n)
+        case["act_source"] = hexf32(x)
+        case["act"] = a.hex()
+        case["act_dequant"] = hexf32(a_deq)
+        case["dot"], case["norm"] = reference_dot(name, act, w, w_deq, a, a_deq)
+        if hooks and hooks[2](name):
+            case["dot_llama"] = hooks[1](name, w, a, n)
+        cases.append(case)
+
+    out = {
+        "generator": "make_quant_vectors.py",
+        "seed": SEED,
+        "llama_cpp": hooks is not None,
+        "cases": cases,
+    }
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "quant_vectors.json")
+    with open(path, "w") as f:
+        json.dump(out, f, indent=0)
+        f.write("\n")
+    print(f"wrote {path}: {len(cases)} cases, llama.cpp {'used' if hooks else 'not available'}",
+          file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
