@@ -22,6 +22,7 @@
 mod error;
 mod metadata;
 mod parse;
+mod value;
 mod writer;
 
 use std::collections::HashMap;
@@ -31,7 +32,8 @@ use std::path::Path;
 use memmap2::Mmap;
 
 pub use error::{GgufError, Result};
-pub use metadata::{Metadata, MetadataArray, MetadataType, MetadataValue};
+pub use metadata::Metadata;
+pub use value::{MetadataArray, MetadataType, MetadataValue};
 pub use writer::GgufWriter;
 
 use crate::local::quant::GgmlType;

@@ -75,6 +75,10 @@ pub enum GgmlType {
     TQ2_0,
     /// Microscaling 4-bit float (not supported here).
     MXFP4,
+    /// NVIDIA 4-bit float (not supported here).
+    NVFP4,
+    /// 1-bit type (not supported here).
+    Q1_0,
 }
 
 /// `(type, id, name, block size, bytes per block)`: the one table the methods read.
@@ -111,6 +115,8 @@ const TABLE: &[(GgmlType, u32, &str, usize, usize)] = &[
     (GgmlType::TQ1_0, 34, "TQ1_0", 256, 54),
     (GgmlType::TQ2_0, 35, "TQ2_0", 256, 66),
     (GgmlType::MXFP4, 39, "MXFP4", 32, 17),
+    (GgmlType::NVFP4, 40, "NVFP4", 64, 36),
+    (GgmlType::Q1_0, 41, "Q1_0", 128, 18),
 ];
 
 impl GgmlType {
