@@ -212,3 +212,36 @@ fn real_model_rows_dot_like_their_dequantized_values() {
         "{seen:?}"
     );
 }
+
+/// Every reference row stored as a tensor in a generated GGUF file reads back and dequantizes
+/// to the reference values.
+#[test]
+fn reference_rows_survive_a_gguf_round_trip() {
+    use any_llm::local::gguf::{GgufFile, GgufWriter};
+    let cases = cases();
+    let mut w = GgufWriter::new();
+    for c in &cases {
+        let name = format!("{}.weight", c.ty);
+        // Two rows where the row still fills whole blocks, else one.
+        let dims = if (c.n / 2) % c.ty.block_size() == 0 {
+            vec![c.n as u64 / 2, 2]
+        } else {
+            vec![c.n as u64]
+        };
+        w.add_tensor(name, &dims, c.ty, c.bytes("weight").unwrap())
+            .unwrap();
+    }
+    let f = GgufFile::from_bytes(w.to_bytes()).unwrap();
+    for c in &cases {
+        let t = f.tensor(&format!("{}.weight", c.ty)).unwrap();
+        assert_eq!(t.ty, c.ty);
+        let mut out = vec![0.0; c.n];
+        quant::dequantize_row(t.ty, f.tensor_data(t), &mut out).unwrap();
+        assert_same_f32(
+            c.ty,
+            "weight from GGUF",
+            &out,
+            &c.f32s("weight_dequant").unwrap(),
+        );
+    }
+}

@@ -318,7 +318,7 @@ def main():
         w_deq = dequantize(name, w, n)
         if ggml:
             t = ggml.traits(name)
-            assert (t.blck_size, t.type_size) == (n // (n // t.blck_size), len(w) * t.blck_size // n)
+            assert n % t.blck_size == 0 and n // t.blck_size * t.type_size == len(w), name
             theirs = ggml.dequantize(name, w, n)
             if theirs is not None:
                 assert theirs.tobytes() == w_deq.tobytes(), f"{name}: dequantize differs from ggml's"
