@@ -152,6 +152,10 @@ pub struct GgufFile {
 impl GgufFile {
     /// Maps and validates the file at `path`.
     ///
+    /// The file is memory-mapped, not read: opening a model costs milliseconds and its pages
+    /// load as they are touched. Like every mmap-based loader, this requires that the file is
+    /// not modified or truncated while the `GgufFile` is alive.
+    ///
     /// # Errors
     ///
     /// [`GgufError::Io`] if the file cannot be opened or mapped, or the error describing what
