@@ -22,6 +22,7 @@
 mod error;
 mod metadata;
 mod parse;
+mod value;
 mod writer;
 
 use std::collections::HashMap;
@@ -31,7 +32,8 @@ use std::path::Path;
 use memmap2::Mmap;
 
 pub use error::{GgufError, Result};
-pub use metadata::{Metadata, MetadataArray, MetadataType, MetadataValue};
+pub use metadata::Metadata;
+pub use value::{MetadataArray, MetadataType, MetadataValue};
 pub use writer::GgufWriter;
 
 use crate::local::quant::GgmlType;
@@ -149,6 +151,10 @@ pub struct GgufFile {
 
 impl GgufFile {
     /// Maps and validates the file at `path`.
+    ///
+    /// The file is memory-mapped, not read: opening a model costs milliseconds and its pages
+    /// load as they are touched. Like every mmap-based loader, this requires that the file is
+    /// not modified or truncated while the `GgufFile` is alive.
     ///
     /// # Errors
     ///

@@ -7,7 +7,8 @@
 use std::collections::HashSet;
 
 use super::error::{GgufError, Result};
-use super::metadata::{Metadata, MetadataArray, MetadataType, MetadataValue};
+use super::metadata::Metadata;
+use super::value::{MetadataArray, MetadataType, MetadataValue};
 use super::{DEFAULT_ALIGNMENT, MAGIC, MAX_ARRAY_NESTING, MAX_DIMS, TensorInfo};
 use crate::local::quant::GgmlType;
 

@@ -4,7 +4,8 @@ use std::io::Write;
 use std::path::Path;
 
 use super::error::{GgufError, Result};
-use super::metadata::{Metadata, MetadataArray, MetadataValue};
+use super::metadata::Metadata;
+use super::value::{MetadataArray, MetadataValue};
 use super::{DEFAULT_ALIGNMENT, MAGIC, tensor_byte_len};
 use crate::local::quant::GgmlType;
 

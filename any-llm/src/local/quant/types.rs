@@ -75,6 +75,10 @@ pub enum GgmlType {
     TQ2_0,
     /// Microscaling 4-bit float (not supported here).
     MXFP4,
+    /// NVIDIA 4-bit float (not supported here).
+    NVFP4,
+    /// 1-bit type (not supported here).
+    Q1_0,
 }
 
 /// `(type, id, name, block size, bytes per block)`: the one table the methods read.
@@ -86,6 +90,8 @@ const TABLE: &[(GgmlType, u32, &str, usize, usize)] = &[
     (GgmlType::Q5_0, 6, "Q5_0", 32, 22),
     (GgmlType::Q5_1, 7, "Q5_1", 32, 24),
     (GgmlType::Q8_0, 8, "Q8_0", 32, 34),
+    // 36 as in ggml's `block_q8_1` (two f16 then 32 quants); the `gguf` Python package still
+    // says 40, from when `d` and `s` were f32.
     (GgmlType::Q8_1, 9, "Q8_1", 32, 36),
     (GgmlType::Q2_K, 10, "Q2_K", 256, 84),
     (GgmlType::Q3_K, 11, "Q3_K", 256, 110),
@@ -111,6 +117,8 @@ const TABLE: &[(GgmlType, u32, &str, usize, usize)] = &[
     (GgmlType::TQ1_0, 34, "TQ1_0", 256, 54),
     (GgmlType::TQ2_0, 35, "TQ2_0", 256, 66),
     (GgmlType::MXFP4, 39, "MXFP4", 32, 17),
+    (GgmlType::NVFP4, 40, "NVFP4", 64, 36),
+    (GgmlType::Q1_0, 41, "Q1_0", 128, 18),
 ];
 
 impl GgmlType {
