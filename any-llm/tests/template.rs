@@ -202,3 +202,30 @@ fn a_render_error_names_the_problem() {
         .expect_err("bad");
     assert!(err.to_string().contains("message 0"), "{err}");
 }
+
+#[test]
+fn jinja_features_of_real_templates_render_as_jinja2_does() {
+    // namespace(), `is not none`, indented tojson, filtered loops, loop.last, trim_blocks and
+    // lstrip_blocks around block tags; expected string produced by jinja2 with HF's settings.
+    let source = "{% set ns = namespace(system=none) %}\n{% for m in messages %}\n    \
+        {% if m.role == 'system' %}{% set ns.system = m.content %}{% endif %}\n{% endfor %}\n\
+        System: {{ ns.system if ns.system is not none else 'default' }}\n{% for t in tools %}\n\
+        {{ t | tojson(indent=4) }}\n{% endfor %}\n{% for m in messages if m.role != 'system' %}\n\
+        {{ loop.index }}. {{ m.role | capitalize }}: {{ m.content | trim }}\
+        {% if not loop.last %};{% endif %}\n\n{% endfor %}\n";
+    let template = ChatTemplate::new(source).expect("compiles");
+    let chat = list(json!([
+        {"role": "system", "content": "Sys"},
+        {"role": "user", "content": " hi "},
+        {"role": "assistant", "content": "yo"},
+    ]));
+    let tools = list(json!([{"name": "f", "parameters": {"type": "object", "properties": {}}}]));
+    let out = template
+        .render(&chat, Some(&tools), false, "", "")
+        .expect("renders");
+    assert_eq!(
+        out,
+        "System: Sys\n{\n    \"name\": \"f\",\n    \"parameters\": {\n        \"type\": \
+         \"object\",\n        \"properties\": {}\n    }\n}\n1. User: hi;\n2. Assistant: yo\n"
+    );
+}

@@ -55,8 +55,7 @@ fn bpe_ids_match_hf_tokenizers_for_each_pre_tokenizer() {
             tokens: strings("tokens"),
             token_types: types
                 .iter()
-                .enumerate()
-                .map(|(id, &t)| TokenType::from_i32(id as u32, t).expect("type"))
+                .map(|&t| TokenType::from_code(t).expect("type"))
                 .collect(),
             merges: strings("merges"),
             add_bos: Some(false),
@@ -82,13 +81,13 @@ fn spm_tokenizer() -> (Tokenizer, Value) {
         model: "llama".into(),
         ..Default::default()
     };
-    for (id, p) in v["pieces"].as_array().expect("pieces").iter().enumerate() {
+    for p in v["pieces"].as_array().expect("pieces") {
         config.tokens.push(p[0].as_str().expect("text").to_owned());
         config.scores.push(p[1].as_f64().expect("score") as f32);
         let ty = p[2].as_i64().expect("type") as i32;
         config
             .token_types
-            .push(TokenType::from_i32(id as u32, ty).expect("type"));
+            .push(TokenType::from_code(ty).expect("type"));
     }
     config.bos = Some(v["bos"].as_u64().expect("bos") as u32);
     config.eos = Some(v["eos"].as_u64().expect("eos") as u32);
