@@ -41,19 +41,53 @@ fn pre_tokenizer_splits_match_the_python_regex_module() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+#[test]
+fn bpe_ids_match_hf_tokenizers_for_each_pre_tokenizer() {
+    let vectors = data("bpe_tiny.json");
+    for pre in ["gpt-2", "llama-bpe", "qwen2"] {
+        let v = &vectors[pre];
+        let strings =
+            |key: &str| -> Vec<String> { serde_json::from_value(v[key].clone()).expect("strings") };
+        let types: Vec<i32> = serde_json::from_value(v["types"].clone()).expect("types");
+        let config = TokenizerConfig {
+            model: "gpt2".into(),
+            pre: Some(pre.into()),
+            tokens: strings("tokens"),
+            token_types: types
+                .iter()
+                .map(|&t| TokenType::from_code(t).expect("type"))
+                .collect(),
+            merges: strings("merges"),
+            add_bos: Some(false),
+            ..Default::default()
+        };
+        let tok = Tokenizer::new(config).expect("valid vocabulary");
+        for case in v["cases"].as_array().expect("cases") {
+            let text = case["text"].as_str().expect("text");
+            let got = tok.encode(text, RENDERED);
+            assert_eq!(got, ids(&case["ids"]), "{pre}: {text:?}");
+            assert_eq!(
+                tok.decode(&got).expect("decodes"),
+                text,
+                "{pre}: round trip of {text:?}"
+            );
+        }
+    }
+}
+
 fn spm_tokenizer() -> (Tokenizer, Value) {
     let v = data("spm_tiny.json");
     let mut config = TokenizerConfig {
         model: "llama".into(),
         ..Default::default()
     };
-    for (id, p) in v["pieces"].as_array().expect("pieces").iter().enumerate() {
+    for p in v["pieces"].as_array().expect("pieces") {
         config.tokens.push(p[0].as_str().expect("text").to_owned());
         config.scores.push(p[1].as_f64().expect("score") as f32);
         let ty = p[2].as_i64().expect("type") as i32;
         config
             .token_types
-            .push(TokenType::from_i32(id as u32, ty).expect("type"));
+            .push(TokenType::from_code(ty).expect("type"));
     }
     config.bos = Some(v["bos"].as_u64().expect("bos") as u32);
     config.eos = Some(v["eos"].as_u64().expect("eos") as u32);
@@ -255,4 +289,90 @@ fn stream_decoder_skips_special_tokens_when_asked() {
     }
     out.push_str(&decoder.flush());
     assert_eq!(out, "assistant\nHi!");
+}
+
+#[test]
+fn llama3_takes_whole_words_from_the_vocabulary_before_merging() {
+    // "abc" is a token but the merges alone reach only "a" + "bc".
+    let tokens = ["a", "b", "c", "bc", "abc"].map(String::from).to_vec();
+    let merges = vec!["b c".to_owned()];
+    let build = |pre: &str| {
+        let config = TokenizerConfig {
+            model: "gpt2".into(),
+            pre: Some(pre.into()),
+            tokens: tokens.clone(),
+            merges: merges.clone(),
+            ..Default::default()
+        };
+        Tokenizer::new(config).expect("valid vocabulary")
+    };
+    let plain = EncodeOptions {
+        add_special: false,
+        parse_special: false,
+    };
+    assert_eq!(build("llama-bpe").encode("abc", plain), [4]);
+    assert_eq!(build("gpt-2").encode("abc", plain), [0, 3]);
+}
+
+#[test]
+fn stream_decoder_reassembles_sentencepiece_byte_tokens() {
+    let (tok, _) = spm_tokenizer();
+    let text = "日本 ok 😀";
+    let ids = tok.encode(
+        text,
+        EncodeOptions {
+            add_special: false,
+            parse_special: false,
+        },
+    );
+    assert!(
+        ids.len() > text.chars().count(),
+        "CJK and emoji fall back to bytes: {ids:?}"
+    );
+    let mut decoder = tok.stream_decoder(DecodeOptions::default());
+    let mut out = String::new();
+    for &id in &ids {
+        let chunk = decoder.push(id).expect("in range");
+        assert!(
+            !chunk.contains('\u{fffd}'),
+            "broken char emitted after {id}"
+        );
+        out.push_str(&chunk);
+    }
+    out.push_str(&decoder.flush());
+    assert_eq!(out, text);
+}
+
+#[test]
+fn smollm_round_trips_arbitrary_unicode() {
+    // A fixed pseudo-random walk over a palette of the chars tokenizers get wrong: combining
+    // marks, astral emoji with joiners, CJK, digits of other scripts, every kind of space.
+    let palette: Vec<char> =
+        "aZ0٣'’sltrevmd \t\n\r\u{a0}\u{3000}\u{2028}.,!?$+<|>-_`~\u{301}\u{308}\
+        日本語한국어😀👍🏽\u{200d}👨\u{fe0f}ßéÅΩЖ\u{0}\u{7f}"
+            .chars()
+            .collect();
+    let tok = smollm();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    for round in 0..300 {
+        let len = round % 40;
+        let text: String = (0..len)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                palette[(state >> 33) as usize % palette.len()]
+            })
+            .collect();
+        let plain = EncodeOptions {
+            add_special: false,
+            parse_special: false,
+        };
+        let ids = tok.encode(&text, plain);
+        assert_eq!(
+            tok.decode(&ids).expect("decodes"),
+            text,
+            "{text:?} -> {ids:?}"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Reading a tokenizer's `tokenizer.ggml.*` metadata from a GGUF file.
 
-use super::{Result, TokenType, Tokenizer, TokenizerConfig, VocabType};
+use super::{Result, TokenType, Tokenizer, TokenizerConfig, TokenizerError, VocabType};
 use crate::local::gguf::{GgufFile, Metadata};
 
 const MODEL: &str = "tokenizer.ggml.model";
@@ -30,7 +30,12 @@ impl TokenizerConfig {
                 .get_i32_array(TOKEN_TYPE)?
                 .iter()
                 .enumerate()
-                .map(|(id, &t)| TokenType::from_i32(id as u32, t))
+                .map(|(id, &value)| {
+                    TokenType::from_code(value).ok_or(TokenizerError::BadTokenType {
+                        id: id as u32,
+                        value,
+                    })
+                })
                 .collect::<Result<Vec<_>>>()?,
             false => Vec::new(),
         };

@@ -66,13 +66,9 @@ pub enum TokenType {
 }
 
 impl TokenType {
-    /// The type a stored value stands for.
-    ///
-    /// # Errors
-    ///
-    /// [`TokenizerError::BadTokenType`] for a value outside 0..=6.
-    pub fn from_i32(id: u32, value: i32) -> Result<Self> {
-        Ok(match value {
+    /// The type a stored `tokenizer.ggml.token_type` value stands for, if it is one.
+    pub fn from_code(code: i32) -> Option<Self> {
+        Some(match code {
             0 => Self::Undefined,
             1 => Self::Normal,
             2 => Self::Unknown,
@@ -80,8 +76,21 @@ impl TokenType {
             4 => Self::UserDefined,
             5 => Self::Unused,
             6 => Self::Byte,
-            _ => return Err(TokenizerError::BadTokenType { id, value }),
+            _ => return None,
         })
+    }
+
+    /// The value GGUF stores for this type.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Undefined => 0,
+            Self::Normal => 1,
+            Self::Unknown => 2,
+            Self::Control => 3,
+            Self::UserDefined => 4,
+            Self::Unused => 5,
+            Self::Byte => 6,
+        }
     }
 }
 
