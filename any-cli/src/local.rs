@@ -28,7 +28,10 @@ impl ModelArgs {
             Some(p) => p.clone(),
             None => fetch::default_model_path()?,
         };
-        let options = LocalModelOptions { threads: self.threads, ..Default::default() };
+        let options = LocalModelOptions {
+            threads: self.threads,
+            ..Default::default()
+        };
         LocalModel::open_with(&path, options).with_context(|| format!("opening {}", path.display()))
     }
 }
@@ -46,7 +49,12 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     greedy: bool,
     /// The most tokens to generate.
-    #[arg(short = 'n', long = "max-tokens", value_name = "N", default_value_t = 256)]
+    #[arg(
+        short = 'n',
+        long = "max-tokens",
+        value_name = "N",
+        default_value_t = 256
+    )]
     max_tokens: u32,
     /// Seed for sampling; the same seed gives the same output.
     #[arg(long, value_name = "S")]
@@ -65,7 +73,11 @@ pub(crate) struct RunArgs {
 pub(crate) async fn run(args: RunArgs) -> Result<()> {
     let model = args.model.open()?;
     let sampling = Sampling {
-        temperature: if args.greedy { Some(0.0) } else { args.temperature },
+        temperature: if args.greedy {
+            Some(0.0)
+        } else {
+            args.temperature
+        },
         max_tokens: Some(args.max_tokens),
         seed: args.seed,
         ..Default::default()
@@ -91,7 +103,11 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         }
     }
     if args.json {
-        writeln!(stdout, "{}", serde_json::json!({"text": text, "ids": out_ids}))?;
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::json!({"text": text, "ids": out_ids})
+        )?;
     } else {
         writeln!(stdout)?;
     }
@@ -107,18 +123,33 @@ pub(crate) struct ChatArgs {
     #[arg(long, value_name = "TEXT")]
     system: Option<String>,
     /// The most tokens per answer.
-    #[arg(short = 'n', long = "max-tokens", value_name = "N", default_value_t = 512)]
+    #[arg(
+        short = 'n',
+        long = "max-tokens",
+        value_name = "N",
+        default_value_t = 512
+    )]
     max_tokens: u32,
 }
 
 pub(crate) async fn chat(args: ChatArgs) -> Result<()> {
     let model = args.model.open()?;
-    eprintln!("{} ({}-token context). /reset starts over, /exit or Ctrl-D quits.", model.info().name, model.info().context);
-    let mut messages: Vec<Message> = args.system.iter().map(|s| Message::system(s.clone())).collect();
+    eprintln!(
+        "{} ({}-token context). /reset starts over, /exit or Ctrl-D quits.",
+        model.info().name,
+        model.info().context
+    );
+    let mut messages: Vec<Message> = args
+        .system
+        .iter()
+        .map(|s| Message::system(s.clone()))
+        .collect();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
         eprint!("> ");
-        let Some(line) = lines.next_line().await? else { break };
+        let Some(line) = lines.next_line().await? else {
+            break;
+        };
         match line.trim() {
             "" => continue,
             "/exit" | "/quit" => break,
@@ -130,7 +161,10 @@ pub(crate) async fn chat(args: ChatArgs) -> Result<()> {
             _ => {}
         }
         messages.push(Message::user(line));
-        let req = ChatRequest::builder().messages(messages.clone()).max_tokens(args.max_tokens).build();
+        let req = ChatRequest::builder()
+            .messages(messages.clone())
+            .max_tokens(args.max_tokens)
+            .build();
         let mut stream = model.stream(req).await?;
         let mut answer = String::new();
         let mut stdout = std::io::stdout().lock();
@@ -159,7 +193,10 @@ pub(crate) fn tokenize(args: TokenizeArgs) -> Result<()> {
     let model = args.model.open()?;
     let ids = model.tokenizer().encode(
         &args.text,
-        any_llm::local::tokenizer::EncodeOptions { add_special: false, parse_special: true },
+        any_llm::local::tokenizer::EncodeOptions {
+            add_special: false,
+            parse_special: true,
+        },
     );
     println!("{}", serde_json::to_string(&ids)?);
     Ok(())
@@ -199,9 +236,13 @@ pub(crate) struct PerplexityArgs {
 }
 
 pub(crate) async fn perplexity(args: PerplexityArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
     let model = args.model.open()?;
     let p = model.perplexity(&text, args.ctx).await?;
-    println!("{}", serde_json::json!({"ppl": p.ppl, "windows": p.windows, "scored": p.scored}));
+    println!(
+        "{}",
+        serde_json::json!({"ppl": p.ppl, "windows": p.windows, "scored": p.scored})
+    );
     Ok(())
 }

@@ -21,8 +21,14 @@ const LOGIT_TOLERANCE: f32 = 0.05;
 fn model() -> &'static LocalModel {
     static MODEL: OnceLock<LocalModel> = OnceLock::new();
     MODEL.get_or_init(|| {
-        LocalModel::open_with(support::default_model_path(), LocalModelOptions { threads: Some(2), ..Default::default() })
-            .expect("the default model opens")
+        LocalModel::open_with(
+            support::default_model_path(),
+            LocalModelOptions {
+                threads: Some(2),
+                ..Default::default()
+            },
+        )
+        .expect("the default model opens")
     })
 }
 
@@ -33,7 +39,11 @@ fn reference() -> Value {
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().expect("an id array").iter().map(|x| x.as_u64().expect("an id") as u32).collect()
+    v.as_array()
+        .expect("an id array")
+        .iter()
+        .map(|x| x.as_u64().expect("an id") as u32)
+        .collect()
 }
 
 #[tokio::test]
@@ -43,16 +53,28 @@ async fn prompt_ids_and_top10_logits_match_llama_cpp() {
     for p in reference()["prompts"].as_array().expect("prompts") {
         let prompt = p["prompt"].as_str().expect("prompt text");
         let expected_ids = ids(&p["ids"]);
-        assert_eq!(model.tokenize_raw(prompt), expected_ids, "ids of {prompt:?}");
+        assert_eq!(
+            model.tokenize_raw(prompt),
+            expected_ids,
+            "ids of {prompt:?}"
+        );
         let logits = model.logits(expected_ids).await.expect("logits");
         let ours = top_logits(&logits, 10);
         let theirs: Vec<(u32, f32)> = p["top10_logits"]
             .as_array()
             .expect("top10")
             .iter()
-            .map(|pair| (pair[0].as_u64().expect("id") as u32, pair[1].as_f64().expect("logit") as f32))
+            .map(|pair| {
+                (
+                    pair[0].as_u64().expect("id") as u32,
+                    pair[1].as_f64().expect("logit") as f32,
+                )
+            })
             .collect();
-        assert_eq!(ours[0].0, theirs[0].0, "top-1 token after {prompt:?}: ours {ours:?}, llama.cpp {theirs:?}");
+        assert_eq!(
+            ours[0].0, theirs[0].0,
+            "top-1 token after {prompt:?}: ours {ours:?}, llama.cpp {theirs:?}"
+        );
         for &(id, logit) in &theirs {
             let diff = (logits[id as usize] - logit).abs();
             worst = worst.max(diff);
@@ -69,18 +91,34 @@ async fn prompt_ids_and_top10_logits_match_llama_cpp() {
 #[tokio::test]
 async fn greedy_continuations_match_llama_cpp() {
     let model = model();
-    let greedy = Sampling { temperature: Some(0.0), max_tokens: Some(24), ..Default::default() };
+    let greedy = Sampling {
+        temperature: Some(0.0),
+        max_tokens: Some(24),
+        ..Default::default()
+    };
     for p in reference()["prompts"].as_array().expect("prompts") {
         let prompt_ids = ids(&p["ids"]);
-        let mut stream = model.generate_ids(prompt_ids, &greedy, Some(0)).expect("starts");
+        let mut stream = model
+            .generate_ids(prompt_ids, &greedy, Some(0))
+            .expect("starts");
         let (mut got, mut text) = (Vec::new(), String::new());
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.expect("chunk");
             got.extend(chunk.logprobs.iter().filter_map(|l| l.id));
             text.push_str(&chunk.text);
         }
-        assert_eq!(got, ids(&p["greedy24"]), "greedy continuation of {:?}", p["prompt"]);
-        assert_eq!(text, p["greedy24_text"].as_str().expect("text"), "greedy text of {:?}", p["prompt"]);
+        assert_eq!(
+            got,
+            ids(&p["greedy24"]),
+            "greedy continuation of {:?}",
+            p["prompt"]
+        );
+        assert_eq!(
+            text,
+            p["greedy24_text"].as_str().expect("text"),
+            "greedy text of {:?}",
+            p["prompt"]
+        );
     }
 }
 
@@ -88,9 +126,10 @@ async fn greedy_continuations_match_llama_cpp() {
 async fn perplexity_is_within_one_percent_of_llama_cpp() {
     let model = model();
     let dir = support::reference_dir();
-    let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("smollm2-q4_1.perplexity.json")).expect("reads"))
-            .expect("parses");
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("smollm2-q4_1.perplexity.json")).expect("reads"),
+    )
+    .expect("parses");
     let text = std::fs::read_to_string(dir.join("gpl-3.txt")).expect("gpl-3.txt");
     for r in reference["results"].as_array().expect("results") {
         let ctx = r["ctx"].as_u64().expect("ctx") as usize;
@@ -99,7 +138,15 @@ async fn perplexity_is_within_one_percent_of_llama_cpp() {
         assert_eq!(p.windows as u64, r["windows"].as_u64().expect("windows"));
         assert_eq!(p.scored as u64, r["scored"].as_u64().expect("scored"));
         let rel = (p.ppl - expected).abs() / expected;
-        eprintln!("ctx {ctx}: ppl {:.4} vs llama.cpp {expected:.4} ({:.3}%)", p.ppl, rel * 100.0);
-        assert!(rel < 0.01, "ctx {ctx}: ppl {} vs llama.cpp {expected}", p.ppl);
+        eprintln!(
+            "ctx {ctx}: ppl {:.4} vs llama.cpp {expected:.4} ({:.3}%)",
+            p.ppl,
+            rel * 100.0
+        );
+        assert!(
+            rel < 0.01,
+            "ctx {ctx}: ppl {} vs llama.cpp {expected}",
+            p.ppl
+        );
     }
 }

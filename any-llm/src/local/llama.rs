@@ -13,6 +13,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use crate::local::gguf::{GgufFile, TensorInfo};
+use crate::local::kernels;
 use crate::local::matmul::{MatmulScratch, WeightView, matmul};
 
 /// The shape of a llama-family model, read from GGUF metadata.
@@ -73,16 +74,27 @@ impl LlamaConfig {
                 "{arch}.embedding_length {n_embd} is not a multiple of attention.head_count {n_head}"
             )));
         }
-        let n_head_kv = md.get_opt_u32(&key("attention.head_count_kv")).map_err(e)?.map_or(n_head, |v| v as usize);
+        let n_head_kv = md
+            .get_opt_u32(&key("attention.head_count_kv"))
+            .map_err(e)?
+            .map_or(n_head, |v| v as usize);
         if n_head_kv == 0 || n_head % n_head_kv != 0 {
             return Err(model_err(format!(
                 "attention.head_count {n_head} is not a multiple of attention.head_count_kv {n_head_kv}"
             )));
         }
-        let head_dim = md.get_opt_u32(&key("attention.key_length")).map_err(e)?.map_or(n_embd / n_head, |v| v as usize);
-        let rope_dim = md.get_opt_u32(&key("rope.dimension_count")).map_err(e)?.map_or(head_dim, |v| v as usize);
+        let head_dim = md
+            .get_opt_u32(&key("attention.key_length"))
+            .map_err(e)?
+            .map_or(n_embd / n_head, |v| v as usize);
+        let rope_dim = md
+            .get_opt_u32(&key("rope.dimension_count"))
+            .map_err(e)?
+            .map_or(head_dim, |v| v as usize);
         if rope_dim > head_dim || rope_dim % 2 != 0 {
-            return Err(model_err(format!("rope.dimension_count {rope_dim} does not fit head width {head_dim}")));
+            return Err(model_err(format!(
+                "rope.dimension_count {rope_dim} does not fit head width {head_dim}"
+            )));
         }
         let n_vocab = match md.get_opt_u32(&key("vocab_size")).map_err(e)? {
             Some(v) => v as usize,
@@ -108,8 +120,14 @@ impl LlamaConfig {
             head_dim,
             n_ff: get("feed_forward_length")?,
             n_ctx_train: get("context_length")?,
-            rms_eps: md.get_opt_f32(&key("attention.layer_norm_rms_epsilon")).map_err(e)?.unwrap_or(1e-5),
-            rope_base: md.get_opt_f32(&key("rope.freq_base")).map_err(e)?.unwrap_or(10_000.0),
+            rms_eps: md
+                .get_opt_f32(&key("attention.layer_norm_rms_epsilon"))
+                .map_err(e)?
+                .unwrap_or(1e-5),
+            rope_base: md
+                .get_opt_f32(&key("rope.freq_base"))
+                .map_err(e)?
+                .unwrap_or(10_000.0),
             rope_dim,
             rope_freq_scale,
         })
@@ -220,7 +238,15 @@ impl Llama {
             Some(_) => Some(vector("rope_freqs.weight", cfg.rope_dim / 2)?),
             None => None,
         };
-        Ok(Llama { cfg, file, tok_embd, blocks, output_norm, output, rope_factors })
+        Ok(Llama {
+            cfg,
+            file,
+            tok_embd,
+            blocks,
+            output_norm,
+            output,
+            rope_factors,
+        })
     }
 
     /// The model's configuration.
@@ -230,7 +256,12 @@ impl Llama {
 
     fn view(&self, t: &TensorInfo) -> WeightView<'_> {
         let dims = &t.dims;
-        WeightView { ty: t.ty, cols: dims[0] as usize, rows: dims[1] as usize, data: self.file.tensor_data(t) }
+        WeightView {
+            ty: t.ty,
+            cols: dims[0] as usize,
+            rows: dims[1] as usize,
+            data: self.file.tensor_data(t),
+        }
     }
 
     /// Runs `tokens` at positions `kv.len()..`, appending their keys and values to `kv`, and
@@ -277,7 +308,13 @@ impl Llama {
             matmul(self.view(&b.wo), &s.attn, n, &mut s.xn, &mut s.mm);
             add_in_place(&mut s.x, &s.xn);
             rms_norm_rows(&s.x, &b.ffn_norm, cfg.rms_eps, &mut s.xn);
-            matmul(self.view(&b.w_gate), &s.xn, n, &mut s.gate[..n * ff], &mut s.mm);
+            matmul(
+                self.view(&b.w_gate),
+                &s.xn,
+                n,
+                &mut s.gate[..n * ff],
+                &mut s.mm,
+            );
             matmul(self.view(&b.w_up), &s.xn, n, &mut s.up[..n * ff], &mut s.mm);
             for (g, u) in s.gate.iter_mut().zip(&s.up) {
                 *g = silu(*g) * u;
@@ -344,23 +381,30 @@ fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 ///
 /// Keys and values are held as f16, and queries and probabilities are rounded to f16 before
 /// their dot products, as llama.cpp's default (f16) KV cache does.
-fn attention(cfg: &LlamaConfig, kv: &KvCache, layer: usize, pos0: usize, n: usize, q: &[f32], out: &mut [f32]) {
+fn attention(
+    cfg: &LlamaConfig,
+    kv: &KvCache,
+    layer: usize,
+    pos0: usize,
+    n: usize,
+    q: &[f32],
+    out: &mut [f32],
+) {
     let hd = cfg.head_dim;
     let group = cfg.n_head / cfg.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
     let work = |(idx, o): (usize, &mut [f32])| {
         let (t, h) = (idx / cfg.n_head, idx % cfg.n_head);
         let g = h / group;
-        let qh: Vec<f32> = q[idx * hd..(idx + 1) * hd].iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+        let mut qbits = vec![0u16; hd];
+        kernels::f32_to_f16(&q[idx * hd..(idx + 1) * hd], &mut qbits);
+        let qh: Vec<f32> = qbits.iter().map(|&b| f16::from_bits(b).to_f32()).collect();
         let len = pos0 + t + 1;
         let keys = kv.keys(layer, g, len);
         let values = kv.values(layer, g, len);
         let mut scores: Vec<f32> = keys
             .chunks_exact(hd)
-            .map(|k| {
-                let dot: f32 = k.iter().zip(&qh).map(|(&kb, &qv)| f16::from_bits(kb).to_f32() * qv).sum();
-                dot * scale
-            })
+            .map(|k| kernels::dot_f16_f32(k, &qh) * scale)
             .collect();
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0f64;
@@ -372,9 +416,7 @@ fn attention(cfg: &LlamaConfig, kv: &KvCache, layer: usize, pos0: usize, n: usiz
         o.fill(0.0);
         for (p, vrow) in scores.iter().zip(values.chunks_exact(hd)) {
             let p = f16::from_f32(p * inv).to_f32();
-            for (acc, &vb) in o.iter_mut().zip(vrow) {
-                *acc += p * f16::from_bits(vb).to_f32();
-            }
+            kernels::axpy_f16(o, p, vrow);
         }
     };
     if n > 1 {
@@ -422,10 +464,8 @@ impl KvCache {
         for (t, (kr, vr)) in k.chunks_exact(kvd).zip(v.chunks_exact(kvd)).enumerate() {
             for g in 0..cfg.n_head_kv {
                 let at = (g * self.capacity + pos0 + t) * hd;
-                for i in 0..hd {
-                    self.k[layer][at + i] = f16::from_f32(kr[g * hd + i]).to_bits();
-                    self.v[layer][at + i] = f16::from_f32(vr[g * hd + i]).to_bits();
-                }
+                kernels::f32_to_f16(&kr[g * hd..(g + 1) * hd], &mut self.k[layer][at..at + hd]);
+                kernels::f32_to_f16(&vr[g * hd..(g + 1) * hd], &mut self.v[layer][at..at + hd]);
             }
         }
     }

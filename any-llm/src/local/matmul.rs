@@ -7,6 +7,7 @@
 
 use rayon::prelude::*;
 
+use crate::local::kernels;
 use crate::local::quant::{self, GgmlType};
 
 /// A weight matrix as it sits in the file: `rows` rows of `cols` values in `ty` blocks.
@@ -42,20 +43,34 @@ pub(crate) struct MatmulScratch {
 const PARALLEL_MIN_WORK: usize = 4096;
 
 /// `out[t * w.rows + r] = w[r] · x[t * w.cols ..]` for `n` activation rows.
-pub(crate) fn matmul(w: WeightView<'_>, x: &[f32], n: usize, out: &mut [f32], s: &mut MatmulScratch) {
+pub(crate) fn matmul(
+    w: WeightView<'_>,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+    s: &mut MatmulScratch,
+) {
     debug_assert_eq!(x.len(), n * w.cols);
     debug_assert_eq!(out.len(), n * w.rows);
-    let act_ty = w.ty.vec_dot_type().expect("weight types were validated at load");
-    let act_row = act_ty.row_size(w.cols).expect("weight shapes were validated at load");
+    let act_ty =
+        w.ty.vec_dot_type()
+            .expect("weight types were validated at load");
+    let act_row = act_ty
+        .row_size(w.cols)
+        .expect("weight shapes were validated at load");
     s.acts.resize(n * act_row, 0);
     for (xr, ar) in x.chunks_exact(w.cols).zip(s.acts.chunks_exact_mut(act_row)) {
-        quant::quantize_row(act_ty, xr, ar).expect("activation sizes match the weight");
+        kernels::quantize_activations(act_ty, xr, ar);
     }
     let acts = &s.acts[..];
     let rb = w.row_bytes();
+    let kernel = kernels::dot_fn(w.ty);
     let dot = |r: usize, t: usize| {
-        quant::vec_dot(w.ty, &w.data[r * rb..(r + 1) * rb], &acts[t * act_row..(t + 1) * act_row], w.cols)
-            .expect("row sizes were validated at load")
+        kernel(
+            &w.data[r * rb..(r + 1) * rb],
+            &acts[t * act_row..(t + 1) * act_row],
+            w.cols,
+        )
     };
     if n == 1 {
         if w.rows >= PARALLEL_MIN_WORK / 4 {

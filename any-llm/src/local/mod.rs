@@ -18,6 +18,7 @@
 mod engine;
 pub mod fetch;
 pub mod gguf;
+mod kernels;
 pub mod llama;
 mod matmul;
 pub mod quant;
@@ -26,7 +27,8 @@ pub mod template;
 pub mod tokenizer;
 
 pub use engine::{
-    DEFAULT_CONTEXT, LocalModel, LocalModelOptions, LogLikelihood, ModelInfo, Perplexity, top_logits,
+    DEFAULT_CONTEXT, LocalModel, LocalModelOptions, LogLikelihood, ModelInfo, Perplexity,
+    top_logits,
 };
 
 /// The embedded default model (SmolLM2-135M-Instruct, Q4_1), or the model `ANY_MODEL` names,

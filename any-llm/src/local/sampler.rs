@@ -62,7 +62,10 @@ impl Default for SamplerConfig {
 impl SamplerConfig {
     /// Always the most likely token.
     pub fn greedy() -> Self {
-        SamplerConfig { temperature: 0.0, ..Self::default() }
+        SamplerConfig {
+            temperature: 0.0,
+            ..Self::default()
+        }
     }
 
     /// The configuration a request's [`Sampling`] asks for, defaults where it is silent.
@@ -138,7 +141,12 @@ impl Sampler {
                 .map_or(0, |d| d.as_nanos() as u64);
             t ^ u64::from(std::process::id()).rotate_left(32)
         });
-        Sampler { config, rng: Rng::new(seed), recent: Vec::new(), candidates: Vec::new() }
+        Sampler {
+            config,
+            rng: Rng::new(seed),
+            recent: Vec::new(),
+            candidates: Vec::new(),
+        }
     }
 
     /// The configuration.
@@ -201,7 +209,10 @@ impl Sampler {
         }
         // Temperature, then a draw from the renormalised distribution.
         let max = cand[0].1 / c.temperature;
-        let weights: Vec<f64> = cand.iter().map(|&(_, l)| f64::from((l / c.temperature - max).exp())).collect();
+        let weights: Vec<f64> = cand
+            .iter()
+            .map(|&(_, l)| f64::from((l / c.temperature - max).exp()))
+            .collect();
         let total: f64 = weights.iter().sum();
         let mut r = self.rng.next_f64() * total;
         for (w, &(id, _)) in weights.iter().zip(cand.iter()) {
@@ -227,9 +238,15 @@ impl Sampler {
             }
         }
         for (id, n) in counts {
-            let Some(l) = logits.get_mut(id as usize) else { continue };
+            let Some(l) = logits.get_mut(id as usize) else {
+                continue;
+            };
             if c.repetition_penalty != 1.0 {
-                *l = if *l > 0.0 { *l / c.repetition_penalty } else { *l * c.repetition_penalty };
+                *l = if *l > 0.0 {
+                    *l / c.repetition_penalty
+                } else {
+                    *l * c.repetition_penalty
+                };
             }
             *l -= n as f32 * c.frequency_penalty + c.presence_penalty;
         }
@@ -257,7 +274,11 @@ pub fn log_softmax(logits: &mut [f32]) {
 
 /// The `n` largest entries as `(index, value)`, largest first.
 pub fn top_n(values: &[f32], n: usize) -> Vec<(u32, f32)> {
-    let mut idx: Vec<(u32, f32)> = values.iter().enumerate().map(|(i, &v)| (i as u32, v)).collect();
+    let mut idx: Vec<(u32, f32)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (i as u32, v))
+        .collect();
     let n = n.min(idx.len());
     if n == 0 {
         return Vec::new();
@@ -284,7 +305,14 @@ mod tests {
 
     #[test]
     fn top_k_keeps_only_k_tokens() {
-        let cfg = SamplerConfig { temperature: 1.0, top_k: 2, top_p: 1.0, min_p: 0.0, seed: Some(1), ..Default::default() };
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_k: 2,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: Some(1),
+            ..Default::default()
+        };
         let h = histogram(cfg, &[1.0, 3.0, 2.0, 0.0], 2000);
         assert_eq!((h[0], h[3]), (0, 0));
         assert!(h[1] > h[2] && h[2] > 0, "{h:?}");
@@ -293,7 +321,14 @@ mod tests {
     #[test]
     fn top_p_cuts_the_tail() {
         // Probabilities ~ [0.665, 0.245, 0.090]: top-p 0.8 keeps the first two.
-        let cfg = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 0.8, min_p: 0.0, seed: Some(2), ..Default::default() };
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 0.8,
+            min_p: 0.0,
+            seed: Some(2),
+            ..Default::default()
+        };
         let h = histogram(cfg, &[2.0, 1.0, 0.0], 3000);
         assert_eq!(h[2], 0);
         assert!(h[1] > 0);
@@ -301,7 +336,14 @@ mod tests {
 
     #[test]
     fn min_p_drops_unlikely_tokens() {
-        let cfg = SamplerConfig { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.3, seed: Some(3), ..Default::default() };
+        let cfg = SamplerConfig {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.3,
+            seed: Some(3),
+            ..Default::default()
+        };
         // exp(-2) ~ 0.135 of the best: dropped at min-p 0.3; exp(-1) ~ 0.37: kept.
         let h = histogram(cfg, &[0.0, -1.0, -2.0], 3000);
         assert_eq!(h[2], 0);
@@ -310,22 +352,49 @@ mod tests {
 
     #[test]
     fn temperature_sharpens_and_flattens() {
-        let base = SamplerConfig { top_k: 0, top_p: 1.0, min_p: 0.0, seed: Some(4), ..Default::default() };
-        let cold = histogram(SamplerConfig { temperature: 0.2, ..base.clone() }, &[1.0, 0.0], 4000);
-        let hot = histogram(SamplerConfig { temperature: 5.0, ..base }, &[1.0, 0.0], 4000);
+        let base = SamplerConfig {
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: Some(4),
+            ..Default::default()
+        };
+        let cold = histogram(
+            SamplerConfig {
+                temperature: 0.2,
+                ..base.clone()
+            },
+            &[1.0, 0.0],
+            4000,
+        );
+        let hot = histogram(
+            SamplerConfig {
+                temperature: 5.0,
+                ..base
+            },
+            &[1.0, 0.0],
+            4000,
+        );
         assert!(cold[1] < 100, "{cold:?}");
         assert!(hot[1] > 1500, "{hot:?}");
     }
 
     #[test]
     fn penalties_move_recent_tokens_down() {
-        let mut s = Sampler::new(SamplerConfig { repetition_penalty: 2.0, ..SamplerConfig::greedy() });
+        let mut s = Sampler::new(SamplerConfig {
+            repetition_penalty: 2.0,
+            ..SamplerConfig::greedy()
+        });
         s.accept(0);
         let mut logits = vec![3.0, 2.0];
         assert_eq!(s.sample(&mut logits), 1);
         assert_eq!(logits[0], 1.5);
 
-        let mut s = Sampler::new(SamplerConfig { frequency_penalty: 0.5, presence_penalty: 0.25, ..SamplerConfig::greedy() });
+        let mut s = Sampler::new(SamplerConfig {
+            frequency_penalty: 0.5,
+            presence_penalty: 0.25,
+            ..SamplerConfig::greedy()
+        });
         s.accept(1);
         s.accept(1);
         let mut logits = vec![0.0, 1.0];
@@ -339,7 +408,10 @@ mod tests {
         log_softmax(&mut l);
         let total: f32 = l.iter().map(|v| v.exp()).sum();
         assert!((total - 1.0).abs() < 1e-6);
-        assert_eq!(top_n(&l, 2).iter().map(|p| p.0).collect::<Vec<_>>(), vec![2, 1]);
+        assert_eq!(
+            top_n(&l, 2).iter().map(|p| p.0).collect::<Vec<_>>(),
+            vec![2, 1]
+        );
         assert_eq!(argmax(&[0.0, 5.0, 5.0]), 1);
     }
 }

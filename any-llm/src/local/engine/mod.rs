@@ -9,8 +9,8 @@ use std::sync::{Arc, mpsc};
 use std::task::{Context, Poll};
 
 use any_core::{
-    ChatRequest, ChatStream, EmbedRequest, EmbedResponse, Error, ResponseFormat, Result, ToolChoice,
-    Usage,
+    ChatRequest, ChatStream, EmbedRequest, EmbedResponse, Error, ResponseFormat, Result,
+    ToolChoice, Usage,
 };
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
@@ -125,7 +125,8 @@ impl LocalModel {
     /// count.
     pub fn open_with(path: impl AsRef<Path>, options: LocalModelOptions) -> Result<Self> {
         let path = path.as_ref();
-        let file = GgufFile::open(path).map_err(|e| model_err(format!("{}: {e}", path.display())))?;
+        let file =
+            GgufFile::open(path).map_err(|e| model_err(format!("{}: {e}", path.display())))?;
         let file = Arc::new(file);
         let llama = Arc::new(Llama::load(file.clone())?);
         let tokenizer = Tokenizer::from_gguf(&file).map_err(model_err)?;
@@ -138,9 +139,13 @@ impl LocalModel {
                 cfg.n_vocab
             )));
         }
-        let context = options.context.unwrap_or(cfg.n_ctx_train.min(DEFAULT_CONTEXT));
+        let context = options
+            .context
+            .unwrap_or(cfg.n_ctx_train.min(DEFAULT_CONTEXT));
         if context == 0 {
-            return Err(Error::InvalidRequest("the context window must be at least 1 token".into()));
+            return Err(Error::InvalidRequest(
+                "the context window must be at least 1 token".into(),
+            ));
         }
         let threads = options
             .threads
@@ -159,15 +164,31 @@ impl LocalModel {
             .ok()
             .flatten()
             .map(str::to_owned)
-            .unwrap_or_else(|| path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned()));
+            .unwrap_or_else(|| {
+                path.file_stem()
+                    .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+            });
         let (tx, rx) = mpsc::channel();
         let worker = Worker::new(llama, tokenizer.clone(), context);
         std::thread::Builder::new()
             .name("any-local-engine".into())
             .spawn(move || worker.run(rx, pool))
             .map_err(Error::Io)?;
-        let info = ModelInfo { name, path: path.to_owned(), config: cfg, context, threads };
-        Ok(LocalModel { inner: Arc::new(Inner { info, tokenizer, template, jobs: tx }) })
+        let info = ModelInfo {
+            name,
+            path: path.to_owned(),
+            config: cfg,
+            context,
+            threads,
+        };
+        Ok(LocalModel {
+            inner: Arc::new(Inner {
+                info,
+                tokenizer,
+                template,
+                jobs: tx,
+            }),
+        })
     }
 
     /// What this model is.
@@ -188,7 +209,13 @@ impl LocalModel {
     /// Token ids of `text` as the model's raw input: special tokens parsed, BOS only if the
     /// model asks for it.
     pub fn tokenize_raw(&self, text: &str) -> Vec<u32> {
-        self.inner.tokenizer.encode(text, EncodeOptions { add_special: true, parse_special: true })
+        self.inner.tokenizer.encode(
+            text,
+            EncodeOptions {
+                add_special: true,
+                parse_special: true,
+            },
+        )
     }
 
     /// The prompt a chat request renders to, through the model's template.
@@ -218,12 +245,21 @@ impl LocalModel {
         let piece = |id: Option<u32>| id.and_then(|i| tok.token_text(i)).unwrap_or("").to_owned();
         self.inner
             .template
-            .render(&messages, (!tools.is_empty()).then_some(&tools[..]), true, &piece(tok.bos_id()), &piece(tok.eos_id()))
+            .render(
+                &messages,
+                (!tools.is_empty()).then_some(&tools[..]),
+                true,
+                &piece(tok.bos_id()),
+                &piece(tok.eos_id()),
+            )
             .map_err(|e| Error::InvalidRequest(e.to_string()))
     }
 
     fn send(&self, job: Job) -> Result<()> {
-        self.inner.jobs.send(job).map_err(|_| model_err("the inference thread has stopped"))
+        self.inner
+            .jobs
+            .send(job)
+            .map_err(|_| model_err("the inference thread has stopped"))
     }
 
     fn check_context(&self, n: usize, extra: usize) -> Result<()> {
@@ -232,7 +268,11 @@ impl LocalModel {
             return Err(Error::ContextLengthExceeded {
                 message: format!(
                     "the prompt has {n} tokens{}; the context window is {limit}",
-                    if extra > 0 { format!(" and needs room for {extra} more") } else { String::new() }
+                    if extra > 0 {
+                        format!(" and needs room for {extra} more")
+                    } else {
+                        String::new()
+                    }
                 ),
                 requested: Some(n + extra),
                 limit: Some(limit),
@@ -246,7 +286,12 @@ impl LocalModel {
     /// # Errors
     /// [`Error::ContextLengthExceeded`] if the prompt does not fit; [`Error::InvalidRequest`]
     /// for an empty prompt.
-    pub fn generate_ids(&self, prompt: Vec<u32>, sampling: &any_core::Sampling, logprobs: Option<u8>) -> Result<ChatStream> {
+    pub fn generate_ids(
+        &self,
+        prompt: Vec<u32>,
+        sampling: &any_core::Sampling,
+        logprobs: Option<u8>,
+    ) -> Result<ChatStream> {
         if prompt.is_empty() {
             return Err(Error::InvalidRequest("the prompt has no tokens".into()));
         }
@@ -261,15 +306,17 @@ impl LocalModel {
             model_name: self.inner.info.name.clone(),
             chunks: tx,
         }))?;
-        Ok(ChatStream::new(futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        })))
+        Ok(ChatStream::new(futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+        )))
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx))?;
-        rx.await.map_err(|_| model_err("the inference thread dropped the request"))?
+        rx.await
+            .map_err(|_| model_err("the inference thread dropped the request"))?
     }
 
     /// Logits for the token after `ids` (evaluated from an empty cache).
@@ -288,7 +335,10 @@ impl LocalModel {
     /// `0 < from < ids.len()`.
     pub async fn token_logprobs(&self, ids: Vec<u32>, from: usize) -> Result<Vec<f32>> {
         self.check_context(ids.len(), 0)?;
-        Ok(self.ask(|reply| Job::Score { ids, from, reply }).await?.logprobs)
+        Ok(self
+            .ask(|reply| Job::Score { ids, from, reply })
+            .await?
+            .logprobs)
     }
 
     /// The log-likelihood of `continuation` following `context` (raw text, no template; BOS
@@ -302,13 +352,26 @@ impl LocalModel {
         let whole = self.tokenize_raw(&format!("{context}{continuation}"));
         // Tokens can merge across the boundary; score what the whole text adds past the
         // longest common prefix with the context alone.
-        let from = ctx.iter().zip(&whole).take_while(|(a, b)| a == b).count().max(1);
+        let from = ctx
+            .iter()
+            .zip(&whole)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .max(1);
         if from >= whole.len() {
-            return Err(Error::InvalidRequest("the continuation adds no tokens".into()));
+            return Err(Error::InvalidRequest(
+                "the continuation adds no tokens".into(),
+            ));
         }
         self.check_context(whole.len(), 0)?;
         let tokens = whole.len() - from;
-        let scored = self.ask(|reply| Job::Score { ids: whole, from, reply }).await?;
+        let scored = self
+            .ask(|reply| Job::Score {
+                ids: whole,
+                from,
+                reply,
+            })
+            .await?;
         Ok(LogLikelihood {
             logprob: scored.logprobs.iter().map(|&l| f64::from(l)).sum(),
             is_greedy: scored.greedy.iter().all(|&g| g),
@@ -325,10 +388,18 @@ impl LocalModel {
     /// [`Error::ContextLengthExceeded`] when `ctx` exceeds the context window.
     pub async fn perplexity(&self, text: &str, ctx: usize) -> Result<Perplexity> {
         if ctx < 2 {
-            return Err(Error::InvalidRequest(format!("a perplexity window needs at least 2 tokens, got {ctx}")));
+            return Err(Error::InvalidRequest(format!(
+                "a perplexity window needs at least 2 tokens, got {ctx}"
+            )));
         }
         self.check_context(ctx, 0)?;
-        let ids = self.inner.tokenizer.encode(text, EncodeOptions { add_special: false, parse_special: false });
+        let ids = self.inner.tokenizer.encode(
+            text,
+            EncodeOptions {
+                add_special: false,
+                parse_special: false,
+            },
+        );
         let windows = ids.len() / ctx;
         if windows == 0 {
             return Err(Error::InvalidRequest(format!(
@@ -343,7 +414,11 @@ impl LocalModel {
             nll -= lps.iter().map(|&l| f64::from(l)).sum::<f64>();
             scored += lps.len();
         }
-        Ok(Perplexity { ppl: (nll / scored as f64).exp(), windows, scored })
+        Ok(Perplexity {
+            ppl: (nll / scored as f64).exp(),
+            windows,
+            scored,
+        })
     }
 
     /// Mean-pooled, L2-normalised final hidden states of each text.
@@ -373,13 +448,23 @@ impl LocalModel {
                 )));
             }
         }
-        if matches!(req.tool_choice, Some(ToolChoice::Required | ToolChoice::Tool { .. })) {
+        if matches!(
+            req.tool_choice,
+            Some(ToolChoice::Required | ToolChoice::Tool { .. })
+        ) {
             return Err(Error::Unsupported(
-                "the local backend cannot force tool calls yet (tool_choice required / named tool)".into(),
+                "the local backend cannot force tool calls yet (tool_choice required / named tool)"
+                    .into(),
             ));
         }
         let prompt = self.render_prompt(&req)?;
-        let ids = self.inner.tokenizer.encode(&prompt, EncodeOptions { add_special: true, parse_special: true });
+        let ids = self.inner.tokenizer.encode(
+            &prompt,
+            EncodeOptions {
+                add_special: true,
+                parse_special: true,
+            },
+        );
         self.generate_ids(ids, &req.sampling, req.logprobs)
     }
 }
@@ -401,7 +486,8 @@ impl tower::Service<ChatRequest> for LocalModel {
 impl tower::Service<EmbedRequest> for LocalModel {
     type Response = EmbedResponse;
     type Error = Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<EmbedResponse>> + Send>>;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<EmbedResponse>> + Send>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         Poll::Ready(Ok(()))
@@ -424,7 +510,11 @@ impl tower::Service<EmbedRequest> for LocalModel {
             Ok(EmbedResponse {
                 embeddings,
                 model: Some(this.inner.info.name.clone()),
-                usage: Some(Usage { prompt_tokens: tokens as u32, completion_tokens: 0, cached_prompt_tokens: None }),
+                usage: Some(Usage {
+                    prompt_tokens: tokens as u32,
+                    completion_tokens: 0,
+                    cached_prompt_tokens: None,
+                }),
             })
         })
     }

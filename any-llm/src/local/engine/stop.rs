@@ -19,7 +19,10 @@ pub(crate) enum StopScan {
 
 impl StopMatcher {
     pub(crate) fn new(stops: &[String]) -> Self {
-        StopMatcher { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), pending: String::new() }
+        StopMatcher {
+            stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            pending: String::new(),
+        }
     }
 
     /// Adds newly decoded text.
@@ -28,7 +31,11 @@ impl StopMatcher {
         if self.stops.is_empty() {
             return StopScan::Emit(std::mem::take(&mut self.pending));
         }
-        let first_stop = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min();
+        let first_stop = self
+            .stops
+            .iter()
+            .filter_map(|s| self.pending.find(s.as_str()))
+            .min();
         if let Some(at) = first_stop {
             let out = self.pending[..at].to_owned();
             self.pending.clear();
@@ -75,7 +82,10 @@ mod tests {
 
     #[test]
     fn a_stop_split_across_pieces_is_cut_exactly() {
-        assert_eq!(run(&["END"], &["hello E", "N", "D more"]), ("hello ".into(), true));
+        assert_eq!(
+            run(&["END"], &["hello E", "N", "D more"]),
+            ("hello ".into(), true)
+        );
         assert_eq!(run(&["\n\n"], &["a\n", "\nb"]), ("a".into(), true));
     }
 
@@ -89,6 +99,9 @@ mod tests {
     #[test]
     fn earliest_stop_wins_and_multibyte_text_is_respected() {
         assert_eq!(run(&["ü!", "x"], &["aü", "!x"]), ("a".into(), true));
-        assert_eq!(run(&["日本"], &["今日", "は日", "本"]), ("今日は".into(), true));
+        assert_eq!(
+            run(&["日本"], &["今日", "は日", "本"]),
+            ("今日は".into(), true)
+        );
     }
 }

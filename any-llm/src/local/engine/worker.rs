@@ -29,11 +29,21 @@ pub(crate) enum Job {
     Generate(Generate),
     /// Log-probabilities of `ids[i]` given `ids[..i]` for `i` in `from..`, evaluated from an
     /// empty cache; with `top`, also the top-k of the last position's logits.
-    Score { ids: Vec<u32>, from: usize, reply: oneshot::Sender<Result<Scored>> },
+    Score {
+        ids: Vec<u32>,
+        from: usize,
+        reply: oneshot::Sender<Result<Scored>>,
+    },
     /// Mean-pooled, L2-normalised final hidden states of each sequence.
-    Embed { seqs: Vec<Vec<u32>>, reply: oneshot::Sender<Result<Vec<Vec<f32>>>> },
+    Embed {
+        seqs: Vec<Vec<u32>>,
+        reply: oneshot::Sender<Result<Vec<Vec<f32>>>>,
+    },
     /// Logits for the next token after `ids`.
-    Logits { ids: Vec<u32>, reply: oneshot::Sender<Result<Vec<f32>>> },
+    Logits {
+        ids: Vec<u32>,
+        reply: oneshot::Sender<Result<Vec<f32>>>,
+    },
 }
 
 /// What a [`Job::Score`] returns.
@@ -58,7 +68,14 @@ pub(crate) struct Worker {
 impl Worker {
     pub(crate) fn new(llama: Arc<Llama>, tokenizer: Tokenizer, context: usize) -> Self {
         let kv = KvCache::new(llama.config(), context);
-        Worker { llama, tokenizer, kv, scratch: Scratch::default(), cached: Vec::new(), logits: Vec::new() }
+        Worker {
+            llama,
+            tokenizer,
+            kv,
+            scratch: Scratch::default(),
+            cached: Vec::new(),
+            logits: Vec::new(),
+        }
     }
 
     pub(crate) fn run(mut self, jobs: mpsc::Receiver<Job>, pool: rayon::ThreadPool) {
@@ -85,7 +102,8 @@ impl Worker {
             Job::Logits { ids, reply } => {
                 let r = self.reset_and_eval(&ids).map(|()| {
                     let hidden = self.last_hidden().to_vec();
-                    self.llama.logits(&hidden, &mut self.logits, &mut self.scratch.mm);
+                    self.llama
+                        .logits(&hidden, &mut self.logits, &mut self.scratch.mm);
                     self.logits.clone()
                 });
                 let _ = reply.send(r);
@@ -123,10 +141,23 @@ impl Worker {
     }
 
     fn generate(&mut self, g: Generate) -> Result<()> {
-        let Generate { prompt, sampler, max_tokens, stop, logprobs, model_name, chunks } = g;
+        let Generate {
+            prompt,
+            sampler,
+            max_tokens,
+            stop,
+            logprobs,
+            model_name,
+            chunks,
+        } = g;
         // Reuse the longest cached prefix, but always evaluate at least the last prompt token:
         // its logits pick the first new token.
-        let common = self.cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
+        let common = self
+            .cached
+            .iter()
+            .zip(&prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
         let reuse = common.min(prompt.len() - 1);
         self.kv.truncate(reuse);
         self.cached.truncate(reuse);
@@ -136,7 +167,9 @@ impl Worker {
         for &t in &prompt {
             sampler.accept(t);
         }
-        let mut decoder = self.tokenizer.stream_decoder(DecodeOptions { skip_special: true });
+        let mut decoder = self
+            .tokenizer
+            .stream_decoder(DecodeOptions { skip_special: true });
         let mut stops = StopMatcher::new(&stop);
         let limit = max_tokens.unwrap_or(usize::MAX);
         let mut generated = 0usize;
@@ -146,7 +179,8 @@ impl Worker {
                 break FinishReason::Length;
             }
             let hidden = self.last_hidden().to_vec();
-            self.llama.logits(&hidden, &mut self.logits, &mut self.scratch.mm);
+            self.llama
+                .logits(&hidden, &mut self.logits, &mut self.scratch.mm);
             let raw = logprobs.map(|_| self.logits.clone());
             let token = sampler.sample(&mut self.logits);
             generated += 1;
@@ -154,7 +188,9 @@ impl Worker {
                 break FinishReason::Stop;
             }
             sampler.accept(token);
-            let piece = decoder.push(token).map_err(|e| Error::Model(e.to_string()))?;
+            let piece = decoder
+                .push(token)
+                .map_err(|e| Error::Model(e.to_string()))?;
             let mut chunk = match stops.push(&piece) {
                 StopScan::Emit(text) => ChatChunk::text(text),
                 StopScan::Stopped(text) => {
@@ -165,7 +201,9 @@ impl Worker {
                 }
             };
             if let (Some(top), Some(mut raw)) = (logprobs, raw) {
-                chunk.logprobs.push(self.token_logprob(token, &mut raw, top));
+                chunk
+                    .logprobs
+                    .push(self.token_logprob(token, &mut raw, top));
             }
             if (!chunk.text.is_empty() || !chunk.logprobs.is_empty()) && !send(chunk) {
                 // The stream was dropped: stop generating.
@@ -174,7 +212,8 @@ impl Worker {
             if self.kv.len >= self.kv.capacity {
                 break FinishReason::Length;
             }
-            self.llama.forward(&[token], &mut self.kv, &mut self.scratch)?;
+            self.llama
+                .forward(&[token], &mut self.kv, &mut self.scratch)?;
             self.cached.push(token);
         };
         let mut tail = decoder.flush();
@@ -196,7 +235,10 @@ impl Worker {
     fn token_logprob(&self, token: u32, raw: &mut [f32], top: u8) -> TokenLogprob {
         sampler::log_softmax(raw);
         let text = |id: u32| {
-            self.tokenizer.token_to_piece(id).map(|p| String::from_utf8_lossy(&p).into_owned()).unwrap_or_default()
+            self.tokenizer
+                .token_to_piece(id)
+                .map(|p| String::from_utf8_lossy(&p).into_owned())
+                .unwrap_or_default()
         };
         TokenLogprob {
             token: text(token),
@@ -204,7 +246,11 @@ impl Worker {
             logprob: raw[token as usize],
             top: sampler::top_n(raw, top as usize)
                 .into_iter()
-                .map(|(id, lp)| TopLogprob { token: text(id), id: Some(id), logprob: lp })
+                .map(|(id, lp)| TopLogprob {
+                    token: text(id),
+                    id: Some(id),
+                    logprob: lp,
+                })
                 .collect(),
         }
     }
@@ -231,7 +277,8 @@ impl Worker {
             let end = start + batch.len();
             if first_needed < end {
                 let hidden = self.scratch.hidden()[(first_needed - start) * d..].to_vec();
-                self.llama.logits(&hidden, &mut self.logits, &mut self.scratch.mm);
+                self.llama
+                    .logits(&hidden, &mut self.logits, &mut self.scratch.mm);
                 let vocab = self.llama.config().n_vocab;
                 for (j, row) in self.logits.chunks_exact_mut(vocab).enumerate() {
                     let target = ids[first_needed + j + 1];

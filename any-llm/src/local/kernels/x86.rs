@@ -1,0 +1,217 @@
+//! AVX2 + FMA + F16C kernels for x86-64.
+//!
+//! Every function marked `#[target_feature]` is only reached after [`has_avx2`] said yes.
+//! Pointer arithmetic stays inside slices whose lengths the safe wrappers check first.
+
+use std::arch::x86_64::*;
+use std::sync::OnceLock;
+
+use super::DotFn;
+use crate::local::quant::GgmlType;
+
+/// Whether this CPU runs the AVX2 kernels (AVX2, FMA and F16C together).
+pub(super) fn has_avx2() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    })
+}
+
+/// The AVX2 dot product for `ty`, where there is one.
+pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
+    if !has_avx2() {
+        return None;
+    }
+    match ty {
+        GgmlType::Q8_0 => Some(dot_q8_0),
+        GgmlType::Q4_0 => Some(dot_q4_0),
+        GgmlType::Q4_1 => Some(dot_q4_1),
+        _ => None,
+    }
+}
+
+fn check(w: &[u8], a: &[u8], n: usize, wb: usize, ab: usize) -> usize {
+    let nb = n / 32;
+    assert!(
+        n % 32 == 0 && w.len() == nb * wb && a.len() == nb * ab,
+        "row sizes do not match n = {n}"
+    );
+    nb
+}
+
+fn dot_q8_0(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = check(w, a, n, 34, 34);
+    // SAFETY: `dot_fn` hands this out only when AVX2/FMA/F16C are present; `check` proved
+    // both slices hold `nb` whole blocks.
+    unsafe { dot_q8_0_avx2(w.as_ptr(), a.as_ptr(), nb) }
+}
+
+fn dot_q4_0(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = check(w, a, n, 18, 34);
+    // SAFETY: as in `dot_q8_0`.
+    unsafe { dot_q4_0_avx2(w.as_ptr(), a.as_ptr(), nb) }
+}
+
+fn dot_q4_1(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = check(w, a, n, 20, 36);
+    // SAFETY: as in `dot_q8_0`.
+    unsafe { dot_q4_1_avx2(w.as_ptr(), a.as_ptr(), nb) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: the caller points `p` at two readable bytes.
+    let bits = unsafe { p.cast::<u16>().read_unaligned() };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum(v: __m256) -> f32 {
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps(v, 1);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    _mm_cvtss_f32(s)
+}
+
+/// Sum of products of 32 signed bytes by 32 signed bytes, as 8 lanes of i32 turned f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_i8(x: __m256i, y: __m256i) -> __m256 {
+    // maddubs multiplies unsigned by signed: move x's sign onto y.
+    let ax = _mm256_sign_epi8(x, x);
+    let sy = _mm256_sign_epi8(y, x);
+    let pairs = _mm256_maddubs_epi16(ax, sy);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+}
+
+/// 16 bytes of nibbles as 32 bytes: low nibbles (values 0..16) then high nibbles (16..32).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles(p: *const u8) -> __m256i {
+    // SAFETY: the caller points `p` at 16 readable bytes.
+    let bytes = unsafe { _mm_loadu_si128(p.cast()) };
+    let mask = _mm_set1_epi8(0x0F);
+    let lo = _mm_and_si128(bytes, mask);
+    let hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
+    _mm256_set_m128i(hi, lo)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q8_0_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for i in 0..nb {
+        // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
+        unsafe {
+            let (wb, ab) = (w.add(i * 34), a.add(i * 34));
+            let d = _mm256_set1_ps(f16_at(wb) * f16_at(ab));
+            let qw = _mm256_loadu_si256(wb.add(2).cast());
+            let qa = _mm256_loadu_si256(ab.add(2).cast());
+            acc = _mm256_fmadd_ps(d, dot_i8(qw, qa), acc);
+        }
+    }
+    hsum(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q4_0_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for i in 0..nb {
+        // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
+        unsafe {
+            let (wb, ab) = (w.add(i * 18), a.add(i * 34));
+            let d = _mm256_set1_ps(f16_at(wb) * f16_at(ab));
+            let qw = _mm256_sub_epi8(nibbles(wb.add(2)), _mm256_set1_epi8(8));
+            let qa = _mm256_loadu_si256(ab.add(2).cast());
+            acc = _mm256_fmadd_ps(d, dot_i8(qw, qa), acc);
+        }
+    }
+    hsum(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q4_1_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = 0.0f32;
+    let ones = _mm256_set1_epi16(1);
+    for i in 0..nb {
+        // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
+        unsafe {
+            let (wb, ab) = (w.add(i * 20), a.add(i * 36));
+            let d = _mm256_set1_ps(f16_at(wb) * f16_at(ab));
+            mins += f16_at(wb.add(2)) * f16_at(ab.add(2));
+            let qw = nibbles(wb.add(4));
+            let qa = _mm256_loadu_si256(ab.add(4).cast());
+            // Weights are unsigned here, so maddubs takes them as they are.
+            let sums = _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qa), ones);
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc);
+        }
+    }
+    hsum(acc) + mins
+}
+
+/// `Σ k[i] · q[i]`, keys as f16 bits.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_f16_f32(k: &[u16], q: &[f32]) -> f32 {
+    let n = k.len().min(q.len());
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: `i + 8 <= n` keeps both 8-wide loads inside the slices.
+        unsafe {
+            let kv = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i).cast()));
+            let qv = _mm256_loadu_ps(q.as_ptr().add(i));
+            acc = _mm256_fmadd_ps(kv, qv, acc);
+        }
+        i += 8;
+    }
+    let mut sum = hsum(acc);
+    for j in i..n {
+        sum += half::f16::from_bits(k[j]).to_f32() * q[j];
+    }
+    sum
+}
+
+/// `acc[i] += p · v[i]`, values as f16 bits.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn axpy_f16(acc: &mut [f32], p: f32, v: &[u16]) {
+    let n = acc.len().min(v.len());
+    let pv = _mm256_set1_ps(p);
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: `i + 8 <= n` keeps the loads and the store inside the slices.
+        unsafe {
+            let vv = _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(i).cast()));
+            let a = _mm256_loadu_ps(acc.as_ptr().add(i));
+            _mm256_storeu_ps(acc.as_mut_ptr().add(i), _mm256_fmadd_ps(pv, vv, a));
+        }
+        i += 8;
+    }
+    for j in i..n {
+        acc[j] += p * half::f16::from_bits(v[j]).to_f32();
+    }
+}
+
+/// f32 to f16 bits, rounding to nearest even.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn f32_to_f16(x: &[f32], out: &mut [u16]) {
+    let n = x.len().min(out.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: `i + 8 <= n` keeps the load and the store inside the slices.
+        unsafe {
+            let h =
+                _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(x.as_ptr().add(i)));
+            _mm_storeu_si128(out.as_mut_ptr().add(i).cast(), h);
+        }
+        i += 8;
+    }
+    for j in i..n {
+        out[j] = half::f16::from_f32(x[j]).to_bits();
+    }
+}
