@@ -369,7 +369,8 @@ fn add_in_place(x: &mut [f32], y: &[f32]) {
 fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let d = weight.len();
     for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        let sum: f64 = xr.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        // Squares in f32, summed in f64, as ggml does.
+        let sum: f64 = xr.iter().map(|&v| f64::from(v * v)).sum();
         let scale = 1.0 / ((sum / d as f64) as f32 + eps).sqrt();
         for ((o, &v), &w) in or.iter_mut().zip(xr).zip(weight) {
             *o = v * scale * w;
