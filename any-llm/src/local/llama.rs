@@ -9,10 +9,10 @@
 use std::sync::Arc;
 
 use any_core::{Error, Result};
-use half::f16;
 use rayon::prelude::*;
 
 use crate::local::gguf::{GgufFile, TensorInfo};
+use crate::local::attention::{AttentionScratch, SumOrder, attend, silu};
 use crate::local::kernels;
 use crate::local::matmul::{MatmulScratch, WeightView, matmul};
 
@@ -346,18 +346,15 @@ impl Llama {
                     Some(f) => theta / f[i],
                     None => theta,
                 };
-                let (sin, cos) = t.sin_cos();
+                let (sin, cos) = (t.sin(), t.cos());
                 let (a, b) = (head[2 * i], head[2 * i + 1]);
-                head[2 * i] = a * cos - b * sin;
-                head[2 * i + 1] = a * sin + b * cos;
+                // Fused multiply-adds, as llama.cpp's compiled rotation has them.
+                head[2 * i] = a.mul_add(cos, -(b * sin));
+                head[2 * i + 1] = a.mul_add(sin, b * cos);
                 theta *= theta_scale;
             }
         }
     }
-}
-
-fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
 }
 
 fn add_in_place(x: &mut [f32], y: &[f32]) {
@@ -379,51 +376,23 @@ fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 /// Causal grouped-query attention of `n` new tokens (at `pos0..`) over the cache.
-///
-/// Keys and values are held as f16, and queries and probabilities are rounded to f16 before
-/// their dot products, as llama.cpp's default (f16) KV cache does.
-fn attention(
-    cfg: &LlamaConfig,
-    kv: &KvCache,
-    layer: usize,
-    pos0: usize,
-    n: usize,
-    q: &[f32],
-    out: &mut [f32],
-) {
+fn attention(cfg: &LlamaConfig, kv: &KvCache, layer: usize, pos0: usize, n: usize, q: &[f32], out: &mut [f32]) {
     let hd = cfg.head_dim;
     let group = cfg.n_head / cfg.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
-    let work = |(idx, o): (usize, &mut [f32])| {
+    let order = SumOrder::for_batch(n);
+    let work = |s: &mut AttentionScratch, (idx, o): (usize, &mut [f32])| {
         let (t, h) = (idx / cfg.n_head, idx % cfg.n_head);
         let g = h / group;
-        let mut qbits = vec![0u16; hd];
-        kernels::f32_to_f16(&q[idx * hd..(idx + 1) * hd], &mut qbits);
-        let qh: Vec<f32> = qbits.iter().map(|&b| f16::from_bits(b).to_f32()).collect();
         let len = pos0 + t + 1;
-        let keys = kv.keys(layer, g, len);
-        let values = kv.values(layer, g, len);
-        let mut scores: Vec<f32> = keys
-            .chunks_exact(hd)
-            .map(|k| kernels::dot_f16_f32(k, &qh) * scale)
-            .collect();
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0f64;
-        for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            sum += f64::from(*s);
-        }
-        let inv = (1.0 / sum) as f32;
-        o.fill(0.0);
-        for (p, vrow) in scores.iter().zip(values.chunks_exact(hd)) {
-            let p = f16::from_f32(p * inv).to_f32();
-            kernels::axpy_f16(o, p, vrow);
-        }
+        let q = &q[idx * hd..(idx + 1) * hd];
+        attend(order, q, kv.keys(layer, g, len), kv.values(layer, g, len), len, scale, s, o);
     };
     if n > 1 {
-        out.par_chunks_mut(hd).enumerate().for_each(work);
+        out.par_chunks_mut(hd).enumerate().for_each_init(AttentionScratch::default, work);
     } else {
-        out.chunks_mut(hd).enumerate().for_each(work);
+        let mut s = AttentionScratch::default();
+        out.chunks_mut(hd).enumerate().for_each(|item| work(&mut s, item));
     }
 }
 

@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+mod attention;
 mod engine;
 pub mod fetch;
 pub mod gguf;

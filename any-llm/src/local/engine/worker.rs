@@ -12,8 +12,9 @@ use crate::local::llama::{KvCache, Llama, Scratch};
 use crate::local::sampler::{self, Sampler, SamplerConfig};
 use crate::local::tokenizer::{DecodeOptions, Tokenizer};
 
-/// Prompt tokens evaluated per forward pass.
-pub(crate) const PREFILL_BATCH: usize = 256;
+/// Prompt tokens evaluated per forward pass (llama.cpp's default batch, so that long prompts
+/// split where its do).
+pub(crate) const PREFILL_BATCH: usize = 512;
 
 pub(crate) struct Generate {
     pub(crate) prompt: Vec<u32>,

@@ -77,30 +77,33 @@ fn quantize_q8(x: &[f32], out: &mut [u8], with_sum: bool) {
     }
 }
 
-/// `Σ k[i] · q[i]` for a row of f16 keys and f32 queries.
-pub(crate) fn dot_f16_f32(k: &[u16], q: &[f32]) -> f32 {
+/// The dot product of f16 keys and f32 queries summed in 16 lanes (lane `L` takes indices
+/// `≡ L mod 16`, reduced by halving), or with `lanes64` in 4 × 16 lanes over steps of 64
+/// folded 0+2, 1+3, 0+1 first — the two orders of llama.cpp's f16 dot products. `None` where
+/// this CPU has no vector path or the length is not a multiple of 16: the caller then runs the
+/// same order in portable code.
+pub(crate) fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> Option<f32> {
     debug_assert_eq!(k.len(), q.len());
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::dot_f16_f32(k, q) };
+    if x86::has_avx2() && k.len() % 16 == 0 && k.len() == q.len() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); lengths are equal
+        // multiples of 16.
+        return Some(unsafe { x86::dot_f16_lanes(lanes64, k, q) });
     }
-    k.iter()
-        .zip(q)
-        .map(|(&kb, &qv)| f16::from_bits(kb).to_f32() * qv)
-        .sum()
+    let _ = (lanes64, k, q);
+    None
 }
 
-/// `acc[i] += p · v[i]` for a row of f16 values.
-pub(crate) fn axpy_f16(acc: &mut [f32], p: f32, v: &[u16]) {
+/// `acc[i] = fma(p, v[i], acc[i])` for a row of f16 values (one rounding per element).
+pub(crate) fn fma_f16_row(acc: &mut [f32], p: f32, v: &[u16]) {
     debug_assert_eq!(acc.len(), v.len());
     #[cfg(target_arch = "x86_64")]
     if x86::has_avx2() {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::axpy_f16(acc, p, v) };
+        return unsafe { x86::fma_f16_row(acc, p, v) };
     }
     for (a, &vb) in acc.iter_mut().zip(v) {
-        *a += p * f16::from_bits(vb).to_f32();
+        *a = p.mul_add(f16::from_bits(vb).to_f32(), *a);
     }
 }
 
@@ -192,32 +195,49 @@ mod tests {
 
     #[test]
     fn f16_helpers_match_the_portable_loops() {
-        let k: Vec<u16> = values(77, 1, 4.0)
-            .iter()
-            .map(|&v| f16::from_f32(v).to_bits())
-            .collect();
-        let q = values(77, 2, 1.0);
-        let terms: Vec<f32> = k
-            .iter()
-            .zip(&q)
-            .map(|(&kb, &qv)| f16::from_bits(kb).to_f32() * qv)
-            .collect();
-        let portable: f32 = terms.iter().sum();
-        let magnitude: f32 = terms.iter().map(|t| t.abs()).sum();
-        assert!((dot_f16_f32(&k, &q) - portable).abs() <= 1e-6 * magnitude);
+        let k: Vec<u16> = values(64, 1, 4.0).iter().map(|&v| f16::from_f32(v).to_bits()).collect();
+        let q = values(64, 2, 1.0);
+        let kf: Vec<f32> = k.iter().map(|&b| f16::from_bits(b).to_f32()).collect();
+        // The portable statement of each order, lane by lane.
+        let mut lanes = [[0f32; 16]; 4];
+        for x in 0..64 {
+            lanes[0][x % 16] = kf[x].mul_add(q[x], lanes[0][x % 16]);
+        }
+        let halve = |mut v: [f32; 16]| {
+            let mut m = 8;
+            while m >= 1 {
+                for i in 0..m {
+                    v[i] += v[i + m];
+                }
+                m /= 2;
+            }
+            v[0]
+        };
+        if let Some(fast) = dot_f16_lanes(false, &k, &q) {
+            assert_eq!(fast.to_bits(), halve(lanes[0]).to_bits());
+        }
+        let mut groups = [[0f32; 16]; 4];
+        for x in 0..64 {
+            groups[x / 16][x % 16] = kf[x].mul_add(q[x], groups[x / 16][x % 16]);
+        }
+        for l in 0..16 {
+            groups[0][l] += groups[2][l];
+            groups[1][l] += groups[3][l];
+            groups[0][l] += groups[1][l];
+        }
+        if let Some(fast) = dot_f16_lanes(true, &k, &q) {
+            assert_eq!(fast.to_bits(), halve(groups[0]).to_bits());
+        }
         let mut acc = values(77, 3, 1.0);
         let mut expected = acc.clone();
-        axpy_f16(&mut acc, 0.3, &k);
-        for (e, &kb) in expected.iter_mut().zip(&k) {
-            *e += 0.3 * f16::from_bits(kb).to_f32();
+        let v: Vec<u16> = values(77, 4, 4.0).iter().map(|&v| f16::from_f32(v).to_bits()).collect();
+        fma_f16_row(&mut acc, 0.3, &v);
+        for (e, &vb) in expected.iter_mut().zip(&v) {
+            *e = 0.3f32.mul_add(f16::from_bits(vb).to_f32(), *e);
         }
-        assert!(acc.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-5));
+        assert_eq!(acc, expected);
         let mut bits = vec![0u16; 77];
-        f32_to_f16(&q, &mut bits);
-        assert!(
-            bits.iter()
-                .zip(&q)
-                .all(|(&b, &v)| b == f16::from_f32(v).to_bits())
-        );
+        f32_to_f16(&q[..64].repeat(2)[..77], &mut bits);
+        assert!(bits.iter().zip(&q[..64].repeat(2)).all(|(&b, &v)| b == f16::from_f32(v).to_bits()));
     }
 }

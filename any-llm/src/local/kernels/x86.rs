@@ -155,31 +155,40 @@ unsafe fn dot_q4_1_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
     hsum(acc) + mins
 }
 
-/// `Σ k[i] · q[i]`, keys as f16 bits.
+/// The 16-lane (or 4 × 16-lane) f16 dot product; see `kernels::dot_f16_lanes`. Lengths are
+/// equal multiples of 16.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_f16_f32(k: &[u16], q: &[f32]) -> f32 {
+pub(super) unsafe fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> f32 {
     let n = k.len().min(q.len());
-    let mut acc = _mm256_setzero_ps();
+    // Each group of 16 lanes is two 8-lane registers (lanes 0..8, 8..16).
+    let mut acc = [_mm256_setzero_ps(); 8];
     let mut i = 0;
-    while i + 8 <= n {
-        // SAFETY: `i + 8 <= n` keeps both 8-wide loads inside the slices.
+    while i + 16 <= n {
+        let g = if lanes64 { (i / 16) % 4 } else { 0 };
+        // SAFETY: `i + 16 <= n` keeps both 16-wide loads inside the slices.
         unsafe {
-            let kv = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i).cast()));
-            let qv = _mm256_loadu_ps(q.as_ptr().add(i));
-            acc = _mm256_fmadd_ps(kv, qv, acc);
+            for half in 0..2 {
+                let kv = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i + 8 * half).cast()));
+                let qv = _mm256_loadu_ps(q.as_ptr().add(i + 8 * half));
+                acc[2 * g + half] = _mm256_fmadd_ps(kv, qv, acc[2 * g + half]);
+            }
         }
-        i += 8;
+        i += 16;
     }
-    let mut sum = hsum(acc);
-    for j in i..n {
-        sum += half::f16::from_bits(k[j]).to_f32() * q[j];
+    let (mut lo, mut hi) = (acc[0], acc[1]);
+    if lanes64 {
+        let lo1 = _mm256_add_ps(acc[2], acc[6]);
+        let hi1 = _mm256_add_ps(acc[3], acc[7]);
+        lo = _mm256_add_ps(_mm256_add_ps(lo, acc[4]), lo1);
+        hi = _mm256_add_ps(_mm256_add_ps(hi, acc[5]), hi1);
     }
-    sum
+    // Halving: lanes i and i+8, then the 128-bit halves, then pairs, then the last two.
+    hsum(_mm256_add_ps(lo, hi))
 }
 
-/// `acc[i] += p · v[i]`, values as f16 bits.
+/// `acc[i] = fma(p, v[i], acc[i])`, values as f16 bits.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn axpy_f16(acc: &mut [f32], p: f32, v: &[u16]) {
+pub(super) unsafe fn fma_f16_row(acc: &mut [f32], p: f32, v: &[u16]) {
     let n = acc.len().min(v.len());
     let pv = _mm256_set1_ps(p);
     let mut i = 0;
@@ -193,7 +202,7 @@ pub(super) unsafe fn axpy_f16(acc: &mut [f32], p: f32, v: &[u16]) {
         i += 8;
     }
     for j in i..n {
-        acc[j] += p * half::f16::from_bits(v[j]).to_f32();
+        acc[j] = p.mul_add(half::f16::from_bits(v[j]).to_f32(), acc[j]);
     }
 }
 
