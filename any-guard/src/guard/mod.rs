@@ -47,15 +47,15 @@ use std::task::{Context, Poll};
 use any_core::{
     ChatRequest, ChatStream, Content, ContentPart, Error, Message, Result, Span, Verdict,
 };
-use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use tower_service::Service;
 
 pub use future::ResponseFuture;
 pub use layer::{Direction, GuardLayer, Guards, Policy, Verdicts};
 
-use crate::redact::RedactionMap;
 use crate::Subject;
+use crate::redact::RedactionMap;
 use layer::Entry;
 
 /// A chat service whose requests or responses pass through guardrails; made by
@@ -138,7 +138,12 @@ where
                     .map(|v| v.0.clone())
                     .unwrap_or_default();
                 let stream = inner.call(request).await?;
-                for v in stream.extensions().get::<Verdicts>().into_iter().flat_map(|v| &v.0) {
+                for v in stream
+                    .extensions()
+                    .get::<Verdicts>()
+                    .into_iter()
+                    .flat_map(|v| &v.0)
+                {
                     if !prior.contains(v) {
                         prior.push(v.clone());
                     }
@@ -160,9 +165,7 @@ pub(crate) async fn run_checks<'a>(
     let mut pending: FuturesUnordered<_> = entries
         .iter()
         .enumerate()
-        .filter_map(|(i, e)| {
-            subject_of(e).map(|s| e.guardrail.check(s).map(move |v| (i, v)))
-        })
+        .filter_map(|(i, e)| subject_of(e).map(|s| e.guardrail.check(s).map(move |v| (i, v))))
         .collect();
     let mut out = vec![None; entries.len()];
     while let Some((i, verdict)) = pending.next().await {
@@ -210,7 +213,12 @@ pub(crate) fn apply_redactions(
             continue;
         }
         out.push_str(&text[at..span.start]);
-        match (map.as_deref_mut(), replacement.strip_prefix('[').and_then(|r| r.strip_suffix(']'))) {
+        match (
+            map.as_deref_mut(),
+            replacement
+                .strip_prefix('[')
+                .and_then(|r| r.strip_suffix(']')),
+        ) {
             (Some(map), Some(label)) => {
                 out.push_str(&map.placeholder(label, &text[span.start..span.end]));
             }

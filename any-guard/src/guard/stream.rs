@@ -231,14 +231,10 @@ impl Output {
                 continue;
             }
             match entry.policy {
-                Policy::Redact => redactions.extend(
-                    spans
-                        .into_iter()
-                        .map(|s| {
-                            let r = entry.guardrail.replacement(&s);
-                            (s, r)
-                        }),
-                ),
+                Policy::Redact => redactions.extend(spans.into_iter().map(|s| {
+                    let r = entry.guardrail.replacement(&s);
+                    (s, r)
+                })),
                 policy => flagged.push((policy, verdict, spans)),
             }
         }
