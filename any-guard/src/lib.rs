@@ -14,7 +14,8 @@
 //!   early once the outcome is known.
 //! - Built-ins that need no model: [`Pii`] (validated with checksums), [`Secrets`],
 //!   [`PromptInjection`], [`InvisibleText`], [`DenyList`], [`LengthLimit`], [`RegexGuard`],
-//!   [`JsonValid`].
+//!   [`JsonValid`]. Model-backed: [`Judge`], a Llama-Guard-style classifier over any
+//!   [`ChatService`](any_core::ChatService), scored from token log-probabilities.
 //! - [`GuardLayer`] (or [`ServiceBuilderExt::guard_input`] /
 //!   [`guard_output`](ServiceBuilderExt::guard_output)): a [`Policy`] per guardrail — block,
 //!   redact, warn (recorded as [`Verdicts`] in the response), monitor (tracing only). Output is
@@ -42,6 +43,7 @@
 mod builtin;
 mod guard;
 mod guardrail;
+mod judge;
 mod normalize;
 mod redact;
 
@@ -53,4 +55,5 @@ pub use guard::{
     Direction, Guard, GuardLayer, Guards, Policy, ResponseFuture, ServiceBuilderExt, Verdicts,
 };
 pub use guardrail::{All, Any, BoxFuture, Check, Guardrail, StreamScope, Subject};
+pub use judge::{CATEGORIES as JUDGE_CATEGORIES, Judge};
 pub use redact::{RedactionMap, redact};
