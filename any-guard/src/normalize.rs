@@ -136,6 +136,50 @@ pub(crate) fn normalize(text: &str) -> Normalized {
     join_spelled_out(Normalized { text: out, origin })
 }
 
+/// Folds only what hides a token without changing its case or spacing: full-width forms to
+/// ASCII (`４１１１` to `4111`) and invisible characters dropped. `None` when there is
+/// nothing to fold, which is the common case and costs one scan.
+pub(crate) fn fold_width(text: &str) -> Option<Normalized> {
+    let foldable = |c: char| ('\u{FF01}'..='\u{FF5E}').contains(&c) || is_invisible(c);
+    if text.is_ascii() || !text.chars().any(foldable) {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut origin = Vec::with_capacity(text.len());
+    for (i, c) in text.char_indices() {
+        let range = (i, i + c.len_utf8());
+        if is_invisible(c) {
+            continue;
+        }
+        let c = if ('\u{FF01}'..='\u{FF5E}').contains(&c) {
+            char::from_u32(c as u32 - 0xFEE0).unwrap_or(c)
+        } else {
+            c
+        };
+        let before = out.len();
+        out.push(c);
+        origin.extend(std::iter::repeat_n(range, out.len() - before));
+    }
+    Some(Normalized { text: out, origin })
+}
+
+/// Runs `scan` on `text`, or on its width-folded form with the spans mapped back.
+pub(crate) fn scan_folded(
+    text: &str,
+    scan: impl Fn(&str) -> Vec<any_core::Span>,
+) -> Vec<any_core::Span> {
+    match fold_width(text) {
+        None => scan(text),
+        Some(n) => scan(&n.text)
+            .into_iter()
+            .map(|s| {
+                let (start, end) = n.original(s.start, s.end);
+                any_core::Span { start, end, ..s }
+            })
+            .collect(),
+    }
+}
+
 /// Joins runs of three or more single letters separated by single spaces (`i g n o r e` to
 /// `ignore`), which no real word sequence in the patterns contains.
 fn join_spelled_out(n: Normalized) -> Normalized {

@@ -173,8 +173,13 @@ impl Pii {
         Pii { kinds }
     }
 
-    /// The findings in `text`, in text order.
+    /// The findings in `text`, in text order. Full-width digits and letters and invisible
+    /// characters inside a value do not hide it; spans cover the original characters.
     pub fn scan(&self, text: &str) -> Vec<Span> {
+        crate::normalize::scan_folded(text, |t| self.scan_plain(t))
+    }
+
+    fn scan_plain(&self, text: &str) -> Vec<Span> {
         let mut spans = Vec::new();
         for &kind in &self.kinds {
             let label = kind.label();
@@ -352,6 +357,17 @@ mod tests {
         ] {
             assert_eq!(labels(text), vec![], "{text}");
         }
+    }
+
+    #[test]
+    fn sees_through_full_width_and_invisible_characters() {
+        let text = "card \u{FF14}111\u{200B}1111 1111 1111, MAIL ADA@EXAMPLE.COM";
+        let found = labels(text);
+        assert_eq!(
+            found[0],
+            ("CREDIT_CARD".into(), "\u{FF14}111\u{200B}1111 1111 1111")
+        );
+        assert_eq!(found[1], ("EMAIL".into(), "ADA@EXAMPLE.COM"));
     }
 
     #[test]

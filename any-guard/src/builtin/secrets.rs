@@ -105,8 +105,13 @@ impl Secrets {
         }
     }
 
-    /// The findings in `text`, in text order.
+    /// The findings in `text`, in text order. Full-width characters and invisible ones
+    /// inside a token do not hide it; spans cover the original characters.
     pub fn scan(&self, text: &str) -> Vec<Span> {
+        crate::normalize::scan_folded(text, |t| self.scan_plain(t))
+    }
+
+    fn scan_plain(&self, text: &str) -> Vec<Span> {
         let mut spans = Vec::new();
         for (label, re) in PATTERNS.iter() {
             for m in re.find_iter(text) {
@@ -202,6 +207,14 @@ mod tests {
         for (text, label) in cases {
             assert_eq!(labels(text), vec![label.to_owned()], "{text}");
         }
+    }
+
+    #[test]
+    fn sees_through_invisible_characters() {
+        let text = "AKIA\u{200B}IOSFODNN7EXAMPLE";
+        let v = Secrets::default().check_now(&Subject::text(text));
+        assert_eq!(v.spans[0].end - v.spans[0].start, text.len());
+        assert_eq!(v.redacted.as_deref(), Some("[AWS_ACCESS_KEY]"));
     }
 
     #[test]
