@@ -379,3 +379,70 @@ async fn an_asynchronous_guardrail_blocks_through_the_layer() {
     let err = svc.chat(user("hello")).await.unwrap_err();
     assert_eq!(err.verdict().unwrap().guardrail, "slow");
 }
+
+#[tokio::test]
+async fn redaction_keeps_the_images_of_a_multipart_message() {
+    use any_core::{Content, ContentPart};
+    let (mock, mut handle) = tower_test::mock::pair::<ChatRequest, ChatStream>();
+    let svc = GuardLayer::input(Guards::new().redact(Pii::default()))
+        .layer(mock.map_err(Error::from_boxed));
+    let message = Message::user(vec![
+        ContentPart::Text {
+            text: "Who is ada@example.com? ".into(),
+        },
+        ContentPart::Image {
+            url: "https://example.com/a.png".into(),
+            detail: None,
+        },
+        ContentPart::Text {
+            text: "Call 555-123-4567".into(),
+        },
+    ]);
+    let call = tokio::spawn(svc.oneshot(ChatRequest::new(vec![message])));
+    let (request, respond) = handle.next_request().await.expect("request");
+    let Content::Parts(parts) = &request.messages[0].content else {
+        panic!("parts were flattened");
+    };
+    assert_eq!(
+        parts[0],
+        ContentPart::Text {
+            text: "Who is [EMAIL]? Call [PHONE]".into()
+        }
+    );
+    assert!(matches!(parts[1], ContentPart::Image { .. }));
+    respond.send_response(ChatStream::from_chunks(vec![]));
+    call.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn output_monitor_changes_nothing() {
+    static TEXT: &str = "key AKIAIOSFODNN7EXAMPLE here";
+    let svc = ServiceBuilder::new()
+        .guard_output(Guards::new().monitor(Secrets::default()))
+        .service(streaming(TEXT, 3));
+    let response = svc.chat(user("key?")).await.unwrap();
+    assert_eq!(response.text(), TEXT);
+    assert!(response.extensions.get::<Verdicts>().is_none());
+}
+
+#[tokio::test]
+async fn stacked_input_guards_keep_each_others_warnings() {
+    let svc = ServiceBuilder::new()
+        .guard_input(Guards::new().warn(Pii::default()))
+        .guard_input(Guards::new().warn(Secrets::default()))
+        .guard_output(Guards::new().warn(LengthLimit::chars(1)))
+        .service(streaming("ok", 4));
+    let response = svc
+        .chat(user("ada@example.com AKIAIOSFODNN7EXAMPLE"))
+        .await
+        .unwrap();
+    let names: Vec<&str> = response
+        .extensions
+        .get::<Verdicts>()
+        .unwrap()
+        .0
+        .iter()
+        .map(|v| v.guardrail.as_str())
+        .collect();
+    assert_eq!(names, ["pii", "secrets", "length"]);
+}

@@ -288,7 +288,13 @@ async fn check_input(
         }
     }
     if !recorded.is_empty() {
-        request.extensions.insert(Verdicts(recorded.clone()));
+        // An outer input guard may have recorded verdicts already: keep them.
+        match request.extensions.get_mut::<Verdicts>() {
+            Some(v) => v.0.extend(recorded.iter().cloned()),
+            None => {
+                request.extensions.insert(Verdicts(recorded.clone()));
+            }
+        }
     }
     let map = map.filter(|m| !m.is_empty());
     if let Some(map) = &map {
