@@ -2,10 +2,36 @@
 //!
 //! Part of [any-suite](https://docs.rs/any-core): small crates that each define one trait,
 //! composed as `tower` layers over any model. Every crate of the family speaks the types of
-//! [`any_core`].
+//! [`any_core`]; a guardrail's judgement is an [`any_core::Verdict`], and a blocked call fails
+//! with [`any_core::Error::Blocked`], so callers several layers up can branch on it without
+//! depending on this crate.
 //!
-//! **Status: not yet implemented.** This crate reserves its place in the family and holds no
-//! API yet: the `Guardrail` trait, the built-in guardrails (PII, secrets, prompt injection, Unicode, deny lists, JSON Schema) and `GuardLayer` arrive with their issue. The verdict type they all return already exists: [`any_core::Verdict`]. It has no feature flags.
+//! - [`Guardrail`]: judges a [`Subject`] — one message of a request, or output text (possibly
+//!   partial, while it streams) — and returns a [`Verdict`](any_core::Verdict): valid or not,
+//!   a risk score in `0..=1`, a category, an explanation, labelled byte spans of the findings
+//!   and, for guardrails that redact, the redacted text. Compose with
+//!   [`and`](Guardrail::and) / [`or`](Guardrail::or); both sides run concurrently and stop
+//!   early once the outcome is known.
+//! - Built-ins that need no model: [`Pii`] (validated with checksums), [`Secrets`],
+//!   [`PromptInjection`], [`InvisibleText`], [`DenyList`], [`LengthLimit`], [`RegexGuard`],
+//!   [`JsonValid`]. Model-backed: [`Judge`], a Llama-Guard-style classifier over any
+//!   [`ChatService`](any_core::ChatService), scored from token log-probabilities.
+//! - [`GuardLayer`] (or [`ServiceBuilderExt::guard_input`] /
+//!   [`guard_output`](ServiceBuilderExt::guard_output)): a [`Policy`] per guardrail — block,
+//!   redact, warn (recorded as [`Verdicts`] in the response), monitor (tracing only). Output is
+//!   guarded as it streams, holding back only what a finding could still be completing.
+//!
+//! ```
+//! use any_guard::{Guardrail, Pii, PromptInjection, Subject};
+//!
+//! let guard = PromptInjection::default().and(Pii::default());
+//! let verdict = guard.check_now(&Subject::text("My card is 4111 1111 1111 1111"));
+//! assert!(!verdict.valid);
+//! assert_eq!(verdict.redacted.as_deref(), Some("My card is [CREDIT_CARD]"));
+//! ```
+//!
+//! This crate has no feature flags. JSON Schema conformance is not here yet (no lean
+//! validator among the family's dependencies): [`JsonValid`] checks syntax and required keys.
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -13,3 +39,21 @@
     unreachable_pub
 )]
 #![forbid(unsafe_code)]
+
+mod builtin;
+mod guard;
+mod guardrail;
+mod judge;
+mod normalize;
+mod redact;
+
+pub use builtin::{
+    DenyList, InvisibleText, JsonValid, LengthLimit, Pii, PiiKind, PromptInjection, RegexGuard,
+    Secrets, approx_tokens,
+};
+pub use guard::{
+    Direction, Guard, GuardLayer, Guards, Policy, ResponseFuture, ServiceBuilderExt, Verdicts,
+};
+pub use guardrail::{All, Any, BoxFuture, Check, Guardrail, StreamScope, Subject};
+pub use judge::{CATEGORIES as JUDGE_CATEGORIES, Judge};
+pub use redact::{RedactionMap, redact};

@@ -1,0 +1,396 @@
+//! Personal data: e-mail addresses, phone numbers, payment cards, IBANs, US SSNs, IPs.
+
+use std::borrow::Cow;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::LazyLock;
+
+use any_core::Span;
+use regex::Regex;
+
+use super::{from_findings, push_disjoint, standalone};
+use crate::redact::{RedactionMap, disjoint};
+use crate::{Check, Guardrail, StreamScope, Subject};
+
+/// A kind of personal data [`Pii`] finds; its label (`EMAIL`, ...) names the placeholder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PiiKind {
+    /// An e-mail address.
+    Email,
+    /// A phone number: international (`+44 20 7946 0958`, `0044 ...`) or North American
+    /// (`(415) 555-0132`).
+    Phone,
+    /// A payment card number of 13 to 19 digits that passes the Luhn check.
+    CreditCard,
+    /// An IBAN that passes the ISO 13616 mod-97 check, with or without spaces.
+    Iban,
+    /// A US social security number (`123-45-6789`) outside the never-issued ranges.
+    Ssn,
+    /// An IPv4 or IPv6 address.
+    IpAddress,
+}
+
+impl PiiKind {
+    /// Every kind.
+    pub const ALL: [PiiKind; 6] = [
+        PiiKind::CreditCard,
+        PiiKind::Iban,
+        PiiKind::Ssn,
+        PiiKind::Email,
+        PiiKind::Phone,
+        PiiKind::IpAddress,
+    ];
+
+    /// The span label and placeholder name: `EMAIL`, `PHONE`, `CREDIT_CARD`, `IBAN`, `SSN`,
+    /// `IP_ADDRESS`.
+    pub fn label(self) -> &'static str {
+        match self {
+            PiiKind::Email => "EMAIL",
+            PiiKind::Phone => "PHONE",
+            PiiKind::CreditCard => "CREDIT_CARD",
+            PiiKind::Iban => "IBAN",
+            PiiKind::Ssn => "SSN",
+            PiiKind::IpAddress => "IP_ADDRESS",
+        }
+    }
+
+    fn risk(self) -> f32 {
+        match self {
+            PiiKind::CreditCard | PiiKind::Iban | PiiKind::Ssn => 0.9,
+            PiiKind::Email | PiiKind::Phone => 0.6,
+            PiiKind::IpAddress => 0.3,
+        }
+    }
+}
+
+/// Finds personal data and redacts it readably (`Mail [EMAIL] or call [PHONE].`).
+///
+/// Numbers are validated, not just shaped: card numbers must pass Luhn, IBANs mod-97, SSNs
+/// the issuing rules, IPs must parse; so order numbers and timestamps are left alone.
+///
+/// ```
+/// use any_guard::{Guardrail, Pii, Subject};
+/// let v = Pii::default().check_now(&Subject::text("Mail ada@example.com or call +44 20 7946 0958."));
+/// assert!(!v.valid);
+/// assert_eq!(v.redacted.as_deref(), Some("Mail [EMAIL] or call [PHONE]."));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Pii {
+    kinds: Vec<PiiKind>,
+}
+
+impl Default for Pii {
+    fn default() -> Self {
+        Pii {
+            kinds: PiiKind::ALL.to_vec(),
+        }
+    }
+}
+
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)*\.[a-z]{2,}\b").expect("valid")
+});
+static PHONE_INTL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:\+|\b00)[1-9]\d{0,2}(?:[ .\-]?\(\d{1,4}\))?(?:[ .\-]?\d{1,5}){1,6}")
+        .expect("valid")
+});
+static PHONE_NANP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:\(\d{3}\)[ .\-]?|\b\d{3}[ .\-])\d{3}[ .\-]\d{4}\b").expect("valid")
+});
+static CARD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b\d(?:[ \-]?\d){12,18}\b").expect("valid"));
+static IBAN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{1,4}){3,9}\b").expect("valid"));
+static SSN: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b\d{3}-\d{2}-\d{4}\b").expect("valid"));
+static IPV4: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b(?:\d{1,3}\.){3}\d{1,3}\b").expect("valid"));
+static IPV6: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}(?:\d{1,3}(?:\.\d{1,3}){3})?")
+        .expect("valid")
+});
+
+/// The Luhn checksum of a digit string.
+pub(crate) fn luhn(digits: &[u8]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            let d = u32::from(d - b'0');
+            if i % 2 == 1 {
+                if d > 4 { d * 2 - 9 } else { d * 2 }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// The ISO 13616 check: move the first four characters to the end, letters to numbers,
+/// remainder mod 97 must be 1.
+pub(crate) fn iban_valid(compact: &str) -> bool {
+    if !(15..=34).contains(&compact.len()) || !compact.is_ascii() {
+        return false;
+    }
+    let (head, tail) = compact.split_at(4);
+    let mut rem: u32 = 0;
+    for c in tail.chars().chain(head.chars()) {
+        let v = match c {
+            '0'..='9' => c as u32 - '0' as u32,
+            'A'..='Z' => c as u32 - 'A' as u32 + 10,
+            _ => return false,
+        };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
+    }
+    rem == 1
+}
+
+fn ssn_valid(s: &str) -> bool {
+    let (area, rest) = s.split_at(3);
+    let (group, serial) = (&rest[1..3], &rest[4..]);
+    area != "000" && area != "666" && !area.starts_with('9') && group != "00" && serial != "0000"
+}
+
+impl Pii {
+    /// Only these kinds.
+    ///
+    /// ```
+    /// use any_guard::{Guardrail, Pii, PiiKind, Subject};
+    /// let emails = Pii::only([PiiKind::Email]);
+    /// assert!(emails.check_now(&Subject::text("call +1 415 555 0132")).valid);
+    /// ```
+    pub fn only(kinds: impl IntoIterator<Item = PiiKind>) -> Self {
+        let mut kinds: Vec<PiiKind> = kinds.into_iter().collect();
+        // Detectors run in a fixed order so the most specific wins an overlap.
+        kinds.sort_by_key(|k| PiiKind::ALL.iter().position(|a| a == k));
+        kinds.dedup();
+        Pii { kinds }
+    }
+
+    /// The findings in `text`, in text order. Full-width digits and letters and invisible
+    /// characters inside a value do not hide it; spans cover the original characters.
+    pub fn scan(&self, text: &str) -> Vec<Span> {
+        crate::normalize::scan_folded(text, |t| self.scan_plain(t))
+    }
+
+    fn scan_plain(&self, text: &str) -> Vec<Span> {
+        let mut spans = Vec::new();
+        for &kind in &self.kinds {
+            let label = kind.label();
+            match kind {
+                PiiKind::CreditCard => {
+                    for m in CARD.find_iter(text) {
+                        let digits: Vec<u8> =
+                            m.as_str().bytes().filter(u8::is_ascii_digit).collect();
+                        if (13..=19).contains(&digits.len())
+                            && (b'2'..=b'6').contains(&digits[0])
+                            && luhn(&digits)
+                        {
+                            push_disjoint(&mut spans, m.start(), m.end(), label);
+                        }
+                    }
+                }
+                PiiKind::Iban => {
+                    for m in IBAN.find_iter(text) {
+                        // The pattern may run into a following word: drop trailing groups
+                        // until the checksum holds.
+                        let mut candidate = m.as_str();
+                        loop {
+                            let compact: String = candidate.chars().filter(|c| *c != ' ').collect();
+                            if iban_valid(&compact) {
+                                push_disjoint(
+                                    &mut spans,
+                                    m.start(),
+                                    m.start() + candidate.len(),
+                                    label,
+                                );
+                                break;
+                            }
+                            match candidate.rfind(' ') {
+                                Some(i) if i > 4 => candidate = &candidate[..i],
+                                _ => break,
+                            }
+                        }
+                    }
+                }
+                PiiKind::Ssn => {
+                    for m in SSN.find_iter(text) {
+                        if ssn_valid(m.as_str()) && standalone(text, m.start(), m.end(), b"-") {
+                            push_disjoint(&mut spans, m.start(), m.end(), label);
+                        }
+                    }
+                }
+                PiiKind::Email => {
+                    for m in EMAIL.find_iter(text) {
+                        push_disjoint(&mut spans, m.start(), m.end(), label);
+                    }
+                }
+                PiiKind::Phone => {
+                    for m in PHONE_INTL.find_iter(text).chain(PHONE_NANP.find_iter(text)) {
+                        let digits = m.as_str().bytes().filter(u8::is_ascii_digit).count();
+                        if (7..=15).contains(&digits) && standalone(text, m.start(), m.end(), b"") {
+                            push_disjoint(&mut spans, m.start(), m.end(), label);
+                        }
+                    }
+                }
+                PiiKind::IpAddress => {
+                    for m in IPV4.find_iter(text) {
+                        if m.as_str().parse::<Ipv4Addr>().is_ok()
+                            && standalone(text, m.start(), m.end(), b".")
+                        {
+                            push_disjoint(&mut spans, m.start(), m.end(), label);
+                        }
+                    }
+                    for m in IPV6.find_iter(text) {
+                        let s = m.as_str();
+                        if s.bytes().filter(|&b| b == b':').count() >= 2
+                            && s.bytes().any(|b| b.is_ascii_hexdigit())
+                            && s.parse::<Ipv6Addr>().is_ok()
+                            && standalone(text, m.start(), m.end(), b":")
+                        {
+                            push_disjoint(&mut spans, m.start(), m.end(), label);
+                        }
+                    }
+                }
+            }
+        }
+        spans.sort_by_key(|s| s.start);
+        spans
+    }
+
+    /// Redacts `text` with numbered placeholders (`[EMAIL_1]`) recorded in `map`, so the
+    /// values can be restored later with [`RedactionMap::restore`].
+    ///
+    /// ```
+    /// use any_guard::{Pii, RedactionMap};
+    /// let mut map = RedactionMap::default();
+    /// let text = Pii::default().redact_reversible("a@example.com, b@example.com, a@example.com", &mut map);
+    /// assert_eq!(text, "[EMAIL_1], [EMAIL_2], [EMAIL_1]");
+    /// assert_eq!(map.restore(&text), "a@example.com, b@example.com, a@example.com");
+    /// ```
+    pub fn redact_reversible(&self, text: &str, map: &mut RedactionMap) -> String {
+        let spans = self.scan(text);
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for s in disjoint(&spans) {
+            out.push_str(&text[at..s.start]);
+            out.push_str(&map.placeholder(&s.label, &text[s.start..s.end]));
+            at = s.end;
+        }
+        out.push_str(&text[at..]);
+        out
+    }
+}
+
+impl Guardrail for Pii {
+    fn name(&self) -> &str {
+        "pii"
+    }
+
+    fn check<'a>(&'a self, subject: &'a Subject<'a>) -> Check<'a> {
+        let text = subject.content();
+        let spans = self.scan(&text);
+        let score = spans
+            .iter()
+            .filter_map(|s| PiiKind::ALL.iter().find(|k| k.label() == s.label))
+            .map(|k| k.risk())
+            .fold(0.0, f32::max);
+        Check::ready(from_findings("pii", "pii", score, &text, spans, |s| {
+            Cow::Owned(format!("[{}]", s.label))
+        }))
+    }
+
+    fn stream_scope(&self) -> StreamScope {
+        // The longest finding: an IBAN with spaces (42 bytes) or an e-mail address.
+        StreamScope::Window(128)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(text: &str) -> Vec<(String, &str)> {
+        Pii::default()
+            .scan(text)
+            .into_iter()
+            .map(|s| (s.label.clone(), &text[s.start..s.end]))
+            .collect()
+    }
+
+    #[test]
+    fn finds_each_kind() {
+        let found = labels(
+            "ada@example.co.uk, +44 20 7946 0958, (415) 555-0132, 4111 1111 1111 1111, \
+             GB82 WEST 1234 5698 7654 32, 123-45-6789, 192.168.0.1, 2001:db8::8a2e:370:7334",
+        );
+        let expect = [
+            ("EMAIL", "ada@example.co.uk"),
+            ("PHONE", "+44 20 7946 0958"),
+            ("PHONE", "(415) 555-0132"),
+            ("CREDIT_CARD", "4111 1111 1111 1111"),
+            ("IBAN", "GB82 WEST 1234 5698 7654 32"),
+            ("SSN", "123-45-6789"),
+            ("IP_ADDRESS", "192.168.0.1"),
+            ("IP_ADDRESS", "2001:db8::8a2e:370:7334"),
+        ];
+        let found: Vec<(&str, &str)> = found.iter().map(|(l, t)| (l.as_str(), *t)).collect();
+        assert_eq!(found, expect);
+    }
+
+    #[test]
+    fn checksums_reject_look_alikes() {
+        for text in [
+            "order 4111 1111 1111 1112",
+            "GB82 WEST 1234 5698 7654 33",
+            "SSN 000-12-3456 or 666-12-3456",
+            "version 1.2.3.400",
+            "at 12:30:45 today",
+            "ratio 3.14159",
+            "born 1990-12-31",
+        ] {
+            assert_eq!(labels(text), vec![], "{text}");
+        }
+    }
+
+    #[test]
+    fn sees_through_full_width_and_invisible_characters() {
+        let text = "card \u{FF14}111\u{200B}1111 1111 1111, MAIL ADA@EXAMPLE.COM";
+        let found = labels(text);
+        assert_eq!(
+            found[0],
+            ("CREDIT_CARD".into(), "\u{FF14}111\u{200B}1111 1111 1111")
+        );
+        assert_eq!(found[1], ("EMAIL".into(), "ADA@EXAMPLE.COM"));
+    }
+
+    #[test]
+    fn compact_iban_and_card() {
+        let found = labels("DE89370400440532013000 and 5500-0000-0000-0004");
+        assert_eq!(found[0].0, "IBAN");
+        assert_eq!(found[1], ("CREDIT_CARD".into(), "5500-0000-0000-0004"));
+    }
+
+    #[test]
+    fn iban_stops_before_following_words() {
+        let found = labels("IBAN DE89 3704 0044 0532 0130 00 AB12 please");
+        assert_eq!(found, vec![("IBAN".into(), "DE89 3704 0044 0532 0130 00")]);
+    }
+
+    #[test]
+    fn redaction_offsets_are_exact_in_multibyte_text() {
+        let text = "Grüße — schreib an jürgen@example.de ✉, Tel. +49 30 123456789 ☎";
+        let v = Pii::default().check_now(&Subject::text(text));
+        assert_eq!(
+            v.redacted.as_deref(),
+            Some("Grüße — schreib an [EMAIL] ✉, Tel. [PHONE] ☎")
+        );
+        assert_eq!(&text[v.spans[0].start..v.spans[0].end], "jürgen@example.de");
+    }
+}

@@ -1,0 +1,252 @@
+//! Folding text to a canonical form before matching, with a map back to the original bytes.
+//!
+//! Evasions this undoes: case, look-alike letters from other scripts (Cyrillic `а` for Latin
+//! `a`), full-width forms, invisible characters inside words, runs of spaces and separators,
+//! and words spelled out letter by letter (`i g n o r e`).
+
+use unicode_general_category::{GeneralCategory, get_general_category};
+
+/// Text in canonical form, and where each of its bytes came from.
+#[derive(Debug)]
+pub(crate) struct Normalized {
+    pub(crate) text: String,
+    /// For each byte of `text`, the original byte range of the character it came from.
+    origin: Vec<(usize, usize)>,
+}
+
+impl Normalized {
+    /// The original byte range behind `text[start..end]`.
+    pub(crate) fn original(&self, start: usize, end: usize) -> (usize, usize) {
+        let s = self.origin.get(start).map_or(0, |o| o.0);
+        let e = end
+            .checked_sub(1)
+            .and_then(|i| self.origin.get(i))
+            .map_or(s, |o| o.1);
+        (s, e.max(s))
+    }
+}
+
+/// Whether `c` is invisible in rendering: format characters (zero-width space, joiners, bidi
+/// controls, tag characters) and the soft hyphen.
+pub(crate) fn is_invisible(c: char) -> bool {
+    c == '\u{AD}' || get_general_category(c) == GeneralCategory::Format
+}
+
+/// The ASCII letter a look-alike stands for, if it is one.
+fn fold_confusable(c: char) -> Option<char> {
+    Some(match c {
+        // Cyrillic
+        'а' | 'А' => 'a',
+        'в' | 'В' => 'b',
+        'с' | 'С' => 'c',
+        'ԁ' => 'd',
+        'е' | 'Е' | 'ё' => 'e',
+        'һ' | 'Н' => 'h',
+        'і' | 'І' | 'ї' => 'i',
+        'ј' | 'Ј' => 'j',
+        'к' | 'К' => 'k',
+        'М' | 'м' => 'm',
+        'о' | 'О' => 'o',
+        'р' | 'Р' => 'p',
+        'ԛ' => 'q',
+        'ѕ' | 'Ѕ' => 's',
+        'Т' | 'т' => 't',
+        'у' | 'У' => 'y',
+        'х' | 'Х' => 'x',
+        'ԝ' => 'w',
+        // Greek
+        'α' | 'Α' => 'a',
+        'Β' | 'β' => 'b',
+        'ε' | 'Ε' => 'e',
+        'Η' => 'h',
+        'ι' | 'Ι' => 'i',
+        'κ' | 'Κ' => 'k',
+        'Μ' => 'm',
+        'ν' | 'Ν' => 'n',
+        'ο' | 'Ο' => 'o',
+        'ρ' | 'Ρ' => 'p',
+        'τ' | 'Τ' => 't',
+        'υ' | 'Υ' => 'u',
+        'χ' | 'Χ' => 'x',
+        'Ζ' => 'z',
+        // Latin variants that render like ASCII letters
+        'ı' => 'i',
+        'ɑ' => 'a',
+        'ℓ' => 'l',
+        // Full-width ASCII
+        '\u{FF01}'..='\u{FF5E}' => {
+            return char::from_u32(c as u32 - 0xFEE0).map(|a| a.to_ascii_lowercase());
+        }
+        // Mathematical alphanumerics (bold, italic, script, ...): 𝐢𝐠𝐧𝐨𝐫𝐞
+        '\u{1D400}'..='\u{1D6A3}' => {
+            let i = (c as u32 - 0x1D400) % 52;
+            let base = if i < 26 {
+                b'a' + i as u8
+            } else {
+                b'a' + (i - 26) as u8
+            };
+            base as char
+        }
+        _ => return None,
+    })
+}
+
+/// Characters that separate words for matching: whitespace and the punctuation people put
+/// between letters to dodge filters.
+fn is_separator(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '-' | '_' | '.' | '*' | '~' | '`' | '\'' | '"' | ',' | '+'
+        )
+}
+
+/// Folds `text` for matching: lower case, look-alikes to ASCII, invisible characters
+/// dropped, separator runs to one space, letter-by-letter spellings joined.
+pub(crate) fn normalize(text: &str) -> Normalized {
+    let mut out = String::with_capacity(text.len());
+    let mut origin = Vec::with_capacity(text.len());
+    let mut pending_space: Option<(usize, usize)> = None;
+    for (i, c) in text.char_indices() {
+        let range = (i, i + c.len_utf8());
+        if is_invisible(c) {
+            continue;
+        }
+        if is_separator(c) {
+            pending_space.get_or_insert(range);
+            continue;
+        }
+        if let Some(sp) = pending_space.take()
+            && !out.is_empty()
+        {
+            out.push(' ');
+            origin.push(sp);
+        }
+        let folded = fold_confusable(c);
+        let mut push = |ch: char| {
+            let before = out.len();
+            out.push(ch);
+            origin.extend(std::iter::repeat_n(range, out.len() - before));
+        };
+        match folded {
+            Some(a) => push(a),
+            None => c.to_lowercase().for_each(&mut push),
+        }
+    }
+    join_spelled_out(Normalized { text: out, origin })
+}
+
+/// Folds only what hides a token without changing its case or spacing: full-width forms to
+/// ASCII (`４１１１` to `4111`) and invisible characters dropped. `None` when there is
+/// nothing to fold, which is the common case and costs one scan.
+pub(crate) fn fold_width(text: &str) -> Option<Normalized> {
+    let foldable = |c: char| ('\u{FF01}'..='\u{FF5E}').contains(&c) || is_invisible(c);
+    if text.is_ascii() || !text.chars().any(foldable) {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut origin = Vec::with_capacity(text.len());
+    for (i, c) in text.char_indices() {
+        let range = (i, i + c.len_utf8());
+        if is_invisible(c) {
+            continue;
+        }
+        let c = if ('\u{FF01}'..='\u{FF5E}').contains(&c) {
+            char::from_u32(c as u32 - 0xFEE0).unwrap_or(c)
+        } else {
+            c
+        };
+        let before = out.len();
+        out.push(c);
+        origin.extend(std::iter::repeat_n(range, out.len() - before));
+    }
+    Some(Normalized { text: out, origin })
+}
+
+/// Runs `scan` on `text`, or on its width-folded form with the spans mapped back.
+pub(crate) fn scan_folded(
+    text: &str,
+    scan: impl Fn(&str) -> Vec<any_core::Span>,
+) -> Vec<any_core::Span> {
+    match fold_width(text) {
+        None => scan(text),
+        Some(n) => scan(&n.text)
+            .into_iter()
+            .map(|s| {
+                let (start, end) = n.original(s.start, s.end);
+                any_core::Span { start, end, ..s }
+            })
+            .collect(),
+    }
+}
+
+/// Joins runs of three or more single letters separated by single spaces (`i g n o r e` to
+/// `ignore`), which no real word sequence in the patterns contains.
+fn join_spelled_out(n: Normalized) -> Normalized {
+    let b = n.text.as_bytes();
+    let single = |i: usize| {
+        b[i].is_ascii_alphanumeric()
+            && (i == 0 || b[i - 1] == b' ')
+            && (i + 1 == b.len() || b[i + 1] == b' ')
+    };
+    let mut drop = vec![false; b.len()];
+    let mut i = 0;
+    while i < b.len() {
+        if single(i) {
+            let mut j = i;
+            let mut count = 1;
+            while j + 2 < b.len() && b[j + 1] == b' ' && single(j + 2) {
+                j += 2;
+                count += 1;
+            }
+            if count >= 3 {
+                (i + 1..j).step_by(2).for_each(|k| drop[k] = true);
+            }
+            i = j + 1;
+        } else {
+            i += 1;
+        }
+    }
+    if !drop.contains(&true) {
+        return n;
+    }
+    let mut text = String::with_capacity(b.len());
+    let mut origin = Vec::with_capacity(b.len());
+    // Dropped bytes are ASCII spaces, so what is kept stays valid UTF-8 in whole characters.
+    let mut start = 0;
+    for (k, &d) in drop.iter().enumerate() {
+        if d {
+            text.push_str(&n.text[start..k]);
+            origin.extend_from_slice(&n.origin[start..k]);
+            start = k + 1;
+        }
+    }
+    text.push_str(&n.text[start..]);
+    origin.extend_from_slice(&n.origin[start..]);
+    Normalized { text, origin }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_evasions() {
+        let n = normalize("IGNORE  the\u{200B}se \u{440}r\u{435}vious");
+        assert_eq!(n.text, "ignore these previous");
+        assert_eq!(normalize("ｉｇｎｏｒｅ").text, "ignore");
+        assert_eq!(normalize("i g n o r e all").text, "ignore all");
+        assert_eq!(normalize("a b c").text, "abc");
+        assert_eq!(normalize("a b").text, "a b");
+        assert_eq!(normalize("𝐢𝐠𝐧𝐨𝐫𝐞").text, "ignore");
+    }
+
+    #[test]
+    fn maps_back_to_original_bytes() {
+        let original = "Héllo, i g n o r e ×";
+        let n = normalize(original);
+        let at = n.text.find("ignore").unwrap();
+        let (s, e) = n.original(at, at + "ignore".len());
+        assert_eq!(&original[s..e], "i g n o r e");
+    }
+}
