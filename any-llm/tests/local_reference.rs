@@ -91,18 +91,29 @@ async fn prompt_ids_and_top10_logits_match_llama_cpp() {
 #[tokio::test]
 async fn greedy_continuations_match_llama_cpp() {
     let model = model();
-    let greedy = Sampling { temperature: Some(0.0), max_tokens: Some(24), ..Default::default() };
+    let greedy = Sampling {
+        temperature: Some(0.0),
+        max_tokens: Some(24),
+        ..Default::default()
+    };
     for p in reference()["prompts"].as_array().expect("prompts") {
         let prompt_ids = ids(&p["ids"]);
         let expected = ids(&p["greedy24"]);
-        let mut stream = model.generate_ids(prompt_ids.clone(), &greedy, Some(0)).expect("starts");
+        let mut stream = model
+            .generate_ids(prompt_ids.clone(), &greedy, Some(0))
+            .expect("starts");
         let (mut got, mut text) = (Vec::new(), String::new());
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.expect("chunk");
             got.extend(chunk.logprobs.iter().filter_map(|l| l.id));
             text.push_str(&chunk.text);
         }
-        assert_eq!(got, expected[..got.len()], "greedy continuation of {:?}", p["prompt"]);
+        assert_eq!(
+            got,
+            expected[..got.len()],
+            "greedy continuation of {:?}",
+            p["prompt"]
+        );
         if got.len() == expected.len() {
             assert_eq!(text, p["greedy24_text"].as_str().expect("text"));
             continue;
@@ -111,11 +122,17 @@ async fn greedy_continuations_match_llama_cpp() {
         // stopped at must be an end-of-generation token, and past it our greedy choice must
         // still be llama.cpp's at every step (scored with the reference's tokens as context).
         let eog = expected[got.len()];
-        assert!(model.tokenizer().is_eog(eog), "we stopped after {got:?} but llama.cpp went on with {eog}");
+        assert!(
+            model.tokenizer().is_eog(eog),
+            "we stopped after {got:?} but llama.cpp went on with {eog}"
+        );
         let mut all = prompt_ids.clone();
         all.extend_from_slice(&expected);
         for k in got.len() + 1..expected.len() {
-            let logits = model.logits(all[..prompt_ids.len() + k].to_vec()).await.expect("logits");
+            let logits = model
+                .logits(all[..prompt_ids.len() + k].to_vec())
+                .await
+                .expect("logits");
             assert_eq!(
                 any_llm::local::sampler::argmax(&logits),
                 expected[k],

@@ -5,39 +5,13 @@
 //! those to 8 bits before each matrix multiplication turns a one-ulp difference anywhere into a
 //! flipped rounding tie, and a flipped tie into a visible change of the logits. So the
 //! arithmetic here reproduces llama.cpp's CPU build operation for operation: the polynomial
-//! `exp`, the order in which dot products are summed (16 lanes, reduced by halving), and where
+//! `exp` (`kernels::exp`), the order in which dot products are summed (16 lanes, reduced by halving), and where
 //! values are rounded to f16. With it, our logits on the reference prompts equal llama.cpp's
 //! to every printed digit.
 
 use half::f16;
 
 use crate::local::kernels;
-
-/// `e^x` as llama.cpp's vectorised `exp` computes it: a degree-5 polynomial on the reduced
-/// argument, scaled by a power of two. Within about 1.5 ulp of the true value, and equal to
-/// llama.cpp's bit for bit.
-pub(crate) fn exp(x: f32) -> f32 {
-    let c = f32::from_bits;
-    // Round x·log2(e) to an integer n with the 1.5·2^23 trick; b = x − n·ln 2 in two parts.
-    let shift = c(0x4b40_0000);
-    let z = x.mul_add(c(0x3fb8_aa3b), shift);
-    let n = z - shift;
-    if n.abs() > 192.0 {
-        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
-    }
-    let b = (-n).mul_add(c(0x35bf_be8e), (-n).mul_add(c(0x3f31_7200), x));
-    let u = b * b;
-    let p = c(0x3c07_2010)
-        .mul_add(b, c(0x3d2b_9f17))
-        .mul_add(u, c(0x3e2a_af33).mul_add(b, c(0x3eff_fedb)))
-        .mul_add(u, c(0x3f7f_fff6).mul_add(b, 1.0));
-    (f64::from(p) * 2f64.powi(n as i32)) as f32
-}
-
-/// `x · sigmoid(x)` with [`exp`].
-pub(crate) fn silu(x: f32) -> f32 {
-    x / (1.0 + exp(0.0 - x))
-}
 
 /// Sums 16 lanes by halving: lanes `i` and `i + 8`, then `i` and `i + 4`, and so on.
 pub(crate) fn reduce16(mut v: [f32; 16]) -> f32 {
@@ -62,7 +36,11 @@ pub(crate) enum SumOrder {
 
 impl SumOrder {
     pub(crate) fn for_batch(n_tokens: usize) -> Self {
-        if n_tokens == 1 { SumOrder::Lanes64 } else { SumOrder::Lanes16 }
+        if n_tokens == 1 {
+            SumOrder::Lanes64
+        } else {
+            SumOrder::Lanes16
+        }
     }
 
     fn groups(self) -> usize {
@@ -149,16 +127,21 @@ pub(crate) fn attend(
     s.q.clear();
     s.q.extend(s.qbits.iter().map(|&b| f16::from_bits(b).to_f32()));
     s.scores.clear();
-    s.scores.extend(keys.chunks_exact(hd).take(len).map(|k| dot(order, k, &s.q) * scale));
+    s.scores.extend(
+        keys.chunks_exact(hd)
+            .take(len)
+            .map(|k| dot(order, k, &s.q) * scale),
+    );
     let max = s.scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     // Softmax: exponentials summed 16 at a time in f32, the sixteens in f64.
     let mut sum = 0.0f64;
     for chunk in s.scores.chunks_mut(16) {
         let mut lanes = [0f32; 16];
-        for (l, v) in lanes.iter_mut().zip(chunk.iter_mut()) {
-            *v = exp(*v - max);
-            *l = *v;
+        for v in chunk.iter_mut() {
+            *v -= max;
         }
+        kernels::exp_in_place(chunk);
+        lanes[..chunk.len()].copy_from_slice(chunk);
         sum += f64::from(reduce16(lanes));
     }
     let inv = (1.0 / sum) as f32;
@@ -182,10 +165,14 @@ mod tests {
 
     #[test]
     fn exp_is_close_to_the_true_exponential() {
+        let exp = kernels::exp;
         for i in -2000..2000 {
             let x = i as f32 * 0.043;
             let (ours, truth) = (exp(x), x.exp());
-            assert!((ours - truth).abs() <= 2.0 * f32::EPSILON * truth, "exp({x}) = {ours}, not {truth}");
+            assert!(
+                (ours - truth).abs() <= 2.0 * f32::EPSILON * truth,
+                "exp({x}) = {ours}, not {truth}"
+            );
         }
         assert_eq!(exp(f32::NEG_INFINITY), 0.0);
         assert_eq!(exp(-200.0), 0.0);
@@ -195,24 +182,47 @@ mod tests {
 
     #[test]
     fn sum_orders_add_the_same_numbers() {
-        let k: Vec<u16> = (0..64).map(|i| f16::from_f32((i as f32 - 30.0) * 0.37).to_bits()).collect();
+        let k: Vec<u16> = (0..64)
+            .map(|i| f16::from_f32((i as f32 - 30.0) * 0.37).to_bits())
+            .collect();
         let q: Vec<f32> = (0..64).map(|i| (i as f32 * 0.11).sin()).collect();
-        let exact: f64 = k.iter().zip(&q).map(|(&kb, &qv)| f64::from(f16::from_bits(kb).to_f32()) * f64::from(qv)).sum();
+        let exact: f64 = k
+            .iter()
+            .zip(&q)
+            .map(|(&kb, &qv)| f64::from(f16::from_bits(kb).to_f32()) * f64::from(qv))
+            .sum();
         for order in [SumOrder::Lanes16, SumOrder::Lanes64] {
-            assert!((f64::from(dot(order, &k, &q)) - exact).abs() < 1e-4, "{order:?}");
+            assert!(
+                (f64::from(dot(order, &k, &q)) - exact).abs() < 1e-4,
+                "{order:?}"
+            );
         }
     }
 
     #[test]
     fn attention_over_one_position_returns_its_value() {
         let hd = 64;
-        let v: Vec<u16> = (0..hd).map(|i| f16::from_f32(i as f32 * 0.5).to_bits()).collect();
+        let v: Vec<u16> = (0..hd)
+            .map(|i| f16::from_f32(i as f32 * 0.5).to_bits())
+            .collect();
         let k = vec![f16::from_f32(0.1).to_bits(); hd];
         let q = vec![0.3f32; hd];
         let mut out = vec![0.0; hd];
         for order in [SumOrder::Lanes16, SumOrder::Lanes64] {
-            attend(order, &q, &k, &v, 1, 0.125, &mut AttentionScratch::default(), &mut out);
-            assert!(out.iter().enumerate().all(|(i, &o)| o == i as f32 * 0.5), "{order:?}: {out:?}");
+            attend(
+                order,
+                &q,
+                &k,
+                &v,
+                1,
+                0.125,
+                &mut AttentionScratch::default(),
+                &mut out,
+            );
+            assert!(
+                out.iter().enumerate().all(|(i, &o)| o == i as f32 * 0.5),
+                "{order:?}: {out:?}"
+            );
         }
     }
 }

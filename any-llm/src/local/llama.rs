@@ -11,8 +11,8 @@ use std::sync::Arc;
 use any_core::{Error, Result};
 use rayon::prelude::*;
 
+use crate::local::attention::{AttentionScratch, SumOrder, attend};
 use crate::local::gguf::{GgufFile, TensorInfo};
-use crate::local::attention::{AttentionScratch, SumOrder, attend, silu};
 use crate::local::kernels;
 use crate::local::matmul::{MatmulScratch, WeightView, matmul};
 
@@ -316,9 +316,7 @@ impl Llama {
                 &mut s.mm,
             );
             matmul(self.view(&b.w_up), &s.xn, n, &mut s.up[..n * ff], &mut s.mm);
-            for (g, u) in s.gate.iter_mut().zip(&s.up) {
-                *g = silu(*g) * u;
-            }
+            kernels::swiglu(&mut s.gate, &s.up);
             matmul(self.view(&b.w_down), &s.gate, n, &mut s.xn, &mut s.mm);
             add_in_place(&mut s.x, &s.xn);
         }
@@ -376,7 +374,15 @@ fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 /// Causal grouped-query attention of `n` new tokens (at `pos0..`) over the cache.
-fn attention(cfg: &LlamaConfig, kv: &KvCache, layer: usize, pos0: usize, n: usize, q: &[f32], out: &mut [f32]) {
+fn attention(
+    cfg: &LlamaConfig,
+    kv: &KvCache,
+    layer: usize,
+    pos0: usize,
+    n: usize,
+    q: &[f32],
+    out: &mut [f32],
+) {
     let hd = cfg.head_dim;
     let group = cfg.n_head / cfg.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
@@ -386,13 +392,26 @@ fn attention(cfg: &LlamaConfig, kv: &KvCache, layer: usize, pos0: usize, n: usiz
         let g = h / group;
         let len = pos0 + t + 1;
         let q = &q[idx * hd..(idx + 1) * hd];
-        attend(order, q, kv.keys(layer, g, len), kv.values(layer, g, len), len, scale, s, o);
+        attend(
+            order,
+            q,
+            kv.keys(layer, g, len),
+            kv.values(layer, g, len),
+            len,
+            scale,
+            s,
+            o,
+        );
     };
     if n > 1 {
-        out.par_chunks_mut(hd).enumerate().for_each_init(AttentionScratch::default, work);
+        out.par_chunks_mut(hd)
+            .enumerate()
+            .for_each_init(AttentionScratch::default, work);
     } else {
         let mut s = AttentionScratch::default();
-        out.chunks_mut(hd).enumerate().for_each(|item| work(&mut s, item));
+        out.chunks_mut(hd)
+            .enumerate()
+            .for_each(|item| work(&mut s, item));
     }
 }
 

@@ -14,7 +14,8 @@ use tower::ServiceBuilder;
 /// Puts the house rules first, unless the caller brought a system prompt of its own.
 fn with_house_rules(mut req: ChatRequest) -> ChatRequest {
     if req.messages.first().is_none_or(|m| m.role != Role::System) {
-        req.messages.insert(0, Message::system("Answer in one short sentence."));
+        req.messages
+            .insert(0, Message::system("Answer in one short sentence."));
     }
     req
 }
@@ -36,12 +37,19 @@ async fn build_stack() -> any_core::Result<BoxChatService> {
 async fn main() -> any_core::Result<()> {
     // ANCHOR: use
     let stack = build_stack().await?;
-    let request = ChatRequest::builder().user("Why is the sky blue?").temperature(0.0).max_tokens(48).build();
+    let request = ChatRequest::builder()
+        .user("Why is the sky blue?")
+        .temperature(0.0)
+        .max_tokens(48)
+        .build();
     let response = stack.chat(request).await?;
     println!("{}", response.text());
     // ANCHOR_END: use
     if let Some(usage) = response.usage {
-        println!("({} prompt tokens, {} generated)", usage.prompt_tokens, usage.completion_tokens);
+        println!(
+            "({} prompt tokens, {} generated)",
+            usage.prompt_tokens, usage.completion_tokens
+        );
     }
     Ok(())
 }

@@ -14,14 +14,24 @@ async fn main() -> any_core::Result<()> {
     let model = any_llm::local::default_model().await?;
     // ANCHOR_END: open
     let info = model.info();
-    println!("{} · {} layers · {}-token context\n", info.name, info.config.n_layer, info.context);
+    println!(
+        "{} · {} layers · {}-token context\n",
+        info.name, info.config.n_layer, info.context
+    );
 
     let mut messages = vec![Message::system("You are a concise assistant.")];
-    for question in ["What is the capital of France?", "And roughly how many people live there?"] {
+    for question in [
+        "What is the capital of France?",
+        "And roughly how many people live there?",
+    ] {
         println!("> {question}");
         messages.push(Message::user(question));
         // ANCHOR: stream
-        let request = ChatRequest::builder().messages(messages.clone()).temperature(0.0).max_tokens(64).build();
+        let request = ChatRequest::builder()
+            .messages(messages.clone())
+            .temperature(0.0)
+            .max_tokens(64)
+            .build();
         let mut stream = model.stream(request).await?;
         let mut answer = String::new();
         while let Some(chunk) = stream.next().await {

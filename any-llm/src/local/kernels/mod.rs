@@ -107,6 +107,64 @@ pub(crate) fn fma_f16_row(acc: &mut [f32], p: f32, v: &[u16]) {
     }
 }
 
+/// `e^x` as llama.cpp's vectorised `exp` computes it: `x·log2 e` rounded to an integer `n`
+/// (with the 1.5·2^23 trick), the reduced argument `b = x − n·ln 2` in two parts, a degree-5
+/// polynomial in `b`, scaled by `2^n`. Within about 1.5 ulp of the true value, and equal to
+/// llama.cpp's bit for bit: the attention softmax and SiLU use it so that our activations
+/// round exactly as its do.
+pub(crate) fn exp(x: f32) -> f32 {
+    let c = f32::from_bits;
+    let shift = c(EXP_SHIFT);
+    let z = x.mul_add(c(EXP_LOG2E), shift);
+    let n = z - shift;
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    let b = (-n).mul_add(c(EXP_LN2_LO), (-n).mul_add(c(EXP_LN2_HI), x));
+    let u = b * b;
+    let p = c(EXP_C5)
+        .mul_add(b, c(EXP_C4))
+        .mul_add(u, c(EXP_C3).mul_add(b, c(EXP_C2)))
+        .mul_add(u, c(EXP_C1).mul_add(b, 1.0));
+    (f64::from(p) * 2f64.powi(n as i32)) as f32
+}
+
+// The constants of `exp`, as f32 bit patterns.
+const EXP_SHIFT: u32 = 0x4b40_0000;
+const EXP_LOG2E: u32 = 0x3fb8_aa3b;
+const EXP_LN2_HI: u32 = 0x3f31_7200;
+const EXP_LN2_LO: u32 = 0x35bf_be8e;
+const EXP_C5: u32 = 0x3c07_2010;
+const EXP_C4: u32 = 0x3d2b_9f17;
+const EXP_C3: u32 = 0x3e2a_af33;
+const EXP_C2: u32 = 0x3eff_fedb;
+const EXP_C1: u32 = 0x3f7f_fff6;
+
+/// `x[i] = exp(x[i])` with [`exp`].
+pub(crate) fn exp_in_place(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        return unsafe { x86::exp_in_place(x) };
+    }
+    for v in x {
+        *v = exp(*v);
+    }
+}
+
+/// `gate[i] = silu(gate[i]) · up[i]` (SwiGLU), with `silu(x) = x / (1 + exp(0 − x))`.
+pub(crate) fn swiglu(gate: &mut [f32], up: &[f32]) {
+    debug_assert_eq!(gate.len(), up.len());
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        return unsafe { x86::swiglu(gate, up) };
+    }
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + exp(0.0 - *g)) * u;
+    }
+}
+
 /// Writes `x` as f16 bits (round to nearest even).
 pub(crate) fn f32_to_f16(x: &[f32], out: &mut [u16]) {
     debug_assert_eq!(x.len(), out.len());
@@ -194,8 +252,43 @@ mod tests {
     }
 
     #[test]
+    fn vector_exp_and_swiglu_match_the_scalar_ones() {
+        let mut x: Vec<f32> = values(1000, 9, 30.0);
+        x.extend([
+            -200.0,
+            -130.0,
+            -100.0,
+            -88.0,
+            0.0,
+            88.0,
+            100.0,
+            200.0,
+            f32::NEG_INFINITY,
+        ]);
+        let mut fast = x.clone();
+        exp_in_place(&mut fast);
+        for (i, (&f, &v)) in fast.iter().zip(&x).enumerate() {
+            assert_eq!(f.to_bits(), exp(v).to_bits(), "exp({v}) at {i}");
+        }
+        let up = values(x.len(), 10, 2.0);
+        let mut gate: Vec<f32> = x.iter().map(|v| v.clamp(-150.0, 150.0)).collect();
+        let expected: Vec<f32> = gate
+            .iter()
+            .zip(&up)
+            .map(|(&g, &u)| g / (1.0 + exp(0.0 - g)) * u)
+            .collect();
+        swiglu(&mut gate, &up);
+        for (g, e) in gate.iter().zip(&expected) {
+            assert_eq!(g.to_bits(), e.to_bits());
+        }
+    }
+
+    #[test]
     fn f16_helpers_match_the_portable_loops() {
-        let k: Vec<u16> = values(64, 1, 4.0).iter().map(|&v| f16::from_f32(v).to_bits()).collect();
+        let k: Vec<u16> = values(64, 1, 4.0)
+            .iter()
+            .map(|&v| f16::from_f32(v).to_bits())
+            .collect();
         let q = values(64, 2, 1.0);
         let kf: Vec<f32> = k.iter().map(|&b| f16::from_bits(b).to_f32()).collect();
         // The portable statement of each order, lane by lane.
@@ -230,7 +323,10 @@ mod tests {
         }
         let mut acc = values(77, 3, 1.0);
         let mut expected = acc.clone();
-        let v: Vec<u16> = values(77, 4, 4.0).iter().map(|&v| f16::from_f32(v).to_bits()).collect();
+        let v: Vec<u16> = values(77, 4, 4.0)
+            .iter()
+            .map(|&v| f16::from_f32(v).to_bits())
+            .collect();
         fma_f16_row(&mut acc, 0.3, &v);
         for (e, &vb) in expected.iter_mut().zip(&v) {
             *e = 0.3f32.mul_add(f16::from_bits(vb).to_f32(), *e);
@@ -238,6 +334,10 @@ mod tests {
         assert_eq!(acc, expected);
         let mut bits = vec![0u16; 77];
         f32_to_f16(&q[..64].repeat(2)[..77], &mut bits);
-        assert!(bits.iter().zip(&q[..64].repeat(2)).all(|(&b, &v)| b == f16::from_f32(v).to_bits()));
+        assert!(
+            bits.iter()
+                .zip(&q[..64].repeat(2))
+                .all(|(&b, &v)| b == f16::from_f32(v).to_bits())
+        );
     }
 }

@@ -6,7 +6,9 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::DotFn;
+use super::{
+    DotFn, EXP_C1, EXP_C2, EXP_C3, EXP_C4, EXP_C5, EXP_LN2_HI, EXP_LN2_LO, EXP_LOG2E, EXP_SHIFT,
+};
 use crate::local::quant::GgmlType;
 
 /// Whether this CPU runs the AVX2 kernels (AVX2, FMA and F16C together).
@@ -222,5 +224,92 @@ pub(super) unsafe fn f32_to_f16(x: &[f32], out: &mut [u16]) {
     }
     for j in i..n {
         out[j] = half::f16::from_f32(x[j]).to_bits();
+    }
+}
+
+/// Eight lanes of `kernels::exp`, or `None` when a lane needs a scale outside f32's normal
+/// exponents (the caller then takes the scalar path, which handles those exactly).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn exp8(x: __m256) -> Option<__m256> {
+    let c = |bits: u32| _mm256_set1_ps(f32::from_bits(bits));
+    let shift = c(EXP_SHIFT);
+    let z = _mm256_fmadd_ps(x, c(EXP_LOG2E), shift);
+    let n = _mm256_sub_ps(z, shift);
+    let abs_n = _mm256_andnot_ps(_mm256_set1_ps(-0.0), n);
+    // NaN compares false here and goes to the scalar path too.
+    let in_range = _mm256_cmp_ps::<_CMP_LE_OQ>(abs_n, _mm256_set1_ps(126.0));
+    if _mm256_movemask_ps(in_range) != 0xFF {
+        return None;
+    }
+    let neg_n = _mm256_sub_ps(_mm256_setzero_ps(), n);
+    let b = _mm256_fmadd_ps(
+        neg_n,
+        c(EXP_LN2_LO),
+        _mm256_fmadd_ps(neg_n, c(EXP_LN2_HI), x),
+    );
+    let u = _mm256_mul_ps(b, b);
+    let p = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(
+            _mm256_fmadd_ps(c(EXP_C5), b, c(EXP_C4)),
+            u,
+            _mm256_fmadd_ps(c(EXP_C3), b, c(EXP_C2)),
+        ),
+        u,
+        _mm256_fmadd_ps(c(EXP_C1), b, _mm256_set1_ps(1.0)),
+    );
+    // 2^n exactly, from the exponent bits; one rounding of p·2^n, as the scalar path has.
+    let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+        _mm256_cvtps_epi32(n),
+        _mm256_set1_epi32(127),
+    )));
+    Some(_mm256_mul_ps(p, pow2))
+}
+
+/// `x[i] = exp(x[i])`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn exp_in_place(x: &mut [f32]) {
+    let mut chunks = x.chunks_exact_mut(8);
+    for ch in &mut chunks {
+        // SAFETY: the chunk holds exactly 8 floats.
+        let v = unsafe { _mm256_loadu_ps(ch.as_ptr()) };
+        match exp8(v) {
+            // SAFETY: as above.
+            Some(e) => unsafe { _mm256_storeu_ps(ch.as_mut_ptr(), e) },
+            None => ch.iter_mut().for_each(|v| *v = super::exp(*v)),
+        }
+    }
+    for v in chunks.into_remainder() {
+        *v = super::exp(*v);
+    }
+}
+
+/// `gate[i] = gate[i] / (1 + exp(0 − gate[i])) · up[i]`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn swiglu(gate: &mut [f32], up: &[f32]) {
+    let n = gate.len().min(up.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: `i + 8 <= n` keeps the loads and the store inside the slices.
+        unsafe {
+            let g = _mm256_loadu_ps(gate.as_ptr().add(i));
+            let neg = _mm256_sub_ps(_mm256_setzero_ps(), g);
+            match exp8(neg) {
+                Some(e) => {
+                    let s = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0), e));
+                    let out = _mm256_mul_ps(s, _mm256_loadu_ps(up.as_ptr().add(i)));
+                    _mm256_storeu_ps(gate.as_mut_ptr().add(i), out);
+                }
+                None => {
+                    for j in i..i + 8 {
+                        gate[j] = gate[j] / (1.0 + super::exp(0.0 - gate[j])) * up[j];
+                    }
+                }
+            }
+        }
+        i += 8;
+    }
+    for j in i..n {
+        gate[j] = gate[j] / (1.0 + super::exp(0.0 - gate[j])) * up[j];
     }
 }
