@@ -85,7 +85,7 @@ fn quantize_q8(x: &[f32], out: &mut [u8], with_sum: bool) {
 pub(crate) fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> Option<f32> {
     debug_assert_eq!(k.len(), q.len());
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() && k.len() % 16 == 0 && k.len() == q.len() {
+    if x86::has_avx2() && k.len().is_multiple_of(16) && k.len() == q.len() {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); lengths are equal
         // multiples of 16.
         return Some(unsafe { x86::dot_f16_lanes(lanes64, k, q) });
@@ -284,6 +284,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)] // lane arithmetic reads best with indices
     fn f16_helpers_match_the_portable_loops() {
         let k: Vec<u16> = values(64, 1, 4.0)
             .iter()

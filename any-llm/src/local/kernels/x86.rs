@@ -37,7 +37,7 @@ pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
 fn check(w: &[u8], a: &[u8], n: usize, wb: usize, ab: usize) -> usize {
     let nb = n / 32;
     assert!(
-        n % 32 == 0 && w.len() == nb * wb && a.len() == nb * ab,
+        n.is_multiple_of(32) && w.len() == nb * wb && a.len() == nb * ab,
         "row sizes do not match n = {n}"
     );
     nb
