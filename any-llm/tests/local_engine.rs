@@ -37,12 +37,14 @@ fn greedy(messages: Vec<Message>, max_tokens: u32) -> ChatRequest {
 async fn chat_streams_an_answer_through_the_template() {
     let response = model()
         .chat(greedy(
-            vec![Message::user("What is the capital of France?")],
+            vec![Message::user("What is the capital of Japan?")],
             24,
         ))
         .await
         .expect("answers");
-    assert!(response.text().contains("Paris"), "{:?}", response.text());
+    // The default model's own greedy answer (llama.cpp gives the same).
+    assert_eq!(response.text(), "The capital of Japan is Tokyo.");
+    assert_eq!(response.finish_reason, Some(FinishReason::Stop));
     let usage = response.usage.expect("usage");
     assert!(
         usage.prompt_tokens > 10 && usage.completion_tokens > 0,

@@ -4,10 +4,16 @@
 //! A small model like the default one carries activations in the tens of thousands; quantizing
 //! those to 8 bits before each matrix multiplication turns a one-ulp difference anywhere into a
 //! flipped rounding tie, and a flipped tie into a visible change of the logits. So the
-//! arithmetic here reproduces llama.cpp's CPU build operation for operation: the polynomial
-//! `exp` (`kernels::exp`), the order in which dot products are summed (16 lanes, reduced by halving), and where
-//! values are rounded to f16. With it, our logits on the reference prompts equal llama.cpp's
-//! to every printed digit.
+//! arithmetic here reproduces llama.cpp's CPU build (its prompt path) operation for operation:
+//! the polynomial `exp` (`kernels::exp`), the order in which dot products are summed (16
+//! lanes, reduced by halving), and where values are rounded to f16. With it, our logits on
+//! the reference prompts equal llama.cpp's to every printed digit.
+//!
+//! One departure: llama.cpp sums a single token's attention (a decode step) in another order
+//! than a batch's, so its results depend on how a sequence was split into batches. Ours use the
+//! batch order always, so every token's result is the same however the sequence is split —
+//! prefix reuse and queued requests cannot change an answer — and our greedy continuations
+//! still equal llama.cpp's on every reference prompt.
 
 use half::f16;
 
@@ -25,77 +31,30 @@ pub(crate) fn reduce16(mut v: [f32; 16]) -> f32 {
     v[0]
 }
 
-/// How the dot products of one forward pass are summed: a batch of several tokens sums in 16
-/// lanes (lane `L` takes the indices `≡ L mod 16`); a single token in 4 × 16 lanes over steps of
-/// 64, folded 0+2, 1+3, 0+1 before the halving.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SumOrder {
-    Lanes16,
-    Lanes64,
-}
-
-impl SumOrder {
-    pub(crate) fn for_batch(n_tokens: usize) -> Self {
-        if n_tokens == 1 {
-            SumOrder::Lanes64
-        } else {
-            SumOrder::Lanes16
-        }
-    }
-
-    fn groups(self) -> usize {
-        match self {
-            SumOrder::Lanes16 => 1,
-            SumOrder::Lanes64 => 4,
-        }
-    }
-
-    /// Which of the `groups() × 16` partial sums index `x` goes to.
-    fn slot(self, x: usize) -> usize {
-        match self {
-            SumOrder::Lanes16 => x % 16,
-            SumOrder::Lanes64 => ((x / 16) % 4) * 16 + x % 16,
-        }
-    }
-
-    /// Folds the partial sums (`groups() × 16` of them, each `width` wide) into slot 0's row.
-    fn fold(self, acc: &mut [f32], width: usize) {
-        let add_rows = |acc: &mut [f32], dst: usize, src: usize| {
+/// Folds 16 rows of partial sums (`width` wide each) into row 0 by halving, lane by lane.
+fn fold16(acc: &mut [f32], width: usize) {
+    let mut m = 8;
+    while m >= 1 {
+        for lane in 0..m {
             for i in 0..width {
-                acc[dst * width + i] += acc[src * width + i];
-            }
-        };
-        if self == SumOrder::Lanes64 {
-            for lane in 0..16 {
-                add_rows(acc, lane, 32 + lane);
-                add_rows(acc, 16 + lane, 48 + lane);
-            }
-            for lane in 0..16 {
-                add_rows(acc, lane, 16 + lane);
+                acc[lane * width + i] += acc[(lane + m) * width + i];
             }
         }
-        let mut m = 8;
-        while m >= 1 {
-            for lane in 0..m {
-                add_rows(acc, lane, lane + m);
-            }
-            m /= 2;
-        }
+        m /= 2;
     }
 }
 
-/// A dot product of f16 keys with f32 queries, summed in `order`.
-fn dot(order: SumOrder, k: &[u16], q: &[f32]) -> f32 {
-    if let Some(v) = kernels::dot_f16_lanes(order == SumOrder::Lanes64, k, q) {
+/// A dot product of f16 keys with f32 queries in 16 lanes (lane `L` sums the indices
+/// `≡ L mod 16` with fused multiply-adds), reduced by halving.
+fn dot(k: &[u16], q: &[f32]) -> f32 {
+    if let Some(v) = kernels::dot_f16_lanes(k, q) {
         return v;
     }
-    let mut acc = [0f32; 64];
+    let mut acc = [0f32; 16];
     for (x, (&kb, &qv)) in k.iter().zip(q).enumerate() {
-        let s = order.slot(x);
-        acc[s] = f16::from_bits(kb).to_f32().mul_add(qv, acc[s]);
+        acc[x % 16] = f16::from_bits(kb).to_f32().mul_add(qv, acc[x % 16]);
     }
-    order.fold(&mut acc, 1);
-    acc[0]
+    reduce16(acc)
 }
 
 /// Reusable buffers of one attention call.
@@ -109,9 +68,7 @@ pub(crate) struct AttentionScratch {
 
 /// Attention of one query head (`q`, already rotated) over `len` cached positions of its
 /// key/value head, written to `out`.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn attend(
-    order: SumOrder,
     q: &[f32],
     keys: &[u16],
     values: &[u16],
@@ -130,7 +87,7 @@ pub(crate) fn attend(
     s.scores.extend(
         keys.chunks_exact(hd)
             .take(len)
-            .map(|k| dot(order, k, &s.q) * scale),
+            .map(|k| dot(k, &s.q) * scale),
     );
     let max = s.scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     // Softmax: exponentials summed 16 at a time in f32, the sixteens in f64.
@@ -145,17 +102,16 @@ pub(crate) fn attend(
         sum += f64::from(reduce16(lanes));
     }
     let inv = (1.0 / sum) as f32;
-    // Weighted values: each position's probability, rounded to f16, scales its value row into
-    // the partial sum its position belongs to; the partial sums fold as the dot order says.
-    let slots = order.groups() * 16;
+    // Weighted values, in the same 16 lanes over positions: each probability, rounded to f16,
+    // scales its value row into the partial sum of its lane; the lanes fold by halving.
     s.acc.clear();
-    s.acc.resize(slots * hd, 0.0);
+    s.acc.resize(16 * hd, 0.0);
     for (j, (p, vrow)) in s.scores.iter().zip(values.chunks_exact(hd)).enumerate() {
         let p = f16::from_f32(p * inv).to_f32();
-        let slot = order.slot(j);
-        kernels::fma_f16_row(&mut s.acc[slot * hd..(slot + 1) * hd], p, vrow);
+        let lane = j % 16;
+        kernels::fma_f16_row(&mut s.acc[lane * hd..(lane + 1) * hd], p, vrow);
     }
-    order.fold(&mut s.acc, hd);
+    fold16(&mut s.acc, hd);
     out.copy_from_slice(&s.acc[..hd]);
 }
 
@@ -181,7 +137,7 @@ mod tests {
     }
 
     #[test]
-    fn sum_orders_add_the_same_numbers() {
+    fn the_lane_order_adds_the_right_numbers() {
         let k: Vec<u16> = (0..64)
             .map(|i| f16::from_f32((i as f32 - 30.0) * 0.37).to_bits())
             .collect();
@@ -191,12 +147,7 @@ mod tests {
             .zip(&q)
             .map(|(&kb, &qv)| f64::from(f16::from_bits(kb).to_f32()) * f64::from(qv))
             .sum();
-        for order in [SumOrder::Lanes16, SumOrder::Lanes64] {
-            assert!(
-                (f64::from(dot(order, &k, &q)) - exact).abs() < 1e-4,
-                "{order:?}"
-            );
-        }
+        assert!((f64::from(dot(&k, &q)) - exact).abs() < 1e-4);
     }
 
     #[test]
@@ -208,21 +159,18 @@ mod tests {
         let k = vec![f16::from_f32(0.1).to_bits(); hd];
         let q = vec![0.3f32; hd];
         let mut out = vec![0.0; hd];
-        for order in [SumOrder::Lanes16, SumOrder::Lanes64] {
-            attend(
-                order,
-                &q,
-                &k,
-                &v,
-                1,
-                0.125,
-                &mut AttentionScratch::default(),
-                &mut out,
-            );
-            assert!(
-                out.iter().enumerate().all(|(i, &o)| o == i as f32 * 0.5),
-                "{order:?}: {out:?}"
-            );
-        }
+        attend(
+            &q,
+            &k,
+            &v,
+            1,
+            0.125,
+            &mut AttentionScratch::default(),
+            &mut out,
+        );
+        assert!(
+            out.iter().enumerate().all(|(i, &o)| o == i as f32 * 0.5),
+            "{out:?}"
+        );
     }
 }
