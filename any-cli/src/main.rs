@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod guard;
 mod local;
 mod models;
 
@@ -34,6 +35,8 @@ enum Command {
     Logits(local::LogitsArgs),
     /// Print the perplexity of a text file as JSON: {"ppl", "windows", "scored"}.
     Perplexity(local::PerplexityArgs),
+    /// Scan texts with the built-in guardrails: one JSON verdict per line of input.
+    Guard(guard::GuardArgs),
     /// Manage model files: fetch the default model, list the cache.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
             Command::Tokenize(a) => local::tokenize(a),
             Command::Logits(a) => local::logits(a).await,
             Command::Perplexity(a) => local::perplexity(a).await,
+            Command::Guard(a) => guard::run(a),
             Command::Models(cmd) => models::run(cmd),
         }
     });

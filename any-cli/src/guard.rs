@@ -1,0 +1,133 @@
+//! `any guard`: scan texts with the built-in guardrails, one JSON verdict per line.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use any_core::{Message, Verdict};
+use any_guard::{Guardrail, InvisibleText, Pii, PromptInjection, Secrets, Subject};
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+
+/// Which side of a model the texts come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Stage {
+    /// Texts sent to a model (checked as user messages).
+    Input,
+    /// Texts a model produced.
+    Output,
+}
+
+/// `any guard`.
+#[derive(Debug, Args)]
+pub(crate) struct GuardArgs {
+    /// Comma-separated guardrails: pii, secrets, injection, invisible.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "pii,secrets,injection,invisible"
+    )]
+    guards: Vec<String>,
+    /// Whether the texts are model inputs or outputs.
+    #[arg(long, value_enum, default_value_t = Stage::Input)]
+    stage: Stage,
+    /// Read a JSONL file of `{"text": ...}` objects instead of one text per line of standard
+    /// input.
+    #[arg(long, value_name = "FILE")]
+    jsonl: Option<PathBuf>,
+}
+
+fn guardrail(name: &str) -> Result<Box<dyn Guardrail>> {
+    Ok(match name.trim() {
+        "pii" => Box::new(Pii::default()),
+        "secrets" => Box::new(Secrets::default()),
+        "injection" | "prompt_injection" => Box::new(PromptInjection::default()),
+        "invisible" | "invisible_text" => Box::new(InvisibleText),
+        other => bail!("unknown guardrail `{other}`; known: pii, secrets, injection, invisible"),
+    })
+}
+
+/// One verdict for all the guardrails: valid when every one passes, the highest score, the
+/// failing categories, every span; each guardrail's own verdict under `"verdicts"`.
+fn combine(verdicts: Vec<Verdict>) -> serde_json::Value {
+    let failing: Vec<&Verdict> = verdicts.iter().filter(|v| !v.valid).collect();
+    let mut spans: Vec<_> = verdicts.iter().flat_map(|v| v.spans.clone()).collect();
+    spans.sort_by_key(|s| (s.start, s.end));
+    serde_json::json!({
+        "valid": failing.is_empty(),
+        "score": verdicts.iter().map(|v| v.score).fold(0.0f32, f32::max),
+        "category": joined(failing.iter().filter_map(|v| v.category.as_deref()), ","),
+        "explanation": joined(failing.iter().filter_map(|v| v.explanation.as_deref()), "; "),
+        "spans": spans,
+        "verdicts": verdicts,
+    })
+}
+
+/// The parts joined, or `null` when there are none.
+fn joined<'a>(parts: impl Iterator<Item = &'a str>, sep: &str) -> serde_json::Value {
+    let parts: Vec<&str> = parts.collect();
+    if parts.is_empty() {
+        serde_json::Value::Null
+    } else {
+        parts.join(sep).into()
+    }
+}
+
+pub(crate) fn run(args: GuardArgs) -> Result<()> {
+    let guards: Vec<Box<dyn Guardrail>> = args
+        .guards
+        .iter()
+        .map(|g| guardrail(g))
+        .collect::<Result<_>>()?;
+    let texts: Box<dyn Iterator<Item = Result<String>>> = match &args.jsonl {
+        Some(path) => {
+            let file =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            Box::new(
+                std::io::BufReader::new(file)
+                    .lines()
+                    .enumerate()
+                    .filter_map(|(i, line)| {
+                        let line = match line {
+                            Ok(l) if l.trim().is_empty() => return None,
+                            Ok(l) => l,
+                            Err(e) => return Some(Err(e.into())),
+                        };
+                        Some(
+                            serde_json::from_str::<serde_json::Value>(&line)
+                                .ok()
+                                .and_then(|v| {
+                                    v.get("text").and_then(|t| t.as_str()).map(str::to_owned)
+                                })
+                                .with_context(|| {
+                                    format!(
+                                        "line {}: expected a JSON object with a string \"text\"",
+                                        i + 1
+                                    )
+                                }),
+                        )
+                    }),
+            )
+        }
+        None => Box::new(
+            std::io::stdin()
+                .lock()
+                .lines()
+                .map(|l| l.map_err(Into::into)),
+        ),
+    };
+    let mut out = std::io::stdout().lock();
+    for text in texts {
+        let text = text?;
+        let messages = [Message::user(text.as_str())];
+        let subject = match args.stage {
+            Stage::Input => Subject::Input {
+                messages: &messages,
+                index: 0,
+            },
+            Stage::Output => Subject::text(&text),
+        };
+        let verdicts = guards.iter().map(|g| g.check_now(&subject)).collect();
+        writeln!(out, "{}", combine(verdicts))?;
+    }
+    Ok(())
+}
