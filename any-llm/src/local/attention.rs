@@ -9,11 +9,11 @@
 //! lanes, reduced by halving), and where values are rounded to f16. With it, our logits on
 //! the reference prompts equal llama.cpp's to every printed digit.
 //!
-//! One departure: llama.cpp sums a single token's attention (a decode step) in another order
-//! than a batch's, so its results depend on how a sequence was split into batches. Ours use the
-//! batch order always, so every token's result is the same however the sequence is split —
-//! prefix reuse and queued requests cannot change an answer — and our greedy continuations
-//! still equal llama.cpp's on every reference prompt.
+//! llama.cpp sums a single token's attention (a decode step) in another order than a batch's
+//! — 4 × 16 lanes over steps of 64, folded 0+2, 1+3, 0+1 before the halving — and so do we:
+//! greedy continuations then equal its own token for token. The engine keeps track of which
+//! cached positions were computed one token at a time and never reuses those for a prompt, so
+//! prefix reuse cannot change an answer.
 
 use half::f16;
 
@@ -31,6 +31,60 @@ pub(crate) fn reduce16(mut v: [f32; 16]) -> f32 {
     v[0]
 }
 
+/// How a forward pass sums its dot products: a batch of several tokens in 16 lanes (lane `L`
+/// takes the indices `≡ L mod 16`), a single token in 4 × 16 lanes over steps of 64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SumOrder {
+    /// A batch of several tokens.
+    Lanes16,
+    /// A single-token step.
+    Lanes64,
+}
+
+impl SumOrder {
+    pub(crate) fn for_batch(n_tokens: usize) -> Self {
+        if n_tokens == 1 {
+            SumOrder::Lanes64
+        } else {
+            SumOrder::Lanes16
+        }
+    }
+
+    fn slots(self) -> usize {
+        match self {
+            SumOrder::Lanes16 => 16,
+            SumOrder::Lanes64 => 64,
+        }
+    }
+
+    /// Which partial sum index `x` goes to.
+    fn slot(self, x: usize) -> usize {
+        match self {
+            SumOrder::Lanes16 => x % 16,
+            SumOrder::Lanes64 => ((x / 16) % 4) * 16 + x % 16,
+        }
+    }
+
+    /// Folds the partial sums (rows `width` wide) into row 0.
+    fn fold(self, acc: &mut [f32], width: usize) {
+        if self == SumOrder::Lanes64 {
+            add_rows(acc, width, 0, 32, 16);
+            add_rows(acc, width, 16, 48, 16);
+            add_rows(acc, width, 0, 16, 16);
+        }
+        fold16(acc, width);
+    }
+}
+
+/// `acc[dst + r] += acc[src + r]` for `rows` rows of `width`.
+fn add_rows(acc: &mut [f32], width: usize, dst: usize, src: usize, rows: usize) {
+    for r in 0..rows {
+        for i in 0..width {
+            acc[(dst + r) * width + i] += acc[(src + r) * width + i];
+        }
+    }
+}
+
 /// Folds 16 rows of partial sums (`width` wide each) into row 0 by halving, lane by lane.
 fn fold16(acc: &mut [f32], width: usize) {
     let mut m = 8;
@@ -44,17 +98,18 @@ fn fold16(acc: &mut [f32], width: usize) {
     }
 }
 
-/// A dot product of f16 keys with f32 queries in 16 lanes (lane `L` sums the indices
-/// `≡ L mod 16` with fused multiply-adds), reduced by halving.
-fn dot(k: &[u16], q: &[f32]) -> f32 {
-    if let Some(v) = kernels::dot_f16_lanes(k, q) {
+/// A dot product of f16 keys with f32 queries summed in `order`, with fused multiply-adds.
+fn dot(order: SumOrder, k: &[u16], q: &[f32]) -> f32 {
+    if let Some(v) = kernels::dot_f16_lanes(order == SumOrder::Lanes64, k, q) {
         return v;
     }
-    let mut acc = [0f32; 16];
+    let mut acc = [0f32; 64];
     for (x, (&kb, &qv)) in k.iter().zip(q).enumerate() {
-        acc[x % 16] = f16::from_bits(kb).to_f32().mul_add(qv, acc[x % 16]);
+        let s = order.slot(x);
+        acc[s] = f16::from_bits(kb).to_f32().mul_add(qv, acc[s]);
     }
-    reduce16(acc)
+    order.fold(&mut acc, 1);
+    acc[0]
 }
 
 /// Reusable buffers of one attention call.
@@ -68,7 +123,9 @@ pub(crate) struct AttentionScratch {
 
 /// Attention of one query head (`q`, already rotated) over `len` cached positions of its
 /// key/value head, written to `out`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn attend(
+    order: SumOrder,
     q: &[f32],
     keys: &[u16],
     values: &[u16],
@@ -87,7 +144,7 @@ pub(crate) fn attend(
     s.scores.extend(
         keys.chunks_exact(hd)
             .take(len)
-            .map(|k| dot(k, &s.q) * scale),
+            .map(|k| dot(order, k, &s.q) * scale),
     );
     let max = s.scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     // Softmax: exponentials summed 16 at a time in f32, the sixteens in f64.
@@ -102,16 +159,16 @@ pub(crate) fn attend(
         sum += f64::from(reduce16(lanes));
     }
     let inv = (1.0 / sum) as f32;
-    // Weighted values, in the same 16 lanes over positions: each probability, rounded to f16,
-    // scales its value row into the partial sum of its lane; the lanes fold by halving.
+    // Weighted values, summed over positions in the same order: each probability, rounded to
+    // f16, scales its value row into the partial sum of its slot; the slots fold at the end.
     s.acc.clear();
-    s.acc.resize(16 * hd, 0.0);
+    s.acc.resize(order.slots() * hd, 0.0);
     for (j, (p, vrow)) in s.scores.iter().zip(values.chunks_exact(hd)).enumerate() {
         let p = f16::from_f32(p * inv).to_f32();
-        let lane = j % 16;
-        kernels::fma_f16_row(&mut s.acc[lane * hd..(lane + 1) * hd], p, vrow);
+        let slot = order.slot(j);
+        kernels::fma_f16_row(&mut s.acc[slot * hd..(slot + 1) * hd], p, vrow);
     }
-    fold16(&mut s.acc, hd);
+    order.fold(&mut s.acc, hd);
     out.copy_from_slice(&s.acc[..hd]);
 }
 
@@ -147,7 +204,12 @@ mod tests {
             .zip(&q)
             .map(|(&kb, &qv)| f64::from(f16::from_bits(kb).to_f32()) * f64::from(qv))
             .sum();
-        assert!((f64::from(dot(&k, &q)) - exact).abs() < 1e-4);
+        for order in [SumOrder::Lanes16, SumOrder::Lanes64] {
+            assert!(
+                (f64::from(dot(order, &k, &q)) - exact).abs() < 1e-4,
+                "{order:?}"
+            );
+        }
     }
 
     #[test]
@@ -159,18 +221,13 @@ mod tests {
         let k = vec![f16::from_f32(0.1).to_bits(); hd];
         let q = vec![0.3f32; hd];
         let mut out = vec![0.0; hd];
-        attend(
-            &q,
-            &k,
-            &v,
-            1,
-            0.125,
-            &mut AttentionScratch::default(),
-            &mut out,
-        );
-        assert!(
-            out.iter().enumerate().all(|(i, &o)| o == i as f32 * 0.5),
-            "{out:?}"
-        );
+        for order in [SumOrder::Lanes16, SumOrder::Lanes64] {
+            let mut scratch = AttentionScratch::default();
+            attend(order, &q, &k, &v, 1, 0.125, &mut scratch, &mut out);
+            assert!(
+                out.iter().enumerate().all(|(i, &o)| o == i as f32 * 0.5),
+                "{order:?}"
+            );
+        }
     }
 }

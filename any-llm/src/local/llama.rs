@@ -11,7 +11,7 @@ use std::sync::Arc;
 use any_core::{Error, Result};
 use rayon::prelude::*;
 
-use crate::local::attention::{AttentionScratch, attend};
+use crate::local::attention::{AttentionScratch, SumOrder, attend};
 use crate::local::gguf::{GgufFile, TensorInfo};
 use crate::local::kernels;
 use crate::local::matmul::{MatmulScratch, WeightView, matmul};
@@ -386,12 +386,14 @@ fn attention(
     let hd = cfg.head_dim;
     let group = cfg.n_head / cfg.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
+    let order = SumOrder::for_batch(n);
     let work = |s: &mut AttentionScratch, (idx, o): (usize, &mut [f32])| {
         let (t, h) = (idx / cfg.n_head, idx % cfg.n_head);
         let g = h / group;
         let len = pos0 + t + 1;
         let q = &q[idx * hd..(idx + 1) * hd];
         attend(
+            order,
             q,
             kv.keys(layer, g, len),
             kv.values(layer, g, len),

@@ -63,6 +63,11 @@ pub(crate) struct Worker {
     scratch: Scratch,
     /// The tokens whose keys and values are in `kv`, for prefix reuse.
     cached: Vec<u32>,
+    /// How many leading cached positions hold exactly what a fresh evaluation of them as a
+    /// prompt computes. A single-token step (a generated token) sums its attention in another
+    /// order (llama.cpp's decode order), so positions from the first such step on are
+    /// evaluated again rather than reused: reuse never changes an answer.
+    canonical: usize,
     logits: Vec<f32>,
 }
 
@@ -75,6 +80,7 @@ impl Worker {
             kv,
             scratch: Scratch::default(),
             cached: Vec::new(),
+            canonical: 0,
             logits: Vec::new(),
         }
     }
@@ -122,22 +128,44 @@ impl Worker {
         &h[h.len() - d..]
     }
 
-    /// Evaluates `ids` from position `kv.len`, in batches; the last batch's hidden states stay
-    /// in the scratch.
+    /// Evaluates `ids` from position `kv.len`, split where a fresh evaluation of the whole
+    /// sequence would split it (at multiples of [`PREFILL_BATCH`]); the last batch's hidden
+    /// states stay in the scratch.
     fn eval(&mut self, ids: &[u32]) -> Result<()> {
-        for batch in ids.chunks(PREFILL_BATCH) {
-            self.llama.forward(batch, &mut self.kv, &mut self.scratch)?;
-            self.cached.extend_from_slice(batch);
+        let mut done = 0;
+        while done < ids.len() {
+            let start = self.kv.len;
+            let end = (start / PREFILL_BATCH + 1) * PREFILL_BATCH;
+            let batch = &ids[done..ids.len().min(done + end - start)];
+            self.forward(batch)?;
+            done += batch.len();
         }
         Ok(())
+    }
+
+    /// One forward pass over `batch` at the end of the cache.
+    fn forward(&mut self, batch: &[u32]) -> Result<()> {
+        let start = self.kv.len;
+        self.llama.forward(batch, &mut self.kv, &mut self.scratch)?;
+        self.cached.extend_from_slice(batch);
+        if batch.len() > 1 && self.canonical == start {
+            self.canonical += batch.len();
+        }
+        Ok(())
+    }
+
+    /// Forgets every cached position from `len` on.
+    fn truncate(&mut self, len: usize) {
+        self.kv.truncate(len);
+        self.cached.truncate(len);
+        self.canonical = self.canonical.min(len);
     }
 
     fn reset_and_eval(&mut self, ids: &[u32]) -> Result<()> {
         if ids.is_empty() {
             return Err(Error::InvalidRequest("no tokens to evaluate".into()));
         }
-        self.kv.truncate(0);
-        self.cached.clear();
+        self.truncate(0);
         self.eval(ids)
     }
 
@@ -159,9 +187,15 @@ impl Worker {
             .zip(&prompt)
             .take_while(|(a, b)| a == b)
             .count();
-        let reuse = common.min(prompt.len() - 1);
-        self.kv.truncate(reuse);
-        self.cached.truncate(reuse);
+        let mut reuse = common.min(prompt.len() - 1).min(self.canonical);
+        // A fresh evaluation puts the last prompt token in a batch with the ones before it
+        // (unless it starts a batch of its own); so must we, or its sums come out in the
+        // single-token order.
+        let last = prompt.len() - 1;
+        if reuse == last && reuse > 0 && last % PREFILL_BATCH != 0 {
+            reuse -= 1;
+        }
+        self.truncate(reuse);
         self.eval(&prompt[reuse..])?;
 
         let mut sampler = Sampler::new(sampler);
@@ -263,8 +297,7 @@ impl Worker {
                 ids.len()
             )));
         }
-        self.kv.truncate(0);
-        self.cached.clear();
+        self.truncate(0);
         let d = self.n_embd();
         let mut logprobs = Vec::with_capacity(ids.len() - from);
         let mut greedy = Vec::with_capacity(ids.len() - from);
@@ -272,8 +305,7 @@ impl Worker {
         // Evaluate everything but the last token; position p's logits score ids[p + 1].
         let evaluated = &ids[..ids.len() - 1];
         for batch in evaluated.chunks(PREFILL_BATCH) {
-            self.llama.forward(batch, &mut self.kv, &mut self.scratch)?;
-            self.cached.extend_from_slice(batch);
+            self.forward(batch)?;
             let first_needed = (from - 1).max(start);
             let end = start + batch.len();
             if first_needed < end {
@@ -294,16 +326,14 @@ impl Worker {
     }
 
     fn embed(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
-        self.kv.truncate(0);
-        self.cached.clear();
+        self.truncate(0);
         if ids.is_empty() {
             return Err(Error::InvalidRequest("cannot embed an empty text".into()));
         }
         let d = self.n_embd();
         let mut sum = vec![0.0f32; d];
         for batch in ids.chunks(PREFILL_BATCH) {
-            self.llama.forward(batch, &mut self.kv, &mut self.scratch)?;
-            self.cached.extend_from_slice(batch);
+            self.forward(batch)?;
             for row in self.scratch.hidden().chunks_exact(d) {
                 sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
             }

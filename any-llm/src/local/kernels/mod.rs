@@ -78,18 +78,19 @@ fn quantize_q8(x: &[f32], out: &mut [u8], with_sum: bool) {
 }
 
 /// The dot product of f16 keys and f32 queries summed in 16 lanes (lane `L` takes indices
-/// `≡ L mod 16`, fused multiply-adds, reduced by halving) — the order of llama.cpp's batched
-/// f16 dot products. `None` where this CPU has no vector path or the length is not a multiple
-/// of 16: the caller then runs the same order in portable code.
-pub(crate) fn dot_f16_lanes(k: &[u16], q: &[f32]) -> Option<f32> {
+/// `≡ L mod 16`, reduced by halving), or with `lanes64` in 4 × 16 lanes over steps of 64
+/// folded 0+2, 1+3, 0+1 first — the two orders of llama.cpp's f16 dot products (batch and
+/// single token). `None` where this CPU has no vector path or the length is not a multiple of
+/// 16: the caller then runs the same order in portable code.
+pub(crate) fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> Option<f32> {
     debug_assert_eq!(k.len(), q.len());
     #[cfg(target_arch = "x86_64")]
     if x86::has_avx2() && k.len().is_multiple_of(16) && k.len() == q.len() {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); lengths are equal
         // multiples of 16.
-        return Some(unsafe { x86::dot_f16_lanes(k, q) });
+        return Some(unsafe { x86::dot_f16_lanes(lanes64, k, q) });
     }
-    let _ = (k, q);
+    let _ = (lanes64, k, q);
     None
 }
 
@@ -306,8 +307,20 @@ mod tests {
             }
             v[0]
         };
-        if let Some(fast) = dot_f16_lanes(&k, &q) {
+        if let Some(fast) = dot_f16_lanes(false, &k, &q) {
             assert_eq!(fast.to_bits(), halve(lanes).to_bits());
+        }
+        let mut groups = [[0f32; 16]; 4];
+        for x in 0..64 {
+            groups[x / 16][x % 16] = kf[x].mul_add(q[x], groups[x / 16][x % 16]);
+        }
+        for l in 0..16 {
+            groups[0][l] += groups[2][l];
+            groups[1][l] += groups[3][l];
+            groups[0][l] += groups[1][l];
+        }
+        if let Some(fast) = dot_f16_lanes(true, &k, &q) {
+            assert_eq!(fast.to_bits(), halve(groups[0]).to_bits());
         }
         let mut acc = values(77, 3, 1.0);
         let mut expected = acc.clone();

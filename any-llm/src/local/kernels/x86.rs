@@ -157,23 +157,31 @@ unsafe fn dot_q4_1_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
     hsum(acc) + mins
 }
 
-/// The 16-lane f16 dot product; see `kernels::dot_f16_lanes`. Lengths are equal multiples of
-/// 16.
+/// The 16-lane (or 4 × 16-lane) f16 dot product; see `kernels::dot_f16_lanes`. Lengths are
+/// equal multiples of 16.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn dot_f16_lanes(k: &[u16], q: &[f32]) -> f32 {
+pub(super) unsafe fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> f32 {
     let n = k.len().min(q.len());
-    // The 16 lanes are two 8-lane registers (lanes 0..8 and 8..16).
-    let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    // Each group of 16 lanes is two 8-lane registers (lanes 0..8 and 8..16).
+    let mut acc = [_mm256_setzero_ps(); 8];
     let mut i = 0;
     while i + 16 <= n {
+        let g = if lanes64 { (i / 16) % 4 } else { 0 };
         // SAFETY: `i + 16 <= n` keeps both 16-wide loads inside the slices.
         unsafe {
             let k0 = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i).cast()));
             let k1 = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i + 8).cast()));
-            lo = _mm256_fmadd_ps(k0, _mm256_loadu_ps(q.as_ptr().add(i)), lo);
-            hi = _mm256_fmadd_ps(k1, _mm256_loadu_ps(q.as_ptr().add(i + 8)), hi);
+            acc[2 * g] = _mm256_fmadd_ps(k0, _mm256_loadu_ps(q.as_ptr().add(i)), acc[2 * g]);
+            acc[2 * g + 1] =
+                _mm256_fmadd_ps(k1, _mm256_loadu_ps(q.as_ptr().add(i + 8)), acc[2 * g + 1]);
         }
         i += 16;
+    }
+    let (mut lo, mut hi) = (acc[0], acc[1]);
+    if lanes64 {
+        // Groups 0+2 and 1+3, then 0+1.
+        lo = _mm256_add_ps(_mm256_add_ps(lo, acc[4]), _mm256_add_ps(acc[2], acc[6]));
+        hi = _mm256_add_ps(_mm256_add_ps(hi, acc[5]), _mm256_add_ps(acc[3], acc[7]));
     }
     // Halving: lanes i and i+8, then the 128-bit halves, then pairs, then the last two.
     hsum(_mm256_add_ps(lo, hi))
