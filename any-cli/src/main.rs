@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod local;
 mod models;
 
@@ -34,6 +35,8 @@ enum Command {
     Logits(local::LogitsArgs),
     /// Print the perplexity of a text file as JSON: {"ppl", "windows", "scored"}.
     Perplexity(local::PerplexityArgs),
+    /// Measure prefill and decode speed (tokens per second), as the llama.cpp anchor does.
+    Bench(bench::BenchArgs),
     /// Manage model files: fetch the default model, list the cache.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
             Command::Tokenize(a) => local::tokenize(a),
             Command::Logits(a) => local::logits(a).await,
             Command::Perplexity(a) => local::perplexity(a).await,
+            Command::Bench(a) => bench::bench(a).await,
             Command::Models(cmd) => models::run(cmd),
         }
     });
