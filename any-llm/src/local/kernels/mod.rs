@@ -27,6 +27,29 @@ pub(crate) fn dot_fn(ty: GgmlType) -> DotFn {
     scalar_dot_fn(ty)
 }
 
+/// Weight rows per tile of a [`TileFn`].
+pub(crate) const TILE_ROWS: usize = 2;
+/// Activation rows (tokens) per tile of a [`TileFn`].
+pub(crate) const TILE_TOKENS: usize = 4;
+
+/// [`TILE_ROWS`] × [`TILE_TOKENS`] dot products sharing their loads: weight rows
+/// `w[r * wb..][..wb]` with activation rows `a[t * ab..][..ab]` (`wb`, `ab` the row sizes for
+/// `n` values) into `out[r * TILE_TOKENS + t]`.
+///
+/// Each output is computed by exactly the operations, in the same order, that the [`DotFn`]
+/// of the same type uses, so tiled and untiled results are bit for bit the same.
+pub(crate) type TileFn = fn(&[u8], &[u8], usize, &mut [f32; TILE_ROWS * TILE_TOKENS]);
+
+/// The tiled dot product for weight type `ty` on this CPU, where there is one.
+pub(crate) fn tile_fn(ty: GgmlType) -> Option<TileFn> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(f) = x86::tile_fn(ty) {
+        return Some(f);
+    }
+    let _ = ty;
+    None
+}
+
 /// The scalar reference dot product for `ty`.
 pub(crate) fn scalar_dot_fn(ty: GgmlType) -> DotFn {
     macro_rules! scalar {
@@ -166,6 +189,38 @@ mod tests {
                     (fast - reference).abs() <= tol,
                     "{ty:?} seed {seed}: {fast} vs {reference}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn tiles_match_the_single_dot_bit_for_bit() {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            let Some(tile) = tile_fn(ty) else { continue };
+            let n = 576;
+            let act_ty = ty.vec_dot_type().expect("pairs");
+            let (wb, ab) = (
+                ty.row_size(n).expect("whole blocks"),
+                act_ty.row_size(n).expect("whole blocks"),
+            );
+            let w: Vec<u8> = (0..TILE_ROWS as u32)
+                .flat_map(|r| quantized(ty, &values(n, r, 1.0)))
+                .collect();
+            let mut a = vec![0; TILE_TOKENS * ab];
+            for (t, row) in a.chunks_exact_mut(ab).enumerate() {
+                quantize_activations(act_ty, &values(n, 50 + t as u32, 3.0), row);
+            }
+            let mut out = [0.0; TILE_ROWS * TILE_TOKENS];
+            tile(&w, &a, n, &mut out);
+            for r in 0..TILE_ROWS {
+                for t in 0..TILE_TOKENS {
+                    let single = dot_fn(ty)(&w[r * wb..][..wb], &a[t * ab..][..ab], n);
+                    assert_eq!(
+                        out[r * TILE_TOKENS + t].to_bits(),
+                        single.to_bits(),
+                        "{ty:?} row {r} token {t}"
+                    );
+                }
             }
         }
     }

@@ -6,7 +6,7 @@
 use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
-use super::DotFn;
+use super::{DotFn, TILE_ROWS, TILE_TOKENS, TileFn};
 use crate::local::quant::GgmlType;
 
 /// Whether this CPU runs the AVX2 kernels (AVX2, FMA and F16C together).
@@ -32,10 +32,44 @@ pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
     }
 }
 
+/// The AVX2 tiled dot product for `ty`, where there is one.
+pub(super) fn tile_fn(ty: GgmlType) -> Option<TileFn> {
+    if !has_avx2() {
+        return None;
+    }
+    match ty {
+        GgmlType::Q8_0 => Some(tile_q8_0),
+        GgmlType::Q4_0 => Some(tile_q4_0),
+        GgmlType::Q4_1 => Some(tile_q4_1),
+        _ => None,
+    }
+}
+
+type Tile = [f32; TILE_ROWS * TILE_TOKENS];
+
+fn tile_q8_0(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
+    let nb = check(w, a, n, 34 * TILE_ROWS, 34 * TILE_TOKENS);
+    // SAFETY: `tile_fn` hands this out only when AVX2/FMA/F16C are present; `check` proved
+    // the slices hold `TILE_ROWS` and `TILE_TOKENS` rows of `nb` whole blocks.
+    unsafe { tile_q8_avx2::<34, 0>(w.as_ptr(), a.as_ptr(), nb, out) }
+}
+
+fn tile_q4_0(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
+    let nb = check(w, a, n, 18 * TILE_ROWS, 34 * TILE_TOKENS);
+    // SAFETY: as in `tile_q8_0`.
+    unsafe { tile_q8_avx2::<18, 4>(w.as_ptr(), a.as_ptr(), nb, out) }
+}
+
+fn tile_q4_1(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
+    let nb = check(w, a, n, 20 * TILE_ROWS, 36 * TILE_TOKENS);
+    // SAFETY: as in `tile_q8_0`.
+    unsafe { tile_q4_1_avx2(w.as_ptr(), a.as_ptr(), nb, out) }
+}
+
 fn check(w: &[u8], a: &[u8], n: usize, wb: usize, ab: usize) -> usize {
     let nb = n / 32;
     assert!(
-        n % 32 == 0 && w.len() == nb * wb && a.len() == nb * ab,
+        n.is_multiple_of(32) && w.len() == nb * wb && a.len() == nb * ab,
         "row sizes do not match n = {n}"
     );
     nb
@@ -60,12 +94,16 @@ fn dot_q4_1(w: &[u8], a: &[u8], n: usize) -> f32 {
     unsafe { dot_q4_1_avx2(w.as_ptr(), a.as_ptr(), nb) }
 }
 
+/// The two f16 values at `p` as f32 in lanes 0 and 1 (lanes 2 and 3 are zero).
+///
+/// A 32-bit load zero-extends into a fresh register: a 16-bit insert (what LLVM makes of a
+/// single f16) goes into whatever register is free, often a loop's accumulator, which chains
+/// every block onto the previous block's sum. The conversion itself is exact.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16_at(p: *const u8) -> f32 {
-    // SAFETY: the caller points `p` at two readable bytes.
-    let bits = unsafe { p.cast::<u16>().read_unaligned() };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+unsafe fn f16x2_at(p: *const u8) -> __m128 {
+    // SAFETY: the caller points `p` at four readable bytes.
+    _mm_cvtph_ps(unsafe { _mm_loadu_si32(p) })
 }
 
 #[inline]
@@ -109,7 +147,7 @@ unsafe fn dot_q8_0_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
         // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
         unsafe {
             let (wb, ab) = (w.add(i * 34), a.add(i * 34));
-            let d = _mm256_set1_ps(f16_at(wb) * f16_at(ab));
+            let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2_at(wb), f16x2_at(ab)));
             let qw = _mm256_loadu_si256(wb.add(2).cast());
             let qa = _mm256_loadu_si256(ab.add(2).cast());
             acc = _mm256_fmadd_ps(d, dot_i8(qw, qa), acc);
@@ -125,7 +163,7 @@ unsafe fn dot_q4_0_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
         // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
         unsafe {
             let (wb, ab) = (w.add(i * 18), a.add(i * 34));
-            let d = _mm256_set1_ps(f16_at(wb) * f16_at(ab));
+            let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2_at(wb), f16x2_at(ab)));
             let qw = _mm256_sub_epi8(nibbles(wb.add(2)), _mm256_set1_epi8(8));
             let qa = _mm256_loadu_si256(ab.add(2).cast());
             acc = _mm256_fmadd_ps(d, dot_i8(qw, qa), acc);
@@ -137,14 +175,16 @@ unsafe fn dot_q4_0_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q4_1_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
     let mut acc = _mm256_setzero_ps();
-    let mut mins = 0.0f32;
+    let mut mins = _mm_setzero_ps();
     let ones = _mm256_set1_epi16(1);
     for i in 0..nb {
         // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
         unsafe {
             let (wb, ab) = (w.add(i * 20), a.add(i * 36));
-            let d = _mm256_set1_ps(f16_at(wb) * f16_at(ab));
-            mins += f16_at(wb.add(2)) * f16_at(ab.add(2));
+            // Lane 0: d_w · d_a; lane 1: m_w · s_a, summed in lane 1 of `mins`.
+            let prod = _mm_mul_ps(f16x2_at(wb), f16x2_at(ab));
+            let d = _mm256_broadcastss_ps(prod);
+            mins = _mm_add_ps(mins, prod);
             let qw = nibbles(wb.add(4));
             let qa = _mm256_loadu_si256(ab.add(4).cast());
             // Weights are unsigned here, so maddubs takes them as they are.
@@ -152,7 +192,88 @@ unsafe fn dot_q4_1_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc);
         }
     }
-    hsum(acc) + mins
+    hsum(acc) + _mm_cvtss_f32(_mm_movehdup_ps(mins))
+}
+
+/// Q8_0 (`WB == 34`) or Q4_0 (`WB == 18`, `NIB == 4`) weights by Q8_0 activations, tiled.
+/// Per output: the same steps as `dot_q8_0_avx2` / `dot_q4_0_avx2`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_q8_avx2<const WB: usize, const NIB: usize>(
+    w: *const u8,
+    a: *const u8,
+    nb: usize,
+    out: &mut Tile,
+) {
+    let (wrow, arow) = (nb * WB, nb * 34);
+    let mut acc = [_mm256_setzero_ps(); TILE_ROWS * TILE_TOKENS];
+    for i in 0..nb {
+        // SAFETY: block `i < nb` of each of the tile's rows is in bounds (checked by the
+        // wrapper).
+        unsafe {
+            let mut qa = [_mm256_setzero_si256(); TILE_TOKENS];
+            let mut da = [_mm_setzero_ps(); TILE_TOKENS];
+            for t in 0..TILE_TOKENS {
+                let ab = a.add(t * arow + i * 34);
+                da[t] = f16x2_at(ab);
+                qa[t] = _mm256_loadu_si256(ab.add(2).cast());
+            }
+            for r in 0..TILE_ROWS {
+                let wb = w.add(r * wrow + i * WB);
+                let dw = f16x2_at(wb);
+                let qw = if NIB > 0 {
+                    _mm256_sub_epi8(nibbles(wb.add(2)), _mm256_set1_epi8(8))
+                } else {
+                    _mm256_loadu_si256(wb.add(2).cast())
+                };
+                for t in 0..TILE_TOKENS {
+                    let d = _mm256_broadcastss_ps(_mm_mul_ss(dw, da[t]));
+                    let k = r * TILE_TOKENS + t;
+                    acc[k] = _mm256_fmadd_ps(d, dot_i8(qw, qa[t]), acc[k]);
+                }
+            }
+        }
+    }
+    for (o, v) in out.iter_mut().zip(acc) {
+        *o = hsum(v);
+    }
+}
+
+/// Q4_1 weights by Q8_1 activations, tiled. Per output: the same steps as `dot_q4_1_avx2`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_q4_1_avx2(w: *const u8, a: *const u8, nb: usize, out: &mut Tile) {
+    let (wrow, arow) = (nb * 20, nb * 36);
+    let mut acc = [_mm256_setzero_ps(); TILE_ROWS * TILE_TOKENS];
+    let mut mins = [_mm_setzero_ps(); TILE_ROWS * TILE_TOKENS];
+    let ones = _mm256_set1_epi16(1);
+    for i in 0..nb {
+        // SAFETY: block `i < nb` of each of the tile's rows is in bounds (checked by the
+        // wrapper).
+        unsafe {
+            let mut qa = [_mm256_setzero_si256(); TILE_TOKENS];
+            let mut da = [_mm_setzero_ps(); TILE_TOKENS];
+            for t in 0..TILE_TOKENS {
+                let ab = a.add(t * arow + i * 36);
+                da[t] = f16x2_at(ab);
+                qa[t] = _mm256_loadu_si256(ab.add(4).cast());
+            }
+            for r in 0..TILE_ROWS {
+                let wb = w.add(r * wrow + i * 20);
+                let dw = f16x2_at(wb);
+                let qw = nibbles(wb.add(4));
+                for t in 0..TILE_TOKENS {
+                    let k = r * TILE_TOKENS + t;
+                    let prod = _mm_mul_ps(dw, da[t]);
+                    let d = _mm256_broadcastss_ps(prod);
+                    mins[k] = _mm_add_ps(mins[k], prod);
+                    let sums = _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qa[t]), ones);
+                    acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc[k]);
+                }
+            }
+        }
+    }
+    for ((o, v), m) in out.iter_mut().zip(acc).zip(mins) {
+        *o = hsum(v) + _mm_cvtss_f32(_mm_movehdup_ps(m));
+    }
 }
 
 /// `Σ k[i] · q[i]`, keys as f16 bits.
