@@ -193,6 +193,49 @@ mod tests {
         }
     }
 
+    /// Random K-quant blocks (there is no K-quant quantizer) with sane f16 super-block
+    /// scales at `scale_at` (byte offsets within the block).
+    fn random_blocks(ty: GgmlType, n: usize, seed: u32, scale_at: &[usize]) -> Vec<u8> {
+        let bytes = ty.row_size(n).expect("whole blocks");
+        let block = ty.row_size(256).expect("one block");
+        let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+        let mut out: Vec<u8> = (0..bytes)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s >> 24) as u8
+            })
+            .collect();
+        for (b, blk) in out.chunks_exact_mut(block).enumerate() {
+            for (k, &at) in scale_at.iter().enumerate() {
+                let v = f16::from_f32(0.001 + 0.0007 * ((b + k) % 7) as f32);
+                blk[at..at + 2].copy_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn k_quant_dot_paths_match_the_scalar_reference_bit_for_bit() {
+        for (ty, scale_at) in [(GgmlType::Q4_K, &[0, 2][..]), (GgmlType::Q6_K, &[208][..])] {
+            let n = 1024;
+            let act_ty = ty.vec_dot_type().expect("pairs");
+            for seed in 0..8 {
+                let w = random_blocks(ty, n, seed, scale_at);
+                let mut a = vec![0; act_ty.row_size(n).expect("whole blocks")];
+                quantize_activations(act_ty, &values(n, seed + 100, 3.0), &mut a);
+                let fast = dot_fn(ty)(&w, &a, n);
+                let reference = scalar_dot_fn(ty)(&w, &a, n);
+                assert_eq!(fast.to_bits(), reference.to_bits(), "{ty:?} seed {seed}");
+                assert!(
+                    fast.is_finite() && fast != 0.0,
+                    "{ty:?} seed {seed}: {fast}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn tiles_match_the_single_dot_bit_for_bit() {
         for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {

@@ -7,7 +7,7 @@ use std::arch::x86_64::*;
 use std::sync::OnceLock;
 
 use super::{DotFn, TILE_ROWS, TILE_TOKENS, TileFn};
-use crate::local::quant::GgmlType;
+use crate::local::quant::{self, GgmlType};
 
 /// Whether this CPU runs the AVX2 kernels (AVX2, FMA and F16C together).
 pub(super) fn has_avx2() -> bool {
@@ -28,6 +28,8 @@ pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
         GgmlType::Q8_0 => Some(dot_q8_0),
         GgmlType::Q4_0 => Some(dot_q4_0),
         GgmlType::Q4_1 => Some(dot_q4_1),
+        GgmlType::Q4_K => Some(dot_q4_k),
+        GgmlType::Q6_K => Some(dot_q6_k),
         _ => None,
     }
 }
@@ -99,6 +101,134 @@ fn dot_q4_1(w: &[u8], a: &[u8], n: usize) -> f32 {
 /// A 32-bit load zero-extends into a fresh register: a 16-bit insert (what LLVM makes of a
 /// single f16) goes into whatever register is free, often a loop's accumulator, which chains
 /// every block onto the previous block's sum. The conversion itself is exact.
+/// Super-blocks of `n` values, after checking both rows hold exactly that many.
+fn check_k(w: &[u8], a: &[u8], n: usize, wb: usize) -> usize {
+    let nb = n / 256;
+    assert!(
+        n.is_multiple_of(256) && w.len() == nb * wb && a.len() == nb * Q8K_BYTES,
+        "row sizes do not match n = {n}"
+    );
+    nb
+}
+
+/// A Q8_K block: `d` (f32), 256 quants, 16 sums of 16 quants (i16).
+const Q8K_BYTES: usize = 4 + 256 + 32;
+
+fn dot_q4_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = check_k(w, a, n, 144);
+    let mut total = -0.0f32;
+    for (wb, ab) in w.chunks_exact(144).zip(a.chunks_exact(Q8K_BYTES)) {
+        let scales: &[u8; 12] = wb[4..16].try_into().expect("12 scale bytes");
+        let (mut sc, mut mins) = ([0i16; 8], 0i32);
+        for (j, s) in sc.iter_mut().enumerate() {
+            let (scale, min) = quant::scale_min_k4(scales, j);
+            *s = i16::from(scale);
+            let bsum = |k: usize| i32::from(i16::from_le_bytes([ab[260 + 2 * k], ab[261 + 2 * k]]));
+            mins += i32::from(min) * (bsum(2 * j) + bsum(2 * j + 1));
+        }
+        // SAFETY: `dot_fn` hands this out only when AVX2/FMA/F16C are present; the block
+        // slices have 144 and 292 bytes, as the kernel reads.
+        let sum = unsafe { isum_q4_k_avx2(wb.as_ptr(), ab.as_ptr(), &sc) };
+        let ad = f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]]);
+        let d = half::f16::from_le_bytes([wb[0], wb[1]]).to_f32();
+        let dmin = half::f16::from_le_bytes([wb[2], wb[3]]).to_f32();
+        // The scalar reference's expression and summation order, so results are identical.
+        total += ad * d * sum as f32 - ad * dmin * mins as f32;
+    }
+    debug_assert_eq!(nb, w.len() / 144);
+    total
+}
+
+fn dot_q6_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = check_k(w, a, n, 210);
+    let mut total = -0.0f32;
+    for (wb, ab) in w.chunks_exact(210).zip(a.chunks_exact(Q8K_BYTES)) {
+        // SAFETY: as in `dot_q4_k`; blocks of 210 and 292 bytes.
+        let sum = unsafe { isum_q6_k_avx2(wb.as_ptr(), ab.as_ptr()) };
+        let ad = f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]]);
+        let d = half::f16::from_le_bytes([wb[208], wb[209]]).to_f32();
+        total += ad * d * sum as f32;
+    }
+    debug_assert_eq!(nb, w.len() / 210);
+    total
+}
+
+/// `Σ_j sc[j] · Σ q·a` over the 8 sub-blocks of one Q4_K block (exact integers).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn isum_q4_k_avx2(w: *const u8, a: *const u8, sc: &[i16; 8]) -> i32 {
+    let mask = _mm256_set1_epi8(0x0F);
+    let mut acc = _mm256_setzero_si256();
+    for j in 0..4 {
+        // SAFETY: quants at 16 + 32j (32 bytes, within 144); activations at 4 + 64j (64
+        // bytes, within 292).
+        unsafe {
+            let q = _mm256_loadu_si256(w.add(16 + 32 * j).cast());
+            let lo = _mm256_and_si256(q, mask);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+            let a_lo = _mm256_loadu_si256(a.add(4 + 64 * j).cast());
+            let a_hi = _mm256_loadu_si256(a.add(36 + 64 * j).cast());
+            let p_lo =
+                _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a_lo), _mm256_set1_epi16(sc[2 * j]));
+            let p_hi = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(hi, a_hi),
+                _mm256_set1_epi16(sc[2 * j + 1]),
+            );
+            acc = _mm256_add_epi32(acc, _mm256_add_epi32(p_lo, p_hi));
+        }
+    }
+    hsum_i32(acc)
+}
+
+/// `Σ_j scale[j] · Σ q·a` over the 16 sub-blocks of one Q6_K block (exact integers).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn isum_q6_k_avx2(w: *const u8, a: *const u8) -> i32 {
+    let mask4 = _mm256_set1_epi8(0x0F);
+    let mask2 = _mm256_set1_epi8(0x03);
+    let m32 = _mm256_set1_epi8(32);
+    let mut acc = _mm256_setzero_si256();
+    for h in 0..2 {
+        for j in 0..4 {
+            // SAFETY: ql at h·64 + (j % 2)·32 (32 bytes, within 128), qh at 128 + h·32
+            // (within 192), scales at 192 + h·8 + 2j (2 bytes, within 208); activations at
+            // 4 + h·128 + 32j (32 bytes, within 292).
+            unsafe {
+                let ql = _mm256_loadu_si256(w.add(h * 64 + (j % 2) * 32).cast());
+                let qh = _mm256_loadu_si256(w.add(128 + h * 32).cast());
+                let low = _mm256_and_si256(
+                    if j / 2 == 1 {
+                        _mm256_srli_epi16(ql, 4)
+                    } else {
+                        ql
+                    },
+                    mask4,
+                );
+                let high =
+                    _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32)), mask2);
+                let q = _mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16(high, 4)), m32);
+                let y = _mm256_loadu_si256(a.add(4 + h * 128 + 32 * j).cast());
+                // Signed by signed: move q's sign onto y, as `dot_i8` does.
+                let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
+                let s = w.add(192 + h * 8 + 2 * j).cast::<i8>();
+                let (s0, s1) = (i16::from(s.read()), i16::from(s.add(1).read()));
+                let scales = _mm256_setr_epi16(
+                    s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1,
+                );
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scales));
+            }
+        }
+    }
+    hsum_i32(acc)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_i32(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
+}
+
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn f16x2_at(p: *const u8) -> __m128 {
