@@ -423,7 +423,8 @@ fn attention(
             kernels::axpy_f16(o, p, vrow);
         }
     };
-    if n > 1 {
+    // One token's heads are worth a thread each once the context is long.
+    if n > 1 || pos0 >= 256 {
         out.par_chunks_mut(hd).enumerate().for_each(work);
     } else {
         out.chunks_mut(hd).enumerate().for_each(work);

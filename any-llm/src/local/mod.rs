@@ -18,7 +18,7 @@
 mod engine;
 pub mod fetch;
 pub mod gguf;
-mod kernels;
+pub mod kernels;
 pub mod llama;
 mod matmul;
 pub mod quant;

@@ -14,6 +14,38 @@ use crate::local::quant::{self, GgmlType};
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+/// The dot product [`quant::vec_dot`] computes, through the fastest kernel for `ty` on this
+/// CPU (what the local backend's matrix multiplications run). Public for benchmarks and for
+/// checking a kernel against the reference.
+///
+/// # Errors
+/// As [`quant::vec_dot`]: an unsupported type, or rows that are not `n` values of `ty` and
+/// of `ty.vec_dot_type()`.
+pub fn vec_dot(ty: GgmlType, weight_row: &[u8], act_row: &[u8], n: usize) -> quant::Result<f32> {
+    let act_ty = ty
+        .vec_dot_type()
+        .ok_or(quant::QuantError::Unsupported { ty, op: "vec_dot" })?;
+    quant::check(ty, n, weight_row.len(), "weight row")?;
+    quant::check(act_ty, n, act_row.len(), "activation row")?;
+    Ok(dot_fn(ty)(weight_row, act_row, n))
+}
+
+/// Quantizes one row of activations into `ty` (a weight type's `vec_dot_type()`) as the
+/// local backend's matrix multiplications do before their dot products.
+///
+/// # Errors
+/// When `out` is not the size of `x.len()` values of `ty`, or `ty` cannot be quantized to.
+pub fn quantize_row(ty: GgmlType, x: &[f32], out: &mut [u8]) -> quant::Result<()> {
+    quant::check(ty, x.len(), out.len(), "output")?;
+    match ty {
+        GgmlType::Q8_0 | GgmlType::Q8_1 => {
+            quantize_activations(ty, x, out);
+            Ok(())
+        }
+        _ => quant::quantize_row(ty, x, out),
+    }
+}
+
 /// A dot product of one weight row (in its GGUF type) with one quantized activation row (in
 /// the paired type), over `n` values. The slices must have exactly the row sizes.
 pub(crate) type DotFn = fn(&[u8], &[u8], usize) -> f32;
