@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod guard;
 mod local;
 mod models;
@@ -37,6 +38,8 @@ enum Command {
     Perplexity(local::PerplexityArgs),
     /// Scan texts with the built-in guardrails: one JSON verdict per line of input.
     Guard(guard::GuardArgs),
+    /// Measure prefill and decode speed (tokens per second), as the llama.cpp anchor does.
+    Bench(bench::BenchArgs),
     /// Manage model files: fetch the default model, list the cache.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
             Command::Logits(a) => local::logits(a).await,
             Command::Perplexity(a) => local::perplexity(a).await,
             Command::Guard(a) => guard::run(a),
+            Command::Bench(a) => bench::bench(a).await,
             Command::Models(cmd) => models::run(cmd),
         }
     });

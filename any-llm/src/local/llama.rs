@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use crate::local::attention::{AttentionScratch, SumOrder, attend};
 use crate::local::gguf::{GgufFile, TensorInfo};
 use crate::local::kernels;
-use crate::local::matmul::{MatmulScratch, WeightView, matmul};
+use crate::local::matmul::{MatmulScratch, WeightView, matmul, matmul_group};
 
 /// The shape of a llama-family model, read from GGUF metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -295,9 +295,13 @@ impl Llama {
         }
         for (l, b) in self.blocks.iter().enumerate() {
             rms_norm_rows(&s.x, &b.attn_norm, cfg.rms_eps, &mut s.xn);
-            matmul(self.view(&b.wq), &s.xn, n, &mut s.q[..n * qd], &mut s.mm);
-            matmul(self.view(&b.wk), &s.xn, n, &mut s.k[..n * kvd], &mut s.mm);
-            matmul(self.view(&b.wv), &s.xn, n, &mut s.v[..n * kvd], &mut s.mm);
+            matmul_group(
+                &[self.view(&b.wq), self.view(&b.wk), self.view(&b.wv)],
+                &s.xn,
+                n,
+                &mut [&mut s.q[..n * qd], &mut s.k[..n * kvd], &mut s.v[..n * kvd]],
+                &mut s.mm,
+            );
             for t in 0..n {
                 let pos = pos0 + t;
                 self.rope(&mut s.q[t * qd..(t + 1) * qd], pos);
@@ -308,14 +312,13 @@ impl Llama {
             matmul(self.view(&b.wo), &s.attn, n, &mut s.xn, &mut s.mm);
             add_in_place(&mut s.x, &s.xn);
             rms_norm_rows(&s.x, &b.ffn_norm, cfg.rms_eps, &mut s.xn);
-            matmul(
-                self.view(&b.w_gate),
+            matmul_group(
+                &[self.view(&b.w_gate), self.view(&b.w_up)],
                 &s.xn,
                 n,
-                &mut s.gate[..n * ff],
+                &mut [&mut s.gate[..n * ff], &mut s.up[..n * ff]],
                 &mut s.mm,
             );
-            matmul(self.view(&b.w_up), &s.xn, n, &mut s.up[..n * ff], &mut s.mm);
             kernels::swiglu(&mut s.gate, &s.up);
             matmul(self.view(&b.w_down), &s.gate, n, &mut s.xn, &mut s.mm);
             add_in_place(&mut s.x, &s.xn);
@@ -403,7 +406,8 @@ fn attention(
             o,
         );
     };
-    if n > 1 {
+    // One token's heads are worth a thread each once the context is long.
+    if n > 1 || pos0 >= 256 {
         out.par_chunks_mut(hd)
             .enumerate()
             .for_each_init(AttentionScratch::default, work);

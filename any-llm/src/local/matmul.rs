@@ -39,8 +39,13 @@ pub(crate) struct MatmulScratch {
     out_t: Vec<f32>,
 }
 
-/// How many (row, token) dot products make a multiplication worth splitting across threads.
-const PARALLEL_MIN_WORK: usize = 4096;
+/// How many (row, token) block dot products make a multiplication worth splitting across
+/// threads: waking a second thread costs a few microseconds, about 2000 blocks of work.
+const PARALLEL_MIN_BLOCKS: usize = 4096;
+
+/// Tokens per block of the prefill loop: their activations (a few tens of KiB) stay in L1/L2
+/// while a thread's rows stream past them.
+const TOKEN_BLOCK: usize = 64;
 
 /// `out[t * w.rows + r] = w[r] · x[t * w.cols ..]` for `n` activation rows.
 pub(crate) fn matmul(
@@ -50,58 +55,158 @@ pub(crate) fn matmul(
     out: &mut [f32],
     s: &mut MatmulScratch,
 ) {
-    debug_assert_eq!(x.len(), n * w.cols);
-    debug_assert_eq!(out.len(), n * w.rows);
-    let act_ty =
-        w.ty.vec_dot_type()
-            .expect("weight types were validated at load");
-    let act_row = act_ty
-        .row_size(w.cols)
-        .expect("weight shapes were validated at load");
-    s.acts.resize(n * act_row, 0);
-    for (xr, ar) in x.chunks_exact(w.cols).zip(s.acts.chunks_exact_mut(act_row)) {
-        kernels::quantize_activations(act_ty, xr, ar);
-    }
-    let acts = &s.acts[..];
-    let rb = w.row_bytes();
-    let kernel = kernels::dot_fn(w.ty);
-    let dot = |r: usize, t: usize| {
-        kernel(
-            &w.data[r * rb..(r + 1) * rb],
-            &acts[t * act_row..(t + 1) * act_row],
-            w.cols,
-        )
-    };
-    if n == 1 {
-        if w.rows >= PARALLEL_MIN_WORK / 4 {
-            out.par_chunks_mut(64).enumerate().for_each(|(c, o)| {
-                for (i, v) in o.iter_mut().enumerate() {
-                    *v = dot(c * 64 + i, 0);
-                }
-            });
-        } else {
-            for (r, v) in out.iter_mut().enumerate() {
-                *v = dot(r, 0);
-            }
+    matmul_group(&[w], x, n, &mut [out], s);
+}
+
+/// Several [`matmul`]s of the same activations (the Q, K and V projections; gate and up):
+/// the activations are quantized once, and the rows of all the matrices are split across
+/// threads as one, so each thread gets one share of one parallel region.
+///
+/// Every output is the same single dot product [`matmul`] computes; only the order in which
+/// outputs are computed changes. Matrices of different types are multiplied one by one.
+pub(crate) fn matmul_group(
+    ws: &[WeightView<'_>],
+    x: &[f32],
+    n: usize,
+    outs: &mut [&mut [f32]],
+    s: &mut MatmulScratch,
+) {
+    debug_assert_eq!(ws.len(), outs.len());
+    let Some(first) = ws.first() else { return };
+    if ws.iter().any(|w| w.ty != first.ty || w.cols != first.cols) {
+        for (w, out) in ws.iter().zip(outs.iter_mut()) {
+            matmul_group(std::slice::from_ref(w), x, n, std::slice::from_mut(out), s);
         }
         return;
     }
-    // Several tokens: compute row-major by weight row (each row read once while hot), then
-    // transpose into token-major output.
-    s.out_t.resize(n * w.rows, 0.0);
-    let fill = |(r, o): (usize, &mut [f32])| {
-        for (t, v) in o.iter_mut().enumerate() {
-            *v = dot(r, t);
+    let cols = first.cols;
+    debug_assert_eq!(x.len(), n * cols);
+    let act_ty = first
+        .ty
+        .vec_dot_type()
+        .expect("weight types were validated at load");
+    let ab = act_ty
+        .row_size(cols)
+        .expect("weight shapes were validated at load");
+    s.acts.resize(n * ab, 0);
+    for (xr, ar) in x.chunks_exact(cols).zip(s.acts.chunks_exact_mut(ab)) {
+        kernels::quantize_activations(act_ty, xr, ar);
+    }
+    let acts = &s.acts[..];
+    let kernel = kernels::dot_fn(first.ty);
+    let tile = kernels::tile_fn(first.ty);
+    let rb = first.row_bytes();
+    let total_rows: usize = ws.iter().map(|w| w.rows).sum();
+    // Global row `r` of the group is row `r - start` of the matrix whose rows start there.
+    let row_data = |r: usize, count: usize| -> &[u8] {
+        let mut r = r;
+        for w in ws {
+            if r < w.rows {
+                debug_assert!(r + count <= w.rows);
+                return &w.data[r * rb..(r + count) * rb];
+            }
+            r -= w.rows;
+        }
+        unreachable!("row {r} is past the group's rows")
+    };
+    // Rows of a run never straddle two matrices: runs are cut at matrix boundaries.
+    let same_matrix_run = |r: usize, max: usize| -> usize {
+        let mut r0 = r;
+        for w in ws {
+            if r0 < w.rows {
+                return max.min(w.rows - r0);
+            }
+            r0 -= w.rows;
+        }
+        0
+    };
+
+    // `out_t[r * n + t]` for global row r; with one token that is the output vector itself.
+    s.out_t.resize(total_rows * n, 0.0);
+    let fill = |(chunk_row, o): (usize, &mut [f32])| {
+        let rows = o.len() / n;
+        for t0 in (0..n).step_by(TOKEN_BLOCK) {
+            let t1 = (t0 + TOKEN_BLOCK).min(n);
+            let mut i = 0;
+            while i < rows {
+                let r = chunk_row + i;
+                let run = same_matrix_run(r, rows - i);
+                let tiled_rows = match tile {
+                    Some(_) if n >= kernels::TILE_TOKENS => {
+                        run / kernels::TILE_ROWS * kernels::TILE_ROWS
+                    }
+                    _ => 0,
+                };
+                // Whole tiles of TILE_ROWS rows by TILE_TOKENS tokens.
+                if let Some(tile) = tile.filter(|_| tiled_rows > 0) {
+                    let mut tbuf = [0.0f32; kernels::TILE_ROWS * kernels::TILE_TOKENS];
+                    for rr in (0..tiled_rows).step_by(kernels::TILE_ROWS) {
+                        let wdata = row_data(r + rr, kernels::TILE_ROWS);
+                        let mut t = t0;
+                        while t + kernels::TILE_TOKENS <= t1 {
+                            tile(
+                                wdata,
+                                &acts[t * ab..(t + kernels::TILE_TOKENS) * ab],
+                                cols,
+                                &mut tbuf,
+                            );
+                            for dr in 0..kernels::TILE_ROWS {
+                                let row = &mut o[(i + rr + dr) * n..][..n];
+                                row[t..t + kernels::TILE_TOKENS].copy_from_slice(
+                                    &tbuf[dr * kernels::TILE_TOKENS..][..kernels::TILE_TOKENS],
+                                );
+                            }
+                            t += kernels::TILE_TOKENS;
+                        }
+                        for dr in 0..kernels::TILE_ROWS {
+                            let wrow = &wdata[dr * rb..(dr + 1) * rb];
+                            for tt in t..t1 {
+                                o[(i + rr + dr) * n + tt] =
+                                    kernel(wrow, &acts[tt * ab..(tt + 1) * ab], cols);
+                            }
+                        }
+                    }
+                }
+                for rr in tiled_rows..run {
+                    let wrow = row_data(r + rr, 1);
+                    for tt in t0..t1 {
+                        o[(i + rr) * n + tt] = kernel(wrow, &acts[tt * ab..(tt + 1) * ab], cols);
+                    }
+                }
+                i += run;
+            }
         }
     };
-    if w.rows * n >= PARALLEL_MIN_WORK {
-        s.out_t.par_chunks_mut(n).enumerate().for_each(fill);
+    let blocks = total_rows * n * (cols / 32);
+    let threads = rayon::current_num_threads();
+    if threads > 1 && blocks >= PARALLEL_MIN_BLOCKS {
+        // A few shares per thread, so a thread slowed by another process is helped out, each
+        // share an even number of rows so tiles stay whole.
+        let shares = threads * if n == 1 { 2 } else { 8 };
+        let rows_per = total_rows
+            .div_ceil(shares)
+            .next_multiple_of(kernels::TILE_ROWS);
+        s.out_t
+            .par_chunks_mut(rows_per * n)
+            .enumerate()
+            .for_each(|(c, o)| fill((c * rows_per, o)));
     } else {
-        s.out_t.chunks_mut(n).enumerate().for_each(fill);
+        fill((0, &mut s.out_t[..]));
     }
-    for r in 0..w.rows {
-        for t in 0..n {
-            out[t * w.rows + r] = s.out_t[r * n + t];
+    // Scatter into token-major outputs.
+    let mut r0 = 0;
+    for (w, out) in ws.iter().zip(outs.iter_mut()) {
+        debug_assert_eq!(out.len(), n * w.rows);
+        let part = &s.out_t[r0 * n..(r0 + w.rows) * n];
+        if n == 1 {
+            out.copy_from_slice(part);
+        } else {
+            for (r, row) in part.chunks_exact(n).enumerate() {
+                for (t, &v) in row.iter().enumerate() {
+                    out[t * w.rows + r] = v;
+                }
+            }
         }
+        r0 += w.rows;
     }
 }

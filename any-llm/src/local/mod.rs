@@ -19,7 +19,7 @@ mod attention;
 mod engine;
 pub mod fetch;
 pub mod gguf;
-mod kernels;
+pub mod kernels;
 pub mod llama;
 mod matmul;
 pub mod quant;

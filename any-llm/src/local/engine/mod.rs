@@ -7,6 +7,7 @@ mod worker;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use any_core::{
     ChatRequest, ChatStream, EmbedRequest, EmbedResponse, Error, ResponseFormat, Result,
@@ -326,6 +327,38 @@ impl LocalModel {
     pub async fn logits(&self, ids: Vec<u32>) -> Result<Vec<f32>> {
         self.check_context(ids.len(), 0)?;
         self.ask(|reply| Job::Logits { ids, reply }).await
+    }
+
+    /// Times one prefill: `ids` evaluated in a single forward pass from an empty cache,
+    /// plus the logits of the last token (what `any bench` and llama.cpp's anchor measure).
+    ///
+    /// The cache is left holding `ids`.
+    ///
+    /// # Errors
+    /// [`Error::ContextLengthExceeded`] or [`Error::InvalidRequest`] for empty input.
+    pub async fn time_prefill(&self, ids: Vec<u32>) -> Result<Duration> {
+        self.check_context(ids.len(), 0)?;
+        self.ask(|reply| Job::TimePrefill { ids, reply }).await
+    }
+
+    /// Times greedy decoding: `prompt` is evaluated from an empty cache (untimed, so a long
+    /// prompt sets the context depth), then `steps` tokens are generated one forward pass
+    /// each, every step computing the logits and picking the most likely token. End-of-text
+    /// tokens do not stop it.
+    ///
+    /// Returns the time of the `steps` steps only.
+    ///
+    /// # Errors
+    /// [`Error::ContextLengthExceeded`] when `prompt` and `steps` do not fit the context
+    /// window; [`Error::InvalidRequest`] for an empty prompt.
+    pub async fn time_decode(&self, prompt: Vec<u32>, steps: usize) -> Result<Duration> {
+        self.check_context(prompt.len(), steps)?;
+        self.ask(|reply| Job::TimeDecode {
+            prompt,
+            steps,
+            reply,
+        })
+        .await
     }
 
     /// Log-probabilities of `ids[from..]`, each given the tokens before it.

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use any_core::{ChatChunk, Error, FinishReason, Result, TokenLogprob, TopLogprob, Usage};
 use tokio::sync::{mpsc as tmpsc, oneshot};
@@ -40,6 +41,17 @@ pub(crate) enum Job {
         seqs: Vec<Vec<u32>>,
         reply: oneshot::Sender<Result<Vec<Vec<f32>>>>,
     },
+    /// Time one single-pass prefill of `ids` (see `LocalModel::time_prefill`).
+    TimePrefill {
+        ids: Vec<u32>,
+        reply: oneshot::Sender<Result<Duration>>,
+    },
+    /// Time `steps` greedy decode steps after `prompt` (see `LocalModel::time_decode`).
+    TimeDecode {
+        prompt: Vec<u32>,
+        steps: usize,
+        reply: oneshot::Sender<Result<Duration>>,
+    },
     /// Logits for the next token after `ids`.
     Logits {
         ids: Vec<u32>,
@@ -69,6 +81,8 @@ pub(crate) struct Worker {
     /// evaluated again rather than reused: reuse never changes an answer.
     canonical: usize,
     logits: Vec<f32>,
+    /// The last token's hidden state, copied out of the scratch for the output head.
+    last: Vec<f32>,
 }
 
 impl Worker {
@@ -82,6 +96,7 @@ impl Worker {
             cached: Vec::new(),
             canonical: 0,
             logits: Vec::new(),
+            last: Vec::new(),
         }
     }
 
@@ -105,6 +120,16 @@ impl Worker {
             }
             Job::Embed { seqs, reply } => {
                 let _ = reply.send(seqs.iter().map(|s| self.embed(s)).collect());
+            }
+            Job::TimePrefill { ids, reply } => {
+                let _ = reply.send(self.time_prefill(&ids));
+            }
+            Job::TimeDecode {
+                prompt,
+                steps,
+                reply,
+            } => {
+                let _ = reply.send(self.time_decode(&prompt, steps));
             }
             Job::Logits { ids, reply } => {
                 let r = self.reset_and_eval(&ids).map(|()| {
@@ -167,6 +192,42 @@ impl Worker {
         }
         self.truncate(0);
         self.eval(ids)
+    }
+
+    fn time_prefill(&mut self, ids: &[u32]) -> Result<Duration> {
+        if ids.is_empty() {
+            return Err(Error::InvalidRequest("no tokens to evaluate".into()));
+        }
+        self.kv.truncate(0);
+        self.cached.clear();
+        let start = Instant::now();
+        self.llama.forward(ids, &mut self.kv, &mut self.scratch)?;
+        self.cached.extend_from_slice(ids);
+        let d = self.n_embd();
+        let h = self.scratch.hidden();
+        self.last.clear();
+        self.last.extend_from_slice(&h[h.len() - d..]);
+        self.llama
+            .logits(&self.last, &mut self.logits, &mut self.scratch.mm);
+        Ok(start.elapsed())
+    }
+
+    fn time_decode(&mut self, prompt: &[u32], steps: usize) -> Result<Duration> {
+        self.reset_and_eval(prompt)?;
+        let start = Instant::now();
+        for _ in 0..steps {
+            self.last.clear();
+            let d = self.n_embd();
+            let h = self.scratch.hidden();
+            self.last.extend_from_slice(&h[h.len() - d..]);
+            self.llama
+                .logits(&self.last, &mut self.logits, &mut self.scratch.mm);
+            let token = sampler::argmax(&self.logits);
+            self.llama
+                .forward(&[token], &mut self.kv, &mut self.scratch)?;
+            self.cached.push(token);
+        }
+        Ok(start.elapsed())
     }
 
     fn generate(&mut self, g: Generate) -> Result<()> {

@@ -14,6 +14,38 @@ use crate::local::quant::{self, GgmlType};
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+/// The dot product [`quant::vec_dot`] computes, through the fastest kernel for `ty` on this
+/// CPU (what the local backend's matrix multiplications run). Public for benchmarks and for
+/// checking a kernel against the reference.
+///
+/// # Errors
+/// As [`quant::vec_dot`]: an unsupported type, or rows that are not `n` values of `ty` and
+/// of `ty.vec_dot_type()`.
+pub fn vec_dot(ty: GgmlType, weight_row: &[u8], act_row: &[u8], n: usize) -> quant::Result<f32> {
+    let act_ty = ty
+        .vec_dot_type()
+        .ok_or(quant::QuantError::Unsupported { ty, op: "vec_dot" })?;
+    quant::check(ty, n, weight_row.len(), "weight row")?;
+    quant::check(act_ty, n, act_row.len(), "activation row")?;
+    Ok(dot_fn(ty)(weight_row, act_row, n))
+}
+
+/// Quantizes one row of activations into `ty` (a weight type's `vec_dot_type()`) as the
+/// local backend's matrix multiplications do before their dot products.
+///
+/// # Errors
+/// When `out` is not the size of `x.len()` values of `ty`, or `ty` cannot be quantized to.
+pub fn quantize_row(ty: GgmlType, x: &[f32], out: &mut [u8]) -> quant::Result<()> {
+    quant::check(ty, x.len(), out.len(), "output")?;
+    match ty {
+        GgmlType::Q8_0 | GgmlType::Q8_1 => {
+            quantize_activations(ty, x, out);
+            Ok(())
+        }
+        _ => quant::quantize_row(ty, x, out),
+    }
+}
+
 /// A dot product of one weight row (in its GGUF type) with one quantized activation row (in
 /// the paired type), over `n` values. The slices must have exactly the row sizes.
 pub(crate) type DotFn = fn(&[u8], &[u8], usize) -> f32;
@@ -25,6 +57,29 @@ pub(crate) fn dot_fn(ty: GgmlType) -> DotFn {
         return f;
     }
     scalar_dot_fn(ty)
+}
+
+/// Weight rows per tile of a [`TileFn`].
+pub(crate) const TILE_ROWS: usize = 2;
+/// Activation rows (tokens) per tile of a [`TileFn`].
+pub(crate) const TILE_TOKENS: usize = 4;
+
+/// [`TILE_ROWS`] × [`TILE_TOKENS`] dot products sharing their loads: weight rows
+/// `w[r * wb..][..wb]` with activation rows `a[t * ab..][..ab]` (`wb`, `ab` the row sizes for
+/// `n` values) into `out[r * TILE_TOKENS + t]`.
+///
+/// Each output is computed by exactly the operations, in the same order, that the [`DotFn`]
+/// of the same type uses, so tiled and untiled results are bit for bit the same.
+pub(crate) type TileFn = fn(&[u8], &[u8], usize, &mut [f32; TILE_ROWS * TILE_TOKENS]);
+
+/// The tiled dot product for weight type `ty` on this CPU, where there is one.
+pub(crate) fn tile_fn(ty: GgmlType) -> Option<TileFn> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(f) = x86::tile_fn(ty) {
+        return Some(f);
+    }
+    let _ = ty;
+    None
 }
 
 /// The scalar reference dot product for `ty`.
@@ -227,6 +282,81 @@ mod tests {
                     (fast - reference).abs() <= tol,
                     "{ty:?} seed {seed}: {fast} vs {reference}"
                 );
+            }
+        }
+    }
+
+    /// Random K-quant blocks (there is no K-quant quantizer) with sane f16 super-block
+    /// scales at `scale_at` (byte offsets within the block).
+    fn random_blocks(ty: GgmlType, n: usize, seed: u32, scale_at: &[usize]) -> Vec<u8> {
+        let bytes = ty.row_size(n).expect("whole blocks");
+        let block = ty.row_size(256).expect("one block");
+        let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+        let mut out: Vec<u8> = (0..bytes)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s >> 24) as u8
+            })
+            .collect();
+        for (b, blk) in out.chunks_exact_mut(block).enumerate() {
+            for (k, &at) in scale_at.iter().enumerate() {
+                let v = f16::from_f32(0.001 + 0.0007 * ((b + k) % 7) as f32);
+                blk[at..at + 2].copy_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn k_quant_dot_paths_match_the_scalar_reference_bit_for_bit() {
+        for (ty, scale_at) in [(GgmlType::Q4_K, &[0, 2][..]), (GgmlType::Q6_K, &[208][..])] {
+            let n = 1024;
+            let act_ty = ty.vec_dot_type().expect("pairs");
+            for seed in 0..8 {
+                let w = random_blocks(ty, n, seed, scale_at);
+                let mut a = vec![0; act_ty.row_size(n).expect("whole blocks")];
+                quantize_activations(act_ty, &values(n, seed + 100, 3.0), &mut a);
+                let fast = dot_fn(ty)(&w, &a, n);
+                let reference = scalar_dot_fn(ty)(&w, &a, n);
+                assert_eq!(fast.to_bits(), reference.to_bits(), "{ty:?} seed {seed}");
+                assert!(
+                    fast.is_finite() && fast != 0.0,
+                    "{ty:?} seed {seed}: {fast}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tiles_match_the_single_dot_bit_for_bit() {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            let Some(tile) = tile_fn(ty) else { continue };
+            let n = 576;
+            let act_ty = ty.vec_dot_type().expect("pairs");
+            let (wb, ab) = (
+                ty.row_size(n).expect("whole blocks"),
+                act_ty.row_size(n).expect("whole blocks"),
+            );
+            let w: Vec<u8> = (0..TILE_ROWS as u32)
+                .flat_map(|r| quantized(ty, &values(n, r, 1.0)))
+                .collect();
+            let mut a = vec![0; TILE_TOKENS * ab];
+            for (t, row) in a.chunks_exact_mut(ab).enumerate() {
+                quantize_activations(act_ty, &values(n, 50 + t as u32, 3.0), row);
+            }
+            let mut out = [0.0; TILE_ROWS * TILE_TOKENS];
+            tile(&w, &a, n, &mut out);
+            for r in 0..TILE_ROWS {
+                for t in 0..TILE_TOKENS {
+                    let single = dot_fn(ty)(&w[r * wb..][..wb], &a[t * ab..][..ab], n);
+                    assert_eq!(
+                        out[r * TILE_TOKENS + t].to_bits(),
+                        single.to_bits(),
+                        "{ty:?} row {r} token {t}"
+                    );
+                }
             }
         }
     }

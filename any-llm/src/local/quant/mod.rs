@@ -113,7 +113,7 @@ const _: () = {
 };
 
 /// Checks `n` against the block size and `len` against `n` values' bytes.
-fn check(ty: GgmlType, n: usize, len: usize, what: &'static str) -> Result<()> {
+pub(crate) fn check(ty: GgmlType, n: usize, len: usize, what: &'static str) -> Result<()> {
     let expected = ty.row_size(n).ok_or(QuantError::NotBlockMultiple {
         ty,
         block_size: ty.block_size(),

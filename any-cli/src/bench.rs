@@ -1,0 +1,150 @@
+//! `any bench`: prefill and decode speed of a local model, measured as the llama.cpp anchor
+//! (`shared/bench/llamacpp_bench.py`) measures it, so the two sets of figures compare.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use any_llm::local::tokenizer::EncodeOptions;
+use any_llm::local::{LocalModel, LocalModelOptions, fetch};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+/// `any bench`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// A GGUF model file (default: `ANY_MODEL`, else the default model).
+    #[arg(long, short = 'm', value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// Threads for the matrix work (default: all cores).
+    #[arg(long, short = 't', value_name = "N")]
+    threads: Option<usize>,
+    /// Prompt tokens evaluated in one forward pass from an empty cache.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    prefill: usize,
+    /// Tokens generated one step at a time.
+    #[arg(long, value_name = "N", default_value_t = 128)]
+    decode: usize,
+    /// Tokens of text already in the cache when decoding starts (the context depth).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    depth: usize,
+    /// The text the prefill (and depth) tokens come from (default: the GPL-3 text in
+    /// `shared/reference/`).
+    #[arg(long, value_name = "FILE")]
+    text: Option<PathBuf>,
+    /// Runs of each measurement; the best counts.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    runs: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where the reference text is looked for when `--text` is not given.
+fn default_text() -> Result<PathBuf> {
+    let candidates = [
+        PathBuf::from("../shared/reference/gpl-3.txt"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/gpl-3.txt"),
+    ];
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .context("cannot find shared/reference/gpl-3.txt; pass --text FILE")
+}
+
+/// The peak resident set of this process in MiB (`VmHWM`), where the OS reports it.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn best(times: &[Duration]) -> Duration {
+    times.iter().copied().min().unwrap_or_default()
+}
+
+pub(crate) async fn bench(args: BenchArgs) -> Result<()> {
+    if args.runs == 0 || args.prefill == 0 || args.decode == 0 {
+        bail!("--runs, --prefill and --decode must be at least 1");
+    }
+    let path = match &args.model {
+        Some(p) => p.clone(),
+        None => fetch::default_model_path()?,
+    };
+    let text_path = match &args.text {
+        Some(p) => p.clone(),
+        None => default_text()?,
+    };
+    let text = std::fs::read_to_string(&text_path)
+        .with_context(|| format!("reading {}", text_path.display()))?;
+    let context = (args.prefill).max(args.depth + 16 + args.decode).max(2048);
+    let options = LocalModelOptions {
+        threads: args.threads,
+        context: Some(context),
+    };
+    let loading = Instant::now();
+    let model = LocalModel::open_with(&path, options)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let load = loading.elapsed();
+    let plain = EncodeOptions {
+        add_special: false,
+        parse_special: false,
+    };
+    let ids = model.tokenizer().encode(&text, plain);
+    if ids.len() < args.prefill.max(args.depth) {
+        bail!(
+            "{} has {} tokens; --prefill {} and --depth {} need that many",
+            text_path.display(),
+            ids.len(),
+            args.prefill,
+            args.depth
+        );
+    }
+    let prefill_ids = ids[..args.prefill].to_vec();
+    let mut prompt = ids[..args.depth].to_vec();
+    prompt.extend(model.tokenizer().encode("Once upon a time", plain));
+
+    let mut prefill = Vec::with_capacity(args.runs);
+    for _ in 0..args.runs {
+        prefill.push(model.time_prefill(prefill_ids.clone()).await?);
+    }
+    let mut decode = Vec::with_capacity(args.runs);
+    for _ in 0..args.runs {
+        decode.push(model.time_decode(prompt.clone(), args.decode).await?);
+    }
+    let prefill_tok_s = args.prefill as f64 / best(&prefill).as_secs_f64();
+    let decode_tok_s = args.decode as f64 / best(&decode).as_secs_f64();
+    let threads = model.info().threads;
+    let rss = peak_rss_mb();
+    let load_ms = load.as_secs_f64() * 1e3;
+    if args.json {
+        let out = serde_json::json!({
+            "model": path.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "threads": threads,
+            "prefill_tokens": args.prefill,
+            "prefill_tok_s": (prefill_tok_s * 10.0).round() / 10.0,
+            "decode_tokens": args.decode,
+            "decode_depth": args.depth,
+            "decode_tok_s": (decode_tok_s * 10.0).round() / 10.0,
+            "peak_rss_mb": rss.map(|r| (r * 10.0).round() / 10.0),
+            "load_ms": (load_ms * 10.0).round() / 10.0,
+        });
+        println!("{out}");
+    } else {
+        println!("model      {}", path.display());
+        println!("threads    {threads}");
+        println!("load       {load_ms:.1} ms");
+        println!(
+            "prefill    {prefill_tok_s:.1} tok/s ({} tokens, best of {})",
+            args.prefill, args.runs
+        );
+        println!(
+            "decode     {decode_tok_s:.1} tok/s ({} tokens at depth {}, best of {})",
+            args.decode, args.depth, args.runs
+        );
+        if let Some(r) = rss {
+            println!("peak RSS   {r:.1} MiB");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! Throughput of the local backend's dot-product kernels, in bytes of weights per second.
+//!
+//! Run with `cargo bench -p any-llm --bench kernels`. Each benchmark dots one weight row of
+//! 4096 values with one quantized activation row, through the kernel the matrix
+//! multiplications use on this CPU (`fast`) and through the scalar reference (`reference`).
+
+use std::hint::black_box;
+
+use any_llm::local::kernels;
+use any_llm::local::quant::{self, GgmlType};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+const N: usize = 4096;
+
+/// Deterministic values in (-1, 1).
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            s as f32 / u32::MAX as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// A weight row of `ty`: quantized where the type has a quantizer, else random bytes with
+/// small f16 scales written over the super-block scale fields.
+fn weight_row(ty: GgmlType) -> Vec<u8> {
+    let size = ty.row_size(N).expect("whole blocks");
+    let mut w = vec![0; size];
+    if quant::quantize_row(ty, &values(N, 1), &mut w).is_ok() {
+        return w;
+    }
+    let mut s = 7u32;
+    for b in w.iter_mut() {
+        s ^= s << 13;
+        s ^= s >> 17;
+        s ^= s << 5;
+        *b = (s >> 24) as u8;
+    }
+    let block = ty.row_size(256).expect("one super-block");
+    let scale_at: &[usize] = match ty {
+        GgmlType::Q6_K => &[208],
+        _ => &[0, 2],
+    };
+    let scale = half::f16::from_f32(0.002).to_bits().to_le_bytes();
+    for blk in w.chunks_exact_mut(block) {
+        for &at in scale_at {
+            blk[at..at + 2].copy_from_slice(&scale);
+        }
+    }
+    w
+}
+
+fn dots(c: &mut Criterion) {
+    for ty in [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+    ] {
+        let act_ty = ty.vec_dot_type().expect("a paired type");
+        let w = weight_row(ty);
+        let mut a = vec![0; act_ty.row_size(N).expect("whole blocks")];
+        kernels::quantize_row(act_ty, &values(N, 2), &mut a).expect("quantizes");
+        let mut group = c.benchmark_group(format!("dot/{ty:?}"));
+        group.throughput(Throughput::Bytes(w.len() as u64));
+        group.bench_function("fast", |b| {
+            b.iter(|| kernels::vec_dot(ty, black_box(&w), black_box(&a), N))
+        });
+        group.bench_function("reference", |b| {
+            b.iter(|| quant::vec_dot(ty, black_box(&w), black_box(&a), N))
+        });
+        group.finish();
+    }
+}
+
+fn activations(c: &mut Criterion) {
+    let x = values(N, 3);
+    let mut group = c.benchmark_group("quantize_activations");
+    group.throughput(Throughput::Bytes((N * 4) as u64));
+    for ty in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K] {
+        let mut out = vec![0; ty.row_size(N).expect("whole blocks")];
+        group.bench_function(format!("{ty:?}"), |b| {
+            b.iter(|| kernels::quantize_row(ty, black_box(&x), &mut out))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, dots, activations);
+criterion_main!(benches);
