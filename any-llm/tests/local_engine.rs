@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::sync::OnceLock;
-
 use any_core::{
     ChatRequest, ChatServiceExt, EmbedServiceExt, Error, FinishReason, Message, ResponseFormat,
 };
@@ -12,17 +10,7 @@ use any_llm::local::{LocalModel, LocalModelOptions};
 use futures_util::StreamExt;
 
 fn model() -> &'static LocalModel {
-    static MODEL: OnceLock<LocalModel> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        LocalModel::open_with(
-            support::default_model_path(),
-            LocalModelOptions {
-                threads: Some(2),
-                ..Default::default()
-            },
-        )
-        .expect("the default model opens")
-    })
+    support::shared_model()
 }
 
 fn greedy(messages: Vec<Message>, max_tokens: u32) -> ChatRequest {
@@ -165,14 +153,7 @@ async fn dropping_the_stream_cancels_and_concurrent_requests_are_not_mixed() {
 #[tokio::test]
 async fn a_second_turn_reuses_the_cached_prefix() {
     // A model of its own, so no other test's request clears the cache in between.
-    let m = LocalModel::open_with(
-        support::default_model_path(),
-        LocalModelOptions {
-            threads: Some(2),
-            ..Default::default()
-        },
-    )
-    .expect("opens");
+    let m = support::open_model();
     let mut messages = vec![Message::user("My name is Ada. Say hello.")];
     let first = m
         .chat(greedy(messages.clone(), 16))
@@ -191,14 +172,7 @@ async fn a_second_turn_reuses_the_cached_prefix() {
         "the second turn should reuse at least the first prompt ({first_prompt} tokens): {usage:?}"
     );
     // Reuse must not change the answer: a fresh model computes the same.
-    let fresh = LocalModel::open_with(
-        support::default_model_path(),
-        LocalModelOptions {
-            threads: Some(2),
-            ..Default::default()
-        },
-    )
-    .expect("opens");
+    let fresh = support::open_model();
     let again = fresh.chat(greedy(messages, 16)).await.expect("fresh");
     assert_eq!(again.usage.expect("usage").cached_prompt_tokens, Some(0));
     assert_eq!(again.text(), second.text());

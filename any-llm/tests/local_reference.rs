@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::sync::OnceLock;
-
 use any_core::Sampling;
 use any_llm::local::{LocalModel, LocalModelOptions, top_logits};
 use futures_util::StreamExt;
@@ -19,17 +17,7 @@ use serde_json::Value;
 const LOGIT_TOLERANCE: f32 = 0.0002;
 
 fn model() -> &'static LocalModel {
-    static MODEL: OnceLock<LocalModel> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        LocalModel::open_with(
-            support::default_model_path(),
-            LocalModelOptions {
-                threads: Some(2),
-                ..Default::default()
-            },
-        )
-        .expect("the default model opens")
-    })
+    support::shared_model()
 }
 
 fn reference() -> Value {

@@ -2,6 +2,9 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use any_llm::local::{LocalModel, LocalModelOptions};
 
 /// The default model's file: `ANY_MODEL`, else the cache (`$ANY_HOME`, default
 /// `~/.cache/any-suite/models`). CI fetches it before the tests run, so a missing file is a
@@ -28,4 +31,19 @@ pub fn default_model_path() -> PathBuf {
 /// `../shared/reference/` beside the checkout.
 pub fn reference_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference")
+}
+
+/// The default model, opened once per test binary with two threads and shared by its tests.
+pub fn shared_model() -> &'static LocalModel {
+    static MODEL: OnceLock<LocalModel> = OnceLock::new();
+    MODEL.get_or_init(open_model)
+}
+
+/// A model of its own (a KV cache no other test touches), two threads.
+pub fn open_model() -> LocalModel {
+    let options = LocalModelOptions {
+        threads: Some(2),
+        ..Default::default()
+    };
+    LocalModel::open_with(default_model_path(), options).expect("the default model opens")
 }
