@@ -5,7 +5,7 @@
 mod support;
 
 use any_core::Sampling;
-use any_llm::local::{LocalModel, LocalModelOptions, top_logits};
+use any_llm::local::{LocalModel, top_logits};
 use futures_util::StreamExt;
 use serde_json::Value;
 
