@@ -490,14 +490,7 @@ impl LocalModel {
                     .into(),
             ));
         }
-        let prompt = self.render_prompt(&req)?;
-        let ids = self.inner.tokenizer.encode(
-            &prompt,
-            EncodeOptions {
-                add_special: true,
-                parse_special: true,
-            },
-        );
+        let ids = self.tokenize_raw(&self.render_prompt(&req)?);
         self.generate_ids(ids, &req.sampling, req.logprobs)
     }
 }

@@ -427,16 +427,7 @@ mod tests {
         for x in 0..64 {
             lanes[x % 16] = kf[x].mul_add(q[x], lanes[x % 16]);
         }
-        let halve = |mut v: [f32; 16]| {
-            let mut m = 8;
-            while m >= 1 {
-                for i in 0..m {
-                    v[i] += v[i + m];
-                }
-                m /= 2;
-            }
-            v[0]
-        };
+        let halve = crate::local::attention::reduce16;
         if let Some(fast) = dot_f16_lanes(false, &k, &q) {
             assert_eq!(fast.to_bits(), halve(lanes).to_bits());
         }
