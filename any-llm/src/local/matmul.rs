@@ -43,6 +43,10 @@ pub(crate) struct MatmulScratch {
 /// threads: waking a second thread costs a few microseconds, about 2000 blocks of work.
 const PARALLEL_MIN_BLOCKS: usize = 4096;
 
+/// Tokens that make quantizing the activations, and turning the results token-major, worth
+/// splitting across threads.
+const PARALLEL_MIN_TOKENS: usize = 32;
+
 /// Tokens per block of the prefill loop: their activations (a few tens of KiB) stay in L1/L2
 /// while a thread's rows stream past them.
 const TOKEN_BLOCK: usize = 64;
@@ -89,8 +93,16 @@ pub(crate) fn matmul_group(
         .row_size(cols)
         .expect("weight shapes were validated at load");
     s.acts.resize(n * ab, 0);
-    for (xr, ar) in x.chunks_exact(cols).zip(s.acts.chunks_exact_mut(ab)) {
-        kernels::quantize_activations(act_ty, xr, ar);
+    let quantize = |(xr, ar): (&[f32], &mut [u8])| kernels::quantize_activations(act_ty, xr, ar);
+    if n >= PARALLEL_MIN_TOKENS && rayon::current_num_threads() > 1 {
+        x.par_chunks_exact(cols)
+            .zip(s.acts.par_chunks_exact_mut(ab))
+            .with_min_len(PARALLEL_MIN_TOKENS / 2)
+            .for_each(quantize);
+    } else {
+        x.chunks_exact(cols)
+            .zip(s.acts.chunks_exact_mut(ab))
+            .for_each(quantize);
     }
     let acts = &s.acts[..];
     let kernel = kernels::dot_fn(first.ty);
@@ -201,10 +213,18 @@ pub(crate) fn matmul_group(
         if n == 1 {
             out.copy_from_slice(part);
         } else {
-            for (r, row) in part.chunks_exact(n).enumerate() {
-                for (t, &v) in row.iter().enumerate() {
-                    out[t * w.rows + r] = v;
+            let transpose = |(t, row): (usize, &mut [f32])| {
+                for (r, o) in row.iter_mut().enumerate() {
+                    *o = part[r * n + t];
                 }
+            };
+            if n >= PARALLEL_MIN_TOKENS && rayon::current_num_threads() > 1 {
+                out.par_chunks_exact_mut(w.rows)
+                    .enumerate()
+                    .with_min_len(PARALLEL_MIN_TOKENS / 2)
+                    .for_each(transpose);
+            } else {
+                out.chunks_exact_mut(w.rows).enumerate().for_each(transpose);
             }
         }
         r0 += w.rows;

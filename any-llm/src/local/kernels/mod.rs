@@ -113,6 +113,16 @@ pub(crate) fn quantize_activations(ty: GgmlType, x: &[f32], out: &mut [u8]) {
 }
 
 fn quantize_q8(x: &[f32], out: &mut [u8], with_sum: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        return unsafe { x86::quantize_q8(x, out, with_sum) };
+    }
+    quantize_q8_scalar(x, out, with_sum);
+}
+
+/// The portable [`quantize_q8`], which the vector paths must equal byte for byte.
+fn quantize_q8_scalar(x: &[f32], out: &mut [u8], with_sum: bool) {
     let block = if with_sum { 36 } else { 34 };
     let head = if with_sum { 4 } else { 2 };
     for (xb, ob) in x.chunks_exact(32).zip(out.chunks_exact_mut(block)) {
@@ -379,6 +389,25 @@ mod tests {
         x[1] = 2.5;
         quantize_activations(GgmlType::Q8_0, &x, &mut tie);
         assert_eq!(tie[3] as i8, 2, "2.5 rounds to even");
+    }
+
+    #[test]
+    fn vector_activation_quantization_matches_the_portable_one_byte_for_byte() {
+        let mut x = values(32 * 64, 11, 5.0);
+        // A zero block, a block of exact ties, and one with a single huge value.
+        x[..32].fill(0.0);
+        for (i, v) in x[32..64].iter_mut().enumerate() {
+            *v = if i == 0 { 127.0 } else { i as f32 - 15.5 };
+        }
+        x[64] = 22_000.0;
+        for with_sum in [false, true] {
+            let block = if with_sum { 36 } else { 34 };
+            let mut fast = vec![0u8; x.len() / 32 * block];
+            let mut portable = fast.clone();
+            quantize_q8(&x, &mut fast, with_sum);
+            quantize_q8_scalar(&x, &mut portable, with_sum);
+            assert_eq!(fast, portable, "with_sum {with_sum}");
+        }
     }
 
     #[test]

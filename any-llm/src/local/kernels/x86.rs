@@ -22,10 +22,27 @@ pub(super) fn has_avx2() -> bool {
     })
 }
 
-/// The AVX2 dot product for `ty`, where there is one.
+/// Whether this CPU also has AVX-512 VNNI (with VL and BW), whose `vpdpbusd` sums byte
+/// products in one instruction.
+pub(super) fn has_vnni() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        has_avx2()
+            && std::env::var_os("ANY_NO_VNNI").is_none()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vnni")
+    })
+}
+
+/// The fastest x86 dot product for `ty`, where there is one.
 pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
     if !has_avx2() {
         return None;
+    }
+    if has_vnni() && ty == GgmlType::Q4_1 {
+        return Some(dot_q4_1_vnni_checked);
     }
     match ty {
         GgmlType::Q8_0 => Some(dot_q8_0),
@@ -37,10 +54,13 @@ pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
     }
 }
 
-/// The AVX2 tiled dot product for `ty`, where there is one.
+/// The fastest x86 tiled dot product for `ty`, where there is one.
 pub(super) fn tile_fn(ty: GgmlType) -> Option<TileFn> {
     if !has_avx2() {
         return None;
+    }
+    if has_vnni() && ty == GgmlType::Q4_1 {
+        return Some(tile_q4_1_vnni_checked);
     }
     match ty {
         GgmlType::Q8_0 => Some(tile_q8_0),
@@ -71,6 +91,13 @@ fn tile_q4_1(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
     unsafe { tile_q4_1_avx2(w.as_ptr(), a.as_ptr(), nb, out) }
 }
 
+fn tile_q4_1_vnni_checked(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
+    let nb = check(w, a, n, 20 * TILE_ROWS, 36 * TILE_TOKENS);
+    // SAFETY: `tile_fn` hands this out only when `has_vnni()` said yes; `check` proved the
+    // slices hold `TILE_ROWS` and `TILE_TOKENS` rows of `nb` whole blocks.
+    unsafe { tile_q4_1_vnni(w.as_ptr(), a.as_ptr(), nb, out) }
+}
+
 fn check(w: &[u8], a: &[u8], n: usize, wb: usize, ab: usize) -> usize {
     let nb = n / 32;
     assert!(
@@ -97,6 +124,13 @@ fn dot_q4_1(w: &[u8], a: &[u8], n: usize) -> f32 {
     let nb = check(w, a, n, 20, 36);
     // SAFETY: as in `dot_q8_0`.
     unsafe { dot_q4_1_avx2(w.as_ptr(), a.as_ptr(), nb) }
+}
+
+fn dot_q4_1_vnni_checked(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = check(w, a, n, 20, 36);
+    // SAFETY: `dot_fn` hands this out only when `has_vnni()` said yes; `check` proved both
+    // slices hold `nb` whole blocks.
+    unsafe { dot_q4_1_vnni(w.as_ptr(), a.as_ptr(), nb) }
 }
 
 /// Super-blocks of `n` values, after checking both rows hold exactly that many.
@@ -315,28 +349,114 @@ unsafe fn dot_q4_0_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
     hsum(acc)
 }
 
+/// Sums of products of 32 unsigned bytes (at most 15) by 32 signed bytes, as 8 lanes of i32:
+/// `maddubs` then `madd` (no pair can saturate: 2 · 15 · 127 < 2^15).
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q4_1_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut mins = _mm_setzero_ps();
-    let ones = _mm256_set1_epi16(1);
-    for i in 0..nb {
-        // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
-        unsafe {
-            let (wb, ab) = (w.add(i * 20), a.add(i * 36));
-            // Lane 0: d_w · d_a; lane 1: m_w · s_a, summed in lane 1 of `mins`.
-            let prod = _mm_mul_ps(f16x2_at(wb), f16x2_at(ab));
-            let d = _mm256_broadcastss_ps(prod);
-            mins = _mm_add_ps(mins, prod);
-            let qw = nibbles(wb.add(4));
-            let qa = _mm256_loadu_si256(ab.add(4).cast());
-            // Weights are unsigned here, so maddubs takes them as they are.
-            let sums = _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qa), ones);
-            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc);
-        }
-    }
-    hsum(acc) + _mm_cvtss_f32(_mm_movehdup_ps(mins))
+fn isum_u4i8_avx2(x: __m256i, y: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
 }
+
+/// [`isum_u4i8_avx2`] in one instruction (`vpdpbusd`), with the same integers.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
+fn isum_u4i8_vnni(x: __m256i, y: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), x, y)
+}
+
+/// The Q4_1 × Q8_1 dot product and its tile, for one instruction set: `$isum` sums a block's
+/// integer products into 8 lanes. Both variants give the same integers, so the same floats.
+macro_rules! q4_1_kernels {
+    ($features:literal, $dot:ident, $tile:ident, $isum:ident) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $dot(w: *const u8, a: *const u8, nb: usize) -> f32 {
+            let mut acc = _mm256_setzero_ps();
+            let mut mins = _mm_setzero_ps();
+            for i in 0..nb {
+                // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
+                unsafe {
+                    let (wb, ab) = (w.add(i * 20), a.add(i * 36));
+                    // Lane 0: d_w · d_a; lane 1: m_w · s_a, summed in lane 1 of `mins`.
+                    let prod = _mm_mul_ps(f16x2_at(wb), f16x2_at(ab));
+                    let d = _mm256_broadcastss_ps(prod);
+                    mins = _mm_add_ps(mins, prod);
+                    let qw = nibbles(wb.add(4));
+                    let qa = _mm256_loadu_si256(ab.add(4).cast());
+                    let sums = $isum(qw, qa);
+                    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc);
+                }
+            }
+            hsum(acc) + _mm_cvtss_f32(_mm_movehdup_ps(mins))
+        }
+
+        /// Q4_1 weights by Q8_1 activations, tiled. Per output: the same products and sums,
+        /// in the same order, as the dot; the scale products of a row's four tokens are
+        /// formed in one multiplication, and each token's minimum term is summed in its own
+        /// lane.
+        #[target_feature(enable = $features)]
+        unsafe fn $tile(w: *const u8, a: *const u8, nb: usize, out: &mut Tile) {
+            const { assert!(TILE_TOKENS == 4) };
+            let (wrow, arow) = (nb * 20, nb * 36);
+            let mut acc = [_mm256_setzero_ps(); TILE_ROWS * TILE_TOKENS];
+            // Lane 2t + 1 of row r's vector: the sum of m_w · s_a for token t.
+            let mut mins = [_mm256_setzero_ps(); TILE_ROWS];
+            let lane = |t: i32| _mm256_set1_epi32(2 * t);
+            let pick = [lane(0), lane(1), lane(2), lane(3)];
+            for i in 0..nb {
+                // SAFETY: block `i < nb` of each of the tile's rows is in bounds (checked by
+                // the wrapper).
+                unsafe {
+                    let mut qa = [_mm256_setzero_si256(); TILE_TOKENS];
+                    let mut heads = [0i32; TILE_TOKENS];
+                    for t in 0..TILE_TOKENS {
+                        let ab = a.add(t * arow + i * 36);
+                        heads[t] = ab.cast::<i32>().read_unaligned();
+                        qa[t] = _mm256_loadu_si256(ab.add(4).cast());
+                    }
+                    // d_a, s_a of the four tokens: [d0, s0, d1, s1, d2, s2, d3, s3].
+                    let ds = _mm256_cvtph_ps(_mm_loadu_si128(heads.as_ptr().cast()));
+                    for r in 0..TILE_ROWS {
+                        let wb = w.add(r * wrow + i * 20);
+                        // [d_w, m_w] four times.
+                        let dm =
+                            _mm256_castpd_ps(_mm256_broadcastsd_pd(_mm_castps_pd(f16x2_at(wb))));
+                        let prod = _mm256_mul_ps(dm, ds);
+                        mins[r] = _mm256_add_ps(mins[r], prod);
+                        let qw = nibbles(wb.add(4));
+                        for t in 0..TILE_TOKENS {
+                            let k = r * TILE_TOKENS + t;
+                            let d = _mm256_permutevar8x32_ps(prod, pick[t]);
+                            let sums = $isum(qw, qa[t]);
+                            acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc[k]);
+                        }
+                    }
+                }
+            }
+            for r in 0..TILE_ROWS {
+                let mut m = [0.0f32; 8];
+                // SAFETY: `m` holds 8 floats.
+                unsafe { _mm256_storeu_ps(m.as_mut_ptr(), mins[r]) };
+                for t in 0..TILE_TOKENS {
+                    let k = r * TILE_TOKENS + t;
+                    out[k] = hsum(acc[k]) + m[2 * t + 1];
+                }
+            }
+        }
+    };
+}
+
+q4_1_kernels!(
+    "avx2,fma,f16c",
+    dot_q4_1_avx2,
+    tile_q4_1_avx2,
+    isum_u4i8_avx2
+);
+q4_1_kernels!(
+    "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni",
+    dot_q4_1_vnni,
+    tile_q4_1_vnni,
+    isum_u4i8_vnni
+);
 
 /// Q8_0 (`WB == 34`) or Q4_0 (`WB == 18`, `NIB == 4`) weights by Q8_0 activations, tiled.
 /// Per output: the same steps as `dot_q8_0_avx2` / `dot_q4_0_avx2`.
@@ -378,44 +498,6 @@ unsafe fn tile_q8_avx2<const WB: usize, const NIB: usize>(
     }
     for (o, v) in out.iter_mut().zip(acc) {
         *o = hsum(v);
-    }
-}
-
-/// Q4_1 weights by Q8_1 activations, tiled. Per output: the same steps as `dot_q4_1_avx2`.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile_q4_1_avx2(w: *const u8, a: *const u8, nb: usize, out: &mut Tile) {
-    let (wrow, arow) = (nb * 20, nb * 36);
-    let mut acc = [_mm256_setzero_ps(); TILE_ROWS * TILE_TOKENS];
-    let mut mins = [_mm_setzero_ps(); TILE_ROWS * TILE_TOKENS];
-    let ones = _mm256_set1_epi16(1);
-    for i in 0..nb {
-        // SAFETY: block `i < nb` of each of the tile's rows is in bounds (checked by the
-        // wrapper).
-        unsafe {
-            let mut qa = [_mm256_setzero_si256(); TILE_TOKENS];
-            let mut da = [_mm_setzero_ps(); TILE_TOKENS];
-            for t in 0..TILE_TOKENS {
-                let ab = a.add(t * arow + i * 36);
-                da[t] = f16x2_at(ab);
-                qa[t] = _mm256_loadu_si256(ab.add(4).cast());
-            }
-            for r in 0..TILE_ROWS {
-                let wb = w.add(r * wrow + i * 20);
-                let dw = f16x2_at(wb);
-                let qw = nibbles(wb.add(4));
-                for t in 0..TILE_TOKENS {
-                    let k = r * TILE_TOKENS + t;
-                    let prod = _mm_mul_ps(dw, da[t]);
-                    let d = _mm256_broadcastss_ps(prod);
-                    mins[k] = _mm_add_ps(mins[k], prod);
-                    let sums = _mm256_madd_epi16(_mm256_maddubs_epi16(qw, qa[t]), ones);
-                    acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc[k]);
-                }
-            }
-        }
-    }
-    for ((o, v), m) in out.iter_mut().zip(acc).zip(mins) {
-        *o = hsum(v) + _mm_cvtss_f32(_mm_movehdup_ps(m));
     }
 }
 
@@ -527,6 +609,61 @@ fn exp8(x: __m256) -> Option<__m256> {
     Some(_mm256_mul_ps(p, pow2))
 }
 
+/// Q8_0 (`with_sum == false`, 34-byte blocks) or Q8_1 (36-byte blocks) quantization of whole
+/// blocks of 32 values, as `kernels::quantize_q8` computes it: scale `127 / max|x|`, products
+/// rounded to nearest even (the rounding `vroundps` does), the block's integer sum for Q8_1.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn quantize_q8(x: &[f32], out: &mut [u8], with_sum: bool) {
+    let (block, head) = if with_sum { (36, 4) } else { (34, 2) };
+    let sign = _mm256_set1_ps(-0.0);
+    // packs interleaves 128-bit lanes; this puts the 4-byte groups back in order.
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (xb, ob) in x.chunks_exact(32).zip(out.chunks_exact_mut(block)) {
+        // SAFETY: `xb` holds 32 floats and `ob` a whole block, of which the 32 quants start
+        // at `head`.
+        unsafe {
+            let p = xb.as_ptr();
+            let v = [
+                _mm256_loadu_ps(p),
+                _mm256_loadu_ps(p.add(8)),
+                _mm256_loadu_ps(p.add(16)),
+                _mm256_loadu_ps(p.add(24)),
+            ];
+            let m = _mm256_max_ps(
+                _mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])),
+            );
+            let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps::<1>(m));
+            let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            let amax = _mm_cvtss_f32(_mm_max_ss(m2, _mm_movehdup_ps(m2)));
+            let d = amax / 127.0;
+            let id = _mm256_set1_ps(if amax != 0.0 { 127.0 / amax } else { 0.0 });
+            let q = v.map(|v| {
+                _mm256_cvtps_epi32(_mm256_round_ps::<
+                    { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+                >(_mm256_mul_ps(v, id)))
+            });
+            let bytes = _mm256_permutevar8x32_epi32(
+                _mm256_packs_epi16(
+                    _mm256_packs_epi32(q[0], q[1]),
+                    _mm256_packs_epi32(q[2], q[3]),
+                ),
+                order,
+            );
+            _mm256_storeu_si256(ob.as_mut_ptr().add(head).cast(), bytes);
+            ob[..2].copy_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
+            if with_sum {
+                let sum = hsum_i32(_mm256_add_epi32(
+                    _mm256_add_epi32(q[0], q[1]),
+                    _mm256_add_epi32(q[2], q[3]),
+                ));
+                let s = half::f16::from_f32(d * sum as f32).to_bits();
+                ob[2..4].copy_from_slice(&s.to_le_bytes());
+            }
+        }
+    }
+}
+
 /// `x[i] = exp(x[i])`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn exp_in_place(x: &mut [f32]) {
@@ -572,5 +709,73 @@ pub(super) unsafe fn swiglu(gate: &mut [f32], up: &[f32]) {
     }
     for j in i..n {
         gate[j] = gate[j] / (1.0 + super::exp(0.0 - gate[j])) * up[j];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic bytes, and Q8_1 activation blocks with sane scales.
+    fn blocks(nb: usize, block: usize, seed: u32) -> Vec<u8> {
+        let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+        let mut out: Vec<u8> = (0..nb * block)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s >> 24) as u8
+            })
+            .collect();
+        for (i, b) in out.chunks_exact_mut(block).enumerate() {
+            let scale = half::f16::from_f32(0.01 + 0.003 * (i % 5) as f32).to_bits();
+            let min = half::f16::from_f32(-0.2 + 0.01 * (i % 7) as f32).to_bits();
+            b[..2].copy_from_slice(&scale.to_le_bytes());
+            b[2..4].copy_from_slice(&min.to_le_bytes());
+            if block == 36 {
+                // Activations are symmetric 8-bit values: keep them within -127..=127.
+                for q in &mut b[4..] {
+                    if *q == 0x80 {
+                        *q = 0x81;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn vnni_kernels_equal_the_avx2_ones_bit_for_bit() {
+        if !has_vnni() {
+            eprintln!("this CPU has no AVX-512 VNNI: only the AVX2 kernels run here");
+            return;
+        }
+        let nb = 18;
+        for seed in 0..16 {
+            let w = blocks(nb * TILE_ROWS, 20, seed);
+            let a = blocks(nb * TILE_TOKENS, 36, seed + 1000);
+            // SAFETY: both CPUs' features were checked; the rows hold `nb` whole blocks.
+            let (x, y) = unsafe {
+                (
+                    dot_q4_1_avx2(w.as_ptr(), a.as_ptr(), nb),
+                    dot_q4_1_vnni(w.as_ptr(), a.as_ptr(), nb),
+                )
+            };
+            assert_eq!(x.to_bits(), y.to_bits(), "dot, seed {seed}");
+            let (mut t1, mut t2) = (
+                [0.0; TILE_ROWS * TILE_TOKENS],
+                [0.0; TILE_ROWS * TILE_TOKENS],
+            );
+            // SAFETY: as above, with `TILE_ROWS` and `TILE_TOKENS` rows.
+            unsafe {
+                tile_q4_1_avx2(w.as_ptr(), a.as_ptr(), nb, &mut t1);
+                tile_q4_1_vnni(w.as_ptr(), a.as_ptr(), nb, &mut t2);
+            }
+            assert_eq!(
+                t1.map(f32::to_bits),
+                t2.map(f32::to_bits),
+                "tile, seed {seed}"
+            );
+        }
     }
 }
