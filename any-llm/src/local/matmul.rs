@@ -107,6 +107,7 @@ pub(crate) fn matmul_group(
     let acts = &s.acts[..];
     let kernel = kernels::dot_fn(first.ty);
     let tile = kernels::tile_fn(first.ty);
+    let rows_kernel = kernels::rows_fn(first.ty);
     let rb = first.row_bytes();
     let total_rows: usize = ws.iter().map(|w| w.rows).sum();
     // Global row `r` of the group is row `r - start` of the matrix whose rows start there.
@@ -179,7 +180,25 @@ pub(crate) fn matmul_group(
                         }
                     }
                 }
-                for rr in tiled_rows..run {
+                // Without tiles (one to three tokens), groups of ROWS rows share each
+                // activation load.
+                let grouped_rows = match rows_kernel {
+                    Some(_) if tiled_rows == 0 => run / kernels::ROWS * kernels::ROWS,
+                    _ => 0,
+                };
+                if let Some(rows_kernel) = rows_kernel.filter(|_| grouped_rows > 0) {
+                    let mut rbuf = [0.0f32; kernels::ROWS];
+                    for rr in (0..grouped_rows).step_by(kernels::ROWS) {
+                        let wdata = row_data(r + rr, kernels::ROWS);
+                        for tt in t0..t1 {
+                            rows_kernel(wdata, &acts[tt * ab..(tt + 1) * ab], cols, &mut rbuf);
+                            for (dr, &v) in rbuf.iter().enumerate() {
+                                o[(i + rr + dr) * n + tt] = v;
+                            }
+                        }
+                    }
+                }
+                for rr in tiled_rows.max(grouped_rows)..run {
                     let wrow = row_data(r + rr, 1);
                     for tt in t0..t1 {
                         o[(i + rr) * n + tt] = kernel(wrow, &acts[tt * ab..(tt + 1) * ab], cols);
@@ -193,11 +212,11 @@ pub(crate) fn matmul_group(
     let threads = rayon::current_num_threads();
     if threads > 1 && blocks >= PARALLEL_MIN_BLOCKS {
         // A few shares per thread, so a thread slowed by another process is helped out, each
-        // share an even number of rows so tiles stay whole.
+        // share a multiple of the tile and row-group heights so those stay whole.
         let shares = threads * if n == 1 { 2 } else { 8 };
         let rows_per = total_rows
             .div_ceil(shares)
-            .next_multiple_of(kernels::TILE_ROWS);
+            .next_multiple_of(kernels::TILE_ROWS.max(kernels::ROWS));
         s.out_t
             .par_chunks_mut(rows_per * n)
             .enumerate()

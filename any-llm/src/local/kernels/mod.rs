@@ -82,6 +82,24 @@ pub(crate) fn tile_fn(ty: GgmlType) -> Option<TileFn> {
     None
 }
 
+/// Weight rows of a [`RowsFn`].
+pub(crate) const ROWS: usize = 4;
+
+/// [`ROWS`] dot products of consecutive weight rows `w[r * wb..][..wb]` with one activation
+/// row, into `out[r]` — what a one-token step (decode) multiplies with. Each output is computed
+/// by exactly the operations the [`DotFn`] of the same type uses.
+pub(crate) type RowsFn = fn(&[u8], &[u8], usize, &mut [f32; ROWS]);
+
+/// The several-rows kernel for weight type `ty` on this CPU, where there is one.
+pub(crate) fn rows_fn(ty: GgmlType) -> Option<RowsFn> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(f) = x86::rows_fn(ty) {
+        return Some(f);
+    }
+    let _ = ty;
+    None
+}
+
 /// The scalar reference dot product for `ty`.
 pub(crate) fn scalar_dot_fn(ty: GgmlType) -> DotFn {
     macro_rules! scalar {
@@ -335,6 +353,27 @@ mod tests {
                     fast.is_finite() && fast != 0.0,
                     "{ty:?} seed {seed}: {fast}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn row_kernels_match_the_single_dot_bit_for_bit() {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            let Some(rows) = rows_fn(ty) else { continue };
+            let n = 576;
+            let act_ty = ty.vec_dot_type().expect("pairs");
+            let wb = ty.row_size(n).expect("whole blocks");
+            let w: Vec<u8> = (0..ROWS as u32)
+                .flat_map(|r| quantized(ty, &values(n, r + 20, 1.0)))
+                .collect();
+            let mut a = vec![0; act_ty.row_size(n).expect("whole blocks")];
+            quantize_activations(act_ty, &values(n, 77, 3.0), &mut a);
+            let mut out = [0.0; ROWS];
+            rows(&w, &a, n, &mut out);
+            for (r, o) in out.iter().enumerate() {
+                let single = dot_fn(ty)(&w[r * wb..][..wb], &a, n);
+                assert_eq!(o.to_bits(), single.to_bits(), "{ty:?} row {r}");
             }
         }
     }

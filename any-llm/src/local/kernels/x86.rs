@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use super::{
     DotFn, EXP_C1, EXP_C2, EXP_C3, EXP_C4, EXP_C5, EXP_LN2_HI, EXP_LN2_LO, EXP_LOG2E, EXP_SHIFT,
-    TILE_ROWS, TILE_TOKENS, TileFn,
+    ROWS, RowsFn, TILE_ROWS, TILE_TOKENS, TileFn,
 };
 use crate::local::quant::{self, GgmlType};
 
@@ -72,6 +72,15 @@ pub(super) fn tile_fn(ty: GgmlType) -> Option<TileFn> {
 
 type Tile = [f32; TILE_ROWS * TILE_TOKENS];
 
+/// The fastest x86 several-rows-by-one-token kernel for `ty`, where there is one.
+pub(super) fn rows_fn(ty: GgmlType) -> Option<RowsFn> {
+    match ty {
+        GgmlType::Q4_1 if has_vnni() => Some(rows_q4_1_vnni_checked),
+        GgmlType::Q4_1 if has_avx2() => Some(rows_q4_1),
+        _ => None,
+    }
+}
+
 fn tile_q8_0(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
     let nb = check(w, a, n, 34 * TILE_ROWS, 34 * TILE_TOKENS);
     // SAFETY: `tile_fn` hands this out only when AVX2/FMA/F16C are present; `check` proved
@@ -89,6 +98,19 @@ fn tile_q4_1(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
     let nb = check(w, a, n, 20 * TILE_ROWS, 36 * TILE_TOKENS);
     // SAFETY: as in `tile_q8_0`.
     unsafe { tile_q4_1_avx2(w.as_ptr(), a.as_ptr(), nb, out) }
+}
+
+fn rows_q4_1(w: &[u8], a: &[u8], n: usize, out: &mut [f32; ROWS]) {
+    let nb = check(w, a, n, 20 * ROWS, 36);
+    // SAFETY: `rows_fn` hands this out only when AVX2/FMA/F16C are present; `check` proved
+    // the slices hold `ROWS` rows and one row of `nb` whole blocks.
+    unsafe { rows_q4_1_avx2(w.as_ptr(), a.as_ptr(), nb, out) }
+}
+
+fn rows_q4_1_vnni_checked(w: &[u8], a: &[u8], n: usize, out: &mut [f32; ROWS]) {
+    let nb = check(w, a, n, 20 * ROWS, 36);
+    // SAFETY: as in `tile_q4_1_vnni_checked`.
+    unsafe { rows_q4_1_vnni(w.as_ptr(), a.as_ptr(), nb, out) }
 }
 
 fn tile_q4_1_vnni_checked(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
@@ -367,7 +389,50 @@ fn isum_u4i8_vnni(x: __m256i, y: __m256i) -> __m256i {
 /// The Q4_1 × Q8_1 dot product and its tile, for one instruction set: `$isum` sums a block's
 /// integer products into 8 lanes. Both variants give the same integers, so the same floats.
 macro_rules! q4_1_kernels {
-    ($features:literal, $dot:ident, $tile:ident, $isum:ident) => {
+    ($features:literal, $dot:ident, $tile:ident, $rows:ident, $isum:ident) => {
+        /// Four Q4_1 weight rows by one Q8_1 activation row. Per output: the same products
+        /// and sums, in the same order, as the dot; the four rows' scale products are formed
+        /// in one multiplication, each row's minimum term summed in its own lane.
+        #[target_feature(enable = $features)]
+        unsafe fn $rows(w: *const u8, a: *const u8, nb: usize, out: &mut [f32; ROWS]) {
+            const { assert!(ROWS == 4) };
+            let wrow = nb * 20;
+            let mut acc = [_mm256_setzero_ps(); ROWS];
+            // Lane 2r + 1: the sum of m_w · s_a for row r.
+            let mut mins = _mm256_setzero_ps();
+            let lane = |r: i32| _mm256_set1_epi32(2 * r);
+            let pick = [lane(0), lane(1), lane(2), lane(3)];
+            for i in 0..nb {
+                // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
+                unsafe {
+                    let ab = a.add(i * 36);
+                    // [d_a, s_a] four times.
+                    let ds = _mm256_castpd_ps(_mm256_broadcastsd_pd(_mm_castps_pd(f16x2_at(ab))));
+                    let qa = _mm256_loadu_si256(ab.add(4).cast());
+                    let mut heads = [0i32; ROWS];
+                    for (r, h) in heads.iter_mut().enumerate() {
+                        *h = w.add(r * wrow + i * 20).cast::<i32>().read_unaligned();
+                    }
+                    // [d_w0 d_a, m_w0 s_a, d_w1 d_a, ...].
+                    let prod =
+                        _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(heads.as_ptr().cast())), ds);
+                    mins = _mm256_add_ps(mins, prod);
+                    for r in 0..ROWS {
+                        let qw = nibbles(w.add(r * wrow + i * 20 + 4));
+                        let d = _mm256_permutevar8x32_ps(prod, pick[r]);
+                        let sums = $isum(qw, qa);
+                        acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc[r]);
+                    }
+                }
+            }
+            let mut m = [0.0f32; 8];
+            // SAFETY: `m` holds 8 floats.
+            unsafe { _mm256_storeu_ps(m.as_mut_ptr(), mins) };
+            for r in 0..ROWS {
+                out[r] = hsum(acc[r]) + m[2 * r + 1];
+            }
+        }
+
         #[target_feature(enable = $features)]
         unsafe fn $dot(w: *const u8, a: *const u8, nb: usize) -> f32 {
             let mut acc = _mm256_setzero_ps();
@@ -449,12 +514,14 @@ q4_1_kernels!(
     "avx2,fma,f16c",
     dot_q4_1_avx2,
     tile_q4_1_avx2,
+    rows_q4_1_avx2,
     isum_u4i8_avx2
 );
 q4_1_kernels!(
     "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni",
     dot_q4_1_vnni,
     tile_q4_1_vnni,
+    rows_q4_1_vnni,
     isum_u4i8_vnni
 );
 
