@@ -107,9 +107,11 @@ static PHONE_NANP: LazyLock<Regex> = LazyLock::new(|| {
 /// A national number with its trunk prefix 0, in groups: `0141 496 0071`, `(02)-7667-9014`,
 /// `03 39 94 95 18`, `(07548) 62461`. Ungrouped runs of digits are left alone: they are as
 /// often order or account numbers.
-/// A date written `05.03.2021` or `05-03-2021`, which the national phone shape also fits.
-static DATE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^\d{2}[.\-]\d{2}[.\-]\d{4}$").expect("valid"));
+/// Shapes the national phone pattern also fits but that are something else: a date
+/// (`05.03.2021`, `05-03-2021`) or an SSN-shaped number (`000-12-3456`, never issued).
+static NOT_PHONE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:\d{2}[.\-]\d{2}[.\-]\d{4}|\d{3}-\d{2}-\d{4})$").expect("valid")
+});
 static PHONE_NATIONAL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?:\(0\d{1,4}\)|\b0\d{1,4})(?:[ .\-]{1,2}\d{2,6}){1,4}\b").expect("valid")
 });
@@ -267,7 +269,7 @@ impl Pii {
                         let number = m.as_str().split(['x', 'e']).next().unwrap_or("");
                         let digits = number.bytes().filter(u8::is_ascii_digit).count();
                         if (7..=15).contains(&digits)
-                            && !DATE.is_match(m.as_str())
+                            && !NOT_PHONE.is_match(m.as_str())
                             && standalone(text, m.start(), m.end(), b"")
                         {
                             push_disjoint(&mut spans, m.start(), m.end(), label);
@@ -403,6 +405,37 @@ mod tests {
             ("CREDIT_CARD".into(), "\u{FF14}111\u{200B}1111 1111 1111")
         );
         assert_eq!(found[1], ("EMAIL".into(), "ADA@EXAMPLE.COM"));
+    }
+
+    #[test]
+    fn phone_formats_seen_in_the_tuning_half() {
+        for phone in [
+            "(420) 206-0479x137",
+            "+1-948-238-3197x7378",
+            "001-339-395-1360x5818",
+            "+49(0)3538 607434",
+            "+33 (0)3 51 44 81 68",
+            "0141 496 0071",
+            "(02)-7667-9014",
+            "03 39 94 95 18",
+            "(03759) 55650",
+            "08.8456.9369",
+        ] {
+            let text = format!("call me on {phone} today");
+            assert_eq!(labels(&text), vec![("PHONE".into(), phone)], "{phone}");
+        }
+        // A date in the same shape, and an ungrouped run of digits, are not phone numbers.
+        assert_eq!(labels("born 05.03.1981, order 0835158970"), vec![]);
+    }
+
+    #[test]
+    fn jcb_and_maestro_lengths() {
+        // Luhn-valid 15-digit JCB and 12-digit Maestro numbers.
+        let found = labels("JCB 180056355150586, Maestro 676270209916");
+        let found: Vec<&str> = found.iter().map(|(_, t)| *t).collect();
+        assert_eq!(found, ["180056355150586", "676270209916"]);
+        // Twelve digits outside the Maestro ranges are not a card, Luhn or not.
+        assert_eq!(labels("ref 561797405421"), vec![]);
     }
 
     #[test]
