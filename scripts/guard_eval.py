@@ -101,9 +101,8 @@ def injection_rows(pkgs: Path) -> list[dict]:
         doc = yaml.safe_load(read(pyrit, member))
         if not isinstance(doc, dict) or not isinstance(doc.get("value"), str):
             continue
-        text = re.sub(r"\{%-?\s*(?:end)?raw\s*-?%\}", "", doc["value"])  # Jinja escapes
-        text = re.sub(r"\{\{\s*prompt\s*\}\}", FILLER_REQUEST, text)
-        if "{{" in text:  # templates with other parameters
+        text = fill_jailbreak(doc["value"])
+        if text is None:  # templates with other parameters
             continue
         add(text, 1, "pyrit:jailbreak_templates")
 
@@ -126,6 +125,14 @@ def injection_rows(pkgs: Path) -> list[dict]:
             seen.add(key)
             unique.append(r)
     return unique
+
+
+def fill_jailbreak(template: str) -> str | None:
+    """A PyRIT jailbreak template with its Jinja escapes removed and `{{ prompt }}` filled;
+    `None` if it has other parameters."""
+    text = re.sub(r"\{%-?\s*(?:end)?raw\s*-?%\}", "", template)
+    text = re.sub(r"\{\{\s*prompt\s*\}\}", FILLER_REQUEST, text)
+    return None if "{{" in text else text
 
 
 def fake_value(fake, us, name: str, rng: random.Random) -> str:
@@ -326,6 +333,26 @@ def report(args) -> None:
                 print(f"  {kind} [{row['source']}] {v['score']:.2f} {row['text'][:160]!r}")
 
 
+def selftest(_args) -> None:
+    """Checks the pieces that need no download: counting, splitting, template filling."""
+    p, r, f, tp, fp = rates([1, 1, 0, 0], [0.9, 0.4, 0.6, 0.1], 0.5)
+    assert (p, r, f, tp, fp) == (0.5, 0.5, 0.5, 1, 1), (p, r, f, tp, fp)
+    p, r, f, tp, fp = rates([1, 0], [0.0, 0.0], 0.5)
+    assert (r, f, tp, fp) == (0.0, 0.0, 0, 0) and p != p  # precision undefined (NaN)
+    rows = [{"text": str(i), "label": i % 2, "source": "ab"[i % 3 == 0]} for i in range(101)]
+    tune, held = split(rows)
+    assert split(rows) == (tune, held), "the split is not deterministic"
+    assert sorted(r["text"] for r in tune + held) == sorted(r["text"] for r in rows)
+    for source in "ab":
+        n = sum(r["source"] == source for r in rows)
+        assert sum(r["source"] == source for r in tune) == n // 2
+    assert fill_jailbreak("{% raw %}You are X.{% endraw %} {{ prompt }}") == (
+        "You are X. " + FILLER_REQUEST
+    )
+    assert fill_jailbreak("{{ prompt }} in {{ language }}") is None
+    print("guard_eval selftest: ok", file=sys.stderr)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -338,8 +365,9 @@ def main() -> None:
     r.add_argument("--task", choices=["injection", "pii"], required=True)
     r.add_argument("--split", choices=["tune", "heldout"], default="heldout")
     r.add_argument("--misses", action="store_true", help="list every error")
+    sub.add_parser("selftest")
     args = ap.parse_args()
-    {"prepare": prepare, "report": report}[args.cmd](args)
+    {"prepare": prepare, "report": report, "selftest": selftest}[args.cmd](args)
 
 
 if __name__ == "__main__":
