@@ -72,11 +72,12 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             0.6,
             r"\b(?:decode|translate|decipher|convert)\w*(?: \w+){0,6} (?:and )?(?:then )?(?:do|execute|follow|run|obey)\w*(?: exactly)? (?:what it says|it|its instructions|the instructions|them)\b".into(),
         ),
-        // A fake system or override header at the start of a line, as tool output carries it.
+        // A fake system or override header opening the text, as tool output carries it. (The
+        // normalised text has no line breaks, so a header further down is not seen.)
         (
             "instruction_override",
             0.6,
-            r"(?m)^\W*(?:important )?(?:system (?:note|update|message|notice|override|instruction|alert)|systemhinweis|override) ?:".into(),
+            r"^\W*(?:important )?(?:system (?:note|update|message|notice|override|instruction|alert)|systemhinweis|override) ?:".into(),
         ),
         (
             "jailbreak",
