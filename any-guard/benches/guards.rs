@@ -1,15 +1,19 @@
 //! Throughput of each built-in guardrail on ordinary text with a few findings: criterion
-//! reports time per iteration over one KiB, so the figures read as µs per KB.
+//! reports time per iteration over one KiB, so the figures read as µs per KB. Then the guard
+//! layer's overhead on a whole request: a chat over a trivial model, bare and behind input
+//! and output guards.
 //!
 //! Run with `cargo bench -p any-guard`.
 
 use std::hint::black_box;
 
+use any_core::{ChatChunk, ChatRequest, ChatServiceExt, ChatStream, Error, FinishReason};
 use any_guard::{
-    DenyList, Guardrail, InvisibleText, JsonValid, LengthLimit, Pii, PromptInjection, RegexGuard,
-    Secrets, Subject,
+    DenyList, Guardrail, Guards, InvisibleText, JsonValid, LengthLimit, Pii, PromptInjection,
+    RegexGuard, Secrets, ServiceBuilderExt, Subject,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tower::ServiceBuilder;
 
 /// About 1 KiB of prose with an e-mail address, a phone number, a key and an injection
 /// attempt in it, as real traffic mixes them.
@@ -60,5 +64,73 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// A model that answers at once: a 400-byte answer in 40 chunks of 10 bytes, so what is
+/// measured is the chat plumbing and the guards, not a model.
+fn trivial_model()
+-> impl tower::Service<ChatRequest, Response = ChatStream, Error = Error, Future: Send>
++ Clone
++ Send
++ 'static {
+    tower::service_fn(|_req: ChatRequest| async {
+        let answer = "The figures match last year's and the team is on track. ".repeat(8);
+        let mut chunks: Vec<ChatChunk> = answer.as_bytes()[..400]
+            .chunks(10)
+            .map(|c| ChatChunk::text(String::from_utf8_lossy(c)))
+            .collect();
+        chunks.push(ChatChunk::finish(FinishReason::Stop, None));
+        Ok::<_, Error>(ChatStream::from_chunks(chunks))
+    })
+}
+
+fn layer_overhead(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let request = ChatRequest::builder()
+        .system("Be brief.")
+        .user("Summarise the quarterly report for me; my mail is ada@example.com.")
+        .build();
+    let bare = trivial_model();
+    let guarded = ServiceBuilder::new()
+        .guard_input(
+            Guards::new()
+                .block(PromptInjection::default())
+                .redact(Pii::default()),
+        )
+        .guard_output(Guards::new().redact(Secrets::default()))
+        .service(trivial_model());
+    // Both answer (the e-mail address is redacted, nothing is blocked), so the two measure
+    // the same work but for the guards.
+    let input_only = ServiceBuilder::new()
+        .guard_input(
+            Guards::new()
+                .block(PromptInjection::default())
+                .redact(Pii::default()),
+        )
+        .service(trivial_model());
+    let output_only = ServiceBuilder::new()
+        .guard_output(Guards::new().redact(Secrets::default()))
+        .service(trivial_model());
+    let bare_answer = rt.block_on(bare.clone().chat(request.clone()));
+    let guarded_answer = rt.block_on(guarded.clone().chat(request.clone()));
+    for answer in [bare_answer, guarded_answer] {
+        assert_eq!(answer.expect("the chat succeeds").text().len(), 400);
+    }
+    let mut group = c.benchmark_group("chat_request");
+    group.bench_function("bare", |b| {
+        b.iter(|| rt.block_on(bare.clone().chat(black_box(request.clone()))))
+    });
+    group.bench_function("guarded_input", |b| {
+        b.iter(|| rt.block_on(input_only.clone().chat(black_box(request.clone()))))
+    });
+    group.bench_function("guarded_output_40_chunks", |b| {
+        b.iter(|| rt.block_on(output_only.clone().chat(black_box(request.clone()))))
+    });
+    group.bench_function("guarded_in_and_out", |b| {
+        b.iter(|| rt.block_on(guarded.clone().chat(black_box(request.clone()))))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, layer_overhead);
 criterion_main!(benches);

@@ -133,7 +133,45 @@ pub(crate) fn normalize(text: &str) -> Normalized {
             None => c.to_lowercase().for_each(&mut push),
         }
     }
+    fold_leet(&mut out);
     join_spelled_out(Normalized { text: out, origin })
+}
+
+/// Reads digits as the letters they stand in for (`1gn0r3` to `ignore`), but only inside
+/// words that also have letters, so plain numbers stay numbers. One ASCII byte replaces
+/// another, so the byte map is unchanged.
+fn fold_leet(text: &mut String) {
+    let leet = |b: u8| match b {
+        b'0' => Some(b'o'),
+        b'1' => Some(b'i'),
+        b'3' => Some(b'e'),
+        b'4' => Some(b'a'),
+        b'5' => Some(b's'),
+        b'7' => Some(b't'),
+        _ => None,
+    };
+    let mut bytes = std::mem::take(text).into_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_alphanumeric() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+            i += 1;
+        }
+        let word = &bytes[start..i];
+        if word.iter().any(u8::is_ascii_alphabetic) && word.iter().any(|&b| leet(b).is_some()) {
+            for b in &mut bytes[start..i] {
+                if let Some(l) = leet(*b) {
+                    *b = l;
+                }
+            }
+        }
+    }
+    // Only ASCII digits were replaced by ASCII letters: still valid UTF-8.
+    *text = String::from_utf8(bytes).expect("ASCII replaced by ASCII");
 }
 
 /// Folds only what hides a token without changing its case or spacing: full-width forms to

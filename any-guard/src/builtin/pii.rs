@@ -90,15 +90,33 @@ impl Default for Pii {
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)*\.[a-z]{2,}\b").expect("valid")
 });
+/// An extension after a number: `x137`, ` ext. 12`.
+const EXTENSION: &str = r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?";
 static PHONE_INTL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:\+|\b00)[1-9]\d{0,2}(?:[ .\-]?\(\d{1,4}\))?(?:[ .\-]?\d{1,5}){1,6}")
-        .expect("valid")
+    Regex::new(&format!(
+        r"(?:\+|\b00)[1-9]\d{{0,2}}(?:[ .\-]?\(\d{{1,4}}\))?(?:[ .\-]?\d{{1,5}}){{1,6}}{EXTENSION}"
+    ))
+    .expect("valid")
 });
 static PHONE_NANP: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:\(\d{3}\)[ .\-]?|\b\d{3}[ .\-])\d{3}[ .\-]\d{4}\b").expect("valid")
+    Regex::new(&format!(
+        r"(?:\b1[ .\-])?(?:\(\d{{3}}\)[ .\-]?|\b\d{{3}}[ .\-])\d{{3}}[ .\-]\d{{4}}{EXTENSION}\b"
+    ))
+    .expect("valid")
+});
+/// A national number with its trunk prefix 0, in groups: `0141 496 0071`, `(02)-7667-9014`,
+/// `03 39 94 95 18`, `(07548) 62461`. Ungrouped runs of digits are left alone: they are as
+/// often order or account numbers.
+/// Shapes the national phone pattern also fits but that are something else: a date
+/// (`05.03.2021`, `05-03-2021`) or an SSN-shaped number (`000-12-3456`, never issued).
+static NOT_PHONE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:\d{2}[.\-]\d{2}[.\-]\d{4}|\d{3}-\d{2}-\d{4})$").expect("valid")
+});
+static PHONE_NATIONAL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:\(0\d{1,4}\)|\b0\d{1,4})(?:[ .\-]{1,2}\d{2,6}){1,4}\b").expect("valid")
 });
 static CARD: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b\d(?:[ \-]?\d){12,18}\b").expect("valid"));
+    LazyLock::new(|| Regex::new(r"\b\d(?:[ \-]?\d){11,18}\b").expect("valid"));
 static IBAN: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{1,4}){3,9}\b").expect("valid"));
 static SSN: LazyLock<Regex> =
@@ -109,6 +127,19 @@ static IPV6: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}(?:\d{1,3}(?:\.\d{1,3}){3})?")
         .expect("valid")
 });
+
+/// Whether a digit string has the length and issuer prefix of a payment card: 13 to 19
+/// digits from the major networks (2 to 6), 15-digit JCB numbers starting 1800 or 2131, and
+/// Maestro numbers, which may be as short as 12 digits.
+fn card_shaped(digits: &[u8]) -> bool {
+    const MAESTRO: [&[u8]; 10] = [
+        b"5018", b"5020", b"5038", b"5893", b"6304", b"6759", b"6761", b"6762", b"6763", b"0604",
+    ];
+    let len = digits.len();
+    ((13..=19).contains(&len) && (b'2'..=b'6').contains(&digits[0]))
+        || (len == 15 && (digits.starts_with(b"1800") || digits.starts_with(b"2131")))
+        || ((12..=19).contains(&len) && MAESTRO.iter().any(|p| digits.starts_with(p)))
+}
 
 /// The Luhn checksum of a digit string.
 pub(crate) fn luhn(digits: &[u8]) -> bool {
@@ -188,10 +219,7 @@ impl Pii {
                     for m in CARD.find_iter(text) {
                         let digits: Vec<u8> =
                             m.as_str().bytes().filter(u8::is_ascii_digit).collect();
-                        if (13..=19).contains(&digits.len())
-                            && (b'2'..=b'6').contains(&digits[0])
-                            && luhn(&digits)
-                        {
+                        if card_shaped(&digits) && luhn(&digits) {
                             push_disjoint(&mut spans, m.start(), m.end(), label);
                         }
                     }
@@ -232,9 +260,18 @@ impl Pii {
                     }
                 }
                 PiiKind::Phone => {
-                    for m in PHONE_INTL.find_iter(text).chain(PHONE_NANP.find_iter(text)) {
-                        let digits = m.as_str().bytes().filter(u8::is_ascii_digit).count();
-                        if (7..=15).contains(&digits) && standalone(text, m.start(), m.end(), b"") {
+                    let found = PHONE_INTL
+                        .find_iter(text)
+                        .chain(PHONE_NANP.find_iter(text))
+                        .chain(PHONE_NATIONAL.find_iter(text));
+                    for m in found {
+                        // Digits of the number itself, without an extension.
+                        let number = m.as_str().split(['x', 'e']).next().unwrap_or("");
+                        let digits = number.bytes().filter(u8::is_ascii_digit).count();
+                        if (7..=15).contains(&digits)
+                            && !NOT_PHONE.is_match(m.as_str())
+                            && standalone(text, m.start(), m.end(), b"")
+                        {
                             push_disjoint(&mut spans, m.start(), m.end(), label);
                         }
                     }
@@ -368,6 +405,37 @@ mod tests {
             ("CREDIT_CARD".into(), "\u{FF14}111\u{200B}1111 1111 1111")
         );
         assert_eq!(found[1], ("EMAIL".into(), "ADA@EXAMPLE.COM"));
+    }
+
+    #[test]
+    fn phone_formats_seen_in_the_tuning_half() {
+        for phone in [
+            "(420) 206-0479x137",
+            "+1-948-238-3197x7378",
+            "001-339-395-1360x5818",
+            "+49(0)3538 607434",
+            "+33 (0)3 51 44 81 68",
+            "0141 496 0071",
+            "(02)-7667-9014",
+            "03 39 94 95 18",
+            "(03759) 55650",
+            "08.8456.9369",
+        ] {
+            let text = format!("call me on {phone} today");
+            assert_eq!(labels(&text), vec![("PHONE".into(), phone)], "{phone}");
+        }
+        // A date in the same shape, and an ungrouped run of digits, are not phone numbers.
+        assert_eq!(labels("born 05.03.1981, order 0835158970"), vec![]);
+    }
+
+    #[test]
+    fn jcb_and_maestro_lengths() {
+        // Luhn-valid 15-digit JCB and 12-digit Maestro numbers.
+        let found = labels("JCB 180056355150586, Maestro 676270209916");
+        let found: Vec<&str> = found.iter().map(|(_, t)| *t).collect();
+        assert_eq!(found, ["180056355150586", "676270209916"]);
+        // Twelve digits outside the Maestro ranges are not a card, Luhn or not.
+        assert_eq!(labels("ref 561797405421"), vec![]);
     }
 
     #[test]
