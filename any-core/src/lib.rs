@@ -51,6 +51,7 @@ mod error;
 mod message;
 mod request;
 mod response;
+pub mod schema;
 mod service;
 mod stream;
 mod tool;
@@ -64,6 +65,7 @@ pub use response::{
     Accumulator, ChatChunk, ChatResponse, FinishReason, TokenLogprob, ToolCallDelta, TopLogprob,
     Usage,
 };
+pub use schema::{Schema, Violation};
 pub use service::{
     BoxChatService, BoxEmbedService, ChatService, ChatServiceExt, EmbedService, EmbedServiceExt,
 };
