@@ -16,6 +16,7 @@
 //! ```
 
 mod attention;
+mod constrain;
 mod engine;
 pub mod fetch;
 pub mod gguf;
