@@ -5,11 +5,14 @@
 //! Run with `cargo bench -p any-llm --bench structured` (the default model, or `ANY_MODEL`;
 //! `ANY_BENCH_THREADS` sets the threads, default all cores). Decode speed is measured from
 //! the first streamed token to the last, so prompt evaluation is left out; each measurement
-//! is the best of three runs.
+//! is the best of three runs. The mask alone is also timed, replaying the constrained answer's
+//! tokens through a [`Constraint`](any_llm::local::constrain::Constraint) outside the model.
 
 use std::time::{Duration, Instant};
 
 use any_core::{ChatRequest, ChatServiceExt, ResponseFormat};
+use any_llm::local::constrain::GrammarEngine;
+use any_llm::local::tokenizer::EncodeOptions;
 use any_llm::local::{LocalModel, LocalModelOptions, fetch};
 use futures_util::StreamExt;
 use serde_json::json;
@@ -80,36 +83,81 @@ async fn main() {
     });
     let constrained = ResponseFormat::JsonSchema {
         name: "scientists".into(),
-        schema,
+        schema: schema.clone(),
         strict: true,
     };
 
     // The first constrained request also prepares the vocabulary for llguidance.
     let (_, _, first_call) = decode_speed(&model, request(constrained.clone())).await;
-    let mut best = |a: &mut f64, b: f64| *a = a.max(b);
     let (mut free, mut json_mode, mut schema_mode) = (0.0f64, 0.0f64, 0.0f64);
     let (mut free_n, mut json_n, mut schema_n) = (0, 0, 0);
     let mut compile = Duration::MAX;
     for _ in 0..RUNS {
         let (s, n, _) = decode_speed(&model, request(ResponseFormat::Text)).await;
-        best(&mut free, s);
+        free = free.max(s);
         free_n = n;
         let (s, n, _) = decode_speed(&model, request(ResponseFormat::Json)).await;
-        best(&mut json_mode, s);
+        json_mode = json_mode.max(s);
         json_n = n;
         let (s, n, call) = decode_speed(&model, request(constrained.clone())).await;
-        best(&mut schema_mode, s);
+        schema_mode = schema_mode.max(s);
         schema_n = n;
         compile = compile.min(call);
     }
+    // The mask alone: replay a constrained answer's tokens outside the model.
+    let answer = model
+        .chat(request(constrained.clone()))
+        .await
+        .expect("generation succeeds");
+    let tokenizer = model.tokenizer();
+    let ids = tokenizer.encode(
+        answer.text(),
+        EncodeOptions {
+            add_special: false,
+            parse_special: false,
+        },
+    );
+    let t = Instant::now();
+    let engine = GrammarEngine::new(tokenizer).expect("the vocabulary converts");
+    let engine_time = t.elapsed();
+    let mut mask_time = Duration::MAX;
+    for _ in 0..RUNS {
+        let mut constraint = engine.json_schema(&schema).expect("the schema compiles");
+        let mut logits = vec![0.0f32; tokenizer.vocab_size()];
+        let mut total = Duration::ZERO;
+        for &id in &ids {
+            logits.fill(0.0);
+            let t = Instant::now();
+            constraint.mask(&mut logits).expect("a mask");
+            total += t.elapsed();
+            assert!(
+                logits[id as usize].is_finite(),
+                "the answer's tokens are allowed"
+            );
+            let t = Instant::now();
+            constraint.accept(id).expect("an allowed token");
+            total += t.elapsed();
+        }
+        mask_time = mask_time.min(total);
+    }
+
     let info = model.info();
     println!("model: {} ({} threads)", info.name, info.threads);
     println!("decode, unconstrained:        {free:7.1} tok/s ({free_n} tokens)");
     println!("decode, JSON object:          {json_mode:7.1} tok/s ({json_n} tokens)");
     println!("decode, JSON Schema:          {schema_mode:7.1} tok/s ({schema_n} tokens)");
     println!(
-        "per-token cost of the schema: {:7.2} ms",
+        "schema minus unconstrained, per token: {:+.2} ms",
         (1.0 / schema_mode - 1.0 / free) * 1e3
+    );
+    println!(
+        "mask alone, replaying the answer's {} tokens: {:.0} µs per token",
+        ids.len(),
+        mask_time.as_secs_f64() * 1e6 / ids.len() as f64
+    );
+    println!(
+        "vocabulary prepared for llguidance: {:.0} ms",
+        engine_time.as_secs_f64() * 1e3
     );
     println!(
         "first constrained request, until its stream starts (vocabulary + schema): {:.0} ms",

@@ -31,9 +31,28 @@ use serde_json::{Value, json};
 
 use crate::local::tokenizer::{EncodeOptions, TokenType, Tokenizer};
 
-/// The vocabulary as llguidance sees it, and its compiled token-set helpers; built once per
-/// model, on the first constrained request.
-pub(crate) struct GrammarEngine {
+/// The vocabulary as llguidance sees it, and its compiled token-set helpers; a
+/// [`LocalModel`](crate::local::LocalModel) builds one on its first constrained request.
+///
+/// Public for sampling loops of your own: build [`Constraint`]s from it, mask the logits
+/// before each draw, and accept each token drawn.
+///
+/// ```no_run
+/// use any_llm::local::constrain::GrammarEngine;
+/// use any_llm::local::LocalModel;
+/// use serde_json::json;
+///
+/// # fn main() -> any_core::Result<()> {
+/// let model = LocalModel::open("SmolLM2-135M-Instruct.Q4_1.gguf")?;
+/// let engine = GrammarEngine::new(model.tokenizer())?;
+/// let mut constraint = engine.json_schema(&json!({"type": "boolean"}))?;
+/// let mut logits = vec![0.0f32; model.tokenizer().vocab_size()];
+/// constraint.mask(&mut logits)?;
+/// let t = any_llm::local::sampler::argmax(&logits);
+/// constraint.accept(t)?;
+/// # Ok(()) }
+/// ```
+pub struct GrammarEngine {
     factory: ParserFactory,
 }
 
@@ -99,7 +118,7 @@ impl GrammarEngine {
     /// # Errors
     /// [`Error::Model`] when the tokenizer has no end-of-generation token (nothing could end a
     /// constrained answer) or llguidance rejects the vocabulary.
-    pub(crate) fn new(tokenizer: &Tokenizer) -> Result<Self> {
+    pub fn new(tokenizer: &Tokenizer) -> Result<Self> {
         let eog = tokenizer.eog_ids();
         let eos = tokenizer.eos_id().or_else(|| eog.first().copied()).ok_or_else(|| {
             Error::Model("constrained decoding needs an end-of-generation token; the vocabulary has none".into())
@@ -124,6 +143,25 @@ impl GrammarEngine {
             .map_err(|e| Error::Model(format!("cannot prepare constrained decoding: {e}")))?;
         factory.quiet();
         Ok(GrammarEngine { factory })
+    }
+
+    /// A constraint to JSON valid under `schema` (compact: `", "` and `": "`, no other
+    /// whitespace).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] naming a keyword that cannot be enforced.
+    pub fn json_schema(&self, schema: &Value) -> Result<Constraint> {
+        self.constraint(&Plan::Json(schema.clone()))
+    }
+
+    /// A constraint to one call of one of `tools`: `{"name": <tool>, "arguments": <its
+    /// parameters>}`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] for no tools or a name outside `[A-Za-z0-9_.-]{1,64}`;
+    /// [`Error::Unsupported`] for a parameter schema that cannot be enforced.
+    pub fn tool_call(&self, tools: &[ToolSpec]) -> Result<Constraint> {
+        self.constraint(&Plan::ToolCall(tools.to_vec()))
     }
 
     /// A fresh constraint for one answer.
@@ -151,7 +189,9 @@ impl GrammarEngine {
                 "the local backend cannot constrain output: {e}"
             )));
         }
-        Ok(Constraint { matcher })
+        Ok(Constraint {
+            matcher: Box::new(matcher),
+        })
     }
 }
 
@@ -257,8 +297,9 @@ fn tool_call_grammar(tools: &[ToolSpec]) -> Result<String> {
 }
 
 /// One answer's constraint: which tokens may come next, given those so far.
-pub(crate) struct Constraint {
-    matcher: Matcher,
+pub struct Constraint {
+    // Boxed: the matcher is large, and it travels in the engine's job messages.
+    matcher: Box<Matcher>,
 }
 
 impl std::fmt::Debug for Constraint {
@@ -268,12 +309,13 @@ impl std::fmt::Debug for Constraint {
 }
 
 impl Constraint {
-    /// Sets the logit of every token the grammar forbids here to minus infinity.
+    /// Sets the logit of every token the grammar forbids here to minus infinity (`logits`
+    /// has one entry per token of the vocabulary).
     ///
     /// # Errors
     /// [`Error::Model`] when the grammar has reached a state with no way on (an llguidance
     /// error).
-    pub(crate) fn mask(&mut self, logits: &mut [f32]) -> Result<()> {
+    pub fn mask(&mut self, logits: &mut [f32]) -> Result<()> {
         let allowed = self.matcher.compute_mask().map_err(constraint_err)?;
         if allowed.is_zero() {
             return Err(Error::Model(
@@ -292,12 +334,12 @@ impl Constraint {
     ///
     /// # Errors
     /// [`Error::Model`] when the token is not allowed (a sampler bug).
-    pub(crate) fn accept(&mut self, token: u32) -> Result<()> {
+    pub fn accept(&mut self, token: u32) -> Result<()> {
         self.matcher.consume_token(token).map_err(constraint_err)
     }
 
     /// Whether the grammar is complete and nothing may follow.
-    pub(crate) fn is_finished(&self) -> bool {
+    pub fn is_finished(&self) -> bool {
         self.matcher.is_stopped()
     }
 }

@@ -82,6 +82,18 @@ pub struct Perplexity {
 /// requests one at a time (never mixed) and keeps the last conversation's KV cache, so a
 /// multi-turn chat only evaluates what is new.
 ///
+/// Structured output is constrained while decoding (llguidance): with
+/// [`ResponseFormat::Json`](any_core::ResponseFormat::Json) or
+/// [`ResponseFormat::JsonSchema`](any_core::ResponseFormat::JsonSchema) only tokens that keep
+/// the answer valid can be sampled, so a finished answer always parses and validates; with
+/// `tool_choice` [`Required`](any_core::ToolChoice::Required) or a named tool the answer is
+/// one call of an allowed tool, `{"name": ..., "arguments": ...}` with arguments valid under
+/// the tool's schema, returned as a tool call with
+/// [`FinishReason::ToolCalls`](any_core::FinishReason::ToolCalls). The first constrained
+/// request prepares the vocabulary for the grammar engine (once per model). A schema keyword
+/// that cannot be enforced (`not`, `uniqueItems`, ...) is an [`Error::Unsupported`] naming
+/// it. With `tool_choice` auto the answer is free text and is not parsed for tool calls.
+///
 /// ```no_run
 /// use any_core::ChatServiceExt;
 /// use any_llm::local::LocalModel;
