@@ -64,6 +64,20 @@ pub enum Error {
     #[error("invalid response: {0}")]
     InvalidResponse(String),
 
+    /// A value (a model's structured answer, a tool call's arguments) does not match its
+    /// JSON Schema. The message names the first violations; `violations` has them all (up to
+    /// 64), each with where in the value, which keyword, and what was expected.
+    ///
+    /// Not retryable by [`Error::is_retryable`]: the same request may well fail the same way.
+    /// A caller that samples (temperature above 0) may choose to ask again.
+    #[error("{}", crate::schema::describe_violations(schema, violations))]
+    SchemaViolation {
+        /// The schema's name.
+        schema: String,
+        /// Every violation found.
+        violations: Vec<crate::schema::Violation>,
+    },
+
     /// The request took longer than allowed.
     #[error("timed out: {0}")]
     Timeout(String),

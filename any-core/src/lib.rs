@@ -16,7 +16,9 @@
 //! Everything speaks the types of this crate. A model is a [`ChatService`]: a
 //! `tower::Service<ChatRequest, Response = ChatStream, Error = Error>`. Every service streams;
 //! [`ChatServiceExt::chat`] collects the stream into a [`ChatResponse`] with the one
-//! [`Accumulator`] of the family. This crate has no feature flags and few dependencies.
+//! [`Accumulator`] of the family. [`ChatServiceExt::chat_typed`] asks for a Rust type and
+//! returns one, checked against its JSON Schema by the [`schema`] module. This crate has no
+//! feature flags and few dependencies.
 //!
 //! ```
 //! use any_core::{ChatChunk, ChatRequest, ChatServiceExt, ChatStream, Error, FinishReason};
@@ -51,6 +53,7 @@ mod error;
 mod message;
 mod request;
 mod response;
+pub mod schema;
 mod service;
 mod stream;
 mod tool;
@@ -64,6 +67,7 @@ pub use response::{
     Accumulator, ChatChunk, ChatResponse, FinishReason, TokenLogprob, ToolCallDelta, TopLogprob,
     Usage,
 };
+pub use schema::{Schema, Violation};
 pub use service::{
     BoxChatService, BoxEmbedService, ChatService, ChatServiceExt, EmbedService, EmbedServiceExt,
 };

@@ -226,11 +226,19 @@ async fn log_likelihood_prefers_the_sensible_continuation() {
 #[tokio::test]
 async fn unsupported_requests_say_so() {
     let req = ChatRequest::builder()
-        .user("JSON please")
-        .response_format(ResponseFormat::Json)
+        .user("Distinct numbers please")
+        .response_format(ResponseFormat::JsonSchema {
+            name: "distinct".into(),
+            schema: serde_json::json!({"type": "array", "uniqueItems": true}),
+            strict: true,
+        })
         .build();
-    let err = model().chat(req).await.expect_err("not yet");
+    let err = model()
+        .chat(req)
+        .await
+        .expect_err("uniqueItems cannot be enforced");
     assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+    assert!(err.to_string().contains("uniqueItems"), "{err}");
     let err = model()
         .chat(ChatRequest::builder().user("x").temperature(-1.0).build())
         .await

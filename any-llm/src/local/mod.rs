@@ -3,7 +3,8 @@
 //!
 //! From the file up: [`gguf`] reads the container, [`quant`] knows the block formats,
 //! [`tokenizer`] and [`template`] turn chats into token ids, [`llama`] is the architecture,
-//! [`sampler`] picks tokens, and [`LocalModel`] ties them into a chat service. [`fetch`]
+//! [`sampler`] picks tokens, [`constrain`] keeps them inside a grammar, and [`LocalModel`]
+//! ties them into a chat service. [`fetch`]
 //! obtains the embedded default model.
 //!
 //! ```no_run
@@ -16,6 +17,7 @@
 //! ```
 
 mod attention;
+pub mod constrain;
 mod engine;
 pub mod fetch;
 pub mod gguf;

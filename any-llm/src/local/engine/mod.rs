@@ -5,16 +5,16 @@ mod stop;
 mod worker;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use any_core::{
-    ChatRequest, ChatStream, EmbedRequest, EmbedResponse, Error, ResponseFormat, Result,
-    ToolChoice, Usage,
+    ChatRequest, ChatStream, EmbedRequest, EmbedResponse, Error, Message, Result, Role, Usage,
 };
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
+use crate::local::constrain::{Constraint, GrammarEngine, Plan};
 use crate::local::gguf::GgufFile;
 use crate::local::llama::{Llama, LlamaConfig};
 use crate::local::sampler::{self, SamplerConfig};
@@ -82,6 +82,18 @@ pub struct Perplexity {
 /// requests one at a time (never mixed) and keeps the last conversation's KV cache, so a
 /// multi-turn chat only evaluates what is new.
 ///
+/// Structured output is constrained while decoding (llguidance): with
+/// [`ResponseFormat::Json`](any_core::ResponseFormat::Json) or
+/// [`ResponseFormat::JsonSchema`](any_core::ResponseFormat::JsonSchema) only tokens that keep
+/// the answer valid can be sampled, so a finished answer always parses and validates; with
+/// `tool_choice` [`Required`](any_core::ToolChoice::Required) or a named tool the answer is
+/// one call of an allowed tool, `{"name": ..., "arguments": ...}` with arguments valid under
+/// the tool's schema, returned as a tool call with
+/// [`FinishReason::ToolCalls`](any_core::FinishReason::ToolCalls). The first constrained
+/// request prepares the vocabulary for the grammar engine (once per model). A schema keyword
+/// that cannot be enforced (`not`, `uniqueItems`, ...) is an [`Error::Unsupported`] naming
+/// it. With `tool_choice` auto the answer is free text and is not parsed for tool calls.
+///
 /// ```no_run
 /// use any_core::ChatServiceExt;
 /// use any_llm::local::LocalModel;
@@ -103,6 +115,8 @@ struct Inner {
     tokenizer: Tokenizer,
     template: ChatTemplate,
     jobs: mpsc::Sender<Job>,
+    /// llguidance's view of the vocabulary, built on the first constrained request.
+    grammar: OnceLock<std::result::Result<Arc<GrammarEngine>, String>>,
 }
 
 fn model_err(e: impl std::fmt::Display) -> Error {
@@ -188,6 +202,7 @@ impl LocalModel {
                 tokenizer,
                 template,
                 jobs: tx,
+                grammar: OnceLock::new(),
             }),
         })
     }
@@ -293,6 +308,17 @@ impl LocalModel {
         sampling: &any_core::Sampling,
         logprobs: Option<u8>,
     ) -> Result<ChatStream> {
+        self.generate_constrained(prompt, sampling, logprobs, None, false)
+    }
+
+    fn generate_constrained(
+        &self,
+        prompt: Vec<u32>,
+        sampling: &any_core::Sampling,
+        logprobs: Option<u8>,
+        constraint: Option<Constraint>,
+        tool_call: bool,
+    ) -> Result<ChatStream> {
         if prompt.is_empty() {
             return Err(Error::InvalidRequest("the prompt has no tokens".into()));
         }
@@ -302,10 +328,17 @@ impl LocalModel {
             prompt,
             sampler: SamplerConfig::from_sampling(sampling),
             max_tokens: sampling.max_tokens.map(|n| n as usize),
-            stop: sampling.stop.clone(),
+            // A tool call's JSON is not text a stop sequence could end.
+            stop: if tool_call {
+                Vec::new()
+            } else {
+                sampling.stop.clone()
+            },
             logprobs,
             model_name: self.inner.info.name.clone(),
             chunks: tx,
+            constraint,
+            tool_call,
         }))?;
         Ok(ChatStream::new(futures_util::stream::unfold(
             rx,
@@ -467,31 +500,73 @@ impl LocalModel {
         self.ask(|reply| Job::Embed { seqs, reply }).await
     }
 
+    /// llguidance's view of this model's vocabulary (built once, on first use).
+    fn grammar_engine(&self) -> Result<Arc<GrammarEngine>> {
+        self.inner
+            .grammar
+            .get_or_init(|| {
+                GrammarEngine::new(&self.inner.tokenizer)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(Error::Model)
+    }
+
     fn start_chat(&self, req: ChatRequest) -> Result<ChatStream> {
         req.validate()?;
-        match &req.response_format {
-            ResponseFormat::Text => {}
-            other => {
-                return Err(Error::Unsupported(format!(
-                    "the local backend does not constrain output to {} yet",
-                    match other {
-                        ResponseFormat::Json => "JSON",
-                        _ => "a JSON Schema",
-                    }
-                )));
-            }
-        }
-        if matches!(
-            req.tool_choice,
-            Some(ToolChoice::Required | ToolChoice::Tool { .. })
-        ) {
-            return Err(Error::Unsupported(
-                "the local backend cannot force tool calls yet (tool_choice required / named tool)"
-                    .into(),
+        let plan = Plan::for_request(&req)?;
+        let (constraint, tool_call) = match &plan {
+            None => (None, false),
+            Some(plan) => (
+                Some(self.grammar_engine()?.constraint(plan)?),
+                matches!(plan, Plan::ToolCall(_)),
+            ),
+        };
+        let prompt = if let Some(Plan::ToolCall(tools)) = &plan {
+            let mut req = req.clone();
+            let takes_tools = self.inner.template.source().contains("tools");
+            add_tool_instructions(&mut req.messages, tools, !takes_tools);
+            self.render_prompt(&req)?
+        } else {
+            self.render_prompt(&req)?
+        };
+        let ids = self.tokenize_raw(&prompt);
+        self.generate_constrained(ids, &req.sampling, req.logprobs, constraint, tool_call)
+    }
+}
+
+/// Tells the model that it must call a tool, and how: a system message (merged into the
+/// first one, if the conversation starts with one) saying to answer with only
+/// `{"name": <tool name>, "arguments": <arguments object>}`, listing each allowed tool with
+/// its description and parameter schema when `list_tools` (templates that render `tools`
+/// themselves list them already).
+fn add_tool_instructions(
+    messages: &mut Vec<Message>,
+    tools: &[any_core::ToolSpec],
+    list_tools: bool,
+) {
+    let mut text = String::from(
+        "You must call one of the tools below. Answer with only a JSON object of the form \
+         {\"name\": <tool name>, \"arguments\": <arguments object>}.",
+    );
+    if list_tools {
+        text.push_str("\n\nTools:");
+        for t in tools {
+            text.push_str(&format!(
+                "\n- {}: {} Arguments (JSON Schema): {}",
+                t.name,
+                t.description.as_deref().unwrap_or(""),
+                t.parameters
             ));
         }
-        let ids = self.tokenize_raw(&self.render_prompt(&req)?);
-        self.generate_ids(ids, &req.sampling, req.logprobs)
+    }
+    match messages.first_mut() {
+        Some(first) if first.role == Role::System => {
+            let merged = format!("{}\n\n{text}", first.content.text());
+            first.content = any_core::Content::Text(merged);
+        }
+        _ => messages.insert(0, Message::system(text)),
     }
 }
 

@@ -2,13 +2,17 @@
 //! requests on one model are queued and never mixed.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use any_core::{ChatChunk, Error, FinishReason, Result, TokenLogprob, TopLogprob, Usage};
+use any_core::{
+    ChatChunk, Error, FinishReason, Result, TokenLogprob, ToolCallDelta, TopLogprob, Usage,
+};
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
 use super::stop::{StopMatcher, StopScan};
+use crate::local::constrain::Constraint;
 use crate::local::llama::{KvCache, Llama, Scratch};
 use crate::local::sampler::{self, Sampler, SamplerConfig};
 use crate::local::tokenizer::{DecodeOptions, Tokenizer};
@@ -25,6 +29,11 @@ pub(crate) struct Generate {
     pub(crate) logprobs: Option<u8>,
     pub(crate) model_name: String,
     pub(crate) chunks: tmpsc::UnboundedSender<Result<ChatChunk>>,
+    /// Only tokens this grammar allows may be sampled.
+    pub(crate) constraint: Option<Constraint>,
+    /// The output is a tool call (`{"name": ..., "arguments": ...}`): hold the text back and
+    /// send it as a [`ToolCallDelta`] at the end.
+    pub(crate) tool_call: bool,
 }
 
 pub(crate) enum Job {
@@ -60,6 +69,23 @@ pub(crate) enum Job {
 }
 
 /// What a [`Job::Score`] returns.
+/// The tool-call delta a complete constrained tool-call text stands for.
+fn tool_call_delta(text: &str) -> Option<ToolCallDelta> {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    let name = value.get("name")?.as_str()?.to_owned();
+    let arguments = value.get("arguments")?.to_string();
+    Some(ToolCallDelta {
+        index: 0,
+        id: Some(format!(
+            "call_local_{}",
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        )),
+        name: Some(name),
+        arguments,
+    })
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Scored {
     /// `logprobs[j]` is the log-probability of `ids[from + j]`.
@@ -239,6 +265,8 @@ impl Worker {
             logprobs,
             model_name,
             chunks,
+            mut constraint,
+            tool_call,
         } = g;
         // Reuse the longest cached prefix, but always evaluate at least the last prompt token:
         // its logits pick the first new token.
@@ -269,6 +297,7 @@ impl Worker {
         let mut stops = StopMatcher::new(&stop);
         let limit = max_tokens.unwrap_or(usize::MAX);
         let mut generated = 0usize;
+        let mut held = String::new();
         let send = |chunk: ChatChunk| chunks.send(Ok(chunk)).is_ok();
         let finish = loop {
             if generated >= limit {
@@ -278,7 +307,22 @@ impl Worker {
             self.llama
                 .logits(&hidden, &mut self.logits, &mut self.scratch.mm);
             let raw = logprobs.map(|_| self.logits.clone());
-            let token = sampler.sample(&mut self.logits);
+            let token = match &mut constraint {
+                None => sampler.sample(&mut self.logits),
+                Some(c) => {
+                    c.mask(&mut self.logits)?;
+                    let t = sampler.sample(&mut self.logits);
+                    // A draw can only land on a forbidden token through rounding at the
+                    // tail of the distribution; fall back to the best allowed one.
+                    let t = if self.logits[t as usize] == f32::NEG_INFINITY {
+                        sampler::argmax(&self.logits)
+                    } else {
+                        t
+                    };
+                    c.accept(t)?;
+                    t
+                }
+            };
             generated += 1;
             if self.tokenizer.is_eog(token) {
                 break FinishReason::Stop;
@@ -301,9 +345,17 @@ impl Worker {
                     .logprobs
                     .push(self.token_logprob(token, &mut raw, top));
             }
+            if tool_call {
+                held.push_str(&std::mem::take(&mut chunk.text));
+            }
             if (!chunk.text.is_empty() || !chunk.logprobs.is_empty()) && !send(chunk) {
                 // The stream was dropped: stop generating.
                 return Ok(());
+            }
+            if constraint.as_ref().is_some_and(Constraint::is_finished) {
+                // The grammar is complete and allows nothing more, not even text before the
+                // end of the turn: no need to evaluate the end token.
+                break FinishReason::Stop;
             }
             if self.kv.len >= self.kv.capacity {
                 break FinishReason::Length;
@@ -314,6 +366,20 @@ impl Worker {
         };
         let mut tail = decoder.flush();
         tail.push_str(&stops.finish());
+        let mut finish = finish;
+        let mut calls = Vec::new();
+        if tool_call {
+            held.push_str(&std::mem::take(&mut tail));
+            match (finish, tool_call_delta(&held)) {
+                (FinishReason::Stop, Some(delta)) => {
+                    calls.push(delta);
+                    finish = FinishReason::ToolCalls;
+                }
+                // Cut off by max_tokens or the context: what there is goes out as text, so
+                // the caller sees why there is no call.
+                _ => tail = held,
+            }
+        }
         let mut last = ChatChunk::finish(
             finish,
             Some(Usage {
@@ -323,6 +389,7 @@ impl Worker {
             }),
         );
         last.text = tail;
+        last.tool_calls = calls;
         last.model = Some(model_name);
         send(last);
         Ok(())
