@@ -30,8 +30,8 @@
 //! assert_eq!(verdict.redacted.as_deref(), Some("My card is [CREDIT_CARD]"));
 //! ```
 //!
-//! This crate has no feature flags. JSON Schema conformance is not here yet (no lean
-//! validator among the family's dependencies): [`JsonValid`] checks syntax and required keys.
+//! This crate has no feature flags. [`JsonValid::schema`] checks an output's conformance to a
+//! JSON Schema with [`any_core::schema`], the validator `chat_typed` uses.
 #![warn(
     missing_docs,
     missing_debug_implementations,

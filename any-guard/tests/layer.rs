@@ -446,3 +446,41 @@ async fn stacked_input_guards_keep_each_others_warnings() {
         .collect();
     assert_eq!(names, ["pii", "secrets", "length"]);
 }
+
+#[test]
+fn json_schema_conformance_names_the_violation() {
+    use any_core::schema::Schema;
+    use any_guard::{Guardrail, JsonValid, Subject};
+    let schema = Schema::compile_named(
+        "person",
+        &serde_json::json!({
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2}
+            },
+            "required": ["name"],
+            "additionalProperties": false
+        }),
+    )
+    .expect("a valid schema");
+    let guard = JsonValid::schema(schema);
+    assert!(guard.check_now(&Subject::text(r#"{"name": "Ada"}"#)).valid);
+    assert!(
+        guard
+            .check_now(&Subject::text(
+                "```json\n{\"name\": \"Ada\", \"tags\": [\"x\"]}\n```"
+            ))
+            .valid
+    );
+    let v = guard.check_now(&Subject::text(r#"{"name": "Ada", "tags": ["a", 2, "c"]}"#));
+    assert!(!v.valid);
+    let why = v.explanation.expect("an explanation");
+    assert!(why.contains("person"), "{why}");
+    assert!(why.contains("/tags/1"), "{why}");
+    assert!(why.contains("maxItems"), "{why}");
+    let v = guard.check_now(&Subject::text(r#"{"nom": "Ada"}"#));
+    assert!(!v.valid);
+    assert!(v.explanation.expect("why").contains("required"));
+    assert!(!guard.check_now(&Subject::text("{\"name\": ")).valid);
+}

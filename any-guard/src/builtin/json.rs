@@ -1,15 +1,17 @@
-//! JSON validity of an output.
+//! JSON validity of an output, and its conformance to a JSON Schema.
 
 use any_core::Verdict;
+use any_core::schema::{Schema, extract_json};
 
 use crate::{Check, Guardrail, StreamScope, Subject};
 
-/// Fails unless the output is one valid JSON value (a ```` ```json ```` fence around it is
-/// allowed), optionally of a given top-level kind with required keys.
+/// Fails unless the output is one valid JSON value (surrounding whitespace and one
+/// ```` ```json ```` fence around it are allowed, as [`extract_json`] says), optionally an
+/// object with required keys ([`JsonValid::object_with`]) or conforming to a whole JSON Schema
+/// ([`JsonValid::schema`]).
 ///
-/// This checks syntax and the keys you name, not a full JSON Schema: a lean JSON Schema
-/// validator is not part of the family's dependencies yet. On a stream it judges the complete
-/// text, so a blocking `JsonValid` holds the output until the end.
+/// On a stream it judges the complete text, so a blocking `JsonValid` holds the output until
+/// the end.
 ///
 /// ```
 /// use any_guard::{Guardrail, JsonValid, Subject};
@@ -22,6 +24,7 @@ use crate::{Check, Guardrail, StreamScope, Subject};
 #[derive(Debug, Clone, Default)]
 pub struct JsonValid {
     object_keys: Option<Vec<String>>,
+    schema: Option<Schema>,
 }
 
 impl JsonValid {
@@ -33,18 +36,37 @@ impl JsonValid {
     {
         JsonValid {
             object_keys: Some(keys.into_iter().map(Into::into).collect()),
+            schema: None,
         }
     }
-}
 
-/// The text inside a Markdown code fence, if the whole text is one.
-fn unfence(text: &str) -> &str {
-    let t = text.trim();
-    if let Some(rest) = t.strip_prefix("```") {
-        let body = rest.split_once('\n').map_or("", |(_, b)| b);
-        return body.trim_end().strip_suffix("```").unwrap_or(body);
+    /// Requires JSON that conforms to `schema` (compiled once with
+    /// [`Schema::compile`] or [`Schema::for_type`]). A failing verdict's explanation names
+    /// the violations: where in the document, and which keyword.
+    ///
+    /// ```
+    /// use any_core::schema::Schema;
+    /// use any_guard::{Guardrail, JsonValid, Subject};
+    /// use serde_json::json;
+    ///
+    /// let schema = Schema::compile(&json!({
+    ///     "type": "object",
+    ///     "properties": {"age": {"type": "integer", "minimum": 0}},
+    ///     "required": ["age"]
+    /// }))?;
+    /// let guard = JsonValid::schema(schema);
+    /// assert!(guard.check_now(&Subject::text(r#"{"age": 41}"#)).valid);
+    /// let verdict = guard.check_now(&Subject::text(r#"{"age": -1}"#));
+    /// assert!(!verdict.valid);
+    /// assert!(verdict.explanation.unwrap().contains("/age"));
+    /// # Ok::<(), any_core::Error>(())
+    /// ```
+    pub fn schema(schema: Schema) -> Self {
+        JsonValid {
+            object_keys: None,
+            schema: Some(schema),
+        }
     }
-    t
 }
 
 impl Guardrail for JsonValid {
@@ -58,8 +80,29 @@ impl Guardrail for JsonValid {
         }
         let text = subject.content();
         let fail = |why: String| Verdict::fail("json", 1.0, "format", why);
-        let verdict = match serde_json::from_str::<serde_json::Value>(unfence(&text)) {
+        let verdict = match serde_json::from_str::<serde_json::Value>(extract_json(&text)) {
             Err(e) => fail(format!("expected JSON, found invalid JSON: {e}")),
+            Ok(value) if self.schema.is_some() => {
+                let schema = self.schema.as_ref().expect("checked just above");
+                let violations = schema.violations(&value);
+                if violations.is_empty() {
+                    Verdict::pass("json")
+                } else {
+                    let shown: Vec<String> =
+                        violations.iter().take(5).map(ToString::to_string).collect();
+                    let more = violations.len().saturating_sub(shown.len());
+                    fail(format!(
+                        "does not conform to schema `{}`: {}{}",
+                        schema.name(),
+                        shown.join("; "),
+                        if more > 0 {
+                            format!(" (and {more} more)")
+                        } else {
+                            String::new()
+                        }
+                    ))
+                }
+            }
             Ok(value) => match (&self.object_keys, value) {
                 (None, _) => Verdict::pass("json"),
                 (Some(keys), serde_json::Value::Object(map)) => {
