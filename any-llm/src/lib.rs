@@ -16,3 +16,4 @@
 #![deny(unsafe_code)]
 
 pub mod local;
+pub mod wire;
