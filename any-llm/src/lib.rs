@@ -16,4 +16,6 @@
 #![deny(unsafe_code)]
 
 pub mod local;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod wire;
