@@ -29,7 +29,9 @@
 //!     .max_concurrency(8)
 //!     .build();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! server.serve(listener, async { tokio::signal::ctrl_c().await.ok(); }).await
+//! // Any future stops it: here a channel; `any serve` uses `tokio::signal::ctrl_c()`.
+//! let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! server.serve(listener, async { stopped.await.ok(); }).await
 //! # }
 //! ```
 //!
