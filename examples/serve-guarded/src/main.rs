@@ -39,7 +39,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .max_concurrency(16)
         .build();
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("serving the guarded stack on http://{}/v1", listener.local_addr()?);
+    println!(
+        "serving the guarded stack on http://{}/v1",
+        listener.local_addr()?
+    );
     server
         .serve(listener, async {
             tokio::signal::ctrl_c().await.ok();
