@@ -11,6 +11,7 @@ mod bench;
 mod guard;
 mod local;
 mod models;
+mod serve;
 
 /// Own your AI stack: run, chat with, serve, evaluate and benchmark models.
 ///
@@ -40,6 +41,8 @@ enum Command {
     Guard(guard::GuardArgs),
     /// Measure prefill and decode speed (tokens per second), as the llama.cpp anchor does.
     Bench(bench::BenchArgs),
+    /// Serve a model over OpenAI-compatible HTTP (chat completions, embeddings, models).
+    Serve(serve::ServeArgs),
     /// Manage model files: fetch the default model, list the cache.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
             Command::Perplexity(a) => local::perplexity(a).await,
             Command::Guard(a) => guard::run(a),
             Command::Bench(a) => bench::bench(a).await,
+            Command::Serve(a) => serve::serve(a).await,
             Command::Models(cmd) => models::run(cmd),
         }
     });

@@ -35,6 +35,7 @@ fn help_lists_every_command() {
         "logits",
         "perplexity",
         "guard",
+        "serve",
         "models",
     ] {
         assert!(

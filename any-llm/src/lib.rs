@@ -7,6 +7,12 @@
 //!
 //! The [`local`] module is the reference backend: it reads quantized GGUF files and runs them on
 //! the CPU with its own kernels — no C/C++ toolchain, no key, no network.
+//!
+//! [`wire`] holds the wire formats (the OpenAI Chat Completions format, always compiled),
+//! shared by the client providers and the server.
+//!
+//! Feature flags:
+//! - `server`: `server`, an OpenAI-compatible HTTP server (axum) for any chat service.
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -16,3 +22,6 @@
 #![deny(unsafe_code)]
 
 pub mod local;
+#[cfg(feature = "server")]
+pub mod server;
+pub mod wire;

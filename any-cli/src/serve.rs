@@ -1,0 +1,83 @@
+//! `any serve`: a model behind the OpenAI-compatible HTTP server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use any_llm::local::{LocalModel, LocalModelOptions, fetch};
+use any_llm::server::Server;
+use anyhow::{Context, Result};
+use clap::Args;
+
+/// `any serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The model: `local` (the embedded default model, or ANY_MODEL) or a GGUF file.
+    #[arg(long, short = 'm', value_name = "M", default_value = "local")]
+    model: String,
+    /// The address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Require `Authorization: Bearer <KEY>` on every /v1 route.
+    #[arg(long, value_name = "KEY", env = "ANY_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Threads for the matrix work (default: all cores).
+    #[arg(long, short = 't', value_name = "N")]
+    threads: Option<usize>,
+    /// Context window in tokens (default: the model's, capped at 4096).
+    #[arg(long, value_name = "N")]
+    context: Option<usize>,
+    /// Requests answered at once; one more gets 503 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = any_llm::server::DEFAULT_MAX_CONCURRENCY)]
+    max_concurrency: usize,
+}
+
+pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
+    // The id clients put in `model`: `local` for the default model, else the file's stem.
+    let (path, id) = if args.model == "local" {
+        (fetch::default_model_path()?, "local".to_owned())
+    } else {
+        let path = PathBuf::from(&args.model);
+        let id = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| args.model.clone());
+        (path, id)
+    };
+    let options = LocalModelOptions {
+        threads: args.threads,
+        context: args.context,
+    };
+    let model = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || LocalModel::open_with(&path, options)
+    })
+    .await
+    .context("loading the model")?
+    .with_context(|| format!("opening {}", path.display()))?;
+
+    let mut builder = Server::builder()
+        .chat(model.clone())
+        .embeddings(model)
+        .models([id.clone()])
+        .max_concurrency(args.max_concurrency);
+    if let Some(key) = args.api_key {
+        builder = builder.api_key(key);
+    }
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("listening on {}", args.addr))?;
+    let addr = listener.local_addr()?;
+    // Scripts (and the tests) read this line to find the server.
+    println!("listening on http://{addr}/v1 (model `{id}`)");
+    builder
+        .build()
+        .serve(listener, async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                // No signal handler: serve until killed.
+                std::future::pending::<()>().await;
+            }
+            eprintln!("shutting down: finishing the requests in flight");
+        })
+        .await
+        .context("serving")
+}

@@ -1,0 +1,83 @@
+//! The official OpenAI Python client drives the real `any serve` on the default model.
+//!
+//! The client lives in `.venv-test` at the workspace root, which `scripts/test` installs; a
+//! missing one is a failure that says so, not a skip.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// Kills the server when the test ends, however it ends.
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_official_openai_client_drives_any_serve() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join(".venv-test/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/test, which installs the `openai` package there",
+        python.display()
+    );
+    let key = "test-key";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_any"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--threads",
+            "2",
+            "--api-key",
+            key,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("`any serve` starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let server = Serving(child);
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("reads the first line");
+    // "listening on http://127.0.0.1:PORT/v1 (model `local`)"
+    let base_url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in the first line: {line:?}"))
+        .to_owned();
+
+    let out = Command::new(&python)
+        .arg(root.join("any-cli/tests/openai_client.py"))
+        .args([&base_url, key, "local"])
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the client script failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for case in [
+        "plain chat",
+        "streaming chat",
+        "tool calls",
+        "json schema",
+        "embeddings",
+        "models",
+        "errors",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&format!("ok {case}"))),
+            "case `{case}` did not report ok:\n{stdout}"
+        );
+    }
+    drop(server);
+}

@@ -1,0 +1,329 @@
+//! An OpenAI-compatible HTTP server for any [`ChatService`] (feature `server`).
+//!
+//! Whatever answers chat requests — a bare model, a guarded stack, a memory-backed stack, an
+//! agent — becomes reachable from every OpenAI client:
+//!
+//! | route | what it does |
+//! |---|---|
+//! | `POST /v1/chat/completions` | a whole answer, or server-sent events when `"stream": true` |
+//! | `POST /v1/embeddings` | embeddings, as floats or base64 |
+//! | `GET /v1/models`, `GET /v1/models/{id}` | the model ids this server answers to |
+//! | `GET /health` | `{"status": "ok"}`, without authentication |
+//!
+//! Every failure is an OpenAI error object, `{"error": {"message", "type", "param",
+//! "code"}}`, with the status an OpenAI client expects (the table is on
+//! [`ErrorObject::from_error`](crate::wire::openai::ErrorObject::from_error)); the server's
+//! own refusals are 401 (missing or wrong key), 404 (unknown model or route), 405, 413 (body
+//! over the limit) and 503 with `Retry-After` (every request slot taken).
+//!
+//! ```no_run
+//! use any_llm::server::Server;
+//!
+//! # #[tokio::main] async fn main() -> std::io::Result<()> {
+//! let model = any_llm::local::default_model().await.map_err(std::io::Error::other)?;
+//! let server = Server::builder()
+//!     .chat(model.clone())
+//!     .embeddings(model)
+//!     .models(["local"])
+//!     .api_key("secret")
+//!     .max_concurrency(8)
+//!     .build();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! // Any future stops it: here a channel; `any serve` uses `tokio::signal::ctrl_c()`.
+//! let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! server.serve(listener, async { stopped.await.ok(); }).await
+//! # }
+//! ```
+//!
+//! # Streaming and cancellation
+//!
+//! A streamed answer starts with a `{"role": "assistant", "content": ""}` delta, carries
+//! text and index-addressed tool-call fragments as the service yields them, ends its choice
+//! with a `finish_reason`, sends usage in a last chunk with no choices when the client set
+//! `stream_options.include_usage`, and closes with `data: [DONE]`. The server waits for the
+//! service's first chunk before answering, so an error that comes at once still gets its
+//! proper status; an error later in the stream is sent as an `{"error": ...}` event and the
+//! stream ends without `[DONE]`. When the client goes away, the [`ChatStream`] is dropped,
+//! which cancels generation.
+//!
+//! # Bounded concurrency
+//!
+//! At most [`ServerBuilder::max_concurrency`] requests are answered at once (a stream counts
+//! until it ends). One more is refused at once with **503** and `Retry-After: 1` rather than
+//! queued: the server, not the client, is out of capacity, so it is not a 429 rate limit,
+//! and a client (OpenAI's retry both) or a load balancer can go elsewhere instead of waiting
+//! blind in a queue.
+//!
+//! [`ChatStream`]: any_core::ChatStream
+
+mod error;
+mod handlers;
+mod sse;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use any_core::{
+    ChatRequest, ChatService, ChatStream, EmbedRequest, EmbedResponse, EmbedService, Error,
+};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::util::BoxCloneService;
+
+/// The body limit when none is set: 4 MiB, room for long conversations and a few images as
+/// `data:` URLs.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 << 20;
+
+/// The concurrency bound when none is set.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
+
+/// The model id when none is set.
+pub const DEFAULT_MODEL_ID: &str = "default";
+
+type ChatBox = BoxCloneService<ChatRequest, ChatStream, Error>;
+type EmbedBox = BoxCloneService<EmbedRequest, EmbedResponse, Error>;
+
+/// A router with default settings serving `chat` under the model id
+/// [`DEFAULT_MODEL_ID`]: the shortest way to put a chat service on the network. Use
+/// [`Server::builder`] for embeddings, model ids, a key and limits.
+///
+/// ```
+/// use any_core::{ChatChunk, ChatRequest, ChatStream, Error};
+///
+/// let echo = tower::service_fn(|req: ChatRequest| async move {
+///     Ok::<_, Error>(ChatStream::from_chunks(vec![ChatChunk::text(req.messages.len().to_string())]))
+/// });
+/// let app: axum::Router = any_llm::server::router(echo);
+/// ```
+pub fn router<S: ChatService>(chat: S) -> Router {
+    Server::builder().chat(chat).build().into_router()
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting
+/// connections and waits for the requests in flight (streams included) to finish.
+///
+/// # Errors
+/// An I/O error from the listener.
+pub async fn serve<F>(listener: TcpListener, router: Router, shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// A configured OpenAI-compatible server; build one with [`Server::builder`], then
+/// [`Server::serve`] it or take its [`Server::into_router`] to nest in a larger axum app.
+#[derive(Clone)]
+pub struct Server {
+    state: AppState,
+    max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.state.0;
+        f.debug_struct("Server")
+            .field("chat", &s.chat.is_some())
+            .field("embeddings", &s.embed.is_some())
+            .field("models", &s.models)
+            .field("api_key", &s.api_key.as_ref().map(|_| "<set>"))
+            .field("max_concurrency", &s.max_concurrency)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+impl Server {
+    /// A builder with no services, model id [`DEFAULT_MODEL_ID`], no key,
+    /// [`DEFAULT_MAX_BODY_BYTES`] and [`DEFAULT_MAX_CONCURRENCY`].
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            chat: None,
+            embed: None,
+            models: Vec::new(),
+            api_key: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+        }
+    }
+
+    /// The model ids this server answers to; the first is the one requests without a model
+    /// get.
+    pub fn models(&self) -> &[String] {
+        &self.state.0.models
+    }
+
+    /// The axum router, to serve or to nest in a larger app.
+    pub fn into_router(self) -> Router {
+        let v1 = Router::new()
+            .route("/v1/chat/completions", post(handlers::chat_completions))
+            .route("/v1/embeddings", post(handlers::embeddings))
+            .route("/v1/models", get(handlers::list_models))
+            .route("/v1/models/{id}", get(handlers::get_model))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.state.clone(),
+                handlers::authorize,
+            ));
+        Router::new()
+            .merge(v1)
+            .route("/health", get(handlers::health))
+            .fallback(handlers::not_found)
+            .method_not_allowed_fallback(handlers::method_not_allowed)
+            .layer(DefaultBodyLimit::max(self.max_body_bytes))
+            .with_state(self.state)
+    }
+
+    /// Serves on `listener` until `shutdown` completes; see [`serve`].
+    ///
+    /// # Errors
+    /// An I/O error from the listener.
+    pub async fn serve<F>(self, listener: TcpListener, shutdown: F) -> std::io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        serve(listener, self.into_router(), shutdown).await
+    }
+}
+
+/// Configures a [`Server`]; see [`Server::builder`].
+#[must_use = "a builder does nothing until .build() is called"]
+pub struct ServerBuilder {
+    chat: Option<ChatBox>,
+    embed: Option<EmbedBox>,
+    models: Vec<String>,
+    api_key: Option<String>,
+    max_body_bytes: usize,
+    max_concurrency: usize,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("chat", &self.chat.is_some())
+            .field("embeddings", &self.embed.is_some())
+            .field("models", &self.models)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_concurrency", &self.max_concurrency)
+            .finish()
+    }
+}
+
+impl ServerBuilder {
+    /// Serves `service` at `/v1/chat/completions`. Without one, that route answers 404.
+    pub fn chat<S: ChatService>(mut self, service: S) -> Self {
+        self.chat = Some(BoxCloneService::new(service));
+        self
+    }
+
+    /// Serves `service` at `/v1/embeddings`. Without one, that route answers 404.
+    pub fn embeddings<S: EmbedService>(mut self, service: S) -> Self {
+        self.embed = Some(BoxCloneService::new(service));
+        self
+    }
+
+    /// The model ids clients may ask for, listed by `/v1/models`; a request naming another
+    /// is refused with 404 `model_not_found`.
+    ///
+    /// The first id names the services' own model: a request for it (or for no model)
+    /// reaches the service with [`ChatRequest::model`] unset. A request for any other listed
+    /// id carries that id, for services that serve several. Default: [`DEFAULT_MODEL_ID`].
+    pub fn models<I, T>(mut self, ids: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.models = ids.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Requires `Authorization: Bearer <key>` on every `/v1` route (401 otherwise).
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// The largest request body accepted (413 beyond). Default [`DEFAULT_MAX_BODY_BYTES`].
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// How many requests are answered at once (a stream counts until it ends); one more is
+    /// refused with 503 and `Retry-After: 1`. At least 1. Default
+    /// [`DEFAULT_MAX_CONCURRENCY`].
+    pub fn max_concurrency(mut self, requests: usize) -> Self {
+        self.max_concurrency = requests.max(1);
+        self
+    }
+
+    /// The server.
+    pub fn build(self) -> Server {
+        let models = if self.models.is_empty() {
+            vec![DEFAULT_MODEL_ID.to_owned()]
+        } else {
+            self.models
+        };
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Server {
+            state: AppState(Arc::new(Shared {
+                chat: self.chat.map(Mutex::new),
+                embed: self.embed.map(Mutex::new),
+                models,
+                api_key: self.api_key,
+                slots: Arc::new(Semaphore::new(self.max_concurrency)),
+                max_concurrency: self.max_concurrency,
+                max_body_bytes: self.max_body_bytes,
+                created,
+            })),
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+struct AppState(Arc<Shared>);
+
+struct Shared {
+    // Behind a mutex only to be `Sync` (axum's state must be) without asking it of the
+    // service: each request locks just long enough to clone its own copy.
+    chat: Option<Mutex<ChatBox>>,
+    embed: Option<Mutex<EmbedBox>>,
+    models: Vec<String>,
+    api_key: Option<String>,
+    slots: Arc<Semaphore>,
+    max_concurrency: usize,
+    max_body_bytes: usize,
+    created: u64,
+}
+
+fn clone_service<T: Clone>(slot: &Mutex<T>) -> T {
+    // A panic while cloning cannot leave a service half-written: the lock only guards a
+    // clone, so a poisoned lock is still a good service.
+    slot.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Serialises a response body. Our wire types always serialise; should one ever fail, the
+/// client still gets a JSON error rather than a panic.
+fn json_bytes<T: serde::Serialize>(value: &T) -> Bytes {
+    match serde_json::to_vec(value) {
+        Ok(v) => Bytes::from(v),
+        Err(e) => {
+            tracing::error!(error = %e, "a response did not serialise");
+            Bytes::from_static(
+                br#"{"error":{"message":"the response did not serialise","type":"server_error","param":null,"code":null}}"#,
+            )
+        }
+    }
+}
