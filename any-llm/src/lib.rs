@@ -16,3 +16,9 @@
 #![deny(unsafe_code)]
 
 pub mod local;
+pub mod sse;
+
+#[cfg(feature = "http")]
+pub mod http;
+pub mod providers;
+pub mod resilience;

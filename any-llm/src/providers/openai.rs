@@ -1,0 +1,1 @@
+//! The `openai` provider (to come with the wire types).
