@@ -313,7 +313,12 @@ mod tests {
             let mut got = d.feed(&input[..i]);
             got.extend(d.feed(&input[i..]));
             got.extend(d.finish());
-            assert_eq!(got, whole, "split at {i} of {:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                got,
+                whole,
+                "split at {i} of {:?}",
+                String::from_utf8_lossy(input)
+            );
         }
         // Byte by byte: every boundary at once.
         let mut d = SseDecoder::new();

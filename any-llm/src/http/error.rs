@@ -237,7 +237,10 @@ fn token_counts(message: &str) -> (Option<usize>, Option<usize>) {
     ])
     .or_else(|| {
         // llama.cpp: "the request exceeds the available context size" with the count first.
-        numbers.first().map(|(_, n)| *n).filter(|n| Some(*n) != limit)
+        numbers
+            .first()
+            .map(|(_, n)| *n)
+            .filter(|n| Some(*n) != limit)
     });
     (requested, limit)
 }
@@ -312,7 +315,9 @@ mod tests {
     #[test]
     fn statuses_map_to_kinds_keeping_the_message() {
         let openai = |m: &str, code: &str| {
-            format!(r#"{{"error":{{"message":"{m}","type":"invalid_request_error","param":null,"code":{code}}}}}"#)
+            format!(
+                r#"{{"error":{{"message":"{m}","type":"invalid_request_error","param":null,"code":{code}}}}}"#
+            )
         };
         assert!(
             matches!(err(400, &openai("bad temperature", "null")), Error::InvalidRequest(m) if m == "bad temperature")
@@ -330,19 +335,30 @@ mod tests {
         ));
         assert!(matches!(
             err(404, "Not Found"),
-            Error::Provider { status: Some(404), .. }
+            Error::Provider {
+                status: Some(404),
+                ..
+            }
         ));
         assert!(matches!(err(408, ""), Error::Timeout(_)));
-        assert!(matches!(err(504, "<html>gateway</html>"), Error::Timeout(m) if m.contains("gateway")));
+        assert!(
+            matches!(err(504, "<html>gateway</html>"), Error::Timeout(m) if m.contains("gateway"))
+        );
         assert!(matches!(err(413, "{}"), Error::InvalidRequest(m) if m.contains("too large")));
         let overloaded = err(
             529,
             r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
         );
         assert!(overloaded.is_retryable());
-        assert!(matches!(overloaded, Error::Provider { status: Some(529), message, .. } if message == "Overloaded"));
-        assert!(matches!(err(500, r#"{"error":"model crashed"}"#), Error::Provider { message, .. } if message == "model crashed"));
-        assert!(matches!(err(503, r#"{"detail":"busy"}"#), Error::Provider { message, .. } if message == "busy"));
+        assert!(
+            matches!(overloaded, Error::Provider { status: Some(529), message, .. } if message == "Overloaded")
+        );
+        assert!(
+            matches!(err(500, r#"{"error":"model crashed"}"#), Error::Provider { message, .. } if message == "model crashed")
+        );
+        assert!(
+            matches!(err(503, r#"{"detail":"busy"}"#), Error::Provider { message, .. } if message == "busy")
+        );
     }
 
     #[test]
@@ -352,7 +368,14 @@ mod tests {
             r#"{"error":{"message":"This model's maximum context length is 4097 tokens. However, you requested 5000 tokens (4000 in the messages, 1000 in the completion).","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#,
         );
         assert!(
-            matches!(e, Error::ContextLengthExceeded { requested: Some(5000), limit: Some(4097), .. }),
+            matches!(
+                e,
+                Error::ContextLengthExceeded {
+                    requested: Some(5000),
+                    limit: Some(4097),
+                    ..
+                }
+            ),
             "{e:?}"
         );
         let e = err(
@@ -360,7 +383,14 @@ mod tests {
             r#"{"error":{"code":400,"message":"the request exceeds the available context size, try increasing it","type":"exceed_context_size_error","n_prompt_tokens":5000,"n_ctx":4096}}"#,
         );
         assert!(
-            matches!(e, Error::ContextLengthExceeded { requested: Some(5000), limit: Some(4096), .. }),
+            matches!(
+                e,
+                Error::ContextLengthExceeded {
+                    requested: Some(5000),
+                    limit: Some(4096),
+                    ..
+                }
+            ),
             "{e:?}"
         );
         let e = err(400, r#"{"error":{"message":"bad value"}}"#);
@@ -376,9 +406,15 @@ mod tests {
         h.insert("retry-after", "0.5".parse().unwrap());
         assert_eq!(retry_after(&h), Some(Duration::from_millis(500)));
         let later = SystemTime::now() + Duration::from_secs(120);
-        h.insert("retry-after", httpdate::fmt_http_date(later).parse().unwrap());
+        h.insert(
+            "retry-after",
+            httpdate::fmt_http_date(later).parse().unwrap(),
+        );
         let wait = retry_after(&h).unwrap();
-        assert!(wait > Duration::from_secs(110) && wait <= Duration::from_secs(120), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(110) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
         h.insert("retry-after", "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
         h.insert("retry-after-ms", "250".parse().unwrap());

@@ -237,7 +237,12 @@ async fn check_status(
         .text()
         .await
         .map_err(|e| transport_error(provider, url, e))?;
-    Err(error_from_status(provider, status.as_u16(), &headers, &body))
+    Err(error_from_status(
+        provider,
+        status.as_u16(),
+        &headers,
+        &body,
+    ))
 }
 
 /// Reads a whole JSON body as `T`.

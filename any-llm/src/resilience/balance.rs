@@ -97,7 +97,8 @@ impl EndpointState {
             Ok(()) => *health = Health::default(),
             Err(e) if e.is_retryable() => {
                 health.failures += 1;
-                let rest = Duration::from_secs(1 << (health.failures - 1).min(5)).min(Duration::from_secs(30));
+                let rest = Duration::from_secs(1 << (health.failures - 1).min(5))
+                    .min(Duration::from_secs(30));
                 health.resting_until = Some(Instant::now() + rest);
             }
             // The request's fault, not the endpoint's.
@@ -156,7 +157,12 @@ impl<S> Balance<S> {
         if b >= a {
             b += 1;
         }
-        let load = |i: usize| self.endpoints[candidates[i]].state.in_flight.load(Ordering::Relaxed);
+        let load = |i: usize| {
+            self.endpoints[candidates[i]]
+                .state
+                .in_flight
+                .load(Ordering::Relaxed)
+        };
         Some(if load(b) < load(a) {
             candidates[b]
         } else {
@@ -213,10 +219,7 @@ mod tests {
     use any_core::{ChatChunk, ChatServiceExt};
 
     /// An endpoint that answers with its name, or fails with `fail`.
-    fn endpoint(
-        name: &'static str,
-        fail: Option<fn() -> Error>,
-    ) -> impl ChatService + Sync {
+    fn endpoint(name: &'static str, fail: Option<fn() -> Error>) -> impl ChatService + Sync {
         tower::service_fn(move |_req: ChatRequest| async move {
             match fail {
                 Some(f) => Err(f()),
@@ -270,15 +273,25 @@ mod tests {
 
     #[tokio::test]
     async fn no_endpoints_is_an_error_not_a_panic() {
-        let svc = balance(Vec::<tower::util::BoxCloneSyncService<ChatRequest, ChatStream, Error>>::new());
-        assert!(matches!(svc.complete("q").await, Err(Error::InvalidRequest(m)) if m.contains("no endpoints")));
+        let svc = balance(Vec::<
+            tower::util::BoxCloneSyncService<ChatRequest, ChatStream, Error>,
+        >::new());
+        assert!(
+            matches!(svc.complete("q").await, Err(Error::InvalidRequest(m)) if m.contains("no endpoints"))
+        );
     }
 
     #[tokio::test]
     async fn request_errors_do_not_rest_an_endpoint() {
-        let svc = balance([endpoint("only", Some(|| Error::InvalidRequest("bad".into())))]);
+        let svc = balance([endpoint(
+            "only",
+            Some(|| Error::InvalidRequest("bad".into())),
+        )]);
         for _ in 0..3 {
-            assert!(matches!(svc.complete("q").await, Err(Error::InvalidRequest(_))));
+            assert!(matches!(
+                svc.complete("q").await,
+                Err(Error::InvalidRequest(_))
+            ));
         }
         assert!(!svc.endpoints[0].state.resting(Instant::now()));
     }

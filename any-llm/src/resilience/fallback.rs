@@ -185,7 +185,10 @@ mod tests {
     use any_core::{ChatChunk, ChatServiceExt};
     use tower_test::mock;
 
-    fn pair() -> (impl ChatService + Sync, mock::Handle<ChatRequest, ChatStream>) {
+    fn pair() -> (
+        impl ChatService + Sync,
+        mock::Handle<ChatRequest, ChatStream>,
+    ) {
         let (service, handle) = mock::pair::<ChatRequest, ChatStream>();
         let service = tower::ServiceBuilder::new()
             .map_err(Error::from_boxed)
@@ -211,7 +214,10 @@ mod tests {
         let response = call.await.unwrap().unwrap();
         assert_eq!(response.text(), "backup");
         assert_eq!(
-            response.extensions.get::<FellBack>().map(|f| f.reason.as_str()),
+            response
+                .extensions
+                .get::<FellBack>()
+                .map(|f| f.reason.as_str()),
             Some("timed out: slow")
         );
 

@@ -59,9 +59,9 @@ pub use fallback::{Fallback, FallbackLayer, FellBack};
 pub use retry::{Retry, RetryLayer};
 pub use timeout::{Timeout, TimeoutLayer};
 
-use any_core::{ChatRequest, ChatService, ChatStream, Result};
 #[cfg(doc)]
 use any_core::Error;
+use any_core::{ChatRequest, ChatService, ChatStream, Result};
 use futures_util::StreamExt;
 use tower::ServiceExt;
 

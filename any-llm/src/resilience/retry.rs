@@ -258,7 +258,9 @@ mod tests {
                 };
                 seen.push((request, Instant::now()));
                 match answer {
-                    Ok(items) => respond.send_response(ChatStream::new(futures_util::stream::iter(items))),
+                    Ok(items) => {
+                        respond.send_response(ChatStream::new(futures_util::stream::iter(items)))
+                    }
                     Err(e) => respond.send_error(e),
                 }
             }
@@ -275,7 +277,11 @@ mod tests {
             .jitter(false);
         let (svc, task) = spawn_mock(
             layer,
-            vec![Err(busy()), Err(busy()), Ok(vec![Ok(ChatChunk::text("fine"))])],
+            vec![
+                Err(busy()),
+                Err(busy()),
+                Ok(vec![Ok(ChatChunk::text("fine"))]),
+            ],
         );
         let start = Instant::now();
         let response = svc.chat("hello").await.unwrap();
@@ -316,12 +322,21 @@ mod tests {
         let layer = RetryLayer::new().max_attempts(2);
         let (svc, task) = spawn_mock(layer.clone(), vec![Err(busy()), Err(busy()), Err(busy())]);
         let err = svc.complete("x").await.unwrap_err();
-        assert!(matches!(err, Error::Provider { status: Some(503), .. }));
+        assert!(matches!(
+            err,
+            Error::Provider {
+                status: Some(503),
+                ..
+            }
+        ));
         drop(svc);
         assert_eq!(task.await.unwrap().len(), 2);
 
         let (svc, task) = spawn_mock(layer, vec![Err(Error::Authentication("bad key".into()))]);
-        assert!(matches!(svc.complete("x").await, Err(Error::Authentication(_))));
+        assert!(matches!(
+            svc.complete("x").await,
+            Err(Error::Authentication(_))
+        ));
         assert_eq!(task.await.unwrap().len(), 1);
     }
 
@@ -344,7 +359,10 @@ mod tests {
         );
         let mut stream = svc.stream("x").await.unwrap();
         assert_eq!(stream.next().await.unwrap().unwrap().text, "partial");
-        assert!(matches!(stream.next().await, Some(Err(Error::Provider { .. }))));
+        assert!(matches!(
+            stream.next().await,
+            Some(Err(Error::Provider { .. }))
+        ));
         assert_eq!(task.await.unwrap().len(), 1);
     }
 
@@ -353,8 +371,14 @@ mod tests {
         let layer = RetryLayer::new().initial_backoff(Duration::from_secs(4));
         for _ in 0..100 {
             let d = layer.backoff(2);
-            assert!(d >= Duration::from_secs(4) && d <= Duration::from_secs(8), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(4) && d <= Duration::from_secs(8),
+                "{d:?}"
+            );
         }
-        assert_eq!(layer.clone().jitter(false).backoff(40), Duration::from_secs(30));
+        assert_eq!(
+            layer.clone().jitter(false).backoff(40),
+            Duration::from_secs(30)
+        );
     }
 }

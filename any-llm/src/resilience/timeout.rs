@@ -133,7 +133,9 @@ impl<S: ChatService> Service<ChatRequest> for Timeout<S> {
         let limits = self.limits;
         Box::pin(async move {
             let start = Instant::now();
-            let first_deadline = limits.first_chunk.map(|d| (start + d, Bound::FirstChunk(d)));
+            let first_deadline = limits
+                .first_chunk
+                .map(|d| (start + d, Bound::FirstChunk(d)));
             let total_deadline = limits.total.map(|d| (start + d, Bound::Total(d)));
             let start_deadline = [first_deadline, total_deadline]
                 .into_iter()
@@ -198,12 +200,9 @@ impl Stream for TimedStream {
         }
         match this.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(item)) => {
-                this.gap = this.idle.map(|d| {
-                    (
-                        Box::pin(tokio::time::sleep(d)),
-                        Bound::Idle(d),
-                    )
-                });
+                this.gap = this
+                    .idle
+                    .map(|d| (Box::pin(tokio::time::sleep(d)), Bound::Idle(d)));
                 return Poll::Ready(Some(item));
             }
             Poll::Ready(None) => {
@@ -212,7 +211,10 @@ impl Stream for TimedStream {
             }
             Poll::Pending => {}
         }
-        for (sleep, bound) in [this.total.as_mut(), this.gap.as_mut()].into_iter().flatten() {
+        for (sleep, bound) in [this.total.as_mut(), this.gap.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             if sleep.as_mut().poll(cx).is_ready() {
                 this.done = true;
                 return Poll::Ready(Some(Err(bound.error())));
@@ -255,13 +257,21 @@ mod tests {
         assert_eq!(model.complete("x").await.unwrap(), "ab");
         let model = TimeoutLayer::first_chunk(s(3)).layer(slow(s(4), s(1)));
         let err = model.complete("x").await.unwrap_err();
-        assert!(err.to_string().contains("no first chunk within 3.000s"), "{err}");
+        assert!(
+            err.to_string().contains("no first chunk within 3.000s"),
+            "{err}"
+        );
 
-        let model = TimeoutLayer::default().with_idle(s(2)).layer(slow(s(10), s(3)));
+        let model = TimeoutLayer::default()
+            .with_idle(s(2))
+            .layer(slow(s(10), s(3)));
         let mut stream = model.stream("x").await.unwrap();
         assert_eq!(stream.next().await.unwrap().unwrap().text, "a");
         let err = stream.next().await.unwrap().unwrap_err();
-        assert!(err.to_string().contains("no new chunk within 2.000s"), "{err}");
+        assert!(
+            err.to_string().contains("no new chunk within 2.000s"),
+            "{err}"
+        );
         assert!(stream.next().await.is_none());
 
         let model = TimeoutLayer::total(s(6)).layer(slow(s(4), s(4)));

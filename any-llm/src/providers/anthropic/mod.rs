@@ -92,9 +92,8 @@ impl AnthropicChat {
             )));
         };
         let mut headers = connection.headers.clone();
-        let mut key = HeaderValue::from_str(key).map_err(|_| {
-            Error::InvalidRequest("the API key is not a valid header value".into())
-        })?;
+        let mut key = HeaderValue::from_str(key)
+            .map_err(|_| Error::InvalidRequest("the API key is not a valid header value".into()))?;
         key.set_sensitive(true);
         headers.insert("x-api-key", key);
         headers
@@ -148,7 +147,8 @@ impl tower::Service<ChatRequest> for AnthropicChat {
 impl Inner {
     async fn chat(&self, request: ChatRequest) -> Result<ChatStream> {
         request.validate()?;
-        let (body, format_tool) = build_request(&self.model, self.max_tokens, &request, self.stream)?;
+        let (body, format_tool) =
+            build_request(&self.model, self.max_tokens, &request, self.stream)?;
         let url = format!("{}/v1/messages", self.connection.base_url);
         let provider = self.connection.provider.as_str();
         let response = self

@@ -6,7 +6,9 @@ use any_core::{ChatChunk, Error, FinishReason, Result, ToolCallDelta};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::wire::{MessagesResponse, ResponseBlock, WireUsage, finish_reason, status_of_error_type};
+use super::wire::{
+    MessagesResponse, ResponseBlock, WireUsage, finish_reason, status_of_error_type,
+};
 use crate::http::error_from_status;
 
 /// The events this version acts on; every other `type` (including `ping` and kinds added
@@ -70,8 +72,12 @@ enum StartBlock {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Delta {
-    TextDelta { text: String },
-    InputJsonDelta { partial_json: String },
+    TextDelta {
+        text: String,
+    },
+    InputJsonDelta {
+        partial_json: String,
+    },
     #[serde(other)]
     Other,
 }
@@ -90,7 +96,10 @@ enum Block {
     Tool(u32),
     /// The structured answer's tool: its input is the answer's text. `sent` says whether
     /// any of it was streamed yet; `start` is the input given at the block's start.
-    Answer { sent: bool, start: Value },
+    Answer {
+        sent: bool,
+        start: Value,
+    },
     Skipped,
 }
 
@@ -149,8 +158,13 @@ impl EventMapper {
                     if self.format_tool.as_deref() == Some(name.as_str()) =>
                 {
                     self.answered_by_format_tool = true;
-                    self.blocks
-                        .insert(index, Block::Answer { sent: false, start: input });
+                    self.blocks.insert(
+                        index,
+                        Block::Answer {
+                            sent: false,
+                            start: input,
+                        },
+                    );
                     None
                 }
                 StartBlock::ToolUse { id, name, input } => {
@@ -268,7 +282,12 @@ impl EventMapper {
     }
 }
 
-fn tool_chunk(index: u32, id: Option<String>, name: Option<String>, arguments: String) -> ChatChunk {
+fn tool_chunk(
+    index: u32,
+    id: Option<String>,
+    name: Option<String>,
+    arguments: String,
+) -> ChatChunk {
     ChatChunk {
         tool_calls: vec![ToolCallDelta {
             index,
@@ -282,7 +301,10 @@ fn tool_chunk(index: u32, id: Option<String>, name: Option<String>, arguments: S
 
 /// The error an `error` event stands for: the same kind as the same error with its status.
 fn stream_error(error: &Value) -> Error {
-    let kind = error.get("type").and_then(Value::as_str).unwrap_or("api_error");
+    let kind = error
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("api_error");
     let body = serde_json::json!({"type": "error", "error": error}).to_string();
     error_from_status(
         "anthropic",
@@ -333,7 +355,10 @@ mod tests {
         assert_eq!(r.finish_reason, Some(FinishReason::ToolCalls));
         assert_eq!(r.model.as_deref(), Some("claude-x"));
         let u = r.usage.unwrap();
-        assert_eq!((u.prompt_tokens, u.completion_tokens, u.cached_prompt_tokens), (15, 42, Some(5)));
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.cached_prompt_tokens),
+            (15, 42, Some(5))
+        );
     }
 
     #[test]
@@ -352,7 +377,10 @@ mod tests {
         let text: String = chunks.iter().map(|c| c.text.as_str()).collect();
         assert_eq!(text, r#"{"x":1}"#);
         assert!(chunks.iter().all(|c| c.tool_calls.is_empty()));
-        assert_eq!(chunks.last().unwrap().finish_reason, Some(FinishReason::Stop));
+        assert_eq!(
+            chunks.last().unwrap().finish_reason,
+            Some(FinishReason::Stop)
+        );
     }
 
     #[test]
@@ -365,7 +393,15 @@ mod tests {
             ("pause_turn", FinishReason::Other),
         ] {
             let ev = format!(r#"{{"type":"message_delta","delta":{{"stop_reason":"{reason}"}}}}"#);
-            let chunks = run(None, &[r#"{"type":"ping"}"#, r#"{"type":"future_event","x":1}"#, &ev]).unwrap();
+            let chunks = run(
+                None,
+                &[
+                    r#"{"type":"ping"}"#,
+                    r#"{"type":"future_event","x":1}"#,
+                    &ev,
+                ],
+            )
+            .unwrap();
             assert_eq!(chunks[0].finish_reason, Some(want), "{reason}");
         }
         let err = run(
@@ -373,7 +409,15 @@ mod tests {
             &[r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#],
         )
         .unwrap_err();
-        assert!(matches!(err, Error::Provider { status: Some(529), .. }) && err.is_retryable());
+        assert!(
+            matches!(
+                err,
+                Error::Provider {
+                    status: Some(529),
+                    ..
+                }
+            ) && err.is_retryable()
+        );
         let err = run(None, &[r#"{"type":"content_block_delta","index":3,"delta":{"type":"text_delta","text":"x"}}"#]).unwrap_err();
         assert!(matches!(err, Error::InvalidResponse(m) if m.contains("block 3")));
         let err = run(None, &["{not json"]).unwrap_err();

@@ -317,7 +317,10 @@ impl WireUsage {
             &mut self.cache_creation_input_tokens,
             later.cache_creation_input_tokens,
         );
-        keep(&mut self.cache_read_input_tokens, later.cache_read_input_tokens);
+        keep(
+            &mut self.cache_read_input_tokens,
+            later.cache_read_input_tokens,
+        );
     }
 
     pub(super) fn to_usage(self) -> Usage {
@@ -378,7 +381,11 @@ mod tests {
             .message(Message::tool("t2", "18°C"))
             .user("And tomorrow?")
             .system("Use Celsius.")
-            .tool(ToolSpec::new("weather", "Weather", json!({"type": "object"})))
+            .tool(ToolSpec::new(
+                "weather",
+                "Weather",
+                json!({"type": "object"}),
+            ))
             .build();
         let (body, format) = build_request("claude-x", 4096, &req, true).unwrap();
         assert!(format.is_none());
@@ -399,9 +406,11 @@ mod tests {
     #[test]
     fn tool_choices_and_parallel_calls() {
         let base = || {
-            ChatRequest::builder()
-                .user("hi")
-                .tool(ToolSpec::new("a", "A", json!({"type": "object"})))
+            ChatRequest::builder().user("hi").tool(ToolSpec::new(
+                "a",
+                "A",
+                json!({"type": "object"}),
+            ))
         };
         let choice = |req: ChatRequest| build_request("m", 1, &req, false).unwrap().0.tool_choice;
         assert_eq!(
@@ -409,7 +418,12 @@ mod tests {
             Some(json!({"type": "any"}))
         );
         assert_eq!(
-            choice(base().tool_choice(ToolChoice::None).parallel_tool_calls(false).build()),
+            choice(
+                base()
+                    .tool_choice(ToolChoice::None)
+                    .parallel_tool_calls(false)
+                    .build()
+            ),
             Some(json!({"type": "none"}))
         );
         assert_eq!(
@@ -437,7 +451,10 @@ mod tests {
         let (body, format) = build_request("m", 1, &req, false).unwrap();
         assert_eq!(format.as_deref(), Some("my_answer"));
         assert_eq!(body.tools[0]["input_schema"], schema);
-        assert_eq!(body.tool_choice, Some(json!({"type": "tool", "name": "my_answer"})));
+        assert_eq!(
+            body.tool_choice,
+            Some(json!({"type": "tool", "name": "my_answer"}))
+        );
     }
 
     #[test]
@@ -449,26 +466,44 @@ mod tests {
         let err = build_request("m", 1, &req, false).unwrap_err();
         assert!(err.to_string().contains("tool_call_id"), "{err}");
         let req = ChatRequest::new(vec![Message::assistant_tool_calls(vec![ToolCall::new(
-            "c", "f", "{not json",
+            "c",
+            "f",
+            "{not json",
         )])]);
         let err = build_request("m", 1, &req, false).unwrap_err();
         assert!(err.to_string().contains("`f`"), "{err}");
-        let req = ChatRequest::builder().system("only a system prompt").build();
+        let req = ChatRequest::builder()
+            .system("only a system prompt")
+            .build();
         assert!(build_request("m", 1, &req, false).is_err());
         let req = ChatRequest::builder().user("x").logprobs(1).build();
-        assert!(matches!(build_request("m", 1, &req, false), Err(Error::Unsupported(_))));
+        assert!(matches!(
+            build_request("m", 1, &req, false),
+            Err(Error::Unsupported(_))
+        ));
     }
 
     #[test]
     fn images_become_url_or_base64_sources() {
         let req = ChatRequest::new(vec![Message::user(vec![
-            ContentPart::Text { text: "what is it?".into() },
-            ContentPart::Image { url: "data:image/png;base64,AAAA".into(), detail: None },
-            ContentPart::Image { url: "https://example.org/cat.jpg".into(), detail: None },
+            ContentPart::Text {
+                text: "what is it?".into(),
+            },
+            ContentPart::Image {
+                url: "data:image/png;base64,AAAA".into(),
+                detail: None,
+            },
+            ContentPart::Image {
+                url: "https://example.org/cat.jpg".into(),
+                detail: None,
+            },
         ])]);
         let (body, _) = build_request("m", 1, &req, false).unwrap();
         let c = &body.messages[0].content;
-        assert_eq!(c[1]["source"], json!({"type": "base64", "media_type": "image/png", "data": "AAAA"}));
+        assert_eq!(
+            c[1]["source"],
+            json!({"type": "base64", "media_type": "image/png", "data": "AAAA"})
+        );
         assert_eq!(c[2]["source"]["type"], "url");
     }
 }
