@@ -16,9 +16,9 @@
 #![deny(unsafe_code)]
 
 pub mod local;
-pub mod sse;
-
 #[cfg(feature = "http")]
 pub mod http;
 pub mod providers;
 pub mod resilience;
+pub mod sse;
+pub mod wire;
