@@ -15,10 +15,15 @@
 )]
 #![deny(unsafe_code)]
 
-pub mod local;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod local;
 pub mod providers;
+mod registry;
 pub mod resilience;
 pub mod sse;
 pub mod wire;
+
+pub use registry::{
+    Capabilities, Protocol, Provider, ProviderInfo, embedder, model, parse_model_id, providers,
+};
