@@ -196,11 +196,7 @@ impl SseDecoder {
                 self.has_data = true;
             }
             "event" => self.event = Some(value.to_owned()),
-            "id" => {
-                if !value.contains('\0') {
-                    self.last_id = Some(value.to_owned());
-                }
-            }
+            "id" if !value.contains('\0') => self.last_id = Some(value.to_owned()),
             "retry" => {
                 if !value.is_empty()
                     && value.bytes().all(|b| b.is_ascii_digit())

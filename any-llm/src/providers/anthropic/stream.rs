@@ -72,12 +72,10 @@ enum StartBlock {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Delta {
-    TextDelta {
-        text: String,
-    },
-    InputJsonDelta {
-        partial_json: String,
-    },
+    #[serde(rename = "text_delta")]
+    Text { text: String },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: String },
     #[serde(other)]
     Other,
 }
@@ -187,11 +185,11 @@ impl EventMapper {
             },
             Event::ContentBlockDelta { index, delta } => {
                 match (self.blocks.get_mut(&index), delta) {
-                    (Some(Block::Text), Delta::TextDelta { text }) => Some(ChatChunk::text(text)),
-                    (Some(Block::Tool(n)), Delta::InputJsonDelta { partial_json }) => {
+                    (Some(Block::Text), Delta::Text { text }) => Some(ChatChunk::text(text)),
+                    (Some(Block::Tool(n)), Delta::InputJson { partial_json }) => {
                         Some(tool_chunk(*n, None, None, partial_json))
                     }
-                    (Some(Block::Answer { sent, .. }), Delta::InputJsonDelta { partial_json }) => {
+                    (Some(Block::Answer { sent, .. }), Delta::InputJson { partial_json }) => {
                         *sent |= !partial_json.is_empty();
                         Some(ChatChunk::text(partial_json))
                     }
