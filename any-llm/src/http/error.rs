@@ -270,11 +270,14 @@ pub(crate) fn invalid_response(provider: &str, what: &dyn std::fmt::Display, bod
 /// retryable).
 pub(crate) fn transport_error(provider: &str, url: &str, err: reqwest::Error) -> Error {
     use std::io::ErrorKind;
-    let mut detail = err.to_string();
+    // reqwest's own message repeats the URL; the causes below it say what happened.
+    let mut detail = String::new();
     let mut kind = None;
     let mut source = std::error::Error::source(&err);
     while let Some(s) = source {
-        detail.push_str(": ");
+        if !detail.is_empty() {
+            detail.push_str(": ");
+        }
         detail.push_str(&s.to_string());
         if kind.is_none()
             && let Some(io) = s.downcast_ref::<std::io::Error>()
@@ -282,6 +285,9 @@ pub(crate) fn transport_error(provider: &str, url: &str, err: reqwest::Error) ->
             kind = Some(io.kind());
         }
         source = s.source();
+    }
+    if detail.is_empty() {
+        detail = err.to_string();
     }
     if err.is_timeout() || kind == Some(ErrorKind::TimedOut) {
         return Error::Timeout(format!("{provider} at {url}: {detail}"));
