@@ -14,19 +14,72 @@ use tokio::io::AsyncBufReadExt;
 #[derive(Debug, Args)]
 pub(crate) struct ModelArgs {
     /// A GGUF model file (default: `ANY_MODEL`, else the embedded default model, fetched on
-    /// first use).
-    #[arg(long, short = 'm', value_name = "PATH")]
+    /// first use). `run` and `chat` also take a `provider:model` id (`openai:gpt-4o-mini`,
+    /// `ollama:gemma3:4b`, `anthropic:claude-3-5-haiku-latest`; `local` is the default model),
+    /// keys and addresses coming from the provider's environment variables.
+    #[arg(long, short = 'm', value_name = "PATH|ID")]
     model: Option<PathBuf>,
     /// Threads for the matrix work (default: all cores).
     #[arg(long, short = 't', value_name = "N")]
     threads: Option<usize>,
 }
 
+/// What `--model` names.
+enum ModelChoice {
+    /// The local backend, on this file (`None`: the default model).
+    Local(Option<PathBuf>),
+    /// A `provider:model` id for the registry.
+    Registry(String),
+}
+
 impl ModelArgs {
+    fn choice(&self) -> ModelChoice {
+        let Some(value) = &self.model else {
+            return ModelChoice::Local(None);
+        };
+        // An existing file is a file, whatever its name looks like.
+        if value.is_file() {
+            return ModelChoice::Local(Some(value.clone()));
+        }
+        let text = value.to_string_lossy();
+        let (provider, name) = any_llm::parse_model_id(&text);
+        match provider {
+            "local" if name.is_empty() || name == "default" => ModelChoice::Local(None),
+            "local" => ModelChoice::Local(Some(PathBuf::from(name))),
+            p if any_llm::providers().iter().any(|row| row.name == p) => {
+                ModelChoice::Registry(text.into_owned())
+            }
+            _ => ModelChoice::Local(Some(value.clone())),
+        }
+    }
+
+    /// The chat service `--model` names: a provider's model through the registry, or the
+    /// local backend opened with these options.
+    pub(crate) fn chat_service(&self) -> Result<(String, any_core::BoxChatService)> {
+        match self.choice() {
+            ModelChoice::Registry(id) => {
+                let model = any_llm::model(&id).with_context(|| format!("model `{id}`"))?;
+                Ok((id, model))
+            }
+            ModelChoice::Local(_) => {
+                let model = self.open()?;
+                let label = format!(
+                    "{} ({}-token context)",
+                    model.info().name,
+                    model.info().context
+                );
+                Ok((label, model.boxed_chat()))
+            }
+        }
+    }
+
     pub(crate) fn open(&self) -> Result<LocalModel> {
-        let path = match &self.model {
-            Some(p) => p.clone(),
-            None => fetch::default_model_path()?,
+        let path = match self.choice() {
+            ModelChoice::Local(Some(p)) => p,
+            ModelChoice::Local(None) => fetch::default_model_path()?,
+            ModelChoice::Registry(id) => anyhow::bail!(
+                "this command needs a local GGUF model, not the provider model `{id}`"
+            ),
         };
         let options = LocalModelOptions {
             threads: self.threads,
@@ -71,6 +124,9 @@ pub(crate) struct RunArgs {
 }
 
 pub(crate) async fn run(args: RunArgs) -> Result<()> {
+    if let ModelChoice::Registry(_) = args.model.choice() {
+        return run_service(args).await;
+    }
     let model = args.model.open()?;
     let sampling = Sampling {
         temperature: if args.greedy {
@@ -114,6 +170,34 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// `any run` on a provider's model: the prompt as a user message, the answer streamed.
+async fn run_service(args: RunArgs) -> Result<()> {
+    anyhow::ensure!(
+        !args.raw && !args.json,
+        "--raw and --json (token ids) need a local model"
+    );
+    let (_, model) = args.model.chat_service()?;
+    let mut builder = ChatRequest::builder()
+        .user(args.prompt.clone())
+        .max_tokens(args.max_tokens);
+    if args.greedy {
+        builder = builder.temperature(0.0);
+    } else if let Some(t) = args.temperature {
+        builder = builder.temperature(t);
+    }
+    if let Some(seed) = args.seed {
+        builder = builder.seed(seed);
+    }
+    let mut stream = model.stream(builder.build()).await?;
+    let mut stdout = std::io::stdout().lock();
+    while let Some(chunk) = stream.next().await {
+        stdout.write_all(chunk?.text.as_bytes())?;
+        stdout.flush()?;
+    }
+    writeln!(stdout)?;
+    Ok(())
+}
+
 /// `any chat`.
 #[derive(Debug, Args)]
 pub(crate) struct ChatArgs {
@@ -133,12 +217,8 @@ pub(crate) struct ChatArgs {
 }
 
 pub(crate) async fn chat(args: ChatArgs) -> Result<()> {
-    let model = args.model.open()?;
-    eprintln!(
-        "{} ({}-token context). /reset starts over, /exit or Ctrl-D quits.",
-        model.info().name,
-        model.info().context
-    );
+    let (label, model) = args.model.chat_service()?;
+    eprintln!("{label}. /reset starts over, /exit or Ctrl-D quits.");
     let mut messages: Vec<Message> = args
         .system
         .iter()

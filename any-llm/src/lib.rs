@@ -21,7 +21,17 @@
 )]
 #![deny(unsafe_code)]
 
+#[cfg(feature = "http")]
+pub mod http;
 pub mod local;
+pub mod providers;
+mod registry;
+pub mod resilience;
 #[cfg(feature = "server")]
 pub mod server;
+pub mod sse;
 pub mod wire;
+
+pub use registry::{
+    Capabilities, Protocol, Provider, ProviderInfo, embedder, model, parse_model_id, providers,
+};

@@ -1,0 +1,139 @@
+//! The `local` provider: the built-in backend, each model file opened once per process and
+//! shared by every service that names it.
+//!
+//! `local` and `local:default` are the embedded default model (or the file `ANY_MODEL`
+//! names, as [`crate::local::default_model`] says); `local:/path/to/model.gguf` is that
+//! file. Opening is lazy: [`LocalChat`] is created at once, and the model is loaded (and
+//! the default model downloaded, the first time) on the first request, off the async
+//! threads; later services and requests reuse the same [`LocalModel`].
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+
+use any_core::{ChatRequest, ChatStream, EmbedRequest, EmbedResponse, Error, Result};
+use tokio::sync::OnceCell;
+use tower::ServiceExt;
+
+use crate::local::LocalModel;
+
+/// Which file a local service runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LocalSource {
+    /// The embedded default model (or `ANY_MODEL`).
+    Default,
+    /// A GGUF file.
+    File(PathBuf),
+}
+
+impl LocalSource {
+    /// The source a `local:` model name stands for: empty or `default` is the default
+    /// model, anything else a path.
+    ///
+    /// # Errors
+    /// [`Error::ModelNotFound`] if a path is given and no such file exists.
+    pub fn parse(name: &str) -> Result<LocalSource> {
+        match name {
+            "" | "default" => Ok(LocalSource::Default),
+            path => {
+                let path = PathBuf::from(path);
+                if !path.is_file() {
+                    return Err(Error::ModelNotFound(format!(
+                        "local: no model file at {}",
+                        path.display()
+                    )));
+                }
+                Ok(LocalSource::File(path))
+            }
+        }
+    }
+}
+
+/// The model of `source`, opened on first use and shared by the whole process.
+///
+/// # Errors
+/// As [`crate::local::default_model`] or [`LocalModel::open`]; a failed open is not
+/// remembered, so a later call tries again.
+pub async fn shared_model(source: &LocalSource) -> Result<LocalModel> {
+    static MODELS: OnceLock<Mutex<HashMap<LocalSource, Arc<OnceCell<LocalModel>>>>> =
+        OnceLock::new();
+    let cell = {
+        let mut models = MODELS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        models.entry(source.clone()).or_default().clone()
+    };
+    let source = source.clone();
+    cell.get_or_try_init(|| async move {
+        match source {
+            LocalSource::Default => crate::local::default_model().await,
+            LocalSource::File(path) => tokio::task::spawn_blocking(move || LocalModel::open(path))
+                .await
+                .map_err(|e| Error::Model(format!("loading the model panicked: {e}")))?,
+        }
+    })
+    .await
+    .cloned()
+}
+
+/// A chat (and embedding) service over a shared local model, opened on its first request.
+///
+/// ```no_run
+/// use any_core::ChatServiceExt;
+/// use any_llm::providers::local::{LocalChat, LocalSource};
+///
+/// # #[tokio::main] async fn main() -> any_core::Result<()> {
+/// let model = LocalChat::new(LocalSource::Default);
+/// println!("{}", model.complete("Name a fruit.").await?);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct LocalChat {
+    source: LocalSource,
+}
+
+impl LocalChat {
+    /// A service over `source` (nothing is opened yet).
+    pub fn new(source: LocalSource) -> Self {
+        LocalChat { source }
+    }
+
+    /// Which file it runs.
+    pub fn source(&self) -> &LocalSource {
+        &self.source
+    }
+}
+
+impl tower::Service<ChatRequest> for LocalChat {
+    type Response = ChatStream;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<ChatStream>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: ChatRequest) -> Self::Future {
+        let source = self.source.clone();
+        Box::pin(async move { shared_model(&source).await?.oneshot(request).await })
+    }
+}
+
+impl tower::Service<EmbedRequest> for LocalChat {
+    type Response = EmbedResponse;
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<EmbedResponse>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: EmbedRequest) -> Self::Future {
+        let source = self.source.clone();
+        Box::pin(async move { shared_model(&source).await?.oneshot(request).await })
+    }
+}
