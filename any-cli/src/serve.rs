@@ -11,7 +11,9 @@ use clap::Args;
 /// `any serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// The model: `local` (the embedded default model, or ANY_MODEL) or a GGUF file.
+    /// The model: `local` (the embedded default model, or ANY_MODEL), a GGUF file, or a
+    /// `provider:model` id of the registry (e.g. `ollama:gemma3:4b`), which the server then
+    /// fronts — with its key and base URL from the provider's usual environment variables.
     #[arg(long, short = 'm', value_name = "M", default_value = "local")]
     model: String,
     /// The address to listen on (port 0 picks a free port; the address is printed).
@@ -32,6 +34,12 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
+    let is_file = std::path::Path::new(&args.model).is_file();
+    let (provider, _) = any_llm::parse_model_id(&args.model);
+    let known = any_llm::providers().iter().any(|p| p.name == provider);
+    if !is_file && args.model != "local" && known {
+        return serve_registry(args).await;
+    }
     // The id clients put in `model`: `local` for the default model, else the file's stem.
     let (path, id) = if args.model == "local" {
         (fetch::default_model_path()?, "local".to_owned())
@@ -55,11 +63,31 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
     .context("loading the model")?
     .with_context(|| format!("opening {}", path.display()))?;
 
-    let mut builder = Server::builder()
+    let builder = Server::builder()
         .chat(model.clone())
         .embeddings(model)
-        .models([id.clone()])
-        .max_concurrency(args.max_concurrency);
+        .models([id.clone()]);
+    listen(builder, &id, args).await
+}
+
+/// A registry model (`provider:model`) behind the server: chat always, embeddings where the
+/// provider has them.
+async fn serve_registry(args: ServeArgs) -> Result<()> {
+    let id = args.model.clone();
+    let chat = any_llm::model(&id).with_context(|| format!("model `{id}`"))?;
+    let mut builder = Server::builder().chat(chat).models([id.clone()]);
+    if let Ok(embed) = any_llm::embedder(&id) {
+        builder = builder.embeddings(embed);
+    }
+    listen(builder, &id, args).await
+}
+
+async fn listen(
+    mut builder: any_llm::server::ServerBuilder,
+    id: &str,
+    args: ServeArgs,
+) -> Result<()> {
+    builder = builder.max_concurrency(args.max_concurrency);
     if let Some(key) = args.api_key {
         builder = builder.api_key(key);
     }

@@ -128,11 +128,13 @@ static PROVIDERS: &[ProviderInfo] = &[
         api_key_env: None,
         api_key_required: false,
         base_url_env: None,
+        // Tools: calls are constrained and parsed when `tool_choice` forces one (required or
+        // a named function); with `auto` the local model answers in text.
         capabilities: Capabilities {
             streaming: true,
-            tools: false,
-            json_mode: false,
-            json_schema: false,
+            tools: true,
+            json_mode: true,
+            json_schema: true,
             embeddings: true,
             vision: false,
         },
