@@ -31,6 +31,9 @@ const QUOTE: usize = 300;
 /// let err = error_from_status("anthropic", 400, &HeaderMap::new(), body);
 /// assert!(matches!(err, Error::ContextLengthExceeded { requested: Some(208310), limit: Some(200000), .. }));
 /// ```
+///
+/// An exhausted quota (HTTP 429 with code `insufficient_quota`) is a non-retryable
+/// `Error::Provider`: waiting does not fix it.
 pub fn error_from_status(provider: &str, status: u16, headers: &HeaderMap, body: &str) -> Error {
     let details = Details::parse(body);
     let message = details.message.clone();
@@ -51,6 +54,16 @@ pub fn error_from_status(provider: &str, status: u16, headers: &HeaderMap, body:
         404 if details.is_about_model() => Error::ModelNotFound(format!("{provider}: {message}")),
         408 | 504 => Error::Timeout(format!("{provider} (HTTP {status}): {message}")),
         413 => Error::InvalidRequest(format!("request too large: {message}")),
+        // An exhausted quota is not fixed by waiting: a provider error, not retryable.
+        429 if details.code.as_deref() == Some("insufficient_quota")
+            || details.kind.as_deref() == Some("insufficient_quota") =>
+        {
+            Error::Provider {
+                provider: provider.to_owned(),
+                status: Some(status),
+                message,
+            }
+        }
         429 => Error::RateLimited {
             message: format!("{provider}: {message}"),
             retry_after: retry_after(headers),
@@ -316,6 +329,26 @@ mod tests {
 
     fn err(status: u16, body: &str) -> Error {
         error_from_status("p", status, &HeaderMap::new(), body)
+    }
+
+    #[test]
+    fn an_exhausted_quota_is_not_a_rate_limit() {
+        let body = r#"{"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", "code": "insufficient_quota"}}"#;
+        let e = error_from_status("openai", 429, &HeaderMap::new(), body);
+        assert!(
+            matches!(
+                e,
+                Error::Provider {
+                    status: Some(429),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(!e.is_retryable());
+        let body = r#"{"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}}"#;
+        let e = error_from_status("openai", 429, &HeaderMap::new(), body);
+        assert!(e.is_retryable(), "{e:?}");
     }
 
     #[test]
