@@ -24,22 +24,21 @@ pub(crate) struct ModelArgs {
     threads: Option<usize>,
 }
 
-/// What `--model` names.
-enum ModelChoice {
+/// What a `--model` value names.
+pub(crate) enum ModelChoice {
     /// The local backend, on this file (`None`: the default model).
     Local(Option<PathBuf>),
     /// A `provider:model` id for the registry.
     Registry(String),
 }
 
-impl ModelArgs {
-    fn choice(&self) -> ModelChoice {
-        let Some(value) = &self.model else {
-            return ModelChoice::Local(None);
-        };
-        // An existing file is a file, whatever its name looks like.
+impl ModelChoice {
+    /// Reads a `--model` value: an existing file is a file, whatever its name looks like;
+    /// `local`, `local:default` and `local:PATH` are the local backend; an id whose provider
+    /// the registry knows is a registry model; anything else is taken as a file path.
+    pub(crate) fn of(value: &std::path::Path) -> ModelChoice {
         if value.is_file() {
-            return ModelChoice::Local(Some(value.clone()));
+            return ModelChoice::Local(Some(value.to_path_buf()));
         }
         let text = value.to_string_lossy();
         let (provider, name) = any_llm::parse_model_id(&text);
@@ -49,8 +48,16 @@ impl ModelArgs {
             p if any_llm::providers().iter().any(|row| row.name == p) => {
                 ModelChoice::Registry(text.into_owned())
             }
-            _ => ModelChoice::Local(Some(value.clone())),
+            _ => ModelChoice::Local(Some(value.to_path_buf())),
         }
+    }
+}
+
+impl ModelArgs {
+    fn choice(&self) -> ModelChoice {
+        self.model
+            .as_deref()
+            .map_or(ModelChoice::Local(None), ModelChoice::of)
     }
 
     /// The chat service `--model` names: a provider's model through the registry, or the

@@ -1,19 +1,22 @@
 //! `any serve`: a model behind the OpenAI-compatible HTTP server.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::Path;
 
 use any_llm::local::{LocalModel, LocalModelOptions, fetch};
 use any_llm::server::Server;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use crate::local::ModelChoice;
+
 /// `any serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// The model: `local` (the embedded default model, or ANY_MODEL), a GGUF file, or a
-    /// `provider:model` id of the registry (e.g. `ollama:gemma3:4b`), which the server then
-    /// fronts — with its key and base URL from the provider's usual environment variables.
+    /// The model: `local` (the embedded default model, or ANY_MODEL), a GGUF file (or
+    /// `local:PATH`), or a `provider:model` id of the registry (e.g. `ollama:gemma3:4b`),
+    /// which the server then fronts — with its key and base URL from the provider's usual
+    /// environment variables.
     #[arg(long, short = 'm', value_name = "M", default_value = "local")]
     model: String,
     /// The address to listen on (port 0 picks a free port; the address is printed).
@@ -34,22 +37,17 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
-    let is_file = std::path::Path::new(&args.model).is_file();
-    let (provider, _) = any_llm::parse_model_id(&args.model);
-    let known = any_llm::providers().iter().any(|p| p.name == provider);
-    if !is_file && args.model != "local" && known {
-        return serve_registry(args).await;
-    }
     // The id clients put in `model`: `local` for the default model, else the file's stem.
-    let (path, id) = if args.model == "local" {
-        (fetch::default_model_path()?, "local".to_owned())
-    } else {
-        let path = PathBuf::from(&args.model);
-        let id = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| args.model.clone());
-        (path, id)
+    let (path, id) = match ModelChoice::of(Path::new(&args.model)) {
+        ModelChoice::Registry(_) => return serve_registry(args).await,
+        ModelChoice::Local(None) => (fetch::default_model_path()?, "local".to_owned()),
+        ModelChoice::Local(Some(path)) => {
+            let id = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| args.model.clone());
+            (path, id)
+        }
     };
     let options = LocalModelOptions {
         threads: args.threads,
