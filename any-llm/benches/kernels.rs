@@ -1,8 +1,15 @@
-//! Throughput of the local backend's dot-product kernels, in bytes of weights per second.
+//! Throughput of the local backend's dot-product kernels, in bytes of weights per second,
+//! beside this machine's memory read bandwidth.
 //!
-//! Run with `cargo bench -p any-llm --bench kernels`. Each benchmark dots one weight row of
-//! 4096 values with one quantized activation row, through the kernel the matrix
-//! multiplications use on this CPU (`fast`) and through the scalar reference (`reference`).
+//! Run with `cargo bench -p any-llm --bench kernels`. Each `dot/*` benchmark dots one weight
+//! row of 4096 values with one quantized activation row, through the kernel the matrix
+//! multiplications use on this CPU (`fast`) and through the scalar reference (`reference`):
+//! the row stays in the L1 cache, so this is the kernel's arithmetic speed. `stream/*` dots
+//! every row of a 64 MiB matrix (the size of the default model's weights, beyond the L2
+//! cache) with the same activations, as a one-token step does. `memory/read` sums a 1 GiB
+//! buffer: the bandwidth a kernel streaming weights from memory could at most reach on one
+//! thread. Floating-point work is two operations per weight (multiply, add): GFLOP/s =
+//! 2 × bytes/s × weights per byte (32 per 20 bytes for Q4_1, 32 per 34 for Q8_0).
 
 use std::hint::black_box;
 
@@ -91,5 +98,48 @@ fn activations(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, dots, activations);
+fn streams(c: &mut Criterion) {
+    const MATRIX: usize = 64 << 20;
+    for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
+        let row = weight_row(ty);
+        let rows = MATRIX / row.len();
+        let w: Vec<u8> = row.iter().copied().cycle().take(rows * row.len()).collect();
+        let act_ty = ty.vec_dot_type().expect("a paired type");
+        let mut a = vec![0; act_ty.row_size(N).expect("whole blocks")];
+        kernels::quantize_row(act_ty, &values(N, 2), &mut a).expect("quantizes");
+        let mut group = c.benchmark_group(format!("stream/{ty:?}"));
+        group.sample_size(10);
+        group.throughput(Throughput::Bytes(w.len() as u64));
+        group.bench_function("fast", |b| {
+            b.iter(|| {
+                w.chunks_exact(row.len())
+                    .map(|r| kernels::vec_dot(ty, r, black_box(&a), N).expect("sizes match"))
+                    .sum::<f32>()
+            })
+        });
+        group.finish();
+    }
+}
+
+fn memory(c: &mut Criterion) {
+    let buf: Vec<u64> = (0..(1u64 << 27)).collect();
+    let mut group = c.benchmark_group("memory");
+    group.sample_size(10);
+    group.throughput(Throughput::Bytes((buf.len() * 8) as u64));
+    group.bench_function("read", |b| {
+        b.iter(|| {
+            // Eight independent sums, so the loop is bound by loads, not by one add chain.
+            let mut acc = [0u64; 8];
+            for chunk in black_box(&buf).chunks_exact(8) {
+                for (a, &v) in acc.iter_mut().zip(chunk) {
+                    *a = a.wrapping_add(v);
+                }
+            }
+            acc.iter().fold(0u64, |x, &y| x.wrapping_add(y))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, dots, activations, streams, memory);
 criterion_main!(benches);

@@ -50,13 +50,6 @@ impl SumOrder {
         }
     }
 
-    fn slots(self) -> usize {
-        match self {
-            SumOrder::Lanes16 => 16,
-            SumOrder::Lanes64 => 64,
-        }
-    }
-
     /// Which partial sum index `x` goes to.
     fn slot(self, x: usize) -> usize {
         match self {
@@ -112,64 +105,147 @@ fn dot(order: SumOrder, k: &[u16], q: &[f32]) -> f32 {
     acc[0]
 }
 
-/// Reusable buffers of one attention call.
+/// Reusable buffers of one thread's attention work.
 #[derive(Debug, Default)]
 pub(crate) struct AttentionScratch {
-    q: Vec<f32>,
     qbits: Vec<u16>,
-    scores: Vec<f32>,
+    /// Queries rounded to f16, as the keys are.
+    pub(crate) q: Vec<f32>,
+    /// Scores, then probabilities, head-major.
+    pub(crate) scores: Vec<f32>,
     acc: Vec<f32>,
 }
 
-/// Attention of one query head (`q`, already rotated) over `len` cached positions of its
-/// key/value head, written to `out`.
+impl AttentionScratch {
+    /// Rounds the queries `q` to f16 (the keys' precision) into `self.q`.
+    pub(crate) fn round_queries(&mut self, q: &[f32]) {
+        self.qbits.resize(q.len(), 0);
+        kernels::f32_to_f16(q, &mut self.qbits);
+        self.q.clear();
+        self.q
+            .extend(self.qbits.iter().map(|&b| f16::from_bits(b).to_f32()));
+    }
+}
+
+/// Scores of the query heads `q` (rounded, `hd` each) sharing one key head, over the key rows
+/// `keys`: `out[h * len + j] = dot(k_j, q_h) * scale` with `len = out.len() / heads`.
+pub(crate) fn group_scores(
+    order: SumOrder,
+    q: &[f32],
+    keys: &[u16],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    if kernels::attn_scores(order == SumOrder::Lanes64, keys, q, hd, scale, out) {
+        return;
+    }
+    let len = out.len() / (q.len() / hd);
+    for (qh, oh) in q.chunks_exact(hd).zip(out.chunks_exact_mut(len)) {
+        for (o, k) in oh.iter_mut().zip(keys.chunks_exact(hd)) {
+            *o = dot(order, k, qh) * scale;
+        }
+    }
+}
+
+/// Softmax of one head's scores in place, each probability then rounded to f16 (as llama.cpp
+/// stores them before the weighted sum): exponentials summed 16 at a time in f32, the
+/// sixteens in f64.
+pub(crate) fn softmax_rounded(scores: &mut [f32]) {
+    // The maximum, 16 lanes at a time (the order does not change a maximum).
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = scores.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = l.max(v);
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
+    for v in scores.iter_mut() {
+        *v -= max;
+    }
+    kernels::exp_in_place(scores);
+    let mut sum = 0.0f64;
+    for chunk in scores.chunks(16) {
+        let mut lanes = [0f32; 16];
+        lanes[..chunk.len()].copy_from_slice(chunk);
+        sum += f64::from(reduce16(lanes));
+    }
+    let inv = (1.0 / sum) as f32;
+    for p in scores.iter_mut() {
+        *p *= inv;
+    }
+    kernels::round_to_f16(scores);
+}
+
+/// Weighted sums of the value rows `values` for heads sharing them, `p` holding each head's
+/// probabilities (`len` each): each probability scales its value row into the partial sum of
+/// its slot, in increasing position; the slots fold at the end. Columns `cols` of head `h`
+/// go to `out[h * cols.len()..]`.
+pub(crate) fn group_values(
+    order: SumOrder,
+    p: &[f32],
+    values: &[u16],
+    hd: usize,
+    cols: std::ops::Range<usize>,
+    s: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    s.resize(kernels::ATTN_VALUES_SCRATCH.max(64 * hd), 0.0);
+    let lanes64 = order == SumOrder::Lanes64;
+    if kernels::attn_values(lanes64, p, values, hd, cols.clone(), s, out) {
+        return;
+    }
+    let w = cols.len();
+    let len = p.len() / (out.len() / w);
+    for (ph, oh) in p.chunks_exact(len).zip(out.chunks_exact_mut(w)) {
+        let acc = &mut s[..64 * w];
+        acc.fill(0.0);
+        for (j, (&pj, vrow)) in ph.iter().zip(values.chunks_exact(hd)).enumerate() {
+            let slot = order.slot(j);
+            kernels::fma_f16_row(&mut acc[slot * w..(slot + 1) * w], pj, &vrow[cols.clone()]);
+        }
+        order.fold(acc, w);
+        oh.copy_from_slice(&acc[..w]);
+    }
+}
+
+/// Attention of the query heads `q` (`hd` each, not yet rounded) sharing one key/value head,
+/// over its first `len` cached positions, into `out` (`hd` per head).
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn attend(
+pub(crate) fn attend_group(
     order: SumOrder,
     q: &[f32],
     keys: &[u16],
     values: &[u16],
     len: usize,
+    hd: usize,
     scale: f32,
     s: &mut AttentionScratch,
     out: &mut [f32],
 ) {
-    let hd = q.len();
-    // The query is rounded to f16, as the keys are.
-    s.qbits.resize(hd, 0);
-    kernels::f32_to_f16(q, &mut s.qbits);
-    s.q.clear();
-    s.q.extend(s.qbits.iter().map(|&b| f16::from_bits(b).to_f32()));
+    let heads = q.len() / hd;
+    s.round_queries(q);
     s.scores.clear();
-    s.scores.extend(
-        keys.chunks_exact(hd)
-            .take(len)
-            .map(|k| dot(order, k, &s.q) * scale),
+    s.scores.resize(heads * len, 0.0);
+    group_scores(order, &s.q, &keys[..len * hd], hd, scale, &mut s.scores);
+    for ph in s.scores.chunks_exact_mut(len) {
+        softmax_rounded(ph);
+    }
+    group_values(
+        order,
+        &s.scores,
+        &values[..len * hd],
+        hd,
+        0..hd,
+        &mut s.acc,
+        out,
     );
-    let max = s.scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    // Softmax: exponentials summed 16 at a time in f32, the sixteens in f64.
-    let mut sum = 0.0f64;
-    for chunk in s.scores.chunks_mut(16) {
-        let mut lanes = [0f32; 16];
-        for v in chunk.iter_mut() {
-            *v -= max;
-        }
-        kernels::exp_in_place(chunk);
-        lanes[..chunk.len()].copy_from_slice(chunk);
-        sum += f64::from(reduce16(lanes));
-    }
-    let inv = (1.0 / sum) as f32;
-    // Weighted values, summed over positions in the same order: each probability, rounded to
-    // f16, scales its value row into the partial sum of its slot; the slots fold at the end.
-    s.acc.clear();
-    s.acc.resize(order.slots() * hd, 0.0);
-    for (j, (p, vrow)) in s.scores.iter().zip(values.chunks_exact(hd)).enumerate() {
-        let p = f16::from_f32(p * inv).to_f32();
-        let slot = order.slot(j);
-        kernels::fma_f16_row(&mut s.acc[slot * hd..(slot + 1) * hd], p, vrow);
-    }
-    order.fold(&mut s.acc, hd);
-    out.copy_from_slice(&s.acc[..hd]);
 }
 
 #[cfg(test)]
@@ -212,6 +288,84 @@ mod tests {
         }
     }
 
+    /// Deterministic f16 rows with magnitudes like a small model's keys and values.
+    fn f16_rows(n: usize, seed: u32) -> Vec<u16> {
+        (0..n)
+            .map(|i| {
+                let x = ((i as f32 + seed as f32 * 7.3) * 0.61).sin() * (1.0 + (i % 13) as f32);
+                f16::from_f32(x).to_bits()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn vector_attention_kernels_equal_the_portable_order_bit_for_bit() {
+        for hd in [64, 128] {
+            for heads in [1, 3, 5] {
+                for len in [1, 5, 16, 17, 63, 64, 65, 200, 1000] {
+                    let keys = f16_rows(len * hd, 1);
+                    let values = f16_rows(len * hd, 2);
+                    let q: Vec<f32> = f16_rows(heads * hd, 3)
+                        .iter()
+                        .map(|&b| f16::from_bits(b).to_f32())
+                        .collect();
+                    for order in [SumOrder::Lanes16, SumOrder::Lanes64] {
+                        let lanes64 = order == SumOrder::Lanes64;
+                        let mut fast = vec![0.0; heads * len];
+                        if !kernels::attn_scores(lanes64, &keys, &q, hd, 0.125, &mut fast) {
+                            eprintln!("no vector attention kernels on this CPU");
+                            return;
+                        }
+                        for (h, qh) in q.chunks_exact(hd).enumerate() {
+                            for (j, k) in keys.chunks_exact(hd).enumerate() {
+                                let slow = dot(order, k, qh) * 0.125;
+                                let f = fast[h * len + j];
+                                assert_eq!(f.to_bits(), slow.to_bits(), "scores {hd} {len} {j}");
+                            }
+                        }
+                        let p: Vec<f32> = (0..heads * len)
+                            .map(|j| f16::from_f32(1.0 / (1.0 + j as f32)).to_f32())
+                            .collect();
+                        let mut acc = vec![0.0; kernels::ATTN_VALUES_SCRATCH];
+                        for cols in [0..hd, 0..32, 32..hd, 16..48] {
+                            let w = cols.len();
+                            let mut out = vec![0.0; heads * w];
+                            assert!(kernels::attn_values(
+                                lanes64,
+                                &p,
+                                &values,
+                                hd,
+                                cols.clone(),
+                                &mut acc,
+                                &mut out
+                            ));
+                            for (h, ph) in p.chunks_exact(len).enumerate() {
+                                let mut slow = vec![0.0; 64 * hd];
+                                for (j, (&pj, row)) in
+                                    ph.iter().zip(values.chunks_exact(hd)).enumerate()
+                                {
+                                    let slot = order.slot(j);
+                                    for (a, &vb) in slow[slot * hd..][..hd].iter_mut().zip(row) {
+                                        *a = pj.mul_add(f16::from_bits(vb).to_f32(), *a);
+                                    }
+                                }
+                                order.fold(&mut slow, hd);
+                                let got: Vec<u32> =
+                                    out[h * w..][..w].iter().map(|v| v.to_bits()).collect();
+                                let want: Vec<u32> =
+                                    slow[cols.clone()].iter().map(|v| v.to_bits()).collect();
+                                assert_eq!(
+                                    got, want,
+                                    "values {hd} {heads} {len} {order:?} {cols:?}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn attention_over_one_position_returns_its_value() {
         let hd = 64;
@@ -223,7 +377,7 @@ mod tests {
         let mut out = vec![0.0; hd];
         for order in [SumOrder::Lanes16, SumOrder::Lanes64] {
             let mut scratch = AttentionScratch::default();
-            attend(order, &q, &k, &v, 1, 0.125, &mut scratch, &mut out);
+            attend_group(order, &q, &k, &v, 1, hd, 0.125, &mut scratch, &mut out);
             assert!(
                 out.iter().enumerate().all(|(i, &o)| o == i as f32 * 0.5),
                 "{order:?}"

@@ -6,15 +6,16 @@
 //! feed-forward, a residual. A final RMSNorm, and the output head (tied to the embedding when
 //! the file has no `output.weight`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use any_core::{Error, Result};
-use rayon::prelude::*;
-
-use crate::local::attention::{AttentionScratch, SumOrder, attend};
+use crate::local::attention::{
+    AttentionScratch, SumOrder, attend_group, group_scores, group_values, softmax_rounded,
+};
 use crate::local::gguf::{GgufFile, TensorInfo};
 use crate::local::kernels;
 use crate::local::matmul::{MatmulScratch, WeightView, matmul, matmul_group};
+use crate::local::pool::Pool;
+use any_core::{Error, Result};
 
 /// The shape of a llama-family model, read from GGUF metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -301,6 +302,7 @@ impl Llama {
                 n,
                 &mut [&mut s.q[..n * qd], &mut s.k[..n * kvd], &mut s.v[..n * kvd]],
                 &mut s.mm,
+                &s.pool,
             );
             for t in 0..n {
                 let pos = pos0 + t;
@@ -308,8 +310,18 @@ impl Llama {
                 self.rope(&mut s.k[t * kvd..(t + 1) * kvd], pos);
             }
             kv.store(l, pos0, &s.k[..n * kvd], &s.v[..n * kvd], cfg);
-            attention(cfg, kv, l, pos0, n, &s.q[..n * qd], &mut s.attn[..n * qd]);
-            matmul(self.view(&b.wo), &s.attn, n, &mut s.xn, &mut s.mm);
+            attention(
+                cfg,
+                kv,
+                l,
+                pos0,
+                n,
+                &s.q[..n * qd],
+                &mut s.attn[..n * qd],
+                &s.pool,
+                &mut s.attn_buf,
+            );
+            matmul(self.view(&b.wo), &s.attn, n, &mut s.xn, &mut s.mm, &s.pool);
             add_in_place(&mut s.x, &s.xn);
             rms_norm_rows(&s.x, &b.ffn_norm, cfg.rms_eps, &mut s.xn);
             matmul_group(
@@ -318,9 +330,17 @@ impl Llama {
                 n,
                 &mut [&mut s.gate[..n * ff], &mut s.up[..n * ff]],
                 &mut s.mm,
+                &s.pool,
             );
             kernels::swiglu(&mut s.gate, &s.up);
-            matmul(self.view(&b.w_down), &s.gate, n, &mut s.xn, &mut s.mm);
+            matmul(
+                self.view(&b.w_down),
+                &s.gate,
+                n,
+                &mut s.xn,
+                &mut s.mm,
+                &s.pool,
+            );
             add_in_place(&mut s.x, &s.xn);
         }
         kv.len = pos0 + n;
@@ -329,10 +349,10 @@ impl Llama {
     }
 
     /// Logits of the output head for `hidden` (rows of `n_embd` values).
-    pub(crate) fn logits(&self, hidden: &[f32], out: &mut Vec<f32>, mm: &mut MatmulScratch) {
+    pub(crate) fn logits(&self, hidden: &[f32], out: &mut Vec<f32>, s: &mut Scratch) {
         let n = hidden.len() / self.cfg.n_embd;
         out.resize(n * self.cfg.n_vocab, 0.0);
-        matmul(self.view(&self.output), hidden, n, out, mm);
+        matmul(self.view(&self.output), hidden, n, out, &mut s.mm, &s.pool);
     }
 
     /// Rotates adjacent pairs of each head's first `rope_dim` values by the position angle
@@ -376,7 +396,18 @@ fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// Causal grouped-query attention of `n` new tokens (at `pos0..`) over the cache.
+/// Context length from which a single token's attention is split across threads by
+/// positions (scores) and by columns (weighted values) rather than by key/value head: below
+/// it the heads are too little work to be worth a second region.
+const SPLIT_FROM: usize = 128;
+
+/// Positions per task of the split's scores.
+const SCORE_BLOCK: usize = 256;
+
+/// Causal grouped-query attention of `n` new tokens (at `pos0..`) over the cache. The query
+/// heads sharing a key/value head are computed together, so each cached row is read once for
+/// all of them.
+#[allow(clippy::too_many_arguments)]
 fn attention(
     cfg: &LlamaConfig,
     kv: &KvCache,
@@ -385,37 +416,136 @@ fn attention(
     n: usize,
     q: &[f32],
     out: &mut [f32],
+    pool: &Pool,
+    s: &mut AttnBuffers,
 ) {
     let hd = cfg.head_dim;
     let group = cfg.n_head / cfg.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
     let order = SumOrder::for_batch(n);
-    let work = |s: &mut AttentionScratch, (idx, o): (usize, &mut [f32])| {
-        let (t, h) = (idx / cfg.n_head, idx % cfg.n_head);
-        let g = h / group;
+    let len = pos0 + 1;
+    if n == 1 && len >= SPLIT_FROM && pool.threads() > 1 {
+        return attention_split(cfg, kv, layer, len, q, out, pool, s);
+    }
+    // One task per token and key/value head: its query heads are contiguous in `q` and `out`.
+    pool.for_each_chunk(out, group * hd, |idx, o, thread| {
+        // Each thread index is used by one task at a time: the lock is never contended.
+        let mut sc = s.per_thread[thread]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (t, g) = (idx / cfg.n_head_kv, idx % cfg.n_head_kv);
         let len = pos0 + t + 1;
-        let q = &q[idx * hd..(idx + 1) * hd];
-        attend(
+        let q = &q[idx * group * hd..(idx + 1) * group * hd];
+        attend_group(
             order,
             q,
             kv.keys(layer, g, len),
             kv.values(layer, g, len),
             len,
+            hd,
             scale,
-            s,
+            &mut sc,
             o,
         );
-    };
-    // One token's heads are worth a thread each once the context is long.
-    if n > 1 || pos0 >= 256 {
-        out.par_chunks_mut(hd)
-            .enumerate()
-            .for_each_init(AttentionScratch::default, work);
-    } else {
-        let mut s = AttentionScratch::default();
-        out.chunks_mut(hd)
-            .enumerate()
-            .for_each(|item| work(&mut s, item));
+    });
+}
+
+/// A single token's attention over a long context in two regions: scores by blocks of
+/// positions, then softmax and weighted values by halves of the head width. Every number is
+/// the one [`attend_group`] computes.
+#[allow(clippy::too_many_arguments)]
+fn attention_split(
+    cfg: &LlamaConfig,
+    kv: &KvCache,
+    layer: usize,
+    len: usize,
+    q: &[f32],
+    out: &mut [f32],
+    pool: &Pool,
+    s: &mut AttnBuffers,
+) {
+    let hd = cfg.head_dim;
+    let group = cfg.n_head / cfg.n_head_kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let order = SumOrder::Lanes64;
+    let blocks = len.div_ceil(SCORE_BLOCK);
+    {
+        let mut sc = s.per_thread[0]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        sc.round_queries(q);
+        s.q.clear();
+        s.q.extend_from_slice(&sc.q);
+    }
+    // Scores: task (g, b) holds its heads' scores of block b, head-major.
+    s.scores
+        .resize(cfg.n_head_kv * blocks * group * SCORE_BLOCK, 0.0);
+    let qr = &s.q;
+    pool.for_each_chunk(&mut s.scores, group * SCORE_BLOCK, |idx, o, _| {
+        let (g, b) = (idx / blocks, idx % blocks);
+        let start = b * SCORE_BLOCK;
+        let rows = SCORE_BLOCK.min(len - start);
+        let keys = &kv.keys(layer, g, len)[start * hd..(start + rows) * hd];
+        let qg = &qr[g * group * hd..(g + 1) * group * hd];
+        group_scores(order, qg, keys, hd, scale, &mut o[..group * rows]);
+    });
+    // Probabilities, a task per query head, gathered from the blocks.
+    s.probs.resize(cfg.n_head * len, 0.0);
+    let scores = &s.scores;
+    pool.for_each_chunk(&mut s.probs, len, |head, p, _| {
+        let (g, h) = (head / group, head % group);
+        for b in 0..blocks {
+            let start = b * SCORE_BLOCK;
+            let rows = SCORE_BLOCK.min(len - start);
+            let at = (g * blocks + b) * group * SCORE_BLOCK + h * rows;
+            p[start..start + rows].copy_from_slice(&scores[at..at + rows]);
+        }
+        softmax_rounded(p);
+    });
+    // Weighted values: task (g, half) sums its heads' values over half of the columns.
+    let halves = if hd.is_multiple_of(32) { 2 } else { 1 };
+    let w = hd / halves;
+    s.parts.resize(cfg.n_head_kv * halves * group * w, 0.0);
+    let probs = &s.probs;
+    pool.for_each_chunk(&mut s.parts, group * w, |idx, o, thread| {
+        let mut acc = s.split[thread]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (g, half) = (idx / halves, idx % halves);
+        let p = &probs[g * group * len..(g + 1) * group * len];
+        let cols = half * w..(half + 1) * w;
+        group_values(order, p, kv.values(layer, g, len), hd, cols, &mut acc, o);
+    });
+    for (idx, part) in s.parts.chunks_exact(group * w).enumerate() {
+        let (g, half) = (idx / halves, idx % halves);
+        for h in 0..group {
+            let at = (g * group + h) * hd + half * w;
+            out[at..at + w].copy_from_slice(&part[h * w..(h + 1) * w]);
+        }
+    }
+}
+
+/// Attention buffers: per-thread scratch and the split's shared arrays.
+#[derive(Debug)]
+struct AttnBuffers {
+    per_thread: Vec<Mutex<AttentionScratch>>,
+    split: Vec<Mutex<Vec<f32>>>,
+    q: Vec<f32>,
+    scores: Vec<f32>,
+    probs: Vec<f32>,
+    parts: Vec<f32>,
+}
+
+impl AttnBuffers {
+    fn new(threads: usize) -> Self {
+        AttnBuffers {
+            per_thread: (0..threads).map(|_| Mutex::default()).collect(),
+            split: (0..threads).map(|_| Mutex::default()).collect(),
+            q: Vec::new(),
+            scores: Vec::new(),
+            probs: Vec::new(),
+            parts: Vec::new(),
+        }
     }
 }
 
@@ -474,8 +604,8 @@ impl KvCache {
     }
 }
 
-/// Buffers of one forward pass, reused across calls.
-#[derive(Debug, Default)]
+/// Buffers of one forward pass, reused across calls, and the threads that run it.
+#[derive(Debug)]
 pub(crate) struct Scratch {
     x: Vec<f32>,
     xn: Vec<f32>,
@@ -485,10 +615,29 @@ pub(crate) struct Scratch {
     attn: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
-    pub(crate) mm: MatmulScratch,
+    mm: MatmulScratch,
+    attn_buf: AttnBuffers,
+    pool: Pool,
 }
 
 impl Scratch {
+    /// Buffers for forward passes run on `pool`'s threads.
+    pub(crate) fn new(pool: Pool) -> Self {
+        Scratch {
+            x: Vec::new(),
+            xn: Vec::new(),
+            q: Vec::new(),
+            k: Vec::new(),
+            v: Vec::new(),
+            attn: Vec::new(),
+            gate: Vec::new(),
+            up: Vec::new(),
+            mm: MatmulScratch::default(),
+            attn_buf: AttnBuffers::new(pool.threads()),
+            pool,
+        }
+    }
+
     fn resize(&mut self, n: usize, cfg: &LlamaConfig) {
         self.x.resize(n * cfg.n_embd, 0.0);
         self.xn.resize(n * cfg.n_embd, 0.0);
@@ -509,5 +658,58 @@ impl Scratch {
     /// The final normalised hidden states of the last forward pass, `n_embd` per token.
     pub(crate) fn hidden(&self) -> &[f32] {
         &self.xn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> LlamaConfig {
+        LlamaConfig {
+            n_vocab: 10,
+            n_embd: 576,
+            n_layer: 1,
+            n_head: 9,
+            n_head_kv: 3,
+            head_dim: 64,
+            n_ff: 1536,
+            n_ctx_train: 2048,
+            rms_eps: 1e-5,
+            rope_base: 10_000.0,
+            rope_dim: 64,
+            rope_freq_scale: 1.0,
+        }
+    }
+
+    fn noise(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| (i as f32 * 0.37 + seed as f32 * 1.7).sin() * 3.0)
+            .collect()
+    }
+
+    #[test]
+    fn a_single_tokens_attention_split_across_threads_equals_the_one_thread_result() {
+        let cfg = config();
+        let (qd, kvd) = (cfg.q_dim(), cfg.kv_dim());
+        let one = Pool::new(1).unwrap();
+        let two = Pool::new(2).unwrap();
+        for len in [1, 100, SPLIT_FROM, 300, SCORE_BLOCK * 2 + 17] {
+            let mut kv = KvCache::new(&cfg, len);
+            kv.store(0, 0, &noise(len * kvd, 1), &noise(len * kvd, 2), &cfg);
+            kv.len = len;
+            let q = noise(qd, 3);
+            let (mut a, mut b) = (vec![0.0; qd], vec![0.0; qd]);
+            let mut sa = AttnBuffers::new(1);
+            let mut sb = AttnBuffers::new(2);
+            attention(&cfg, &kv, 0, len - 1, 1, &q, &mut a, &one, &mut sa);
+            attention(&cfg, &kv, 0, len - 1, 1, &q, &mut b, &two, &mut sb);
+            assert!(a.iter().all(|v| v.is_finite() && *v != 0.0), "len {len}");
+            assert_eq!(
+                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "len {len}"
+            );
+        }
     }
 }

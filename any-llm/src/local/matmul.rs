@@ -5,9 +5,8 @@
 //! row is dotted with every activation row, exactly as llama.cpp does it: that is what makes
 //! our logits agree with its to a few hundredths.
 
-use rayon::prelude::*;
-
 use crate::local::kernels;
+use crate::local::pool::Pool;
 use crate::local::quant::{self, GgmlType};
 
 /// A weight matrix as it sits in the file: `rows` rows of `cols` values in `ty` blocks.
@@ -58,8 +57,9 @@ pub(crate) fn matmul(
     n: usize,
     out: &mut [f32],
     s: &mut MatmulScratch,
+    pool: &Pool,
 ) {
-    matmul_group(&[w], x, n, &mut [out], s);
+    matmul_group(&[w], x, n, &mut [out], s, pool);
 }
 
 /// Several [`matmul`]s of the same activations (the Q, K and V projections; gate and up):
@@ -74,12 +74,20 @@ pub(crate) fn matmul_group(
     n: usize,
     outs: &mut [&mut [f32]],
     s: &mut MatmulScratch,
+    pool: &Pool,
 ) {
     debug_assert_eq!(ws.len(), outs.len());
     let Some(first) = ws.first() else { return };
     if ws.iter().any(|w| w.ty != first.ty || w.cols != first.cols) {
         for (w, out) in ws.iter().zip(outs.iter_mut()) {
-            matmul_group(std::slice::from_ref(w), x, n, std::slice::from_mut(out), s);
+            matmul_group(
+                std::slice::from_ref(w),
+                x,
+                n,
+                std::slice::from_mut(out),
+                s,
+                pool,
+            );
         }
         return;
     }
@@ -93,16 +101,20 @@ pub(crate) fn matmul_group(
         .row_size(cols)
         .expect("weight shapes were validated at load");
     s.acts.resize(n * ab, 0);
-    let quantize = |(xr, ar): (&[f32], &mut [u8])| kernels::quantize_activations(act_ty, xr, ar);
-    if n >= PARALLEL_MIN_TOKENS && rayon::current_num_threads() > 1 {
-        x.par_chunks_exact(cols)
-            .zip(s.acts.par_chunks_exact_mut(ab))
-            .with_min_len(PARALLEL_MIN_TOKENS / 2)
-            .for_each(quantize);
+    // Rows `t0..` of the activations into `acts` (whole rows).
+    let quantize = |t0: usize, acts: &mut [u8]| {
+        for (xr, ar) in x[t0 * cols..]
+            .chunks_exact(cols)
+            .zip(acts.chunks_exact_mut(ab))
+        {
+            kernels::quantize_activations(act_ty, xr, ar);
+        }
+    };
+    if n >= PARALLEL_MIN_TOKENS && pool.threads() > 1 {
+        let per = PARALLEL_MIN_TOKENS / 2;
+        pool.for_each_chunk(&mut s.acts, per * ab, |i, acts, _| quantize(i * per, acts));
     } else {
-        x.chunks_exact(cols)
-            .zip(s.acts.chunks_exact_mut(ab))
-            .for_each(quantize);
+        quantize(0, &mut s.acts);
     }
     let acts = &s.acts[..];
     let kernel = kernels::dot_fn(first.ty);
@@ -209,18 +221,17 @@ pub(crate) fn matmul_group(
         }
     };
     let blocks = total_rows * n * (cols / 32);
-    let threads = rayon::current_num_threads();
+    let threads = pool.threads();
     if threads > 1 && blocks >= PARALLEL_MIN_BLOCKS {
         // A few shares per thread, so a thread slowed by another process is helped out, each
         // share a multiple of the tile and row-group heights so those stay whole.
-        let shares = threads * if n == 1 { 2 } else { 8 };
+        let shares = threads * if n == 1 { 4 } else { 8 };
         let rows_per = total_rows
             .div_ceil(shares)
             .next_multiple_of(kernels::TILE_ROWS.max(kernels::ROWS));
-        s.out_t
-            .par_chunks_mut(rows_per * n)
-            .enumerate()
-            .for_each(|(c, o)| fill((c * rows_per, o)));
+        pool.for_each_chunk(&mut s.out_t, rows_per * n, |c, o, _| {
+            fill((c * rows_per, o));
+        });
     } else {
         fill((0, &mut s.out_t[..]));
     }
@@ -232,18 +243,19 @@ pub(crate) fn matmul_group(
         if n == 1 {
             out.copy_from_slice(part);
         } else {
-            let transpose = |(t, row): (usize, &mut [f32])| {
-                for (r, o) in row.iter_mut().enumerate() {
-                    *o = part[r * n + t];
+            // Tokens `t0..` of the output (whole rows of `w.rows`).
+            let transpose = |t0: usize, rows: &mut [f32]| {
+                for (t, row) in rows.chunks_exact_mut(w.rows).enumerate() {
+                    for (r, o) in row.iter_mut().enumerate() {
+                        *o = part[r * n + t0 + t];
+                    }
                 }
             };
-            if n >= PARALLEL_MIN_TOKENS && rayon::current_num_threads() > 1 {
-                out.par_chunks_exact_mut(w.rows)
-                    .enumerate()
-                    .with_min_len(PARALLEL_MIN_TOKENS / 2)
-                    .for_each(transpose);
+            if n >= PARALLEL_MIN_TOKENS && pool.threads() > 1 {
+                let per = PARALLEL_MIN_TOKENS / 2;
+                pool.for_each_chunk(out, per * w.rows, |i, rows, _| transpose(i * per, rows));
             } else {
-                out.chunks_exact_mut(w.rows).enumerate().for_each(transpose);
+                transpose(0, out);
             }
         }
         r0 += w.rows;

@@ -24,6 +24,7 @@ pub mod gguf;
 pub mod kernels;
 pub mod llama;
 mod matmul;
+mod pool;
 pub mod quant;
 pub mod sampler;
 pub mod template;

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc as tmpsc, oneshot};
 use crate::local::constrain::{Constraint, GrammarEngine, Plan};
 use crate::local::gguf::GgufFile;
 use crate::local::llama::{Llama, LlamaConfig};
+use crate::local::pool::Pool;
 use crate::local::sampler::{self, SamplerConfig};
 use crate::local::template::ChatTemplate;
 use crate::local::tokenizer::{EncodeOptions, Tokenizer};
@@ -168,10 +169,7 @@ impl LocalModel {
         if threads == 0 {
             return Err(Error::InvalidRequest("threads must be at least 1".into()));
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("any-local-{i}"))
-            .build()
+        let pool = Pool::new(threads)
             .map_err(|e| model_err(format!("cannot start the thread pool: {e}")))?;
         let name = file
             .metadata()
@@ -184,10 +182,10 @@ impl LocalModel {
                     .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
             });
         let (tx, rx) = mpsc::channel();
-        let worker = Worker::new(llama, tokenizer.clone(), context);
+        let worker = Worker::new(llama, tokenizer.clone(), context, pool);
         std::thread::Builder::new()
             .name("any-local-engine".into())
-            .spawn(move || worker.run(rx, pool))
+            .spawn(move || worker.run(rx))
             .map_err(Error::Io)?;
         let info = ModelInfo {
             name,

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc as tmpsc, oneshot};
 use super::stop::{StopMatcher, StopScan};
 use crate::local::constrain::Constraint;
 use crate::local::llama::{KvCache, Llama, Scratch};
+use crate::local::pool::Pool;
 use crate::local::sampler::{self, Sampler, SamplerConfig};
 use crate::local::tokenizer::{DecodeOptions, Tokenizer};
 
@@ -112,13 +113,13 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(llama: Arc<Llama>, tokenizer: Tokenizer, context: usize) -> Self {
+    pub(crate) fn new(llama: Arc<Llama>, tokenizer: Tokenizer, context: usize, pool: Pool) -> Self {
         let kv = KvCache::new(llama.config(), context);
         Worker {
             llama,
             tokenizer,
             kv,
-            scratch: Scratch::default(),
+            scratch: Scratch::new(pool),
             cached: Vec::new(),
             canonical: 0,
             logits: Vec::new(),
@@ -126,9 +127,9 @@ impl Worker {
         }
     }
 
-    pub(crate) fn run(mut self, jobs: mpsc::Receiver<Job>, pool: rayon::ThreadPool) {
+    pub(crate) fn run(mut self, jobs: mpsc::Receiver<Job>) {
         for job in jobs {
-            pool.install(|| self.handle(job));
+            self.handle(job);
         }
     }
 
@@ -161,7 +162,7 @@ impl Worker {
                 let r = self.reset_and_eval(&ids).map(|()| {
                     let hidden = self.last_hidden().to_vec();
                     self.llama
-                        .logits(&hidden, &mut self.logits, &mut self.scratch.mm);
+                        .logits(&hidden, &mut self.logits, &mut self.scratch);
                     self.logits.clone()
                 });
                 let _ = reply.send(r);
@@ -234,7 +235,7 @@ impl Worker {
         self.last.clear();
         self.last.extend_from_slice(&h[h.len() - d..]);
         self.llama
-            .logits(&self.last, &mut self.logits, &mut self.scratch.mm);
+            .logits(&self.last, &mut self.logits, &mut self.scratch);
         Ok(start.elapsed())
     }
 
@@ -247,7 +248,7 @@ impl Worker {
             let h = self.scratch.hidden();
             self.last.extend_from_slice(&h[h.len() - d..]);
             self.llama
-                .logits(&self.last, &mut self.logits, &mut self.scratch.mm);
+                .logits(&self.last, &mut self.logits, &mut self.scratch);
             let token = sampler::argmax(&self.logits);
             self.llama
                 .forward(&[token], &mut self.kv, &mut self.scratch)?;
@@ -305,7 +306,7 @@ impl Worker {
             }
             let hidden = self.last_hidden().to_vec();
             self.llama
-                .logits(&hidden, &mut self.logits, &mut self.scratch.mm);
+                .logits(&hidden, &mut self.logits, &mut self.scratch);
             let raw = logprobs.map(|_| self.logits.clone());
             let token = match &mut constraint {
                 None => sampler.sample(&mut self.logits),
@@ -439,7 +440,7 @@ impl Worker {
             if first_needed < end {
                 let hidden = self.scratch.hidden()[(first_needed - start) * d..].to_vec();
                 self.llama
-                    .logits(&hidden, &mut self.logits, &mut self.scratch.mm);
+                    .logits(&hidden, &mut self.logits, &mut self.scratch);
                 let vocab = self.llama.config().n_vocab;
                 for (j, row) in self.logits.chunks_exact_mut(vocab).enumerate() {
                     let target = ids[first_needed + j + 1];

@@ -2,7 +2,8 @@
 //!
 //! Every function here has a portable path (the scalar reference in [`quant`] or a plain loop)
 //! and, where the CPU has them, SIMD paths; tests check each SIMD path against the portable
-//! one. This is the only module of the crate allowed `unsafe`, each block with its reason.
+//! one. With the thread pool (`pool`), this is the only module of the crate allowed `unsafe`,
+//! each block with its reason.
 //!
 //! [`quant`]: crate::local::quant
 #![allow(unsafe_code)]
@@ -177,6 +178,69 @@ pub(crate) fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> Option<f32> 
     None
 }
 
+/// Attention scores of the query heads in `q` (`hd` values each) that share one key head:
+/// `out[h * len + j] = dot(keys_j, q_h) * scale` for `len = out.len() / heads` key rows, every
+/// dot product summed in the order of [`dot_f16_lanes`]. `false` where this CPU has no vector
+/// path for it: the caller then computes the same numbers one by one.
+pub(crate) fn attn_scores(
+    lanes64: bool,
+    keys: &[u16],
+    q: &[f32],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx512() && hd.is_multiple_of(16) && hd > 0 && q.len().is_multiple_of(hd) {
+        let heads = q.len() / hd;
+        if heads > 0 && out.len().is_multiple_of(heads) && keys.len() >= out.len() / heads * hd {
+            // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
+            unsafe { x86::attn_scores(lanes64, keys, q, hd, scale, out) };
+            return true;
+        }
+    }
+    let _ = (lanes64, keys, q, hd, scale, out);
+    false
+}
+
+/// Scratch floats [`attn_values`] needs.
+pub(crate) const ATTN_VALUES_SCRATCH: usize = 4 * 64 * 64;
+
+/// Probability-weighted sums of value rows for heads sharing them: head `h`'s row `j` (of the
+/// `values`, `hd` wide) scaled by `p[h * len + j]` and fused-multiply-added into partial sum
+/// `j mod 64` (single-token order) or `j mod 16` (batch order) in increasing `j`, the partial
+/// sums folded as attention folds them; columns `cols` (multiples of 16) of head `h` go to
+/// `out[h * cols.len()..]`. `acc` is scratch of [`ATTN_VALUES_SCRATCH`] floats. `false` where
+/// this CPU has no vector path: the caller then computes the same numbers row by row.
+pub(crate) fn attn_values(
+    lanes64: bool,
+    p: &[f32],
+    values: &[u16],
+    hd: usize,
+    cols: std::ops::Range<usize>,
+    acc: &mut [f32],
+    out: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx512()
+        && cols.start.is_multiple_of(16)
+        && cols.len().is_multiple_of(16)
+        && !cols.is_empty()
+        && cols.end <= hd
+        && out.len().is_multiple_of(cols.len())
+        && acc.len() >= ATTN_VALUES_SCRATCH
+    {
+        let heads = out.len() / cols.len();
+        if heads > 0 && p.len().is_multiple_of(heads) && values.len() >= p.len() / heads * hd {
+            // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
+            unsafe { x86::attn_values(lanes64, p, values, hd, cols, acc, out) };
+            return true;
+        }
+    }
+    let _ = (lanes64, p, values, hd, cols, acc, out);
+    false
+}
+
 /// `acc[i] = fma(p, v[i], acc[i])` for a row of f16 values (one rounding per element).
 pub(crate) fn fma_f16_row(acc: &mut [f32], p: f32, v: &[u16]) {
     debug_assert_eq!(acc.len(), v.len());
@@ -245,6 +309,18 @@ pub(crate) fn swiglu(gate: &mut [f32], up: &[f32]) {
     }
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = *g / (1.0 + exp(0.0 - *g)) * u;
+    }
+}
+
+/// Rounds every value to the nearest f16 (ties to even), kept as f32.
+pub(crate) fn round_to_f16(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        return unsafe { x86::round_to_f16(x) };
+    }
+    for v in x {
+        *v = f16::from_f32(*v).to_f32();
     }
 }
 

@@ -1,4 +1,4 @@
-//! AVX2 + FMA + F16C kernels for x86-64.
+//! x86-64 kernels: AVX2 + FMA + F16C, and AVX-512 (VNNI for the integer dots) where present.
 //!
 //! Every function marked `#[target_feature]` is only reached after [`has_avx2`] said yes.
 //! Pointer arithmetic stays inside slices whose lengths the safe wrappers check first.
@@ -22,6 +22,17 @@ pub(super) fn has_avx2() -> bool {
     })
 }
 
+/// Whether this CPU has AVX-512 Foundation (with AVX2, FMA and F16C): the attention kernels
+/// use its 16-lane registers and in-register shuffles.
+pub(super) fn has_avx512() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| {
+        has_avx2()
+            && std::env::var_os("ANY_NO_AVX512").is_none()
+            && is_x86_feature_detected!("avx512f")
+    })
+}
+
 /// Whether this CPU also has AVX-512 VNNI (with VL and BW), whose `vpdpbusd` sums byte
 /// products in one instruction.
 pub(super) fn has_vnni() -> bool {
@@ -41,8 +52,12 @@ pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
     if !has_avx2() {
         return None;
     }
-    if has_vnni() && ty == GgmlType::Q4_1 {
-        return Some(dot_q4_1_vnni_checked);
+    if has_vnni() {
+        match ty {
+            GgmlType::Q4_1 => return Some(dot_q4_1_vnni_checked),
+            GgmlType::Q8_0 => return Some(dot_q8_0_vnni_checked),
+            _ => {}
+        }
     }
     match ty {
         GgmlType::Q8_0 => Some(dot_q8_0),
@@ -77,6 +92,8 @@ pub(super) fn rows_fn(ty: GgmlType) -> Option<RowsFn> {
     match ty {
         GgmlType::Q4_1 if has_vnni() => Some(rows_q4_1_vnni_checked),
         GgmlType::Q4_1 if has_avx2() => Some(rows_q4_1),
+        GgmlType::Q8_0 if has_vnni() => Some(rows_q8_0_vnni_checked),
+        GgmlType::Q8_0 if has_avx2() => Some(rows_q8_0),
         _ => None,
     }
 }
@@ -118,6 +135,27 @@ fn tile_q4_1_vnni_checked(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
     // SAFETY: `tile_fn` hands this out only when `has_vnni()` said yes; `check` proved the
     // slices hold `TILE_ROWS` and `TILE_TOKENS` rows of `nb` whole blocks.
     unsafe { tile_q4_1_vnni(w.as_ptr(), a.as_ptr(), nb, out) }
+}
+
+fn rows_q8_0(w: &[u8], a: &[u8], n: usize, out: &mut [f32; ROWS]) {
+    let nb = check(w, a, n, 34 * ROWS, 34);
+    // SAFETY: `rows_fn` hands this out only when AVX2/FMA/F16C are present; `check` proved
+    // the slices hold `ROWS` rows and one row of `nb` whole blocks.
+    unsafe { rows_q8_0_avx2(w.as_ptr(), a.as_ptr(), nb, out) }
+}
+
+fn rows_q8_0_vnni_checked(w: &[u8], a: &[u8], n: usize, out: &mut [f32; ROWS]) {
+    let nb = check(w, a, n, 34 * ROWS, 34);
+    // SAFETY: `rows_fn` hands this out only when `has_vnni()` said yes; `check` proved the
+    // slices hold `ROWS` rows and one row of `nb` whole blocks.
+    unsafe { rows_q8_0_vnni(w.as_ptr(), a.as_ptr(), nb, out) }
+}
+
+fn dot_q8_0_vnni_checked(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = check(w, a, n, 34, 34);
+    // SAFETY: `dot_fn` hands this out only when `has_vnni()` said yes; `check` proved both
+    // slices hold `nb` whole blocks.
+    unsafe { dot_q8_0_vnni(w.as_ptr(), a.as_ptr(), nb) }
 }
 
 fn check(w: &[u8], a: &[u8], n: usize, wb: usize, ab: usize) -> usize {
@@ -340,22 +378,6 @@ unsafe fn nibbles(p: *const u8) -> __m256i {
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_q8_0_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for i in 0..nb {
-        // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
-        unsafe {
-            let (wb, ab) = (w.add(i * 34), a.add(i * 34));
-            let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2_at(wb), f16x2_at(ab)));
-            let qw = _mm256_loadu_si256(wb.add(2).cast());
-            let qa = _mm256_loadu_si256(ab.add(2).cast());
-            acc = _mm256_fmadd_ps(d, dot_i8(qw, qa), acc);
-        }
-    }
-    hsum(acc)
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q4_0_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
@@ -386,6 +408,10 @@ fn isum_u4i8_vnni(x: __m256i, y: __m256i) -> __m256i {
     _mm256_dpbusd_epi32(_mm256_setzero_si256(), x, y)
 }
 
+/// Bytes ahead of the current block that the several-rows kernels ask the cache for (a
+/// prefetch never faults, so it may point past the matrix: `wrapping_add`).
+const PREFETCH: usize = 384;
+
 /// The Q4_1 × Q8_1 dot product and its tile, for one instruction set: `$isum` sums a block's
 /// integer products into 8 lanes. Both variants give the same integers, so the same floats.
 macro_rules! q4_1_kernels {
@@ -406,6 +432,13 @@ macro_rules! q4_1_kernels {
                 // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
                 unsafe {
                     let ab = a.add(i * 36);
+                    if i.is_multiple_of(3) {
+                        for r in 0..ROWS {
+                            _mm_prefetch::<_MM_HINT_T0>(
+                                w.wrapping_add(r * wrow + i * 20 + PREFETCH).cast(),
+                            );
+                        }
+                    }
                     // [d_a, s_a] four times.
                     let ds = _mm256_castpd_ps(_mm256_broadcastsd_pd(_mm_castps_pd(f16x2_at(ab))));
                     let qa = _mm256_loadu_si256(ab.add(4).cast());
@@ -525,6 +558,90 @@ q4_1_kernels!(
     isum_u4i8_vnni
 );
 
+/// Sums of products of 32 signed bytes by 32 signed bytes, as 8 lanes of i32 (four adjacent
+/// products each): `x`'s sign moved onto `y`, then `maddubs` and `madd`. No pair saturates:
+/// activations stay within -127..=127, so a pair is at most 2 · 128 · 127 < 2^15.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn isum_i8i8_avx2(x: __m256i, y: __m256i) -> __m256i {
+    let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+    _mm256_madd_epi16(pairs, _mm256_set1_epi16(1))
+}
+
+/// [`isum_i8i8_avx2`] with `vpdpbusd` for the products: the same integers.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
+fn isum_i8i8_vnni(x: __m256i, y: __m256i) -> __m256i {
+    let (ax, sy) = (_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy)
+}
+
+/// The Q8_0 × Q8_0 dot product and its four-rows kernel for one instruction set, each output
+/// computed by the steps of `dot_q8_0_avx2`.
+macro_rules! q8_0_kernels {
+    ($features:literal, $dot:ident, $rows:ident, $isum:ident) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $dot(w: *const u8, a: *const u8, nb: usize) -> f32 {
+            let mut acc = _mm256_setzero_ps();
+            for i in 0..nb {
+                // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
+                unsafe {
+                    let (wb, ab) = (w.add(i * 34), a.add(i * 34));
+                    let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2_at(wb), f16x2_at(ab)));
+                    let qw = _mm256_loadu_si256(wb.add(2).cast());
+                    let qa = _mm256_loadu_si256(ab.add(2).cast());
+                    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps($isum(qw, qa)), acc);
+                }
+            }
+            hsum(acc)
+        }
+
+        /// Four Q8_0 weight rows by one Q8_0 activation row, sharing the activation loads.
+        #[target_feature(enable = $features)]
+        unsafe fn $rows(w: *const u8, a: *const u8, nb: usize, out: &mut [f32; ROWS]) {
+            let wrow = nb * 34;
+            let mut acc = [_mm256_setzero_ps(); ROWS];
+            for i in 0..nb {
+                // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
+                unsafe {
+                    let ab = a.add(i * 34);
+                    if i.is_multiple_of(2) {
+                        for r in 0..ROWS {
+                            _mm_prefetch::<_MM_HINT_T0>(
+                                w.wrapping_add(r * wrow + i * 34 + PREFETCH).cast(),
+                            );
+                        }
+                    }
+                    let da = f16x2_at(ab);
+                    let qa = _mm256_loadu_si256(ab.add(2).cast());
+                    for r in 0..ROWS {
+                        let wb = w.add(r * wrow + i * 34);
+                        let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2_at(wb), da));
+                        let qw = _mm256_loadu_si256(wb.add(2).cast());
+                        acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps($isum(qw, qa)), acc[r]);
+                    }
+                }
+            }
+            for r in 0..ROWS {
+                out[r] = hsum(acc[r]);
+            }
+        }
+    };
+}
+
+q8_0_kernels!(
+    "avx2,fma,f16c",
+    dot_q8_0_avx2,
+    rows_q8_0_avx2,
+    isum_i8i8_avx2
+);
+q8_0_kernels!(
+    "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni",
+    dot_q8_0_vnni,
+    rows_q8_0_vnni,
+    isum_i8i8_vnni
+);
+
 /// Q8_0 (`WB == 34`) or Q4_0 (`WB == 18`, `NIB == 4`) weights by Q8_0 activations, tiled.
 /// Per output: the same steps as `dot_q8_0_avx2` / `dot_q4_0_avx2`.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -615,6 +732,308 @@ pub(super) unsafe fn fma_f16_row(acc: &mut [f32], p: f32, v: &[u16]) {
     }
     for j in i..n {
         acc[j] = p.mul_add(half::f16::from_bits(v[j]).to_f32(), acc[j]);
+    }
+}
+
+/// The halving sum of each of 16 vectors (lanes `i` and `i + 8`, then `i` and `i + 4`, ...,
+/// exactly the additions of `attention::reduce16`), all at once: each step adds the upper
+/// halves of two vectors' live lanes to their lower halves with one addition. Lane `p` of the
+/// result is the sum of `v[p]`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+fn reduce16_x16(v: &[__m512; 16]) -> __m512 {
+    // Step 1: [a0..8 + a8..16, b0..8 + b8..16].
+    let s: [__m512; 8] = std::array::from_fn(|j| {
+        let (a, b) = (v[2 * j], v[2 * j + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
+        )
+    });
+    // Step 2: four vectors' lanes 0..4 + 4..8, a 128-bit block each.
+    let t: [__m512; 4] = std::array::from_fn(|j| {
+        let (a, b) = (s[2 * j], s[2 * j + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
+            _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
+        )
+    });
+    // Step 3: lanes 0..2 + 2..4 within each block, two vectors per block.
+    let u: [__m512; 2] = std::array::from_fn(|j| {
+        let (a, b) = (t[2 * j], t[2 * j + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_ps::<0b01_00_01_00>(a, b),
+            _mm512_shuffle_ps::<0b11_10_11_10>(a, b),
+        )
+    });
+    // Step 4: lane 0 + lane 1; lane 4k + j now holds vector k + 4j.
+    let f = _mm512_add_ps(
+        _mm512_shuffle_ps::<0b10_00_10_00>(u[0], u[1]),
+        _mm512_shuffle_ps::<0b11_01_11_01>(u[0], u[1]),
+    );
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_permutexvar_ps(order, f)
+}
+
+/// Attention scores of `H` query heads (`q`, `hd` apart) that share one key head, over `len`
+/// positions: each key row is converted once for all `H`. Per head and position, the dot
+/// product is summed as `kernels::dot_f16_lanes` sums it: 16-value chunks into one
+/// accumulator (batch order) or into four by chunk index mod 4, folded (0 + 2) + (1 + 3)
+/// (single-token order); then 16 positions' lanes are halved at once.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn scores_heads<const H: usize>(
+    lanes64: bool,
+    k: *const u16,
+    q: *const f32,
+    hd: usize,
+    len: usize,
+    scale: f32,
+    out: *mut f32,
+    out_stride: usize,
+) {
+    let chunks = hd / 16;
+    let scale = _mm512_set1_ps(scale);
+    let mut lanes = [[_mm512_setzero_ps(); 16]; H];
+    let mut j0 = 0;
+    while j0 < len {
+        let live = (len - j0).min(16);
+        for p in 0..16 {
+            if p >= live {
+                for l in &mut lanes {
+                    l[p] = _mm512_setzero_ps();
+                }
+                continue;
+            }
+            let mut acc = [[_mm512_setzero_ps(); 4]; H];
+            for c in 0..chunks {
+                // SAFETY: position `j0 + p < len` and chunk `c < hd / 16` are inside the keys
+                // and the queries the wrapper checked.
+                unsafe {
+                    let kv =
+                        _mm512_cvtph_ps(_mm256_loadu_si256(k.add((j0 + p) * hd + 16 * c).cast()));
+                    let g = if lanes64 { c % 4 } else { 0 };
+                    for (h, a) in acc.iter_mut().enumerate() {
+                        let qv = _mm512_loadu_ps(q.add(h * hd + 16 * c));
+                        a[g] = _mm512_fmadd_ps(kv, qv, a[g]);
+                    }
+                }
+            }
+            for (l, a) in lanes.iter_mut().zip(&acc) {
+                l[p] = if lanes64 {
+                    _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]))
+                } else {
+                    a[0]
+                };
+            }
+        }
+        let mask: __mmask16 = if live == 16 { !0 } else { (1u16 << live) - 1 };
+        for (h, l) in lanes.iter().enumerate() {
+            let r = _mm512_mul_ps(reduce16_x16(l), scale);
+            // SAFETY: the mask stores only positions `< len` of head `h`'s output row.
+            unsafe { _mm512_mask_storeu_ps(out.add(h * out_stride + j0), mask, r) };
+        }
+        j0 += 16;
+    }
+}
+
+/// `out[h * len + j] = dot(k_j, q_h) * scale` for the query heads in `q` (`hd` values each)
+/// sharing the keys `k` (`len` rows of `hd`); see [`scores_heads`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+pub(super) unsafe fn attn_scores(
+    lanes64: bool,
+    k: &[u16],
+    q: &[f32],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let heads = q.len() / hd;
+    let len = out.len() / heads;
+    assert!(
+        hd.is_multiple_of(16)
+            && q.len() == heads * hd
+            && out.len() == heads * len
+            && k.len() >= len * hd,
+        "keys, queries and scores do not match"
+    );
+    let mut h0 = 0;
+    while h0 < heads {
+        let n = (heads - h0).min(4);
+        // SAFETY (all arms): heads `h0..h0 + n` are inside `q` and `out`, checked above.
+        unsafe {
+            let (qp, op) = (q.as_ptr().add(h0 * hd), out.as_mut_ptr().add(h0 * len));
+            let (k, o) = (k.as_ptr(), len);
+            match n {
+                1 => scores_heads::<1>(lanes64, k, qp, hd, len, scale, op, o),
+                2 => scores_heads::<2>(lanes64, k, qp, hd, len, scale, op, o),
+                3 => scores_heads::<3>(lanes64, k, qp, hd, len, scale, op, o),
+                _ => scores_heads::<4>(lanes64, k, qp, hd, len, scale, op, o),
+            }
+        }
+        h0 += n;
+    }
+}
+
+/// Weighted sums of value rows for `H` heads sharing them, over `CH` 16-column chunks from
+/// column `col`: position `j`'s row (converted once for all heads), scaled by head `h`'s
+/// `p[h * len + j]`, fused-multiply-added into slot `j mod slots` in increasing `j`, slot by
+/// slot so each slot's sums stay in registers; then the slots fold as
+/// `attention::SumOrder::fold` folds them. `acc` is scratch of `H * 64 * 16 * CH` floats;
+/// head `h`'s result goes to `out[h * out_stride..][..16 * CH]`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn values_heads<const H: usize, const CH: usize>(
+    lanes64: bool,
+    p: *const f32,
+    len: usize,
+    v: *const u16,
+    hd: usize,
+    col: usize,
+    acc: *mut f32,
+    out: *mut f32,
+    out_stride: usize,
+) {
+    let slots = if lanes64 { 64 } else { 16 };
+    let w = 16 * CH;
+    for s in 0..slots {
+        let mut sum = [[_mm512_setzero_ps(); CH]; H];
+        let mut j = s;
+        while j < len {
+            // SAFETY: position `j < len` and columns `col..col + w <= hd` are inside the
+            // values and the probabilities the wrapper checked.
+            unsafe {
+                let x: [__m512; CH] = std::array::from_fn(|c| {
+                    _mm512_cvtph_ps(_mm256_loadu_si256(v.add(j * hd + col + 16 * c).cast()))
+                });
+                for (h, sh) in sum.iter_mut().enumerate() {
+                    let pj = _mm512_set1_ps(*p.add(h * len + j));
+                    for (a, &xc) in sh.iter_mut().zip(&x) {
+                        *a = _mm512_fmadd_ps(pj, xc, *a);
+                    }
+                }
+            }
+            j += slots;
+        }
+        for (h, sh) in sum.iter().enumerate() {
+            for (c, a) in sh.iter().enumerate() {
+                // SAFETY: slot `s < slots` of head `h` is inside the scratch.
+                unsafe { _mm512_storeu_ps(acc.add((h * 64 + s) * w + 16 * c), *a) };
+            }
+        }
+    }
+    for h in 0..H {
+        // `slot[dst + r] += slot[src + r]` for `rows` slots of head `h`.
+        let add_rows = |dst: usize, src: usize, rows: usize| {
+            for r in 0..rows {
+                for c in 0..CH {
+                    // SAFETY: slots `dst + r` and `src + r` are below `slots`.
+                    unsafe {
+                        let d = acc.add((h * 64 + dst + r) * w + 16 * c);
+                        let x = _mm512_loadu_ps(acc.add((h * 64 + src + r) * w + 16 * c));
+                        _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), x));
+                    }
+                }
+            }
+        };
+        if lanes64 {
+            add_rows(0, 32, 16);
+            add_rows(16, 48, 16);
+            add_rows(0, 16, 16);
+        }
+        let mut m = 8;
+        while m >= 1 {
+            add_rows(0, m, m);
+            m /= 2;
+        }
+        // SAFETY: slot 0 of head `h` holds `w` floats; `out` has room for them.
+        unsafe { std::ptr::copy_nonoverlapping(acc.add(h * 64 * w), out.add(h * out_stride), w) };
+    }
+}
+
+/// Weighted sums of the value rows `v` (`len` rows of `hd`) for the heads whose
+/// probabilities are in `p` (`len` each), over columns `cols` (multiples of 16), into
+/// `out[h * cols.len()..]`; see [`values_heads`]. `acc` holds at least `4 * 64 * 64` floats.
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+pub(super) unsafe fn attn_values(
+    lanes64: bool,
+    p: &[f32],
+    v: &[u16],
+    hd: usize,
+    cols: std::ops::Range<usize>,
+    acc: &mut [f32],
+    out: &mut [f32],
+) {
+    let width = cols.len();
+    let heads = out.len() / width.max(1);
+    let len = p.len() / heads.max(1);
+    assert!(
+        cols.start.is_multiple_of(16)
+            && width.is_multiple_of(16)
+            && cols.end <= hd
+            && heads > 0
+            && out.len() == heads * width
+            && p.len() == heads * len
+            && v.len() >= len * hd
+            && acc.len() >= 4 * 64 * 64,
+        "values, probabilities and outputs do not match"
+    );
+    let mut h0 = 0;
+    while h0 < heads {
+        let n = (heads - h0).min(4);
+        let mut c = 0;
+        while c < width {
+            let ch = match width - c {
+                64.. => 4,
+                32.. => 2,
+                _ => 1,
+            };
+            // SAFETY (all arms): heads `h0..h0 + n` and columns `c..c + 16 * ch` are inside
+            // `p`, `v` and `out`, checked above; `acc` holds `4 * 64 * 16 * 4` floats.
+            unsafe {
+                let (pp, vp) = (p.as_ptr().add(h0 * len), v.as_ptr());
+                let (ap, op) = (acc.as_mut_ptr(), out.as_mut_ptr().add(h0 * width + c));
+                let col = cols.start + c;
+                macro_rules! go {
+                    ($h:literal, $ch:literal) => {
+                        values_heads::<$h, $ch>(lanes64, pp, len, vp, hd, col, ap, op, width)
+                    };
+                }
+                match (n, ch) {
+                    (1, 4) => go!(1, 4),
+                    (2, 4) => go!(2, 4),
+                    (3, 4) => go!(3, 4),
+                    (_, 4) => go!(4, 4),
+                    (1, 2) => go!(1, 2),
+                    (2, 2) => go!(2, 2),
+                    (3, 2) => go!(3, 2),
+                    (_, 2) => go!(4, 2),
+                    (1, _) => go!(1, 1),
+                    (2, _) => go!(2, 1),
+                    (3, _) => go!(3, 1),
+                    (_, _) => go!(4, 1),
+                }
+            }
+            c += 16 * ch;
+        }
+        h0 += n;
+    }
+}
+
+/// Rounds every value to f16 and back (nearest, ties to even).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn round_to_f16(x: &mut [f32]) {
+    let mut chunks = x.chunks_exact_mut(8);
+    for c in &mut chunks {
+        // SAFETY: the chunk holds exactly 8 floats.
+        unsafe {
+            let v = _mm256_loadu_ps(c.as_ptr());
+            let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+            _mm256_storeu_ps(c.as_mut_ptr(), _mm256_cvtph_ps(h));
+        }
+    }
+    for v in chunks.into_remainder() {
+        *v = half::f16::from_f32(*v).to_f32();
     }
 }
 
@@ -829,6 +1248,35 @@ mod tests {
                 )
             };
             assert_eq!(x.to_bits(), y.to_bits(), "dot, seed {seed}");
+            // Q8_0 by Q8_0: any weight bytes, activations within -127..=127.
+            let w8 = blocks(nb * ROWS, 34, seed + 2000);
+            let mut a8 = blocks(nb, 34, seed + 3000);
+            for q in a8.chunks_exact_mut(34).flat_map(|b| &mut b[2..]) {
+                if *q == 0x80 {
+                    *q = 0x81;
+                }
+            }
+            let (mut r1, mut r2) = ([0.0; ROWS], [0.0; ROWS]);
+            // SAFETY: as above, with `ROWS` weight rows of Q8_0.
+            let (x8, y8) = unsafe {
+                rows_q8_0_avx2(w8.as_ptr(), a8.as_ptr(), nb, &mut r1);
+                rows_q8_0_vnni(w8.as_ptr(), a8.as_ptr(), nb, &mut r2);
+                (
+                    dot_q8_0_avx2(w8.as_ptr(), a8.as_ptr(), nb),
+                    dot_q8_0_vnni(w8.as_ptr(), a8.as_ptr(), nb),
+                )
+            };
+            assert_eq!(x8.to_bits(), y8.to_bits(), "Q8_0 dot, seed {seed}");
+            assert_eq!(
+                r1.map(f32::to_bits),
+                r2.map(f32::to_bits),
+                "Q8_0 rows, seed {seed}"
+            );
+            assert_eq!(
+                r1[0].to_bits(),
+                x8.to_bits(),
+                "Q8_0 rows vs dot, seed {seed}"
+            );
             let (mut t1, mut t2) = (
                 [0.0; TILE_ROWS * TILE_TOKENS],
                 [0.0; TILE_ROWS * TILE_TOKENS],
