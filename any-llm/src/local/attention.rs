@@ -183,36 +183,50 @@ pub(crate) fn softmax_rounded(scores: &mut [f32]) {
     kernels::round_to_f16(scores);
 }
 
-/// Weighted sums of the value rows `values` for heads sharing them, `p` holding each head's
-/// probabilities (`len` each): each probability scales its value row into the partial sum of
-/// its slot, in increasing position; the slots fold at the end. Columns `cols` of head `h`
-/// go to `out[h * cols.len()..]`.
-pub(crate) fn group_values(
+impl SumOrder {
+    /// Partial sums a weighted sum of values keeps: position `j` goes to slot `j mod period`.
+    pub(crate) fn period(self) -> usize {
+        match self {
+            SumOrder::Lanes16 => 16,
+            SumOrder::Lanes64 => 64,
+        }
+    }
+}
+
+/// Partial sums of the weighted value rows for heads sharing them (`p` holding each head's
+/// probabilities, `len` each): each probability scales its value row into slot
+/// `j mod period`, in increasing position, for the slots in `slots` only. Head `h`'s slot `s`
+/// is `acc[(h * (slots.len() + 1) + s - slots.start) * hd..][..hd]`.
+pub(crate) fn group_value_slots(
     order: SumOrder,
     p: &[f32],
     values: &[u16],
     hd: usize,
-    cols: std::ops::Range<usize>,
-    s: &mut Vec<f32>,
-    out: &mut [f32],
+    heads: usize,
+    slots: std::ops::Range<usize>,
+    acc: &mut [f32],
 ) {
-    s.resize(kernels::ATTN_VALUES_SCRATCH.max(64 * hd), 0.0);
     let lanes64 = order == SumOrder::Lanes64;
-    if kernels::attn_values(lanes64, p, values, hd, cols.clone(), s, out) {
+    if kernels::attn_value_slots(lanes64, p, values, hd, heads, slots.clone(), acc) {
         return;
     }
-    let w = cols.len();
-    let len = p.len() / (out.len() / w);
-    for (ph, oh) in p.chunks_exact(len).zip(out.chunks_exact_mut(w)) {
-        let acc = &mut s[..64 * w];
-        acc.fill(0.0);
+    let len = p.len() / heads;
+    let stride = slots.len() + 1;
+    acc[..heads * stride * hd].fill(0.0);
+    for (h, ph) in p.chunks_exact(len).enumerate() {
         for (j, (&pj, vrow)) in ph.iter().zip(values.chunks_exact(hd)).enumerate() {
-            let slot = order.slot(j);
-            kernels::fma_f16_row(&mut acc[slot * w..(slot + 1) * w], pj, &vrow[cols.clone()]);
+            let slot = j % order.period();
+            if slots.contains(&slot) {
+                let at = (h * stride + slot - slots.start) * hd;
+                kernels::fma_f16_row(&mut acc[at..at + hd], pj, vrow);
+            }
         }
-        order.fold(acc, w);
-        oh.copy_from_slice(&acc[..w]);
     }
+}
+
+/// Scratch floats [`attend_group`] needs for `heads` heads of width `hd`.
+fn slots_len(heads: usize, hd: usize) -> usize {
+    heads * 65 * hd
 }
 
 /// Attention of the query heads `q` (`hd` each, not yet rounded) sharing one key/value head,
@@ -237,15 +251,21 @@ pub(crate) fn attend_group(
     for ph in s.scores.chunks_exact_mut(len) {
         softmax_rounded(ph);
     }
-    group_values(
+    let period = order.period();
+    s.acc.resize(slots_len(heads, hd), 0.0);
+    group_value_slots(
         order,
         &s.scores,
         &values[..len * hd],
         hd,
-        0..hd,
+        heads,
+        0..period,
         &mut s.acc,
-        out,
     );
+    for (h, o) in out.chunks_exact_mut(hd).enumerate() {
+        let at = h * (period + 1) * hd;
+        kernels::fold_slots(period, &mut s.acc[at..at + period * hd], o);
+    }
 }
 
 #[cfg(test)]
@@ -326,18 +346,18 @@ mod tests {
                         let p: Vec<f32> = (0..heads * len)
                             .map(|j| f16::from_f32(1.0 / (1.0 + j as f32)).to_f32())
                             .collect();
-                        let mut acc = vec![0.0; kernels::ATTN_VALUES_SCRATCH];
-                        for cols in [0..hd, 0..32, 32..hd, 16..48] {
-                            let w = cols.len();
-                            let mut out = vec![0.0; heads * w];
-                            assert!(kernels::attn_values(
+                        let period = order.period();
+                        for slots in [0..period, 0..period / 2, period / 2..period] {
+                            let stride = slots.len() + 1;
+                            let mut acc = vec![f32::NAN; heads * stride * hd];
+                            assert!(kernels::attn_value_slots(
                                 lanes64,
                                 &p,
                                 &values,
                                 hd,
-                                cols.clone(),
-                                &mut acc,
-                                &mut out
+                                heads,
+                                slots.clone(),
+                                &mut acc
                             ));
                             for (h, ph) in p.chunks_exact(len).enumerate() {
                                 let mut slow = vec![0.0; 64 * hd];
@@ -349,14 +369,24 @@ mod tests {
                                         *a = pj.mul_add(f16::from_bits(vb).to_f32(), *a);
                                     }
                                 }
+                                let got: Vec<u32> = acc[h * stride * hd..][..slots.len() * hd]
+                                    .iter()
+                                    .map(|v| v.to_bits())
+                                    .collect();
+                                let want: Vec<u32> = slow[slots.start * hd..slots.end * hd]
+                                    .iter()
+                                    .map(|v| v.to_bits())
+                                    .collect();
+                                assert_eq!(got, want, "slots {hd} {heads} {len} {slots:?}");
+                                // The vector fold equals the portable one.
+                                let mut folded = vec![0.0; hd];
+                                let mut all = slow.clone();
+                                kernels::fold_slots(period, &mut all, &mut folded);
                                 order.fold(&mut slow, hd);
-                                let got: Vec<u32> =
-                                    out[h * w..][..w].iter().map(|v| v.to_bits()).collect();
-                                let want: Vec<u32> =
-                                    slow[cols.clone()].iter().map(|v| v.to_bits()).collect();
                                 assert_eq!(
-                                    got, want,
-                                    "values {hd} {heads} {len} {order:?} {cols:?}"
+                                    folded.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                                    slow[..hd].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                                    "fold {hd} {len} {order:?}"
                                 );
                             }
                         }

@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::local::attention::{
-    AttentionScratch, SumOrder, attend_group, group_scores, group_values, softmax_rounded,
+    AttentionScratch, SumOrder, attend_group, group_scores, group_value_slots, softmax_rounded,
 };
 use crate::local::gguf::{GgufFile, TensorInfo};
 use crate::local::kernels;
@@ -502,25 +502,33 @@ fn attention_split(
         }
         softmax_rounded(p);
     });
-    // Weighted values: task (g, half) sums its heads' values over half of the columns.
-    let halves = if hd.is_multiple_of(32) { 2 } else { 1 };
-    let w = hd / halves;
-    s.parts.resize(cfg.n_head_kv * halves * group * w, 0.0);
+    // Weighted values: task (g, half) sums its heads' values into half of the slots (half of
+    // each run of 64 positions: whole rows, read front to back).
+    let half_slots = order.period() / 2;
+    let stride = half_slots + 1;
+    let part = group * stride * hd;
+    s.parts.resize(cfg.n_head_kv * 2 * part, 0.0);
     let probs = &s.probs;
-    pool.for_each_chunk(&mut s.parts, group * w, |idx, o, thread| {
-        let mut acc = s.split[thread]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let (g, half) = (idx / halves, idx % halves);
+    pool.for_each_chunk(&mut s.parts, part, |idx, acc, _| {
+        let (g, half) = (idx / 2, idx % 2);
         let p = &probs[g * group * len..(g + 1) * group * len];
-        let cols = half * w..(half + 1) * w;
-        group_values(order, p, kv.values(layer, g, len), hd, cols, &mut acc, o);
+        let slots = half * half_slots..(half + 1) * half_slots;
+        group_value_slots(order, p, kv.values(layer, g, len), hd, group, slots, acc);
     });
-    for (idx, part) in s.parts.chunks_exact(group * w).enumerate() {
-        let (g, half) = (idx / halves, idx % halves);
+    // Fold: the first halving adds the second half's slots to the first's, elementwise.
+    for (g, parts) in s.parts.chunks_exact_mut(2 * part).enumerate() {
+        let (lo, hi) = parts.split_at_mut(part);
         for h in 0..group {
-            let at = (g * group + h) * hd + half * w;
-            out[at..at + w].copy_from_slice(&part[h * w..(h + 1) * w]);
+            let at = h * stride * hd;
+            let (a, b) = (
+                &mut lo[at..at + half_slots * hd],
+                &hi[at..at + half_slots * hd],
+            );
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+            let o = (g * group + h) * hd;
+            kernels::fold_slots(half_slots, a, &mut out[o..o + hd]);
         }
     }
 }
@@ -529,7 +537,6 @@ fn attention_split(
 #[derive(Debug)]
 struct AttnBuffers {
     per_thread: Vec<Mutex<AttentionScratch>>,
-    split: Vec<Mutex<Vec<f32>>>,
     q: Vec<f32>,
     scores: Vec<f32>,
     probs: Vec<f32>,
@@ -540,7 +547,6 @@ impl AttnBuffers {
     fn new(threads: usize) -> Self {
         AttnBuffers {
             per_thread: (0..threads).map(|_| Mutex::default()).collect(),
-            split: (0..threads).map(|_| Mutex::default()).collect(),
             q: Vec::new(),
             scores: Vec::new(),
             probs: Vec::new(),

@@ -191,7 +191,7 @@ pub(crate) fn attn_scores(
     out: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx512() && hd.is_multiple_of(16) && hd > 0 && q.len().is_multiple_of(hd) {
+    if x86::has_avx512() && (hd == 64 || hd == 128) && q.len().is_multiple_of(hd) {
         let heads = q.len() / hd;
         if heads > 0 && out.len().is_multiple_of(heads) && keys.len() >= out.len() / heads * hd {
             // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
@@ -203,42 +203,61 @@ pub(crate) fn attn_scores(
     false
 }
 
-/// Scratch floats [`attn_values`] needs.
-pub(crate) const ATTN_VALUES_SCRATCH: usize = 4 * 64 * 64;
-
-/// Probability-weighted sums of value rows for heads sharing them: head `h`'s row `j` (of the
-/// `values`, `hd` wide) scaled by `p[h * len + j]` and fused-multiply-added into partial sum
-/// `j mod 64` (single-token order) or `j mod 16` (batch order) in increasing `j`, the partial
-/// sums folded as attention folds them; columns `cols` (multiples of 16) of head `h` go to
-/// `out[h * cols.len()..]`. `acc` is scratch of [`ATTN_VALUES_SCRATCH`] floats. `false` where
-/// this CPU has no vector path: the caller then computes the same numbers row by row.
-pub(crate) fn attn_values(
+/// Partial sums of the weighted value rows for heads sharing them: head `h`'s row `j` (of
+/// the `values`, `hd` wide) scaled by `p[h * len + j]` and fused-multiply-added into slot
+/// `j mod 64` (single-token order) or `j mod 16` (batch order) in increasing `j`, for the
+/// slots in `slots` only. Head `h`'s slot `s` is `acc[(h * (slots.len() + 1) + s -
+/// slots.start) * hd..][..hd]` (a spare slot per head keeps the heads from aliasing in the
+/// cache). `false` where this CPU or head width has no vector path: the caller then computes
+/// the same numbers row by row.
+pub(crate) fn attn_value_slots(
     lanes64: bool,
     p: &[f32],
     values: &[u16],
     hd: usize,
-    cols: std::ops::Range<usize>,
+    heads: usize,
+    slots: std::ops::Range<usize>,
     acc: &mut [f32],
-    out: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if x86::has_avx512()
-        && cols.start.is_multiple_of(16)
-        && cols.len().is_multiple_of(16)
-        && !cols.is_empty()
-        && cols.end <= hd
-        && out.len().is_multiple_of(cols.len())
-        && acc.len() >= ATTN_VALUES_SCRATCH
+        && (hd == 64 || hd == 128)
+        && heads > 0
+        && p.len().is_multiple_of(heads)
+        && values.len() >= p.len() / heads * hd
+        && slots.start <= slots.end
+        && slots.end <= if lanes64 { 64 } else { 16 }
+        && acc.len() >= heads * (slots.len() + 1) * hd
     {
-        let heads = out.len() / cols.len();
-        if heads > 0 && p.len().is_multiple_of(heads) && values.len() >= p.len() / heads * hd {
-            // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
-            unsafe { x86::attn_values(lanes64, p, values, hd, cols, acc, out) };
-            return true;
-        }
+        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
+        unsafe { x86::attn_value_slots(lanes64, p, values, hd, heads, slots, acc) };
+        return true;
     }
-    let _ = (lanes64, p, values, hd, cols, acc, out);
+    let _ = (lanes64, p, values, hd, heads, slots, acc);
     false
+}
+
+/// Folds `rows` slots (`out.len()` floats each, in `acc`; `rows` a power of two) into `out`
+/// by halving: slots `0..rows / 2` += the next `rows / 2`, down to one.
+pub(crate) fn fold_slots(rows: usize, acc: &mut [f32], out: &mut [f32]) {
+    let hd = out.len();
+    debug_assert!(rows.is_power_of_two() && acc.len() >= rows * hd);
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx512() && hd.is_multiple_of(16) {
+        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
+        return unsafe { x86::fold_slots(rows, acc, out) };
+    }
+    let mut m = rows / 2;
+    while m >= 1 {
+        for r in 0..m {
+            let (lo, hi) = acc.split_at_mut((r + m) * hd);
+            for (d, x) in lo[r * hd..(r + 1) * hd].iter_mut().zip(&hi[..hd]) {
+                *d += x;
+            }
+        }
+        m /= 2;
+    }
+    out.copy_from_slice(&acc[..hd]);
 }
 
 /// `acc[i] = fma(p, v[i], acc[i])` for a row of f16 values (one rounding per element).

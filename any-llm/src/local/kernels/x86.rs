@@ -410,7 +410,10 @@ fn isum_u4i8_vnni(x: __m256i, y: __m256i) -> __m256i {
 
 /// Bytes ahead of the current block that the several-rows kernels ask the cache for (a
 /// prefetch never faults, so it may point past the matrix: `wrapping_add`).
-const PREFETCH: usize = 384;
+const PREFETCH: usize = 1024;
+
+/// Cached key or value rows ahead of the current position that attention asks the cache for.
+const PREFETCH_ROWS: usize = 16;
 
 /// The Q4_1 × Q8_1 dot product and its tile, for one instruction set: `$isum` sums a block's
 /// integer products into 8 lanes. Both variants give the same integers, so the same floats.
@@ -782,17 +785,16 @@ fn reduce16_x16(v: &[__m512; 16]) -> __m512 {
 /// (single-token order); then 16 positions' lanes are halved at once.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-unsafe fn scores_heads<const H: usize>(
+unsafe fn scores_heads<const H: usize, const CH: usize>(
     lanes64: bool,
     k: *const u16,
     q: *const f32,
-    hd: usize,
     len: usize,
     scale: f32,
     out: *mut f32,
     out_stride: usize,
 ) {
-    let chunks = hd / 16;
+    let hd = 16 * CH;
     let scale = _mm512_set1_ps(scale);
     let mut lanes = [[_mm512_setzero_ps(); 16]; H];
     let mut j0 = 0;
@@ -806,7 +808,8 @@ unsafe fn scores_heads<const H: usize>(
                 continue;
             }
             let mut acc = [[_mm512_setzero_ps(); 4]; H];
-            for c in 0..chunks {
+            _mm_prefetch::<_MM_HINT_T0>(k.wrapping_add((j0 + p + PREFETCH_ROWS) * hd).cast());
+            for c in 0..CH {
                 // SAFETY: position `j0 + p < len` and chunk `c < hd / 16` are inside the keys
                 // and the queries the wrapper checked.
                 unsafe {
@@ -863,161 +866,154 @@ pub(super) unsafe fn attn_scores(
         // SAFETY (all arms): heads `h0..h0 + n` are inside `q` and `out`, checked above.
         unsafe {
             let (qp, op) = (q.as_ptr().add(h0 * hd), out.as_mut_ptr().add(h0 * len));
-            let (k, o) = (k.as_ptr(), len);
-            match n {
-                1 => scores_heads::<1>(lanes64, k, qp, hd, len, scale, op, o),
-                2 => scores_heads::<2>(lanes64, k, qp, hd, len, scale, op, o),
-                3 => scores_heads::<3>(lanes64, k, qp, hd, len, scale, op, o),
-                _ => scores_heads::<4>(lanes64, k, qp, hd, len, scale, op, o),
+            let k = k.as_ptr();
+            macro_rules! go {
+                ($h:literal, $ch:literal) => {
+                    scores_heads::<$h, $ch>(lanes64, k, qp, len, scale, op, len)
+                };
+            }
+            match (n, hd) {
+                (1, 64) => go!(1, 4),
+                (2, 64) => go!(2, 4),
+                (3, 64) => go!(3, 4),
+                (_, 64) => go!(4, 4),
+                (1, _) => go!(1, 8),
+                (2, _) => go!(2, 8),
+                (3, _) => go!(3, 8),
+                (_, _) => go!(4, 8),
             }
         }
         h0 += n;
     }
 }
 
-/// Weighted sums of value rows for `H` heads sharing them, over `CH` 16-column chunks from
-/// column `col`: position `j`'s row (converted once for all heads), scaled by head `h`'s
-/// `p[h * len + j]`, fused-multiply-added into slot `j mod slots` in increasing `j`, slot by
-/// slot so each slot's sums stay in registers; then the slots fold as
-/// `attention::SumOrder::fold` folds them. `acc` is scratch of `H * 64 * 16 * CH` floats;
-/// head `h`'s result goes to `out[h * out_stride..][..16 * CH]`.
+/// Partial sums of value rows for `H` heads sharing them: position `j`'s row (converted once
+/// for all heads), scaled by head `h`'s `p[h * len + j]`, fused-multiply-added into slot
+/// `j mod period` in increasing `j`, for the slots `s0..s1` only. Slot `s` of head `h` is
+/// `acc[(h * (s1 - s0 + 1) + s - s0) * hd..][..hd]` (one spare slot per head, so the heads'
+/// slots do not sit a multiple of 4 KiB apart: loads and stores would falsely alias).
+/// Positions are read front to back, a run of `s1 - s0` rows per period, and consecutive
+/// positions never touch the same slot.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-unsafe fn values_heads<const H: usize, const CH: usize>(
-    lanes64: bool,
+unsafe fn slots_heads<const H: usize, const CH: usize>(
+    period: usize,
     p: *const f32,
     len: usize,
     v: *const u16,
-    hd: usize,
-    col: usize,
+    s0: usize,
+    s1: usize,
     acc: *mut f32,
-    out: *mut f32,
-    out_stride: usize,
 ) {
-    let slots = if lanes64 { 64 } else { 16 };
-    let w = 16 * CH;
-    for s in 0..slots {
-        let mut sum = [[_mm512_setzero_ps(); CH]; H];
-        let mut j = s;
-        while j < len {
-            // SAFETY: position `j < len` and columns `col..col + w <= hd` are inside the
-            // values and the probabilities the wrapper checked.
+    let hd = 16 * CH;
+    let stride = s1 - s0 + 1;
+    // SAFETY: the wrapper checked the scratch holds `H * stride * hd` floats.
+    unsafe { std::ptr::write_bytes(acc, 0, H * stride * hd) };
+    let mut base = 0;
+    while base < len {
+        for j in base + s0..(base + s1).min(len) {
+            let s = j - base;
+            // SAFETY: position `j < len` is inside the values and the probabilities, slot `s`
+            // of each head inside the scratch (checked by the wrapper); a prefetch never
+            // faults.
             unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(v.wrapping_add((j + PREFETCH_ROWS) * hd).cast());
                 let x: [__m512; CH] = std::array::from_fn(|c| {
-                    _mm512_cvtph_ps(_mm256_loadu_si256(v.add(j * hd + col + 16 * c).cast()))
+                    _mm512_cvtph_ps(_mm256_loadu_si256(v.add(j * hd + 16 * c).cast()))
                 });
-                for (h, sh) in sum.iter_mut().enumerate() {
+                for h in 0..H {
                     let pj = _mm512_set1_ps(*p.add(h * len + j));
-                    for (a, &xc) in sh.iter_mut().zip(&x) {
-                        *a = _mm512_fmadd_ps(pj, xc, *a);
+                    for (c, &xc) in x.iter().enumerate() {
+                        let a = acc.add((h * stride + s - s0) * hd + 16 * c);
+                        _mm512_storeu_ps(a, _mm512_fmadd_ps(pj, xc, _mm512_loadu_ps(a)));
                     }
                 }
             }
-            j += slots;
         }
-        for (h, sh) in sum.iter().enumerate() {
-            for (c, a) in sh.iter().enumerate() {
-                // SAFETY: slot `s < slots` of head `h` is inside the scratch.
-                unsafe { _mm512_storeu_ps(acc.add((h * 64 + s) * w + 16 * c), *a) };
-            }
-        }
-    }
-    for h in 0..H {
-        // `slot[dst + r] += slot[src + r]` for `rows` slots of head `h`.
-        let add_rows = |dst: usize, src: usize, rows: usize| {
-            for r in 0..rows {
-                for c in 0..CH {
-                    // SAFETY: slots `dst + r` and `src + r` are below `slots`.
-                    unsafe {
-                        let d = acc.add((h * 64 + dst + r) * w + 16 * c);
-                        let x = _mm512_loadu_ps(acc.add((h * 64 + src + r) * w + 16 * c));
-                        _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), x));
-                    }
-                }
-            }
-        };
-        if lanes64 {
-            add_rows(0, 32, 16);
-            add_rows(16, 48, 16);
-            add_rows(0, 16, 16);
-        }
-        let mut m = 8;
-        while m >= 1 {
-            add_rows(0, m, m);
-            m /= 2;
-        }
-        // SAFETY: slot 0 of head `h` holds `w` floats; `out` has room for them.
-        unsafe { std::ptr::copy_nonoverlapping(acc.add(h * 64 * w), out.add(h * out_stride), w) };
+        base += period;
     }
 }
 
-/// Weighted sums of the value rows `v` (`len` rows of `hd`) for the heads whose
-/// probabilities are in `p` (`len` each), over columns `cols` (multiples of 16), into
-/// `out[h * cols.len()..]`; see [`values_heads`]. `acc` holds at least `4 * 64 * 64` floats.
+/// Partial sums of value rows into slots `slots` (see [`slots_heads`]) for the heads whose
+/// probabilities are in `p` (`len` each); head `h`'s slot `s` goes to
+/// `acc[(h * (slots.len() + 1) + s - slots.start) * hd..]`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-pub(super) unsafe fn attn_values(
+pub(super) unsafe fn attn_value_slots(
     lanes64: bool,
     p: &[f32],
     v: &[u16],
     hd: usize,
-    cols: std::ops::Range<usize>,
+    heads: usize,
+    slots: std::ops::Range<usize>,
     acc: &mut [f32],
-    out: &mut [f32],
 ) {
-    let width = cols.len();
-    let heads = out.len() / width.max(1);
+    let period = if lanes64 { 64 } else { 16 };
     let len = p.len() / heads.max(1);
     assert!(
-        cols.start.is_multiple_of(16)
-            && width.is_multiple_of(16)
-            && cols.end <= hd
+        (hd == 64 || hd == 128)
             && heads > 0
-            && out.len() == heads * width
             && p.len() == heads * len
             && v.len() >= len * hd
-            && acc.len() >= 4 * 64 * 64,
-        "values, probabilities and outputs do not match"
+            && slots.start <= slots.end
+            && slots.end <= period
+            && acc.len() >= heads * (slots.len() + 1) * hd,
+        "values, probabilities and slots do not match"
     );
+    let stride = slots.len() + 1;
     let mut h0 = 0;
     while h0 < heads {
         let n = (heads - h0).min(4);
-        let mut c = 0;
-        while c < width {
-            let ch = match width - c {
-                64.. => 4,
-                32.. => 2,
-                _ => 1,
-            };
-            // SAFETY (all arms): heads `h0..h0 + n` and columns `c..c + 16 * ch` are inside
-            // `p`, `v` and `out`, checked above; `acc` holds `4 * 64 * 16 * 4` floats.
-            unsafe {
-                let (pp, vp) = (p.as_ptr().add(h0 * len), v.as_ptr());
-                let (ap, op) = (acc.as_mut_ptr(), out.as_mut_ptr().add(h0 * width + c));
-                let col = cols.start + c;
-                macro_rules! go {
-                    ($h:literal, $ch:literal) => {
-                        values_heads::<$h, $ch>(lanes64, pp, len, vp, hd, col, ap, op, width)
-                    };
-                }
-                match (n, ch) {
-                    (1, 4) => go!(1, 4),
-                    (2, 4) => go!(2, 4),
-                    (3, 4) => go!(3, 4),
-                    (_, 4) => go!(4, 4),
-                    (1, 2) => go!(1, 2),
-                    (2, 2) => go!(2, 2),
-                    (3, 2) => go!(3, 2),
-                    (_, 2) => go!(4, 2),
-                    (1, _) => go!(1, 1),
-                    (2, _) => go!(2, 1),
-                    (3, _) => go!(3, 1),
-                    (_, _) => go!(4, 1),
-                }
+        // SAFETY (all arms): heads `h0..h0 + n` are inside `p` and `acc`, checked above.
+        unsafe {
+            let (pp, vp) = (p.as_ptr().add(h0 * len), v.as_ptr());
+            let ap = acc.as_mut_ptr().add(h0 * stride * hd);
+            let (s0, s1) = (slots.start, slots.end);
+            macro_rules! go {
+                ($h:literal, $ch:literal) => {
+                    slots_heads::<$h, $ch>(period, pp, len, vp, s0, s1, ap)
+                };
             }
-            c += 16 * ch;
+            match (n, hd) {
+                (1, 64) => go!(1, 4),
+                (2, 64) => go!(2, 4),
+                (3, 64) => go!(3, 4),
+                (_, 64) => go!(4, 4),
+                (1, _) => go!(1, 8),
+                (2, _) => go!(2, 8),
+                (3, _) => go!(3, 8),
+                (_, _) => go!(4, 8),
+            }
         }
         h0 += n;
     }
+}
+
+/// Folds `rows` slots (`acc`, `out.len()` floats each) into `out` by halving: slots
+/// `0..rows / 2` += the next `rows / 2`, and so on down to one, as
+/// `attention::SumOrder::fold` folds them.
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+pub(super) unsafe fn fold_slots(rows: usize, acc: &mut [f32], out: &mut [f32]) {
+    let hd = out.len();
+    assert!(
+        hd.is_multiple_of(16) && rows.is_power_of_two() && acc.len() >= rows * hd,
+        "slots do not match"
+    );
+    let ap = acc.as_mut_ptr();
+    let mut m = rows / 2;
+    while m >= 1 {
+        for r in 0..m {
+            for c in (0..hd).step_by(16) {
+                // SAFETY: slots `r` and `r + m` are below `rows`, inside `acc`.
+                unsafe {
+                    let d = ap.add(r * hd + c);
+                    let x = _mm512_loadu_ps(ap.add((r + m) * hd + c));
+                    _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), x));
+                }
+            }
+        }
+        m /= 2;
+    }
+    out.copy_from_slice(&acc[..hd]);
 }
 
 /// Rounds every value to f16 and back (nearest, ties to even).
