@@ -65,8 +65,11 @@ fn dots(c: &mut Criterion) {
     for ty in [
         GgmlType::Q4_0,
         GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
         GgmlType::Q8_0,
         GgmlType::Q4_K,
+        GgmlType::Q5_K,
         GgmlType::Q6_K,
     ] {
         let act_ty = ty.vec_dot_type().expect("a paired type");

@@ -434,7 +434,11 @@ mod tests {
 
     #[test]
     fn k_quant_dot_paths_match_the_scalar_reference_bit_for_bit() {
-        for (ty, scale_at) in [(GgmlType::Q4_K, &[0, 2][..]), (GgmlType::Q6_K, &[208][..])] {
+        for (ty, scale_at) in [
+            (GgmlType::Q4_K, &[0, 2][..]),
+            (GgmlType::Q5_K, &[0, 2][..]),
+            (GgmlType::Q6_K, &[208][..]),
+        ] {
             let n = 1024;
             let act_ty = ty.vec_dot_type().expect("pairs");
             for seed in 0..8 {

@@ -63,7 +63,10 @@ pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
         GgmlType::Q8_0 => Some(dot_q8_0),
         GgmlType::Q4_0 => Some(dot_q4_0),
         GgmlType::Q4_1 => Some(dot_q4_1),
+        GgmlType::Q5_0 => Some(dot_q5_0),
+        GgmlType::Q5_1 => Some(dot_q5_1),
         GgmlType::Q4_K => Some(dot_q4_k),
+        GgmlType::Q5_K => Some(dot_q5_k),
         GgmlType::Q6_K => Some(dot_q6_k),
         _ => None,
     }
@@ -186,6 +189,18 @@ fn dot_q4_1(w: &[u8], a: &[u8], n: usize) -> f32 {
     unsafe { dot_q4_1_avx2(w.as_ptr(), a.as_ptr(), nb) }
 }
 
+fn dot_q5_0(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = check(w, a, n, 22, 34);
+    // SAFETY: as in `dot_q8_0`.
+    unsafe { dot_q5_0_avx2(w.as_ptr(), a.as_ptr(), nb) }
+}
+
+fn dot_q5_1(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = check(w, a, n, 24, 36);
+    // SAFETY: as in `dot_q8_0`.
+    unsafe { dot_q5_1_avx2(w.as_ptr(), a.as_ptr(), nb) }
+}
+
 fn dot_q4_1_vnni_checked(w: &[u8], a: &[u8], n: usize) -> f32 {
     let nb = check(w, a, n, 20, 36);
     // SAFETY: `dot_fn` hands this out only when `has_vnni()` said yes; `check` proved both
@@ -231,6 +246,31 @@ fn dot_q4_k(w: &[u8], a: &[u8], n: usize) -> f32 {
     total
 }
 
+fn dot_q5_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = check_k(w, a, n, 176);
+    let mut total = -0.0f32;
+    for (wb, ab) in w.chunks_exact(176).zip(a.chunks_exact(Q8K_BYTES)) {
+        let scales: &[u8; 12] = wb[4..16].try_into().expect("12 scale bytes");
+        let (mut sc, mut mins) = ([0i16; 8], 0i32);
+        for (j, s) in sc.iter_mut().enumerate() {
+            let (scale, min) = quant::scale_min_k4(scales, j);
+            *s = i16::from(scale);
+            let bsum = |k: usize| i32::from(i16::from_le_bytes([ab[260 + 2 * k], ab[261 + 2 * k]]));
+            mins += i32::from(min) * (bsum(2 * j) + bsum(2 * j + 1));
+        }
+        // SAFETY: `dot_fn` hands this out only when AVX2/FMA/F16C are present; the block
+        // slices have 176 and 292 bytes, as the kernel reads.
+        let sum = unsafe { isum_q5_k_avx2(wb.as_ptr(), ab.as_ptr(), &sc) };
+        let ad = f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]]);
+        let d = half::f16::from_le_bytes([wb[0], wb[1]]).to_f32();
+        let dmin = half::f16::from_le_bytes([wb[2], wb[3]]).to_f32();
+        // The scalar reference's expression and summation order, so results are identical.
+        total += ad * d * sum as f32 - ad * dmin * mins as f32;
+    }
+    debug_assert_eq!(nb, w.len() / 176);
+    total
+}
+
 fn dot_q6_k(w: &[u8], a: &[u8], n: usize) -> f32 {
     let nb = check_k(w, a, n, 210);
     let mut total = -0.0f32;
@@ -257,6 +297,44 @@ unsafe fn isum_q4_k_avx2(w: *const u8, a: *const u8, sc: &[i16; 8]) -> i32 {
             let q = _mm256_loadu_si256(w.add(16 + 32 * j).cast());
             let lo = _mm256_and_si256(q, mask);
             let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+            let a_lo = _mm256_loadu_si256(a.add(4 + 64 * j).cast());
+            let a_hi = _mm256_loadu_si256(a.add(36 + 64 * j).cast());
+            let p_lo =
+                _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a_lo), _mm256_set1_epi16(sc[2 * j]));
+            let p_hi = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(hi, a_hi),
+                _mm256_set1_epi16(sc[2 * j + 1]),
+            );
+            acc = _mm256_add_epi32(acc, _mm256_add_epi32(p_lo, p_hi));
+        }
+    }
+    hsum_i32(acc)
+}
+
+/// `Σ_j sc[j] · Σ q·a` over the 8 sub-blocks of one Q5_K block (exact integers): the low
+/// nibbles as in Q4_K, each sub-block's fifth bit (bit `j` of the 32 `qh` bytes) moved to bit 4.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn isum_q5_k_avx2(w: *const u8, a: *const u8, sc: &[i16; 8]) -> i32 {
+    let mask = _mm256_set1_epi8(0x0F);
+    let one = _mm256_set1_epi8(1);
+    // SAFETY: `qh` is the 32 bytes at 16 (within 176).
+    let qh = unsafe { _mm256_loadu_si256(w.add(16).cast()) };
+    // Bit `j` of every byte of `qh`, as 16 (the fifth bit of a quant).
+    let fifth = |j: i32| {
+        let bit = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(j)), one);
+        _mm256_slli_epi16(bit, 4)
+    };
+    let mut acc = _mm256_setzero_si256();
+    for j in 0..4 {
+        // SAFETY: quants at 48 + 32j (32 bytes, within 176); activations at 4 + 64j (64
+        // bytes, within 292).
+        unsafe {
+            let q = _mm256_loadu_si256(w.add(48 + 32 * j).cast());
+            let lo = _mm256_or_si256(_mm256_and_si256(q, mask), fifth(2 * j as i32));
+            let hi = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(q, 4), mask),
+                fifth(2 * j as i32 + 1),
+            );
             let a_lo = _mm256_loadu_si256(a.add(4 + 64 * j).cast());
             let a_hi = _mm256_loadu_si256(a.add(36 + 64 * j).cast());
             let p_lo =
@@ -391,6 +469,65 @@ unsafe fn dot_q4_0_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
         }
     }
     hsum(acc)
+}
+
+/// The 32 fifth bits of a Q5_0/Q5_1 block (`qh`, bit `i` for value `i`) as bytes: 16 where
+/// the bit is set, 0 where not.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn fifth_bits(qh: u32) -> __m256i {
+    // Byte i takes the byte of `qh` holding bit i, then keeps bit i % 8 of it.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(qh as i32),
+        _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3,
+            3, 3, 3,
+        ),
+    );
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    _mm256_and_si256(set, _mm256_set1_epi8(16))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q5_0_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for i in 0..nb {
+        // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
+        unsafe {
+            let (wb, ab) = (w.add(i * 22), a.add(i * 34));
+            let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2_at(wb), f16x2_at(ab)));
+            let qh = wb.add(2).cast::<u32>().read_unaligned();
+            let q = _mm256_or_si256(nibbles(wb.add(6)), fifth_bits(qh));
+            let qw = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+            let qa = _mm256_loadu_si256(ab.add(2).cast());
+            acc = _mm256_fmadd_ps(d, dot_i8(qw, qa), acc);
+        }
+    }
+    hsum(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q5_1_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = _mm_setzero_ps();
+    for i in 0..nb {
+        // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
+        unsafe {
+            let (wb, ab) = (w.add(i * 24), a.add(i * 36));
+            // Lane 0: d_w · d_a; lane 1: m_w · s_a, summed in lane 1 of `mins`.
+            let prod = _mm_mul_ps(f16x2_at(wb), f16x2_at(ab));
+            let d = _mm256_broadcastss_ps(prod);
+            mins = _mm_add_ps(mins, prod);
+            let qh = wb.add(4).cast::<u32>().read_unaligned();
+            let qw = _mm256_or_si256(nibbles(wb.add(8)), fifth_bits(qh));
+            let qa = _mm256_loadu_si256(ab.add(4).cast());
+            // Unsigned quants up to 31: no pair of products saturates (2 · 31 · 127 < 2^15).
+            let sums = isum_u4i8_avx2(qw, qa);
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc);
+        }
+    }
+    hsum(acc) + _mm_cvtss_f32(_mm_movehdup_ps(mins))
 }
 
 /// Sums of products of 32 unsigned bytes (at most 15) by 32 signed bytes, as 8 lanes of i32:
