@@ -221,10 +221,15 @@ fn check_k(w: &[u8], a: &[u8], n: usize, wb: usize) -> usize {
 /// A Q8_K block: `d` (f32), 256 quants, 16 sums of 16 quants (i16).
 const Q8K_BYTES: usize = 4 + 256 + 32;
 
-fn dot_q4_k(w: &[u8], a: &[u8], n: usize) -> f32 {
-    let nb = check_k(w, a, n, 144);
+/// The integer sums of one Q4_K or Q5_K super-block, given its eight sub-block scales.
+type IsumK4 = unsafe fn(*const u8, *const u8, &[i16; 8]) -> i32;
+
+/// Q4_K or Q5_K (`block` bytes per super-block) by Q8_K: the sub-block scales and the
+/// minimums' term per super-block, `isum` the exact integer sums.
+fn dot_k4(w: &[u8], a: &[u8], n: usize, block: usize, isum: IsumK4) -> f32 {
+    let nb = check_k(w, a, n, block);
     let mut total = -0.0f32;
-    for (wb, ab) in w.chunks_exact(144).zip(a.chunks_exact(Q8K_BYTES)) {
+    for (wb, ab) in w.chunks_exact(block).zip(a.chunks_exact(Q8K_BYTES)) {
         let scales: &[u8; 12] = wb[4..16].try_into().expect("12 scale bytes");
         let (mut sc, mut mins) = ([0i16; 8], 0i32);
         for (j, s) in sc.iter_mut().enumerate() {
@@ -234,41 +239,24 @@ fn dot_q4_k(w: &[u8], a: &[u8], n: usize) -> f32 {
             mins += i32::from(min) * (bsum(2 * j) + bsum(2 * j + 1));
         }
         // SAFETY: `dot_fn` hands this out only when AVX2/FMA/F16C are present; the block
-        // slices have 144 and 292 bytes, as the kernel reads.
-        let sum = unsafe { isum_q4_k_avx2(wb.as_ptr(), ab.as_ptr(), &sc) };
+        // slices have the bytes of one super-block of each type, as the kernels read.
+        let sum = unsafe { isum(wb.as_ptr(), ab.as_ptr(), &sc) };
         let ad = f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]]);
         let d = half::f16::from_le_bytes([wb[0], wb[1]]).to_f32();
         let dmin = half::f16::from_le_bytes([wb[2], wb[3]]).to_f32();
         // The scalar reference's expression and summation order, so results are identical.
         total += ad * d * sum as f32 - ad * dmin * mins as f32;
     }
-    debug_assert_eq!(nb, w.len() / 144);
+    debug_assert_eq!(nb, w.len() / block);
     total
 }
 
+fn dot_q4_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    dot_k4(w, a, n, 144, isum_q4_k_avx2)
+}
+
 fn dot_q5_k(w: &[u8], a: &[u8], n: usize) -> f32 {
-    let nb = check_k(w, a, n, 176);
-    let mut total = -0.0f32;
-    for (wb, ab) in w.chunks_exact(176).zip(a.chunks_exact(Q8K_BYTES)) {
-        let scales: &[u8; 12] = wb[4..16].try_into().expect("12 scale bytes");
-        let (mut sc, mut mins) = ([0i16; 8], 0i32);
-        for (j, s) in sc.iter_mut().enumerate() {
-            let (scale, min) = quant::scale_min_k4(scales, j);
-            *s = i16::from(scale);
-            let bsum = |k: usize| i32::from(i16::from_le_bytes([ab[260 + 2 * k], ab[261 + 2 * k]]));
-            mins += i32::from(min) * (bsum(2 * j) + bsum(2 * j + 1));
-        }
-        // SAFETY: `dot_fn` hands this out only when AVX2/FMA/F16C are present; the block
-        // slices have 176 and 292 bytes, as the kernel reads.
-        let sum = unsafe { isum_q5_k_avx2(wb.as_ptr(), ab.as_ptr(), &sc) };
-        let ad = f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]]);
-        let d = half::f16::from_le_bytes([wb[0], wb[1]]).to_f32();
-        let dmin = half::f16::from_le_bytes([wb[2], wb[3]]).to_f32();
-        // The scalar reference's expression and summation order, so results are identical.
-        total += ad * d * sum as f32 - ad * dmin * mins as f32;
-    }
-    debug_assert_eq!(nb, w.len() / 176);
-    total
+    dot_k4(w, a, n, 176, isum_q5_k_avx2)
 }
 
 fn dot_q6_k(w: &[u8], a: &[u8], n: usize) -> f32 {
