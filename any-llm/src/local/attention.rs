@@ -207,9 +207,21 @@ pub(crate) fn group_value_slots(
     acc: &mut [f32],
 ) {
     let lanes64 = order == SumOrder::Lanes64;
-    if kernels::attn_value_slots(lanes64, p, values, hd, heads, slots.clone(), acc) {
-        return;
+    if !kernels::attn_value_slots(lanes64, p, values, hd, heads, slots.clone(), acc) {
+        value_slots_portable(order, p, values, hd, heads, slots, acc);
     }
+}
+
+/// [`group_value_slots`] without vector kernels.
+fn value_slots_portable(
+    order: SumOrder,
+    p: &[f32],
+    values: &[u16],
+    hd: usize,
+    heads: usize,
+    slots: std::ops::Range<usize>,
+    acc: &mut [f32],
+) {
     let len = p.len() / heads;
     let stride = slots.len() + 1;
     acc[..heads * stride * hd].fill(0.0);
@@ -378,10 +390,39 @@ mod tests {
                                     .map(|v| v.to_bits())
                                     .collect();
                                 assert_eq!(got, want, "slots {hd} {heads} {len} {slots:?}");
+                                let mut portable = vec![f32::NAN; heads * stride * hd];
+                                value_slots_portable(
+                                    order,
+                                    &p,
+                                    &values,
+                                    hd,
+                                    heads,
+                                    slots.clone(),
+                                    &mut portable,
+                                );
+                                let at = h * stride * hd;
+                                assert_eq!(
+                                    acc[at..at + slots.len() * hd]
+                                        .iter()
+                                        .map(|v| v.to_bits())
+                                        .collect::<Vec<_>>(),
+                                    portable[at..at + slots.len() * hd]
+                                        .iter()
+                                        .map(|v| v.to_bits())
+                                        .collect::<Vec<_>>(),
+                                    "portable slots {hd} {heads} {len} {slots:?}"
+                                );
                                 // The vector fold equals the portable one.
                                 let mut folded = vec![0.0; hd];
                                 let mut all = slow.clone();
                                 kernels::fold_slots(period, &mut all, &mut folded);
+                                let (mut all2, mut folded2) = (slow.clone(), vec![0.0; hd]);
+                                kernels::fold_slots_portable(period, &mut all2, &mut folded2);
+                                assert_eq!(
+                                    folded.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                                    folded2.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                                    "portable fold {hd} {len} {order:?}"
+                                );
                                 order.fold(&mut slow, hd);
                                 assert_eq!(
                                     folded.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),

@@ -247,6 +247,12 @@ pub(crate) fn fold_slots(rows: usize, acc: &mut [f32], out: &mut [f32]) {
         // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
         return unsafe { x86::fold_slots(rows, acc, out) };
     }
+    fold_slots_portable(rows, acc, out);
+}
+
+/// [`fold_slots`] without vector kernels.
+pub(crate) fn fold_slots_portable(rows: usize, acc: &mut [f32], out: &mut [f32]) {
+    let hd = out.len();
     let mut m = rows / 2;
     while m >= 1 {
         for r in 0..m {
