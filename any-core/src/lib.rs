@@ -69,7 +69,8 @@ pub use response::{
 };
 pub use schema::{Schema, Violation};
 pub use service::{
-    BoxChatService, BoxEmbedService, ChatService, ChatServiceExt, EmbedService, EmbedServiceExt,
+    BoxChatService, BoxEmbedService, ChatFuture, ChatService, ChatServiceExt, EmbedService,
+    EmbedServiceExt,
 };
 pub use stream::{BoxedChunks, ChatStream};
 pub use tool::{ToolChoice, ToolSpec, schema_value};

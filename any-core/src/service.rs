@@ -1,6 +1,7 @@
 //! The one service shape: [`ChatService`], its helpers, and the boxed form.
 
 use std::future::Future;
+use std::pin::Pin;
 
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
@@ -35,6 +36,32 @@ impl<S> ChatService for S where
         + 'static
 {
 }
+
+/// The future a [`ChatService`] written by hand usually returns: boxed, `Send`, resolving to
+/// the stream (or the error that kept it from starting).
+///
+/// ```
+/// use std::task::{Context, Poll};
+/// use any_core::{ChatFuture, ChatRequest, ChatStream, Error, Result};
+///
+/// #[derive(Clone)]
+/// struct Refuse;
+///
+/// impl tower::Service<ChatRequest> for Refuse {
+///     type Response = ChatStream;
+///     type Error = Error;
+///     type Future = ChatFuture;
+///
+///     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+///         Poll::Ready(Ok(()))
+///     }
+///
+///     fn call(&mut self, _request: ChatRequest) -> ChatFuture {
+///         Box::pin(async { Err(Error::InvalidRequest("nothing to say".into())) })
+///     }
+/// }
+/// ```
+pub type ChatFuture = Pin<Box<dyn Future<Output = Result<ChatStream>> + Send>>;
 
 /// A type-erased [`ChatService`]: `Clone + Send + Sync`, for code that does not want
 /// generics. `any_llm::model("provider:model")` returns one.

@@ -50,44 +50,24 @@ impl SumOrder {
         }
     }
 
+    /// Partial sums a sum keeps: index `x` goes to slot `x mod period` (for a single token:
+    /// 4 groups of 16 lanes over steps of 64).
+    pub(crate) fn period(self) -> usize {
+        match self {
+            SumOrder::Lanes16 => 16,
+            SumOrder::Lanes64 => 64,
+        }
+    }
+
     /// Which partial sum index `x` goes to.
     fn slot(self, x: usize) -> usize {
-        match self {
-            SumOrder::Lanes16 => x % 16,
-            SumOrder::Lanes64 => ((x / 16) % 4) * 16 + x % 16,
-        }
+        x % self.period()
     }
 
-    /// Folds the partial sums (rows `width` wide) into row 0.
+    /// Folds the partial sums (rows `width` wide) into row 0 by halving: for a single token
+    /// 0..32 += 32..64 (groups 0 + 2, 1 + 3), then 0..16 += 16..32 (0 + 1), then the 16 lanes.
     fn fold(self, acc: &mut [f32], width: usize) {
-        if self == SumOrder::Lanes64 {
-            add_rows(acc, width, 0, 32, 16);
-            add_rows(acc, width, 16, 48, 16);
-            add_rows(acc, width, 0, 16, 16);
-        }
-        fold16(acc, width);
-    }
-}
-
-/// `acc[dst + r] += acc[src + r]` for `rows` rows of `width`.
-fn add_rows(acc: &mut [f32], width: usize, dst: usize, src: usize, rows: usize) {
-    for r in 0..rows {
-        for i in 0..width {
-            acc[(dst + r) * width + i] += acc[(src + r) * width + i];
-        }
-    }
-}
-
-/// Folds 16 rows of partial sums (`width` wide each) into row 0 by halving, lane by lane.
-fn fold16(acc: &mut [f32], width: usize) {
-    let mut m = 8;
-    while m >= 1 {
-        for lane in 0..m {
-            for i in 0..width {
-                acc[lane * width + i] += acc[(lane + m) * width + i];
-            }
-        }
-        m /= 2;
+        kernels::halve_rows(self.period(), acc, width);
     }
 }
 
@@ -108,7 +88,6 @@ fn dot(order: SumOrder, k: &[u16], q: &[f32]) -> f32 {
 /// Reusable buffers of one thread's attention work.
 #[derive(Debug, Default)]
 pub(crate) struct AttentionScratch {
-    qbits: Vec<u16>,
     /// Queries rounded to f16, as the keys are.
     pub(crate) q: Vec<f32>,
     /// Scores, then probabilities, head-major.
@@ -119,11 +98,9 @@ pub(crate) struct AttentionScratch {
 impl AttentionScratch {
     /// Rounds the queries `q` to f16 (the keys' precision) into `self.q`.
     pub(crate) fn round_queries(&mut self, q: &[f32]) {
-        self.qbits.resize(q.len(), 0);
-        kernels::f32_to_f16(q, &mut self.qbits);
         self.q.clear();
-        self.q
-            .extend(self.qbits.iter().map(|&b| f16::from_bits(b).to_f32()));
+        self.q.extend_from_slice(q);
+        kernels::round_to_f16(&mut self.q);
     }
 }
 
@@ -183,16 +160,6 @@ pub(crate) fn softmax_rounded(scores: &mut [f32]) {
     kernels::round_to_f16(scores);
 }
 
-impl SumOrder {
-    /// Partial sums a weighted sum of values keeps: position `j` goes to slot `j mod period`.
-    pub(crate) fn period(self) -> usize {
-        match self {
-            SumOrder::Lanes16 => 16,
-            SumOrder::Lanes64 => 64,
-        }
-    }
-}
-
 /// Partial sums of the weighted value rows for heads sharing them (`p` holding each head's
 /// probabilities, `len` each): each probability scales its value row into slot
 /// `j mod period`, in increasing position, for the slots in `slots` only. Head `h`'s slot `s`
@@ -227,7 +194,7 @@ fn value_slots_portable(
     acc[..heads * stride * hd].fill(0.0);
     for (h, ph) in p.chunks_exact(len).enumerate() {
         for (j, (&pj, vrow)) in ph.iter().zip(values.chunks_exact(hd)).enumerate() {
-            let slot = j % order.period();
+            let slot = order.slot(j);
             if slots.contains(&slot) {
                 let at = (h * stride + slot - slots.start) * hd;
                 kernels::fma_f16_row(&mut acc[at..at + hd], pj, vrow);

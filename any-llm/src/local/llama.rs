@@ -469,14 +469,10 @@ fn attention_split(
     let scale = 1.0 / (hd as f32).sqrt();
     let order = SumOrder::Lanes64;
     let blocks = len.div_ceil(SCORE_BLOCK);
-    {
-        let mut sc = s.per_thread[0]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        sc.round_queries(q);
-        s.q.clear();
-        s.q.extend_from_slice(&sc.q);
-    }
+    // The queries rounded to f16, as the keys are.
+    s.q.clear();
+    s.q.extend_from_slice(q);
+    kernels::round_to_f16(&mut s.q);
     // Scores: task (g, b) holds its heads' scores of block b, head-major.
     s.scores
         .resize(cfg.n_head_kv * blocks * group * SCORE_BLOCK, 0.0);

@@ -111,7 +111,7 @@ impl LocalChat {
 impl tower::Service<ChatRequest> for LocalChat {
     type Response = ChatStream;
     type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<ChatStream>> + Send>>;
+    type Future = any_core::ChatFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         Poll::Ready(Ok(()))

@@ -163,7 +163,7 @@ impl OpenAiEmbed {
 impl tower::Service<ChatRequest> for OpenAiChat {
     type Response = ChatStream;
     type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<ChatStream>> + Send>>;
+    type Future = any_core::ChatFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         Poll::Ready(Ok(()))

@@ -1,7 +1,5 @@
 //! Load balancing across several endpoints of one model.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -174,7 +172,7 @@ impl<S> Balance<S> {
 impl<S: ChatService> Service<ChatRequest> for Balance<S> {
     type Response = ChatStream;
     type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<ChatStream>> + Send>>;
+    type Future = any_core::ChatFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         // The choice is made per call, on a clone of the chosen endpoint readied there.

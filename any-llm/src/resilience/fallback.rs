@@ -1,8 +1,6 @@
 //! Fallback to another service on failure.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -150,7 +148,7 @@ impl<A, B> Fallback<A, B> {
 impl<A: ChatService, B: ChatService> Service<ChatRequest> for Fallback<A, B> {
     type Response = ChatStream;
     type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<ChatStream>> + Send>>;
+    type Future = any_core::ChatFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         // Each call readies a clone of whichever service it uses.

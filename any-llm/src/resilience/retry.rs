@@ -1,8 +1,6 @@
 //! Retry with exponential backoff and jitter.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -189,7 +187,7 @@ impl<S> Retry<S> {
 impl<S: ChatService> Service<ChatRequest> for Retry<S> {
     type Response = ChatStream;
     type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<ChatStream>> + Send>>;
+    type Future = any_core::ChatFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         // Every try readies its own clone of the inner service.

@@ -122,7 +122,7 @@ impl<S> Timeout<S> {
 impl<S: ChatService> Service<ChatRequest> for Timeout<S> {
     type Response = ChatStream;
     type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<ChatStream>> + Send>>;
+    type Future = any_core::ChatFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         Poll::Ready(Ok(()))

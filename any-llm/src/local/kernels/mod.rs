@@ -253,17 +253,21 @@ pub(crate) fn fold_slots(rows: usize, acc: &mut [f32], out: &mut [f32]) {
 /// [`fold_slots`] without vector kernels.
 pub(crate) fn fold_slots_portable(rows: usize, acc: &mut [f32], out: &mut [f32]) {
     let hd = out.len();
+    halve_rows(rows, acc, hd);
+    out.copy_from_slice(&acc[..hd]);
+}
+
+/// Folds `rows` rows of `width` (a power of two of them) into row 0 by halving, in place:
+/// rows `0..rows / 2` += the next `rows / 2`, and so on down to one.
+pub(crate) fn halve_rows(rows: usize, acc: &mut [f32], width: usize) {
     let mut m = rows / 2;
     while m >= 1 {
-        for r in 0..m {
-            let (lo, hi) = acc.split_at_mut((r + m) * hd);
-            for (d, x) in lo[r * hd..(r + 1) * hd].iter_mut().zip(&hi[..hd]) {
-                *d += x;
-            }
+        let (lo, hi) = acc.split_at_mut(m * width);
+        for (d, x) in lo.iter_mut().zip(&hi[..m * width]) {
+            *d += x;
         }
         m /= 2;
     }
-    out.copy_from_slice(&acc[..hd]);
 }
 
 /// `acc[i] = fma(p, v[i], acc[i])` for a row of f16 values (one rounding per element).

@@ -42,8 +42,6 @@
 mod stream;
 mod wire;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -132,7 +130,7 @@ impl AnthropicChat {
 impl tower::Service<ChatRequest> for AnthropicChat {
     type Response = ChatStream;
     type Error = Error;
-    type Future = Pin<Box<dyn Future<Output = Result<ChatStream>> + Send>>;
+    type Future = any_core::ChatFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         Poll::Ready(Ok(()))
