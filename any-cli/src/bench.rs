@@ -18,6 +18,10 @@ pub(crate) struct BenchArgs {
     /// Threads for the matrix work (default: all cores).
     #[arg(long, short = 't', value_name = "N")]
     threads: Option<usize>,
+    /// The KV cache's number type: f16 (llama.cpp's default) or q8_0 (half the cache, faster
+    /// decoding at long contexts).
+    #[arg(long, value_name = "TYPE", default_value = "f16")]
+    kv_cache: any_llm::local::KvCacheType,
     /// Prompt tokens evaluated in one forward pass from an empty cache.
     #[arg(long, value_name = "N", default_value_t = 512)]
     prefill: usize,
@@ -80,6 +84,7 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<()> {
     let context = (args.prefill).max(args.depth + 16 + args.decode).max(2048);
     let options = LocalModelOptions {
         threads: args.threads,
+        kv_cache: args.kv_cache,
         context: Some(context),
     };
     let loading = Instant::now();
@@ -121,6 +126,7 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<()> {
         let out = serde_json::json!({
             "model": path.file_name().map(|n| n.to_string_lossy().into_owned()),
             "threads": threads,
+            "kv_cache": args.kv_cache.as_str(),
             "prefill_tokens": args.prefill,
             "prefill_tok_s": (prefill_tok_s * 10.0).round() / 10.0,
             "decode_tokens": args.decode,
@@ -133,6 +139,7 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<()> {
     } else {
         println!("model      {}", path.display());
         println!("threads    {threads}");
+        println!("kv cache   {}", args.kv_cache);
         println!("load       {load_ms:.1} ms");
         println!(
             "prefill    {prefill_tok_s:.1} tok/s ({} tokens, best of {})",

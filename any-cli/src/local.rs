@@ -22,6 +22,10 @@ pub(crate) struct ModelArgs {
     /// Threads for the matrix work (default: all cores).
     #[arg(long, short = 't', value_name = "N")]
     threads: Option<usize>,
+    /// The KV cache's number type: f16 (llama.cpp's default) or q8_0 (half the cache, faster
+    /// decoding at long contexts).
+    #[arg(long, value_name = "TYPE", default_value = "f16")]
+    kv_cache: any_llm::local::KvCacheType,
 }
 
 /// What a `--model` value names.
@@ -90,6 +94,7 @@ impl ModelArgs {
         };
         let options = LocalModelOptions {
             threads: self.threads,
+            kv_cache: self.kv_cache,
             ..Default::default()
         };
         LocalModel::open_with(&path, options).with_context(|| format!("opening {}", path.display()))

@@ -28,6 +28,10 @@ pub(crate) struct ServeArgs {
     /// Threads for the matrix work (default: all cores).
     #[arg(long, short = 't', value_name = "N")]
     threads: Option<usize>,
+    /// The KV cache's number type: f16 (llama.cpp's default) or q8_0 (half the cache, faster
+    /// decoding at long contexts).
+    #[arg(long, value_name = "TYPE", default_value = "f16")]
+    kv_cache: any_llm::local::KvCacheType,
     /// Context window in tokens (default: the model's, capped at 4096).
     #[arg(long, value_name = "N")]
     context: Option<usize>,
@@ -51,6 +55,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
     };
     let options = LocalModelOptions {
         threads: args.threads,
+        kv_cache: args.kv_cache,
         context: args.context,
     };
     let model = tokio::task::spawn_blocking({

@@ -59,6 +59,7 @@ async fn a_prompt_longer_than_the_context_is_a_clear_error() {
         LocalModelOptions {
             context: Some(64),
             threads: Some(1),
+            ..Default::default()
         },
     )
     .expect("opens");

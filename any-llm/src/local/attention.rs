@@ -15,9 +15,7 @@
 //! cached positions were computed one token at a time and never reuses those for a prompt, so
 //! prefix reuse cannot change an answer.
 
-use half::f16;
-
-use crate::local::kernels;
+use crate::local::kernels::{self, KvRows};
 
 /// Sums 16 lanes by halving: lanes `i` and `i + 8`, then `i` and `i + 4`, and so on.
 pub(crate) fn reduce16(mut v: [f32; 16]) -> f32 {
@@ -71,18 +69,30 @@ impl SumOrder {
     }
 }
 
-/// A dot product of f16 keys with f32 queries summed in `order`, with fused multiply-adds.
-fn dot(order: SumOrder, k: &[u16], q: &[f32]) -> f32 {
-    if let Some(v) = kernels::dot_f16_lanes(order == SumOrder::Lanes64, k, q) {
-        return v;
-    }
+/// A dot product of a key row (as f32) with f32 queries summed in `order`, with fused
+/// multiply-adds.
+fn dot(order: SumOrder, k: &[f32], q: &[f32]) -> f32 {
     let mut acc = [0f32; 64];
-    for (x, (&kb, &qv)) in k.iter().zip(q).enumerate() {
+    for (x, (&kv, &qv)) in k.iter().zip(q).enumerate() {
         let s = order.slot(x);
-        acc[s] = f16::from_bits(kb).to_f32().mul_add(qv, acc[s]);
+        acc[s] = kv.mul_add(qv, acc[s]);
     }
     order.fold(&mut acc, 1);
     acc[0]
+}
+
+/// [`dot`] of key row `j` of `keys` with `q`, through the f16 vector kernel where there is
+/// one; `row` is scratch for the row (`q.len()` long).
+fn key_dot(order: SumOrder, keys: KvRows<'_>, j: usize, q: &[f32], row: &mut [f32]) -> f32 {
+    let hd = q.len();
+    if let KvRows::F16(k) = keys
+        && let Some(v) =
+            kernels::dot_f16_lanes(order == SumOrder::Lanes64, &k[j * hd..(j + 1) * hd], q)
+    {
+        return v;
+    }
+    keys.row_f32(j, row);
+    dot(order, row, q)
 }
 
 /// Reusable buffers of one thread's attention work.
@@ -109,7 +119,7 @@ impl AttentionScratch {
 pub(crate) fn group_scores(
     order: SumOrder,
     q: &[f32],
-    keys: &[u16],
+    keys: KvRows<'_>,
     hd: usize,
     scale: f32,
     out: &mut [f32],
@@ -118,9 +128,10 @@ pub(crate) fn group_scores(
         return;
     }
     let len = out.len() / (q.len() / hd);
+    let mut row = vec![0.0; hd];
     for (qh, oh) in q.chunks_exact(hd).zip(out.chunks_exact_mut(len)) {
-        for (o, k) in oh.iter_mut().zip(keys.chunks_exact(hd)) {
-            *o = dot(order, k, qh) * scale;
+        for (j, o) in oh.iter_mut().enumerate() {
+            *o = key_dot(order, keys, j, qh, &mut row) * scale;
         }
     }
 }
@@ -167,7 +178,7 @@ pub(crate) fn softmax_rounded(scores: &mut [f32]) {
 pub(crate) fn group_value_slots(
     order: SumOrder,
     p: &[f32],
-    values: &[u16],
+    values: KvRows<'_>,
     hd: usize,
     heads: usize,
     slots: std::ops::Range<usize>,
@@ -183,7 +194,7 @@ pub(crate) fn group_value_slots(
 fn value_slots_portable(
     order: SumOrder,
     p: &[f32],
-    values: &[u16],
+    values: KvRows<'_>,
     hd: usize,
     heads: usize,
     slots: std::ops::Range<usize>,
@@ -192,12 +203,21 @@ fn value_slots_portable(
     let len = p.len() / heads;
     let stride = slots.len() + 1;
     acc[..heads * stride * hd].fill(0.0);
+    let mut row = vec![0.0; hd];
     for (h, ph) in p.chunks_exact(len).enumerate() {
-        for (j, (&pj, vrow)) in ph.iter().zip(values.chunks_exact(hd)).enumerate() {
+        for (j, &pj) in ph.iter().enumerate() {
             let slot = order.slot(j);
             if slots.contains(&slot) {
-                let at = (h * stride + slot - slots.start) * hd;
-                kernels::fma_f16_row(&mut acc[at..at + hd], pj, vrow);
+                let acc = &mut acc[(h * stride + slot - slots.start) * hd..][..hd];
+                match values {
+                    KvRows::F16(v) => kernels::fma_f16_row(acc, pj, &v[j * hd..(j + 1) * hd]),
+                    KvRows::Q8_0(_) => {
+                        values.row_f32(j, &mut row);
+                        for (a, &x) in acc.iter_mut().zip(&row) {
+                            *a = pj.mul_add(x, *a);
+                        }
+                    }
+                }
             }
         }
     }
@@ -214,8 +234,8 @@ fn slots_len(heads: usize, hd: usize) -> usize {
 pub(crate) fn attend_group(
     order: SumOrder,
     q: &[f32],
-    keys: &[u16],
-    values: &[u16],
+    keys: KvRows<'_>,
+    values: KvRows<'_>,
     len: usize,
     hd: usize,
     scale: f32,
@@ -226,7 +246,14 @@ pub(crate) fn attend_group(
     s.round_queries(q);
     s.scores.clear();
     s.scores.resize(heads * len, 0.0);
-    group_scores(order, &s.q, &keys[..len * hd], hd, scale, &mut s.scores);
+    group_scores(
+        order,
+        &s.q,
+        keys.range(0, len, hd),
+        hd,
+        scale,
+        &mut s.scores,
+    );
     for ph in s.scores.chunks_exact_mut(len) {
         softmax_rounded(ph);
     }
@@ -235,7 +262,7 @@ pub(crate) fn attend_group(
     group_value_slots(
         order,
         &s.scores,
-        &values[..len * hd],
+        values.range(0, len, hd),
         hd,
         heads,
         0..period,
@@ -250,6 +277,7 @@ pub(crate) fn attend_group(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use half::f16;
 
     #[test]
     fn exp_is_close_to_the_true_exponential() {
@@ -279,9 +307,10 @@ mod tests {
             .zip(&q)
             .map(|(&kb, &qv)| f64::from(f16::from_bits(kb).to_f32()) * f64::from(qv))
             .sum();
+        let kf: Vec<f32> = k.iter().map(|&b| f16::from_bits(b).to_f32()).collect();
         for order in [SumOrder::Lanes16, SumOrder::Lanes64] {
             assert!(
-                (f64::from(dot(order, &k, &q)) - exact).abs() < 1e-4,
+                (f64::from(dot(order, &kf, &q)) - exact).abs() < 1e-4,
                 "{order:?}"
             );
         }
@@ -297,108 +326,138 @@ mod tests {
             .collect()
     }
 
+    /// The same rows stored as f16 bits and as Q8_0 blocks.
+    fn kv_both(n: usize, seed: u32) -> (Vec<u16>, Vec<u8>) {
+        let f = f16_rows(n, seed);
+        let x: Vec<f32> = f.iter().map(|&b| f16::from_bits(b).to_f32()).collect();
+        let mut q = vec![0u8; n / 32 * kernels::Q8_0_BLOCK];
+        kernels::quantize_activations(crate::local::quant::GgmlType::Q8_0, &x, &mut q);
+        (f, q)
+    }
+
     #[test]
     fn vector_attention_kernels_equal_the_portable_order_bit_for_bit() {
         for hd in [64, 128] {
             for heads in [1, 3, 5] {
                 for len in [1, 5, 16, 17, 63, 64, 65, 200, 1000] {
-                    let keys = f16_rows(len * hd, 1);
-                    let values = f16_rows(len * hd, 2);
+                    let (kf, kq) = kv_both(len * hd, 1);
+                    let (vf, vq) = kv_both(len * hd, 2);
                     let q: Vec<f32> = f16_rows(heads * hd, 3)
                         .iter()
                         .map(|&b| f16::from_bits(b).to_f32())
                         .collect();
-                    for order in [SumOrder::Lanes16, SumOrder::Lanes64] {
-                        let lanes64 = order == SumOrder::Lanes64;
-                        let mut fast = vec![0.0; heads * len];
-                        if !kernels::attn_scores(lanes64, &keys, &q, hd, 0.125, &mut fast) {
-                            eprintln!("no vector attention kernels on this CPU");
-                            return;
-                        }
-                        for (h, qh) in q.chunks_exact(hd).enumerate() {
-                            for (j, k) in keys.chunks_exact(hd).enumerate() {
-                                let slow = dot(order, k, qh) * 0.125;
-                                let f = fast[h * len + j];
-                                assert_eq!(f.to_bits(), slow.to_bits(), "scores {hd} {len} {j}");
-                            }
-                        }
-                        let p: Vec<f32> = (0..heads * len)
-                            .map(|j| f16::from_f32(1.0 / (1.0 + j as f32)).to_f32())
-                            .collect();
-                        let period = order.period();
-                        for slots in [0..period, 0..period / 2, period / 2..period] {
-                            let stride = slots.len() + 1;
-                            let mut acc = vec![f32::NAN; heads * stride * hd];
-                            assert!(kernels::attn_value_slots(
-                                lanes64,
-                                &p,
-                                &values,
-                                hd,
-                                heads,
-                                slots.clone(),
-                                &mut acc
-                            ));
-                            for (h, ph) in p.chunks_exact(len).enumerate() {
-                                let mut slow = vec![0.0; 64 * hd];
-                                for (j, (&pj, row)) in
-                                    ph.iter().zip(values.chunks_exact(hd)).enumerate()
-                                {
-                                    let slot = order.slot(j);
-                                    for (a, &vb) in slow[slot * hd..][..hd].iter_mut().zip(row) {
-                                        *a = pj.mul_add(f16::from_bits(vb).to_f32(), *a);
-                                    }
-                                }
-                                let got: Vec<u32> = acc[h * stride * hd..][..slots.len() * hd]
-                                    .iter()
-                                    .map(|v| v.to_bits())
-                                    .collect();
-                                let want: Vec<u32> = slow[slots.start * hd..slots.end * hd]
-                                    .iter()
-                                    .map(|v| v.to_bits())
-                                    .collect();
-                                assert_eq!(got, want, "slots {hd} {heads} {len} {slots:?}");
-                                let mut portable = vec![f32::NAN; heads * stride * hd];
-                                value_slots_portable(
-                                    order,
-                                    &p,
-                                    &values,
-                                    hd,
-                                    heads,
-                                    slots.clone(),
-                                    &mut portable,
-                                );
-                                let at = h * stride * hd;
-                                assert_eq!(
-                                    acc[at..at + slots.len() * hd]
-                                        .iter()
-                                        .map(|v| v.to_bits())
-                                        .collect::<Vec<_>>(),
-                                    portable[at..at + slots.len() * hd]
-                                        .iter()
-                                        .map(|v| v.to_bits())
-                                        .collect::<Vec<_>>(),
-                                    "portable slots {hd} {heads} {len} {slots:?}"
-                                );
-                                // The vector fold equals the portable one.
-                                let mut folded = vec![0.0; hd];
-                                let mut all = slow.clone();
-                                kernels::fold_slots(period, &mut all, &mut folded);
-                                let (mut all2, mut folded2) = (slow.clone(), vec![0.0; hd]);
-                                kernels::fold_slots_portable(period, &mut all2, &mut folded2);
-                                assert_eq!(
-                                    folded.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                                    folded2.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                                    "portable fold {hd} {len} {order:?}"
-                                );
-                                order.fold(&mut slow, hd);
-                                assert_eq!(
-                                    folded.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                                    slow[..hd].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                                    "fold {hd} {len} {order:?}"
-                                );
-                            }
+                    for (keys, values) in [
+                        (KvRows::F16(&kf), KvRows::F16(&vf)),
+                        (KvRows::Q8_0(&kq), KvRows::Q8_0(&vq)),
+                    ] {
+                        check_kernels(hd, heads, len, keys, values, &q);
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_kernels(
+        hd: usize,
+        heads: usize,
+        len: usize,
+        keys: KvRows<'_>,
+        values: KvRows<'_>,
+        q: &[f32],
+    ) {
+        let mut row = vec![0.0; hd];
+        for order in [SumOrder::Lanes16, SumOrder::Lanes64] {
+            let lanes64 = order == SumOrder::Lanes64;
+            let mut fast = vec![0.0; heads * len];
+            if !kernels::attn_scores(lanes64, keys, q, hd, 0.125, &mut fast) {
+                eprintln!("no vector attention kernels on this CPU");
+                return;
+            }
+            for (h, qh) in q.chunks_exact(hd).enumerate() {
+                for j in 0..len {
+                    keys.row_f32(j, &mut row);
+                    let slow = dot(order, &row, qh) * 0.125;
+                    let f = fast[h * len + j];
+                    assert_eq!(
+                        f.to_bits(),
+                        slow.to_bits(),
+                        "scores {keys:?} {hd} {len} {j}"
+                    );
+                }
+            }
+            let p: Vec<f32> = (0..heads * len)
+                .map(|j| f16::from_f32(1.0 / (1.0 + j as f32)).to_f32())
+                .collect();
+            let period = order.period();
+            for slots in [0..period, 0..period / 2, period / 2..period] {
+                let stride = slots.len() + 1;
+                let mut acc = vec![f32::NAN; heads * stride * hd];
+                assert!(kernels::attn_value_slots(
+                    lanes64,
+                    &p,
+                    values,
+                    hd,
+                    heads,
+                    slots.clone(),
+                    &mut acc
+                ));
+                for (h, ph) in p.chunks_exact(len).enumerate() {
+                    let mut slow = vec![0.0; 64 * hd];
+                    for (j, &pj) in ph.iter().enumerate() {
+                        values.row_f32(j, &mut row);
+                        let slot = order.slot(j);
+                        for (a, &v) in slow[slot * hd..][..hd].iter_mut().zip(&row) {
+                            *a = pj.mul_add(v, *a);
                         }
                     }
+                    let got: Vec<u32> = acc[h * stride * hd..][..slots.len() * hd]
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect();
+                    let want: Vec<u32> = slow[slots.start * hd..slots.end * hd]
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect();
+                    assert_eq!(got, want, "slots {hd} {heads} {len} {slots:?}");
+                    let mut portable = vec![f32::NAN; heads * stride * hd];
+                    value_slots_portable(
+                        order,
+                        &p,
+                        values,
+                        hd,
+                        heads,
+                        slots.clone(),
+                        &mut portable,
+                    );
+                    let at = h * stride * hd;
+                    assert_eq!(
+                        acc[at..at + slots.len() * hd]
+                            .iter()
+                            .map(|v| v.to_bits())
+                            .collect::<Vec<_>>(),
+                        portable[at..at + slots.len() * hd]
+                            .iter()
+                            .map(|v| v.to_bits())
+                            .collect::<Vec<_>>(),
+                        "portable slots {hd} {heads} {len} {slots:?}"
+                    );
+                    // The vector fold equals the portable one.
+                    let mut folded = vec![0.0; hd];
+                    let mut all = slow.clone();
+                    kernels::fold_slots(period, &mut all, &mut folded);
+                    let (mut all2, mut folded2) = (slow.clone(), vec![0.0; hd]);
+                    kernels::fold_slots_portable(period, &mut all2, &mut folded2);
+                    assert_eq!(
+                        folded.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        folded2.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "portable fold {hd} {len} {order:?}"
+                    );
+                    order.fold(&mut slow, hd);
+                    assert_eq!(
+                        folded.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        slow[..hd].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "fold {hd} {len} {order:?}"
+                    );
                 }
             }
         }
@@ -415,7 +474,8 @@ mod tests {
         let mut out = vec![0.0; hd];
         for order in [SumOrder::Lanes16, SumOrder::Lanes64] {
             let mut scratch = AttentionScratch::default();
-            attend_group(order, &q, &k, &v, 1, hd, 0.125, &mut scratch, &mut out);
+            let (k, v) = (KvRows::F16(&k), KvRows::F16(&v));
+            attend_group(order, &q, k, v, 1, hd, 0.125, &mut scratch, &mut out);
             assert!(
                 out.iter().enumerate().all(|(i, &o)| o == i as f32 * 0.5),
                 "{order:?}"

@@ -12,9 +12,10 @@ use crate::local::attention::{
     AttentionScratch, SumOrder, attend_group, group_scores, group_value_slots, softmax_rounded,
 };
 use crate::local::gguf::{GgufFile, TensorInfo};
-use crate::local::kernels;
+use crate::local::kernels::{self, KvRows};
 use crate::local::matmul::{MatmulScratch, WeightView, matmul, matmul_group};
 use crate::local::pool::Pool;
+use crate::local::quant::GgmlType;
 use any_core::{Error, Result};
 
 /// The shape of a llama-family model, read from GGUF metadata.
@@ -481,7 +482,7 @@ fn attention_split(
         let (g, b) = (idx / blocks, idx % blocks);
         let start = b * SCORE_BLOCK;
         let rows = SCORE_BLOCK.min(len - start);
-        let keys = &kv.keys(layer, g, len)[start * hd..(start + rows) * hd];
+        let keys = kv.keys(layer, g, len).range(start, rows, hd);
         let qg = &qr[g * group * hd..(g + 1) * group * hd];
         group_scores(order, qg, keys, hd, scale, &mut o[..group * rows]);
     });
@@ -551,14 +552,77 @@ impl AttnBuffers {
     }
 }
 
+/// The number type the KV cache stores keys and values in.
+///
+/// `F16` is llama.cpp's default and what the reference tests compare against bit for bit.
+/// `Q8_0` (blocks of 32 signed bytes with an f16 scale, as llama.cpp's `--cache-type-k q8_0
+/// --cache-type-v q8_0`) holds the cache in 34 bytes per 32 values instead of 64: a long
+/// context's decode step reads about half as much cache, for a small change in the numbers
+/// (perplexity on the reference text within a few tenths of a percent; see the book's
+/// Performance chapter).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum KvCacheType {
+    /// IEEE half precision, 2 bytes a value.
+    #[default]
+    F16,
+    /// 8-bit blocks of 32 values with an f16 scale, 1.0625 bytes a value.
+    Q8_0,
+}
+
+impl KvCacheType {
+    /// The name llama.cpp's `--cache-type-k` uses: `f16` or `q8_0`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvCacheType::F16 => "f16",
+            KvCacheType::Q8_0 => "q8_0",
+        }
+    }
+
+    /// Bytes of one cached row of `head_dim` values (`head_dim` a multiple of 32 for Q8_0).
+    pub fn row_bytes(self, head_dim: usize) -> usize {
+        match self {
+            KvCacheType::F16 => 2 * head_dim,
+            KvCacheType::Q8_0 => head_dim / 32 * kernels::Q8_0_BLOCK,
+        }
+    }
+}
+
+impl std::fmt::Display for KvCacheType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for KvCacheType {
+    type Err = Error;
+
+    /// `f16` or `q8_0` (case-insensitive).
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f16" => Ok(KvCacheType::F16),
+            "q8_0" => Ok(KvCacheType::Q8_0),
+            _ => Err(Error::InvalidRequest(format!(
+                "unknown KV cache type {s:?}: expected f16 or q8_0"
+            ))),
+        }
+    }
+}
+
+/// One layer's keys or values, `[kv_head][position][head_dim]`.
+#[derive(Debug)]
+enum Plane {
+    F16(Vec<u16>),
+    Q8_0(Vec<u8>),
+}
+
 /// Keys and values of every position so far, per layer and key/value head, each head's
 /// positions contiguous so attention streams through them.
 #[derive(Debug)]
 pub(crate) struct KvCache {
-    /// `[layer][kv_head][position][head_dim]` as f16 bits.
-    k: Vec<Vec<u16>>,
-    v: Vec<Vec<u16>>,
+    k: Vec<Plane>,
+    v: Vec<Plane>,
     head_dim: usize,
+    ty: KvCacheType,
     /// Positions filled.
     pub(crate) len: usize,
     /// Positions the cache holds (the context window).
@@ -567,15 +631,29 @@ pub(crate) struct KvCache {
 
 impl KvCache {
     /// A cache for `capacity` positions. Pages are touched only as positions fill.
-    pub(crate) fn new(cfg: &LlamaConfig, capacity: usize) -> Self {
-        let per_layer = cfg.n_head_kv * capacity * cfg.head_dim;
-        KvCache {
-            k: (0..cfg.n_layer).map(|_| vec![0u16; per_layer]).collect(),
-            v: (0..cfg.n_layer).map(|_| vec![0u16; per_layer]).collect(),
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] for Q8_0 with a head width that is not a multiple of 32.
+    pub(crate) fn new(cfg: &LlamaConfig, capacity: usize, ty: KvCacheType) -> Result<Self> {
+        if ty == KvCacheType::Q8_0 && !cfg.head_dim.is_multiple_of(32) {
+            return Err(Error::InvalidRequest(format!(
+                "a Q8_0 KV cache needs a head width that is a multiple of 32; this model's is {}",
+                cfg.head_dim
+            )));
+        }
+        let rows = cfg.n_head_kv * capacity;
+        let plane = || match ty {
+            KvCacheType::F16 => Plane::F16(vec![0; rows * cfg.head_dim]),
+            KvCacheType::Q8_0 => Plane::Q8_0(vec![0; rows * ty.row_bytes(cfg.head_dim)]),
+        };
+        Ok(KvCache {
+            k: (0..cfg.n_layer).map(|_| plane()).collect(),
+            v: (0..cfg.n_layer).map(|_| plane()).collect(),
             head_dim: cfg.head_dim,
+            ty,
             len: 0,
             capacity,
-        }
+        })
     }
 
     /// Forgets every position from `len` on.
@@ -586,23 +664,45 @@ impl KvCache {
     fn store(&mut self, layer: usize, pos0: usize, k: &[f32], v: &[f32], cfg: &LlamaConfig) {
         let hd = self.head_dim;
         let kvd = cfg.kv_dim();
+        let rb = self.ty.row_bytes(hd);
         for (t, (kr, vr)) in k.chunks_exact(kvd).zip(v.chunks_exact(kvd)).enumerate() {
             for g in 0..cfg.n_head_kv {
-                let at = (g * self.capacity + pos0 + t) * hd;
-                kernels::f32_to_f16(&kr[g * hd..(g + 1) * hd], &mut self.k[layer][at..at + hd]);
-                kernels::f32_to_f16(&vr[g * hd..(g + 1) * hd], &mut self.v[layer][at..at + hd]);
+                let row = g * self.capacity + pos0 + t;
+                let (ks, vs) = (&kr[g * hd..(g + 1) * hd], &vr[g * hd..(g + 1) * hd]);
+                for (plane, x) in [(&mut self.k[layer], ks), (&mut self.v[layer], vs)] {
+                    match plane {
+                        Plane::F16(p) => kernels::f32_to_f16(x, &mut p[row * hd..(row + 1) * hd]),
+                        Plane::Q8_0(p) => kernels::quantize_activations(
+                            GgmlType::Q8_0,
+                            x,
+                            &mut p[row * rb..(row + 1) * rb],
+                        ),
+                    }
+                }
             }
         }
     }
 
-    fn keys(&self, layer: usize, head: usize, len: usize) -> &[u16] {
-        let at = head * self.capacity * self.head_dim;
-        &self.k[layer][at..at + len * self.head_dim]
+    /// The first `len` rows of key/value head `head` in `plane`.
+    fn rows<'a>(&self, plane: &'a Plane, head: usize, len: usize) -> KvRows<'a> {
+        let first = head * self.capacity;
+        KvRows::range(
+            match plane {
+                Plane::F16(p) => KvRows::F16(p),
+                Plane::Q8_0(p) => KvRows::Q8_0(p),
+            },
+            first,
+            len,
+            self.head_dim,
+        )
     }
 
-    fn values(&self, layer: usize, head: usize, len: usize) -> &[u16] {
-        let at = head * self.capacity * self.head_dim;
-        &self.v[layer][at..at + len * self.head_dim]
+    fn keys(&self, layer: usize, head: usize, len: usize) -> KvRows<'_> {
+        self.rows(&self.k[layer], head, len)
+    }
+
+    fn values(&self, layer: usize, head: usize, len: usize) -> KvRows<'_> {
+        self.rows(&self.v[layer], head, len)
     }
 }
 
@@ -696,8 +796,11 @@ mod tests {
         let (qd, kvd) = (cfg.q_dim(), cfg.kv_dim());
         let one = Pool::new(1).unwrap();
         let two = Pool::new(2).unwrap();
-        for len in [1, 100, SPLIT_FROM, 300, SCORE_BLOCK * 2 + 17] {
-            let mut kv = KvCache::new(&cfg, len);
+        for (len, ty) in [1, 100, SPLIT_FROM, 300, SCORE_BLOCK * 2 + 17]
+            .into_iter()
+            .flat_map(|len| [(len, KvCacheType::F16), (len, KvCacheType::Q8_0)])
+        {
+            let mut kv = KvCache::new(&cfg, len, ty).unwrap();
             kv.store(0, 0, &noise(len * kvd, 1), &noise(len * kvd, 2), &cfg);
             kv.len = len;
             let q = noise(qd, 3);
@@ -706,12 +809,67 @@ mod tests {
             let mut sb = AttnBuffers::new(2);
             attention(&cfg, &kv, 0, len - 1, 1, &q, &mut a, &one, &mut sa);
             attention(&cfg, &kv, 0, len - 1, 1, &q, &mut b, &two, &mut sb);
-            assert!(a.iter().all(|v| v.is_finite() && *v != 0.0), "len {len}");
+            assert!(
+                a.iter().all(|v| v.is_finite() && *v != 0.0),
+                "len {len} {ty}"
+            );
             assert_eq!(
                 a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                "len {len}"
+                "len {len} {ty}"
             );
         }
+    }
+
+    #[test]
+    fn a_q8_0_cache_stays_close_to_the_f16_one() {
+        let cfg = config();
+        let (qd, kvd) = (cfg.q_dim(), cfg.kv_dim());
+        let pool = Pool::new(2).unwrap();
+        let len = 300;
+        let (k, v) = (noise(len * kvd, 1), noise(len * kvd, 2));
+        let q = noise(qd, 3);
+        let out = |ty| {
+            let mut kv = KvCache::new(&cfg, len, ty).unwrap();
+            kv.store(0, 0, &k, &v, &cfg);
+            kv.len = len;
+            let mut o = vec![0.0; qd];
+            attention(
+                &cfg,
+                &kv,
+                0,
+                len - 1,
+                1,
+                &q,
+                &mut o,
+                &pool,
+                &mut AttnBuffers::new(2),
+            );
+            o
+        };
+        let (f16, q8) = (out(KvCacheType::F16), out(KvCacheType::Q8_0));
+        let scale = f16.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let worst = f16
+            .iter()
+            .zip(&q8)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        // 8 bits per value over values up to 3: a step of 3/127 at worst, far less on average.
+        assert!(worst < 0.02 * scale, "q8_0 off by {worst} (scale {scale})");
+        assert_ne!(f16, q8, "the Q8_0 cache computed nothing of its own");
+    }
+
+    #[test]
+    fn kv_cache_types_parse_and_check_the_head_width() {
+        assert_eq!("Q8_0".parse::<KvCacheType>().unwrap(), KvCacheType::Q8_0);
+        assert_eq!("f16".parse::<KvCacheType>().unwrap(), KvCacheType::F16);
+        let e = "q4".parse::<KvCacheType>().unwrap_err().to_string();
+        assert!(e.contains("q4") && e.contains("q8_0"), "{e}");
+        let mut cfg = config();
+        cfg.head_dim = 48;
+        let e = KvCache::new(&cfg, 8, KvCacheType::Q8_0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("multiple of 32") && e.contains("48"), "{e}");
+        assert!(KvCache::new(&cfg, 8, KvCacheType::F16).is_ok());
     }
 }

@@ -30,6 +30,8 @@ pub mod sampler;
 pub mod template;
 pub mod tokenizer;
 
+pub use llama::KvCacheType;
+
 pub use engine::{
     DEFAULT_CONTEXT, LocalModel, LocalModelOptions, LogLikelihood, ModelInfo, Perplexity,
     top_logits,

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc as tmpsc, oneshot};
 
 use super::stop::{StopMatcher, StopScan};
 use crate::local::constrain::Constraint;
-use crate::local::llama::{KvCache, Llama, Scratch};
+use crate::local::llama::{KvCache, KvCacheType, Llama, Scratch};
 use crate::local::pool::Pool;
 use crate::local::sampler::{self, Sampler, SamplerConfig};
 use crate::local::tokenizer::{DecodeOptions, Tokenizer};
@@ -113,9 +113,15 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
-    pub(crate) fn new(llama: Arc<Llama>, tokenizer: Tokenizer, context: usize, pool: Pool) -> Self {
-        let kv = KvCache::new(llama.config(), context);
-        Worker {
+    pub(crate) fn new(
+        llama: Arc<Llama>,
+        tokenizer: Tokenizer,
+        context: usize,
+        kv_cache: KvCacheType,
+        pool: Pool,
+    ) -> Result<Self> {
+        let kv = KvCache::new(llama.config(), context, kv_cache)?;
+        Ok(Worker {
             llama,
             tokenizer,
             kv,
@@ -124,7 +130,7 @@ impl Worker {
             canonical: 0,
             logits: Vec::new(),
             last: Vec::new(),
-        }
+        })
     }
 
     pub(crate) fn run(mut self, jobs: mpsc::Receiver<Job>) {

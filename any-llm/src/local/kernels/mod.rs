@@ -178,13 +178,75 @@ pub(crate) fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> Option<f32> 
     None
 }
 
+/// Bytes of one Q8_0 block of the KV cache: an f16 scale, then 32 signed bytes.
+pub(crate) const Q8_0_BLOCK: usize = 34;
+
+/// The rows of one key or value head in the KV cache (`hd` values each), in the cache's type.
+///
+/// Both types read back exactly: an f16 widens to f32 without rounding, and a Q8_0 value is
+/// its block's f16 scale times an integer below 128 in magnitude, a product f32 holds
+/// exactly. So the attention kernels sum the same f32 numbers in the same order whichever the
+/// type, and the portable paths can dequantize a row and run the f32 order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KvRows<'a> {
+    /// f16 bits, `hd` per row.
+    F16(&'a [u16]),
+    /// Q8_0 blocks, `hd / 32` per row.
+    Q8_0(&'a [u8]),
+}
+
+impl<'a> KvRows<'a> {
+    /// How many whole rows of `hd` values there are.
+    pub(crate) fn rows(self, hd: usize) -> usize {
+        match self {
+            KvRows::F16(b) => b.len() / hd,
+            KvRows::Q8_0(b) => b.len() / (hd / 32 * Q8_0_BLOCK),
+        }
+    }
+
+    /// Rows `start..start + n`.
+    pub(crate) fn range(self, start: usize, n: usize, hd: usize) -> KvRows<'a> {
+        match self {
+            KvRows::F16(b) => KvRows::F16(&b[start * hd..(start + n) * hd]),
+            KvRows::Q8_0(b) => {
+                let rb = hd / 32 * Q8_0_BLOCK;
+                KvRows::Q8_0(&b[start * rb..(start + n) * rb])
+            }
+        }
+    }
+
+    /// Row `j`'s values as f32 (exact), into `out` (`hd` long).
+    pub(crate) fn row_f32(self, j: usize, out: &mut [f32]) {
+        let hd = out.len();
+        match self {
+            KvRows::F16(b) => {
+                for (o, &h) in out.iter_mut().zip(&b[j * hd..(j + 1) * hd]) {
+                    *o = f16::from_bits(h).to_f32();
+                }
+            }
+            KvRows::Q8_0(b) => {
+                let rb = hd / 32 * Q8_0_BLOCK;
+                for (blk, o) in b[j * rb..(j + 1) * rb]
+                    .chunks_exact(Q8_0_BLOCK)
+                    .zip(out.chunks_exact_mut(32))
+                {
+                    let d = f16::from_bits(u16::from_le_bytes([blk[0], blk[1]])).to_f32();
+                    for (o, &q) in o.iter_mut().zip(&blk[2..]) {
+                        *o = d * f32::from(q as i8);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Attention scores of the query heads in `q` (`hd` values each) that share one key head:
 /// `out[h * len + j] = dot(keys_j, q_h) * scale` for `len = out.len() / heads` key rows, every
 /// dot product summed in the order of [`dot_f16_lanes`]. `false` where this CPU has no vector
 /// path for it: the caller then computes the same numbers one by one.
 pub(crate) fn attn_scores(
     lanes64: bool,
-    keys: &[u16],
+    keys: KvRows<'_>,
     q: &[f32],
     hd: usize,
     scale: f32,
@@ -193,7 +255,7 @@ pub(crate) fn attn_scores(
     #[cfg(target_arch = "x86_64")]
     if x86::has_avx512() && (hd == 64 || hd == 128) && q.len().is_multiple_of(hd) {
         let heads = q.len() / hd;
-        if heads > 0 && out.len().is_multiple_of(heads) && keys.len() >= out.len() / heads * hd {
+        if heads > 0 && out.len().is_multiple_of(heads) && keys.rows(hd) >= out.len() / heads {
             // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
             unsafe { x86::attn_scores(lanes64, keys, q, hd, scale, out) };
             return true;
@@ -213,7 +275,7 @@ pub(crate) fn attn_scores(
 pub(crate) fn attn_value_slots(
     lanes64: bool,
     p: &[f32],
-    values: &[u16],
+    values: KvRows<'_>,
     hd: usize,
     heads: usize,
     slots: std::ops::Range<usize>,
@@ -224,7 +286,7 @@ pub(crate) fn attn_value_slots(
         && (hd == 64 || hd == 128)
         && heads > 0
         && p.len().is_multiple_of(heads)
-        && values.len() >= p.len() / heads * hd
+        && values.rows(hd) >= p.len() / heads
         && slots.start <= slots.end
         && slots.end <= if lanes64 { 64 } else { 16 }
         && acc.len() >= heads * (slots.len() + 1) * hd

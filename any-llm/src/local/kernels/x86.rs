@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use super::{
     DotFn, EXP_C1, EXP_C2, EXP_C3, EXP_C4, EXP_C5, EXP_LN2_HI, EXP_LN2_LO, EXP_LOG2E, EXP_SHIFT,
-    ROWS, RowsFn, TILE_ROWS, TILE_TOKENS, TileFn,
+    KvRows, Q8_0_BLOCK, ROWS, RowsFn, TILE_ROWS, TILE_TOKENS, TileFn,
 };
 use crate::local::quant::{self, GgmlType};
 
@@ -535,10 +535,16 @@ fn isum_u4i8_vnni(x: __m256i, y: __m256i) -> __m256i {
 
 /// Bytes ahead of the current block that the several-rows kernels ask the cache for (a
 /// prefetch never faults, so it may point past the matrix: `wrapping_add`).
-const PREFETCH: usize = 1024;
+///
+/// Measured on the 2-core machine of the book's Performance chapter (`any bench`, default
+/// model, 2 threads, decode tok/s, medians of interleaved runs): 1 KiB 112, 2 KiB 120, 4 KiB
+/// 144, 8 KiB 149; a second set 4 KiB 126, 8 KiB 137, 16 KiB 127, 32 KiB 125. A decode
+/// step's matrices are many short rows, so a distance of a few rows is too short to hide the
+/// memory's latency.
+const PREFETCH: usize = 8192;
 
 /// Cached key or value rows ahead of the current position that attention asks the cache for.
-const PREFETCH_ROWS: usize = 16;
+const PREFETCH_ROWS: usize = 48;
 
 /// The Q4_1 × Q8_1 dot product and its tile, for one instruction set: `$isum` sums a block's
 /// integer products into 8 lanes. Both variants give the same integers, so the same floats.
@@ -903,6 +909,40 @@ fn reduce16_x16(v: &[__m512; 16]) -> __m512 {
     _mm512_permutexvar_ps(order, f)
 }
 
+/// Values `16 * c..16 * c + 16` of a KV cache row at `row`: f16 bits widened, or with `Q8`
+/// a Q8_0 row's signed bytes times their block's scale (both exact, see `kernels::KvRows`).
+///
+/// # Safety
+/// The row holds at least `16 * (c + 1)` values of its type.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+unsafe fn kv_chunk<const Q8: bool>(row: *const u8, c: usize) -> __m512 {
+    // SAFETY: the caller keeps chunk `c` inside the row.
+    unsafe {
+        if Q8 {
+            let block = row.add(c / 2 * Q8_0_BLOCK);
+            let d = _mm512_cvtph_ps(_mm256_set1_epi16(block.cast::<i16>().read_unaligned()));
+            let q = _mm512_cvtepi8_epi32(_mm_loadu_si128(block.add(2 + 16 * (c % 2)).cast()));
+            _mm512_mul_ps(_mm512_cvtepi32_ps(q), d)
+        } else {
+            _mm512_cvtph_ps(_mm256_loadu_si256(row.add(32 * c).cast()))
+        }
+    }
+}
+
+/// Bytes of one KV cache row of `16 * ch` values.
+const fn kv_row_bytes<const Q8: bool>(ch: usize) -> usize {
+    if Q8 { ch / 2 * Q8_0_BLOCK } else { 32 * ch }
+}
+
+/// A KV head's rows as a pointer, and whether they are Q8_0.
+fn kv_ptr(rows: KvRows<'_>) -> (*const u8, bool) {
+    match rows {
+        KvRows::F16(b) => (b.as_ptr().cast(), false),
+        KvRows::Q8_0(b) => (b.as_ptr(), true),
+    }
+}
+
 /// Attention scores of `H` query heads (`q`, `hd` apart) that share one key head, over `len`
 /// positions: each key row is converted once for all `H`. Per head and position, the dot
 /// product is summed as `kernels::dot_f16_lanes` sums it: 16-value chunks into one
@@ -910,16 +950,15 @@ fn reduce16_x16(v: &[__m512; 16]) -> __m512 {
 /// (single-token order); then 16 positions' lanes are halved at once.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-unsafe fn scores_heads<const H: usize, const CH: usize>(
-    lanes64: bool,
-    k: *const u16,
+unsafe fn scores_heads<const H: usize, const CH: usize, const Q8: bool, const L64: bool>(
+    k: *const u8,
     q: *const f32,
     len: usize,
     scale: f32,
     out: *mut f32,
     out_stride: usize,
 ) {
-    let hd = 16 * CH;
+    let rb = kv_row_bytes::<Q8>(CH);
     let scale = _mm512_set1_ps(scale);
     let mut lanes = [[_mm512_setzero_ps(); 16]; H];
     let mut j0 = 0;
@@ -933,22 +972,21 @@ unsafe fn scores_heads<const H: usize, const CH: usize>(
                 continue;
             }
             let mut acc = [[_mm512_setzero_ps(); 4]; H];
-            _mm_prefetch::<_MM_HINT_T0>(k.wrapping_add((j0 + p + PREFETCH_ROWS) * hd).cast());
+            _mm_prefetch::<_MM_HINT_T0>(k.wrapping_add((j0 + p + PREFETCH_ROWS) * rb).cast());
             for c in 0..CH {
                 // SAFETY: position `j0 + p < len` and chunk `c < hd / 16` are inside the keys
                 // and the queries the wrapper checked.
                 unsafe {
-                    let kv =
-                        _mm512_cvtph_ps(_mm256_loadu_si256(k.add((j0 + p) * hd + 16 * c).cast()));
-                    let g = if lanes64 { c % 4 } else { 0 };
+                    let kv = kv_chunk::<Q8>(k.add((j0 + p) * rb), c);
+                    let g = if L64 { c % 4 } else { 0 };
                     for (h, a) in acc.iter_mut().enumerate() {
-                        let qv = _mm512_loadu_ps(q.add(h * hd + 16 * c));
+                        let qv = _mm512_loadu_ps(q.add((h * CH + c) * 16));
                         a[g] = _mm512_fmadd_ps(kv, qv, a[g]);
                     }
                 }
             }
             for (l, a) in lanes.iter_mut().zip(&acc) {
-                l[p] = if lanes64 {
+                l[p] = if L64 {
                     _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]))
                 } else {
                     a[0]
@@ -970,7 +1008,7 @@ unsafe fn scores_heads<const H: usize, const CH: usize>(
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
 pub(super) unsafe fn attn_scores(
     lanes64: bool,
-    k: &[u16],
+    k: KvRows<'_>,
     q: &[f32],
     hd: usize,
     scale: f32,
@@ -982,19 +1020,32 @@ pub(super) unsafe fn attn_scores(
         hd.is_multiple_of(16)
             && q.len() == heads * hd
             && out.len() == heads * len
-            && k.len() >= len * hd,
+            && k.rows(hd) >= len,
         "keys, queries and scores do not match"
     );
+    let (k, q8) = kv_ptr(k);
     let mut h0 = 0;
     while h0 < heads {
         let n = (heads - h0).min(4);
         // SAFETY (all arms): heads `h0..h0 + n` are inside `q` and `out`, checked above.
         unsafe {
             let (qp, op) = (q.as_ptr().add(h0 * hd), out.as_mut_ptr().add(h0 * len));
-            let k = k.as_ptr();
             macro_rules! go {
                 ($h:literal, $ch:literal) => {
-                    scores_heads::<$h, $ch>(lanes64, k, qp, len, scale, op, len)
+                    match (q8, lanes64) {
+                        (true, true) => {
+                            scores_heads::<$h, $ch, true, true>(k, qp, len, scale, op, len)
+                        }
+                        (true, false) => {
+                            scores_heads::<$h, $ch, true, false>(k, qp, len, scale, op, len)
+                        }
+                        (false, true) => {
+                            scores_heads::<$h, $ch, false, true>(k, qp, len, scale, op, len)
+                        }
+                        (false, false) => {
+                            scores_heads::<$h, $ch, false, false>(k, qp, len, scale, op, len)
+                        }
+                    }
                 };
             }
             match (n, hd) {
@@ -1021,16 +1072,16 @@ pub(super) unsafe fn attn_scores(
 /// positions never touch the same slot.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-unsafe fn slots_heads<const H: usize, const CH: usize>(
+unsafe fn slots_heads<const H: usize, const CH: usize, const Q8: bool>(
     period: usize,
     p: *const f32,
     len: usize,
-    v: *const u16,
+    v: *const u8,
     s0: usize,
     s1: usize,
     acc: *mut f32,
 ) {
-    let hd = 16 * CH;
+    let (hd, rb) = (16 * CH, kv_row_bytes::<Q8>(CH));
     let stride = s1 - s0 + 1;
     // SAFETY: the wrapper checked the scratch holds `H * stride * hd` floats.
     unsafe { std::ptr::write_bytes(acc, 0, H * stride * hd) };
@@ -1042,10 +1093,8 @@ unsafe fn slots_heads<const H: usize, const CH: usize>(
             // of each head inside the scratch (checked by the wrapper); a prefetch never
             // faults.
             unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(v.wrapping_add((j + PREFETCH_ROWS) * hd).cast());
-                let x: [__m512; CH] = std::array::from_fn(|c| {
-                    _mm512_cvtph_ps(_mm256_loadu_si256(v.add(j * hd + 16 * c).cast()))
-                });
+                _mm_prefetch::<_MM_HINT_T0>(v.wrapping_add((j + PREFETCH_ROWS) * rb).cast());
+                let x: [__m512; CH] = std::array::from_fn(|c| kv_chunk::<Q8>(v.add(j * rb), c));
                 for h in 0..H {
                     let pj = _mm512_set1_ps(*p.add(h * len + j));
                     for (c, &xc) in x.iter().enumerate() {
@@ -1066,7 +1115,7 @@ unsafe fn slots_heads<const H: usize, const CH: usize>(
 pub(super) unsafe fn attn_value_slots(
     lanes64: bool,
     p: &[f32],
-    v: &[u16],
+    v: KvRows<'_>,
     hd: usize,
     heads: usize,
     slots: std::ops::Range<usize>,
@@ -1078,24 +1127,29 @@ pub(super) unsafe fn attn_value_slots(
         (hd == 64 || hd == 128)
             && heads > 0
             && p.len() == heads * len
-            && v.len() >= len * hd
+            && v.rows(hd) >= len
             && slots.start <= slots.end
             && slots.end <= period
             && acc.len() >= heads * (slots.len() + 1) * hd,
         "values, probabilities and slots do not match"
     );
     let stride = slots.len() + 1;
+    let (vp, q8) = kv_ptr(v);
     let mut h0 = 0;
     while h0 < heads {
         let n = (heads - h0).min(4);
         // SAFETY (all arms): heads `h0..h0 + n` are inside `p` and `acc`, checked above.
         unsafe {
-            let (pp, vp) = (p.as_ptr().add(h0 * len), v.as_ptr());
+            let pp = p.as_ptr().add(h0 * len);
             let ap = acc.as_mut_ptr().add(h0 * stride * hd);
             let (s0, s1) = (slots.start, slots.end);
             macro_rules! go {
                 ($h:literal, $ch:literal) => {
-                    slots_heads::<$h, $ch>(period, pp, len, vp, s0, s1, ap)
+                    if q8 {
+                        slots_heads::<$h, $ch, true>(period, pp, len, vp, s0, s1, ap)
+                    } else {
+                        slots_heads::<$h, $ch, false>(period, pp, len, vp, s0, s1, ap)
+                    }
                 };
             }
             match (n, hd) {
