@@ -558,8 +558,19 @@ impl AttnBuffers {
 /// `Q8_0` (blocks of 32 signed bytes with an f16 scale, as llama.cpp's `--cache-type-k q8_0
 /// --cache-type-v q8_0`) holds the cache in 34 bytes per 32 values instead of 64: a long
 /// context's decode step reads about half as much cache, for a small change in the numbers
-/// (perplexity on the reference text within a few tenths of a percent; see the book's
-/// Performance chapter).
+/// (perplexity on the reference text within a few tenths of a percent of f16's; see the
+/// book's chapter on the local backend).
+///
+/// ```
+/// use any_llm::local::{KvCacheType, LocalModelOptions};
+///
+/// let kv: KvCacheType = "q8_0".parse()?;
+/// assert_eq!(kv.row_bytes(64), 68); // two blocks of 32 values, 34 bytes each
+/// let options = LocalModelOptions { kv_cache: kv, ..Default::default() };
+/// // LocalModel::open_with("model.gguf", options)?
+/// # let _ = options;
+/// # Ok::<(), any_core::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum KvCacheType {
     /// IEEE half precision, 2 bytes a value.
