@@ -1070,8 +1070,12 @@ pub(super) unsafe fn attn_scores(
 /// `j mod period` in increasing `j`, for the slots `s0..s1` only. Slot `s` of head `h` is
 /// `acc[(h * (s1 - s0 + 1) + s - s0) * hd..][..hd]` (one spare slot per head, so the heads'
 /// slots do not sit a multiple of 4 KiB apart: loads and stores would falsely alias).
-/// Positions are read front to back, a run of `s1 - s0` rows per period, and consecutive
-/// positions never touch the same slot.
+///
+/// Slot by slot: a slot's sums stay in registers while it takes its positions `s, s + period,
+/// ...` in increasing order (the same additions as going position by position), and are
+/// stored once. Going position by position instead loads and stores every slot at every
+/// position; slot by slot measured 7-14% faster decode at depth 2048. One head's rows (a few
+/// hundred KiB at depth 2048) stay in L2 across the passes.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
 unsafe fn slots_heads<const H: usize, const CH: usize, const Q8: bool>(
@@ -1085,28 +1089,30 @@ unsafe fn slots_heads<const H: usize, const CH: usize, const Q8: bool>(
 ) {
     let (hd, rb) = (16 * CH, kv_row_bytes::<Q8>(CH));
     let stride = s1 - s0 + 1;
-    // SAFETY: the wrapper checked the scratch holds `H * stride * hd` floats.
-    unsafe { std::ptr::write_bytes(acc, 0, H * stride * hd) };
-    let mut base = 0;
-    while base < len {
-        for j in base + s0..(base + s1).min(len) {
-            let s = j - base;
-            // SAFETY: position `j < len` is inside the values and the probabilities, slot `s`
-            // of each head inside the scratch (checked by the wrapper); a prefetch never
-            // faults.
+    for s in s0..s1 {
+        let mut a = [[_mm512_setzero_ps(); CH]; H];
+        let mut j = s;
+        while j < len {
+            // SAFETY: position `j < len` is inside the values and the probabilities; a
+            // prefetch never faults.
             unsafe {
-                _mm_prefetch::<_MM_HINT_T1>(v.wrapping_add((j + PREFETCH_ROWS) * rb).cast());
+                _mm_prefetch::<_MM_HINT_T1>(v.wrapping_add((j + 2) * rb).cast());
                 let x: [__m512; CH] = std::array::from_fn(|c| kv_chunk::<Q8>(v.add(j * rb), c));
-                for h in 0..H {
+                for (h, ah) in a.iter_mut().enumerate() {
                     let pj = _mm512_set1_ps(*p.add(h * len + j));
-                    for (c, &xc) in x.iter().enumerate() {
-                        let a = acc.add((h * stride + s - s0) * hd + 16 * c);
-                        _mm512_storeu_ps(a, _mm512_fmadd_ps(pj, xc, _mm512_loadu_ps(a)));
+                    for (ac, &xc) in ah.iter_mut().zip(&x) {
+                        *ac = _mm512_fmadd_ps(pj, xc, *ac);
                     }
                 }
             }
+            j += period;
         }
-        base += period;
+        for (h, ah) in a.iter().enumerate() {
+            for (c, &ac) in ah.iter().enumerate() {
+                // SAFETY: slot `s` of head `h` is inside the scratch (checked by the wrapper).
+                unsafe { _mm512_storeu_ps(acc.add((h * stride + s - s0) * hd + 16 * c), ac) };
+            }
+        }
     }
 }
 
