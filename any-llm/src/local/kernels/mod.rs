@@ -15,6 +15,9 @@ use crate::local::quant::{self, GgmlType};
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+mod arm;
+
 /// The dot product [`quant::vec_dot`] computes, through the fastest kernel for `ty` on this
 /// CPU (what the local backend's matrix multiplications run). Public for benchmarks and for
 /// checking a kernel against the reference.
@@ -57,6 +60,10 @@ pub(crate) fn dot_fn(ty: GgmlType) -> DotFn {
     if let Some(f) = x86::dot_fn(ty) {
         return f;
     }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if let Some(f) = arm::dot_fn(ty) {
+        return f;
+    }
     scalar_dot_fn(ty)
 }
 
@@ -79,6 +86,10 @@ pub(crate) fn tile_fn(ty: GgmlType) -> Option<TileFn> {
     if let Some(f) = x86::tile_fn(ty) {
         return Some(f);
     }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if let Some(f) = arm::tile_fn(ty) {
+        return Some(f);
+    }
     let _ = ty;
     None
 }
@@ -95,6 +106,10 @@ pub(crate) type RowsFn = fn(&[u8], &[u8], usize, &mut [f32; ROWS]);
 pub(crate) fn rows_fn(ty: GgmlType) -> Option<RowsFn> {
     #[cfg(target_arch = "x86_64")]
     if let Some(f) = x86::rows_fn(ty) {
+        return Some(f);
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if let Some(f) = arm::rows_fn(ty) {
         return Some(f);
     }
     let _ = ty;
@@ -372,7 +387,7 @@ mod tests {
 
     /// Deterministic pseudo-random values in (-scale, scale), with a few outliers like the
     /// massive activations real models have.
-    fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+    pub(super) fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
         (0..n)
             .map(|i| {
@@ -385,7 +400,7 @@ mod tests {
             .collect()
     }
 
-    fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {
+    pub(super) fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {
         let mut out = vec![0; ty.row_size(x.len()).expect("whole blocks")];
         quant::quantize_row(ty, x, &mut out).expect("quantizes");
         out
@@ -421,7 +436,7 @@ mod tests {
 
     /// Random K-quant blocks (there is no K-quant quantizer) with sane f16 super-block
     /// scales at `scale_at` (byte offsets within the block).
-    fn random_blocks(ty: GgmlType, n: usize, seed: u32, scale_at: &[usize]) -> Vec<u8> {
+    pub(super) fn random_blocks(ty: GgmlType, n: usize, seed: u32, scale_at: &[usize]) -> Vec<u8> {
         let bytes = ty.row_size(n).expect("whole blocks");
         let block = ty.row_size(256).expect("one block");
         let mut s = seed.wrapping_mul(2_654_435_761) | 1;

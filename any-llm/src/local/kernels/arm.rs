@@ -1,0 +1,170 @@
+//! aarch64 kernels: NEON, and the `dotprod` extension's `sdot` for the integer dot products
+//! where the CPU has it (little-endian only: the kernels read block fields as such).
+//!
+//! The two integer paths give the same sums lane for lane — without `sdot`, the widened byte
+//! products are paired into exactly the lanes `sdot` fills — and both run the same float
+//! steps, so a CPU with `dotprod` computes the same bits as one without.
+//!
+//! Stable Rust does not expose `vdotq_s32` or the f16 vector types yet, so `sdot` and the
+//! f16 conversion (`fcvtl`, base ARMv8.0) are one instruction of inline assembly each.
+//! Pointer arithmetic stays inside slices whose lengths the safe wrappers check first.
+
+use std::arch::aarch64::*;
+use std::arch::asm;
+
+use super::{DotFn, RowsFn, TileFn};
+use crate::local::quant::GgmlType;
+
+mod legacy;
+#[cfg(all(test, target_feature = "neon"))]
+mod tests;
+
+/// Whether this build may use NEON. Every aarch64 target with an operating system enables
+/// it; only soft-float builds do not, and they take the portable paths. Every function here
+/// marked `#[target_feature(enable = "neon")]` is only reached after this said yes.
+pub(super) const fn has_neon() -> bool {
+    cfg!(target_feature = "neon")
+}
+
+/// Whether this CPU has the `dotprod` extension (`sdot`).
+pub(super) fn has_dotprod() -> bool {
+    std::arch::is_aarch64_feature_detected!("dotprod")
+}
+
+/// The fastest aarch64 dot product for `ty`, where there is one.
+pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
+    if !has_neon() {
+        None
+    } else if has_dotprod() {
+        legacy::dot_fn::<true>(ty)
+    } else {
+        legacy::dot_fn::<false>(ty)
+    }
+}
+
+/// The fastest aarch64 tiled dot product for `ty`, where there is one.
+pub(super) fn tile_fn(ty: GgmlType) -> Option<TileFn> {
+    if !has_neon() {
+        None
+    } else if has_dotprod() {
+        legacy::tile_fn::<true>(ty)
+    } else {
+        legacy::tile_fn::<false>(ty)
+    }
+}
+
+/// The fastest aarch64 several-rows-by-one-token kernel for `ty`, where there is one.
+pub(super) fn rows_fn(ty: GgmlType) -> Option<RowsFn> {
+    if !has_neon() {
+        None
+    } else if has_dotprod() {
+        legacy::rows_fn::<true>(ty)
+    } else {
+        legacy::rows_fn::<false>(ty)
+    }
+}
+
+/// Whole blocks of 32 values in `n`, after checking the weight rows hold `wb` bytes per block
+/// and the activation rows `ab`.
+fn check(w: &[u8], a: &[u8], n: usize, wb: usize, ab: usize) -> usize {
+    let nb = n / 32;
+    assert!(
+        n.is_multiple_of(32) && w.len() == nb * wb && a.len() == nb * ab,
+        "row sizes do not match n = {n}"
+    );
+    nb
+}
+
+/// Four f16 values (as bits) as f32; the conversion is exact.
+#[inline]
+fn f16x4_to_f32(bits: uint16x4_t) -> float32x4_t {
+    let out: float32x4_t;
+    // SAFETY: `fcvtl` only reads and writes these registers (base ARMv8.0 SIMD).
+    unsafe {
+        asm!(
+            "fcvtl {out:v}.4s, {bits:v}.4h",
+            bits = in(vreg) bits,
+            out = lateout(vreg) out,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    out
+}
+
+/// The sum of four lanes as `(v0 + v1) + (v2 + v3)`, the order [`reduce4`] sums each of its
+/// vectors in.
+#[inline]
+#[target_feature(enable = "neon")]
+fn hsum(v: float32x4_t) -> f32 {
+    let pairs = vpaddq_f32(v, v);
+    vpadds_f32(vget_low_f32(pairs))
+}
+
+/// Lane `k`: [`hsum`] of `v[k]`, four at once.
+#[inline]
+#[target_feature(enable = "neon")]
+fn reduce4(v: [float32x4_t; 4]) -> float32x4_t {
+    vpaddq_f32(vpaddq_f32(v[0], v[1]), vpaddq_f32(v[2], v[3]))
+}
+
+/// The four lanes of `v`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn lanes(v: float32x4_t) -> [f32; 4] {
+    let mut out = [0.0; 4];
+    // SAFETY: `out` holds four floats.
+    unsafe { vst1q_f32(out.as_mut_ptr(), v) };
+    out
+}
+
+/// 32 signed bytes at `p`.
+///
+/// # Safety
+/// `p` points at 32 readable bytes.
+#[inline]
+#[target_feature(enable = "neon")]
+unsafe fn load32(p: *const u8) -> [int8x16_t; 2] {
+    // SAFETY: the caller's promise.
+    unsafe { [vld1q_s8(p.cast()), vld1q_s8(p.add(16).cast())] }
+}
+
+/// Sums of products of 32 signed bytes in two halves of 16: lane `k` sums bytes `4k..4k + 4`
+/// of both halves (what two `sdot`s do), from widened products, exact for every byte value.
+#[inline]
+#[target_feature(enable = "neon")]
+fn isum32_neon(x: [int8x16_t; 2], y: [int8x16_t; 2]) -> int32x4_t {
+    let lo0 = vmull_s8(vget_low_s8(x[0]), vget_low_s8(y[0]));
+    let hi0 = vmull_high_s8(x[0], y[0]);
+    let lo1 = vmull_s8(vget_low_s8(x[1]), vget_low_s8(y[1]));
+    let hi1 = vmull_high_s8(x[1], y[1]);
+    // Lanes 0 and 1 take bytes 0..8 of both halves, in pairs; lanes 2 and 3 bytes 8..16.
+    let lo = vpadalq_s16(vpaddlq_s16(lo0), lo1);
+    let hi = vpadalq_s16(vpaddlq_s16(hi0), hi1);
+    vpaddq_s32(lo, hi)
+}
+
+/// `acc` plus the `sdot` of `x` and `y`.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+fn sdot(acc: int32x4_t, x: int8x16_t, y: int8x16_t) -> int32x4_t {
+    let mut acc = acc;
+    // SAFETY: `sdot` only reads and writes these registers; the CPU has `dotprod` (the
+    // function's target feature).
+    unsafe {
+        asm!(
+            "sdot {acc:v}.4s, {x:v}.16b, {y:v}.16b",
+            acc = inout(vreg) acc,
+            x = in(vreg) x,
+            y = in(vreg) y,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    acc
+}
+
+/// [`isum32_neon`] in two instructions.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+fn isum32_dotprod(x: [int8x16_t; 2], y: [int8x16_t; 2]) -> int32x4_t {
+    sdot(sdot(vdupq_n_s32(0), x[0], y[0]), x[1], y[1])
+}

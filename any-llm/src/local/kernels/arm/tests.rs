@@ -1,0 +1,202 @@
+//! Every NEON path, with and without `dotprod`, against the portable code: the scalar
+//! reference in `quant` for the dot products, the portable loops for the rest. Run them on
+//! an aarch64 CPU, or under `qemu-aarch64` with `-cpu max` (which has `dotprod`) and
+//! `-cpu cortex-a53` (which has not); without `dotprod`, the `sdot` variants are
+//! skipped and said so.
+
+use half::f16;
+
+use super::super::tests::{quantized, random_blocks, values};
+use super::super::{ROWS, TILE_ROWS, TILE_TOKENS};
+use super::*;
+use crate::local::quant;
+
+/// The variants this CPU runs: plain NEON, and `dotprod` where present.
+fn variants() -> Vec<bool> {
+    if has_dotprod() {
+        vec![false, true]
+    } else {
+        eprintln!("this CPU has no dotprod: only the plain NEON kernels run here");
+        vec![false]
+    }
+}
+
+/// Activations of `n` values in the type `ty` pairs with, quantized as the backend does.
+fn activations(ty: GgmlType, n: usize, seed: u32, scale: f32) -> Vec<u8> {
+    let act_ty = ty.vec_dot_type().expect("pairs");
+    let mut x = values(n, seed, scale);
+    // A block of zeros, where there are several.
+    if n >= 64 {
+        x[32..64].fill(0.0);
+    }
+    let mut a = vec![0; act_ty.row_size(n).expect("whole blocks")];
+    super::super::quantize_activations(act_ty, &x, &mut a);
+    a
+}
+
+/// Weight rows of `n` values: quantized from values of very different sizes (the largest
+/// near the top of f16), then rows of
+/// random bytes (every quant value, `-128` included) under sane f16 scales.
+fn weight_rows(ty: GgmlType, n: usize, seed: u32) -> Vec<Vec<u8>> {
+    let mut rows: Vec<Vec<u8>> = [1e-3, 1.0, 1e3]
+        .iter()
+        .map(|&scale| quantized(ty, &values(n, seed, scale)))
+        .collect();
+    let block = ty.row_size(32).expect("one block");
+    let mut raw = random_blocks(ty, n, seed, &[]);
+    for (i, b) in raw.chunks_exact_mut(block).enumerate() {
+        let d = f16::from_f32(0.01 + 0.003 * (i % 5) as f32)
+            .to_bits()
+            .to_le_bytes();
+        b[..2].copy_from_slice(&d);
+        if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) {
+            let m = f16::from_f32(-0.2 + 0.01 * (i % 7) as f32)
+                .to_bits()
+                .to_le_bytes();
+            b[2..4].copy_from_slice(&m);
+        }
+    }
+    rows.push(raw);
+    rows
+}
+
+/// The scalar reference and the sum of its blocks' magnitudes (what a different order of
+/// the same additions can be off by a few ulp of).
+fn reference(ty: GgmlType, w: &[u8], a: &[u8], n: usize) -> (f32, f32) {
+    let act_ty = ty.vec_dot_type().expect("pairs");
+    let (wb, ab) = (
+        ty.row_size(32).expect("block"),
+        act_ty.row_size(32).expect("block"),
+    );
+    let magnitude = w
+        .chunks_exact(wb)
+        .zip(a.chunks_exact(ab))
+        .map(|(w, a)| quant::vec_dot(ty, w, a, 32).expect("one block").abs())
+        .sum();
+    (quant::vec_dot(ty, w, a, n).expect("sizes match"), magnitude)
+}
+
+const LEGACY: [GgmlType; 5] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+];
+
+#[test]
+fn legacy_dots_match_the_scalar_reference_and_each_other() {
+    for ty in LEGACY {
+        for n in [32, 64, 96, 576, 2048] {
+            for seed in 0..3 {
+                let a = activations(ty, n, seed + 100, 3.0);
+                for (k, w) in weight_rows(ty, n, seed).iter().enumerate() {
+                    let (expected, magnitude) = reference(ty, w, &a, n);
+                    let mut bits = Vec::new();
+                    for dotprod in variants() {
+                        let dot = if dotprod {
+                            legacy::dot_fn::<true>(ty)
+                        } else {
+                            legacy::dot_fn::<false>(ty)
+                        }
+                        .expect("a kernel");
+                        let got = dot(w, &a, n);
+                        let tol = 1e-5 * magnitude.max(f32::MIN_POSITIVE);
+                        assert!(
+                            (got - expected).abs() <= tol,
+                            "{ty:?} n {n} seed {seed} row {k} dotprod {dotprod}: {got} vs {expected}"
+                        );
+                        bits.push(got.to_bits());
+                    }
+                    assert!(
+                        bits.windows(2).all(|b| b[0] == b[1]),
+                        "{ty:?} n {n} seed {seed} row {k}: sdot changed the result"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn legacy_rows_and_tiles_equal_their_dot_bit_for_bit() {
+    for ty in LEGACY {
+        let act_ty = ty.vec_dot_type().expect("pairs");
+        for n in [32, 96, 576] {
+            let (wb, ab) = (
+                ty.row_size(n).expect("whole blocks"),
+                act_ty.row_size(n).expect("whole blocks"),
+            );
+            // Four weight rows of different kinds, four tokens.
+            let w: Vec<u8> = (0..ROWS as u32)
+                .flat_map(|r| weight_rows(ty, n, r).swap_remove(r as usize % 4))
+                .collect();
+            let a: Vec<u8> = (0..TILE_TOKENS as u32)
+                .flat_map(|t| activations(ty, n, 50 + t, 3.0))
+                .collect();
+            for dotprod in variants() {
+                let (dot, rows, tile) = if dotprod {
+                    (
+                        legacy::dot_fn::<true>(ty),
+                        legacy::rows_fn::<true>(ty),
+                        legacy::tile_fn::<true>(ty),
+                    )
+                } else {
+                    (
+                        legacy::dot_fn::<false>(ty),
+                        legacy::rows_fn::<false>(ty),
+                        legacy::tile_fn::<false>(ty),
+                    )
+                };
+                let (dot, rows, tile) = (dot.unwrap(), rows.unwrap(), tile.unwrap());
+                let single = |r: usize, t: usize| dot(&w[r * wb..][..wb], &a[t * ab..][..ab], n);
+                for t in 0..TILE_TOKENS {
+                    let mut out = [0.0; ROWS];
+                    rows(&w, &a[t * ab..][..ab], n, &mut out);
+                    for (r, o) in out.iter().enumerate() {
+                        assert_eq!(
+                            o.to_bits(),
+                            single(r, t).to_bits(),
+                            "{ty:?} n {n} rows: row {r} token {t} dotprod {dotprod}"
+                        );
+                    }
+                }
+                let mut out = [0.0; TILE_ROWS * TILE_TOKENS];
+                tile(&w[..TILE_ROWS * wb], &a, n, &mut out);
+                for r in 0..TILE_ROWS {
+                    for t in 0..TILE_TOKENS {
+                        assert_eq!(
+                            out[r * TILE_TOKENS + t].to_bits(),
+                            single(r, t).to_bits(),
+                            "{ty:?} n {n} tile: row {r} token {t} dotprod {dotprod}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dotprod_detection_matches_the_cpu_the_runner_chose() {
+    // A runner that chose the CPU (through an emulator's `-cpu`) says in
+    // `ANY_EXPECT_DOTPROD` whether it has `dotprod`.
+    match std::env::var("ANY_EXPECT_DOTPROD").as_deref() {
+        Ok("1") => assert!(has_dotprod(), "this CPU should have dotprod"),
+        Ok("0") => assert!(!has_dotprod(), "this CPU should not have dotprod"),
+        _ => eprintln!("ANY_EXPECT_DOTPROD unset: detection says {}", has_dotprod()),
+    }
+    let ty = GgmlType::Q4_1;
+    let (w, a) = (
+        quantized(ty, &values(64, 2, 1.0)),
+        activations(ty, 64, 1, 1.0),
+    );
+    let (fast, expected) = (
+        super::super::dot_fn(ty)(&w, &a, 64),
+        reference(ty, &w, &a, 64),
+    );
+    assert!(
+        (fast - expected.0).abs() <= 1e-5 * expected.1,
+        "{fast} vs {expected:?}"
+    );
+}
