@@ -168,3 +168,47 @@ fn sdot(acc: int32x4_t, x: int8x16_t, y: int8x16_t) -> int32x4_t {
 fn isum32_dotprod(x: [int8x16_t; 2], y: [int8x16_t; 2]) -> int32x4_t {
     sdot(sdot(vdupq_n_s32(0), x[0], y[0]), x[1], y[1])
 }
+
+/// Q8_0 (`with_sum == false`, 34-byte blocks) or Q8_1 (36-byte blocks) quantization of whole
+/// blocks of 32 values, byte for byte as `kernels::quantize_q8_scalar`: scale `127 / max|x|`,
+/// products rounded to nearest even (`fcvtns`), narrowed as `as i8` does, the block's integer
+/// sum for Q8_1.
+#[target_feature(enable = "neon")]
+pub(super) fn quantize_q8(x: &[f32], out: &mut [u8], with_sum: bool) {
+    let (block, head) = if with_sum { (36, 4) } else { (34, 2) };
+    for (xb, ob) in x.chunks_exact(32).zip(out.chunks_exact_mut(block)) {
+        // SAFETY: `xb` holds 32 floats.
+        let v: [float32x4_t; 8] =
+            std::array::from_fn(|k| unsafe { vld1q_f32(xb.as_ptr().add(4 * k)) });
+        // `maxnm` skips NaN as `f32::max` does.
+        let m = v
+            .iter()
+            .fold(vdupq_n_f32(0.0), |m, &v| vmaxnmq_f32(m, vabsq_f32(v)));
+        let amax = vmaxnmvq_f32(m);
+        let d = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let q = v.map(|v| vcvtnq_s32_f32(vmulq_n_f32(v, id)));
+        // Truncating narrows keep the low byte, as `as i8` does.
+        let half = |k: usize| vcombine_s16(vmovn_s32(q[2 * k]), vmovn_s32(q[2 * k + 1]));
+        let bytes = [
+            vcombine_s8(vmovn_s16(half(0)), vmovn_s16(half(1))),
+            vcombine_s8(vmovn_s16(half(2)), vmovn_s16(half(3))),
+        ];
+        // SAFETY: `ob` is a whole block: 32 quant bytes from `head`.
+        unsafe {
+            let p = ob.as_mut_ptr().add(head).cast();
+            vst1q_s8(p, bytes[0]);
+            vst1q_s8(p.add(16), bytes[1]);
+        }
+        ob[..2].copy_from_slice(&half::f16::from_f32(d).to_bits().to_le_bytes());
+        if with_sum {
+            let sum = vaddvq_s32(
+                q.into_iter()
+                    .reduce(|x, y| vaddq_s32(x, y))
+                    .expect("eight vectors"),
+            );
+            let s = half::f16::from_f32(d * sum as f32).to_bits();
+            ob[2..4].copy_from_slice(&s.to_le_bytes());
+        }
+    }
+}

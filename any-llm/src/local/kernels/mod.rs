@@ -152,6 +152,11 @@ fn quantize_q8(x: &[f32], out: &mut [u8], with_sum: bool) {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
         return unsafe { x86::quantize_q8(x, out, with_sum) };
     }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::quantize_q8(x, out, with_sum) };
+    }
     quantize_q8_scalar(x, out, with_sum);
 }
 

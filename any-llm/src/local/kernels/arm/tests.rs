@@ -178,6 +178,35 @@ fn legacy_rows_and_tiles_equal_their_dot_bit_for_bit() {
 }
 
 #[test]
+fn activation_quantization_equals_the_portable_one_on_extreme_values() {
+    let mut x = values(32 * 12, 3, 4.0);
+    // Exact ties, then NaN and infinities, then tiny values with subnormals, then values
+    // near the top of f32, then negative zeros.
+    for (i, v) in x[..32].iter_mut().enumerate() {
+        *v = if i == 0 { 127.0 } else { i as f32 - 15.5 };
+    }
+    x[33] = f32::NAN;
+    x[64] = f32::INFINITY;
+    x[70] = f32::NEG_INFINITY;
+    for (i, v) in x[96..128].iter_mut().enumerate() {
+        *v = if i == 3 { 1e-36 } else { 1e-40 * i as f32 };
+    }
+    for (i, v) in x[128..160].iter_mut().enumerate() {
+        *v = 3e38 - 1e37 * i as f32;
+    }
+    x[160..192].fill(-0.0);
+    for with_sum in [false, true] {
+        let block = if with_sum { 36 } else { 34 };
+        let mut fast = vec![0u8; x.len() / 32 * block];
+        let mut portable = fast.clone();
+        // SAFETY: this module is built only with NEON.
+        unsafe { quantize_q8(&x, &mut fast, with_sum) };
+        super::super::quantize_q8_scalar(&x, &mut portable, with_sum);
+        assert_eq!(fast, portable, "with_sum {with_sum}");
+    }
+}
+
+#[test]
 fn dotprod_detection_matches_the_cpu_the_runner_chose() {
     // A runner that chose the CPU (through an emulator's `-cpu`) says in
     // `ANY_EXPECT_DOTPROD` whether it has `dotprod`.
