@@ -15,6 +15,7 @@ use std::arch::asm;
 use super::{DotFn, RowsFn, TileFn};
 use crate::local::quant::GgmlType;
 
+mod kquants;
 mod legacy;
 #[cfg(all(test, target_feature = "neon"))]
 mod tests;
@@ -36,9 +37,9 @@ pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
     if !has_neon() {
         None
     } else if has_dotprod() {
-        legacy::dot_fn::<true>(ty)
+        legacy::dot_fn::<true>(ty).or_else(|| kquants::dot_fn::<true>(ty))
     } else {
-        legacy::dot_fn::<false>(ty)
+        legacy::dot_fn::<false>(ty).or_else(|| kquants::dot_fn::<false>(ty))
     }
 }
 
@@ -143,6 +144,15 @@ fn isum32_neon(x: [int8x16_t; 2], y: [int8x16_t; 2]) -> int32x4_t {
     vpaddq_s32(lo, hi)
 }
 
+/// [`isum32_neon`] over one half: 16 bytes.
+#[inline]
+#[target_feature(enable = "neon")]
+fn isum16_neon(x: int8x16_t, y: int8x16_t) -> int32x4_t {
+    let lo = vmull_s8(vget_low_s8(x), vget_low_s8(y));
+    let hi = vmull_high_s8(x, y);
+    vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi))
+}
+
 /// `acc` plus the `sdot` of `x` and `y`.
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
@@ -167,6 +177,13 @@ fn sdot(acc: int32x4_t, x: int8x16_t, y: int8x16_t) -> int32x4_t {
 #[target_feature(enable = "neon,dotprod")]
 fn isum32_dotprod(x: [int8x16_t; 2], y: [int8x16_t; 2]) -> int32x4_t {
     sdot(sdot(vdupq_n_s32(0), x[0], y[0]), x[1], y[1])
+}
+
+/// [`isum16_neon`] in one instruction.
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+fn isum16_dotprod(x: int8x16_t, y: int8x16_t) -> int32x4_t {
+    sdot(vdupq_n_s32(0), x, y)
 }
 
 /// Q8_0 (`with_sum == false`, 34-byte blocks) or Q8_1 (36-byte blocks) quantization of whole

@@ -178,6 +178,54 @@ fn legacy_rows_and_tiles_equal_their_dot_bit_for_bit() {
 }
 
 #[test]
+fn k_quant_dots_equal_the_scalar_reference_bit_for_bit() {
+    for (ty, scale_at) in [
+        (GgmlType::Q4_K, &[0, 2][..]),
+        (GgmlType::Q5_K, &[0, 2][..]),
+        (GgmlType::Q6_K, &[208][..]),
+    ] {
+        for n in [256, 512, 2048] {
+            for seed in 0..4 {
+                let mut w = random_blocks(ty, n, seed, scale_at);
+                let block = ty.row_size(256).expect("one block");
+                // The largest scales and quants in one block, the smallest in another.
+                if n >= 512 {
+                    let (first, second) = w.split_at_mut(block);
+                    for (i, b) in first.iter_mut().enumerate() {
+                        if !scale_at.iter().any(|&at| (at..at + 2).contains(&i)) {
+                            *b = 0xFF;
+                        }
+                    }
+                    for (i, b) in second[..block].iter_mut().enumerate() {
+                        if !scale_at.iter().any(|&at| (at..at + 2).contains(&i)) {
+                            *b = 0;
+                        }
+                    }
+                }
+                let mut a = vec![0; GgmlType::Q8_K.row_size(n).expect("whole blocks")];
+                quant::quantize_row(GgmlType::Q8_K, &values(n, seed + 7, 5.0), &mut a)
+                    .expect("quantizes");
+                let expected = quant::vec_dot(ty, &w, &a, n).expect("sizes match");
+                for dotprod in variants() {
+                    let dot = if dotprod {
+                        kquants::dot_fn::<true>(ty)
+                    } else {
+                        kquants::dot_fn::<false>(ty)
+                    }
+                    .expect("a kernel");
+                    let got = dot(&w, &a, n);
+                    assert_eq!(
+                        got.to_bits(),
+                        expected.to_bits(),
+                        "{ty:?} n {n} seed {seed} dotprod {dotprod}: {got} vs {expected}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn activation_quantization_equals_the_portable_one_on_extreme_values() {
     let mut x = values(32 * 12, 3, 4.0);
     // Exact ties, then NaN and infinities, then tiny values with subnormals, then values
