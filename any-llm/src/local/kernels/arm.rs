@@ -6,8 +6,9 @@
 //! steps, so a CPU with `dotprod` computes the same bits as one without.
 //!
 //! Stable Rust does not expose `vdotq_s32` or the f16 vector types yet, so `sdot` and the
-//! f16 conversion (`fcvtl`, base ARMv8.0) are one instruction of inline assembly each.
-//! Pointer arithmetic stays inside slices whose lengths the safe wrappers check first.
+//! f16 conversions (`fcvtl`, `fcvtn`, both in base ARMv8.0) are one instruction of inline
+//! assembly each. Pointer arithmetic stays inside slices whose lengths the safe wrappers check
+//! first.
 
 use std::arch::aarch64::*;
 use std::arch::asm;
@@ -15,10 +16,13 @@ use std::arch::asm;
 use super::{DotFn, RowsFn, TileFn};
 use crate::local::quant::GgmlType;
 
+mod attention;
 mod kquants;
 mod legacy;
 #[cfg(all(test, target_feature = "neon"))]
 mod tests;
+
+pub(super) use attention::{attn_scores, attn_value_slots, dot_f16_lanes};
 
 /// Whether this build may use NEON. Every aarch64 target with an operating system enables
 /// it; only soft-float builds do not, and they take the portable paths. Every function here
@@ -85,6 +89,22 @@ fn f16x4_to_f32(bits: uint16x4_t) -> float32x4_t {
         asm!(
             "fcvtl {out:v}.4s, {bits:v}.4h",
             bits = in(vreg) bits,
+            out = lateout(vreg) out,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    out
+}
+
+/// Four f32 values as f16 bits, rounded to nearest even (the default rounding mode).
+#[inline]
+fn f32x4_to_f16(v: float32x4_t) -> uint16x4_t {
+    let out: uint16x4_t;
+    // SAFETY: `fcvtn` only reads and writes these registers (base ARMv8.0 SIMD).
+    unsafe {
+        asm!(
+            "fcvtn {out:v}.4h, {v:v}.4s",
+            v = in(vreg) v,
             out = lateout(vreg) out,
             options(pure, nomem, nostack, preserves_flags),
         );
@@ -228,4 +248,44 @@ pub(super) fn quantize_q8(x: &[f32], out: &mut [u8], with_sum: bool) {
             ob[2..4].copy_from_slice(&s.to_le_bytes());
         }
     }
+}
+
+/// `acc[i] = fma(p, v[i], acc[i])`, values as f16 bits.
+#[target_feature(enable = "neon")]
+pub(super) fn fma_f16_row(acc: &mut [f32], p: f32, v: &[u16]) {
+    let n = acc.len().min(v.len()) / 4 * 4;
+    let pv = vdupq_n_f32(p);
+    for (a, vb) in acc[..n].chunks_exact_mut(4).zip(v.chunks_exact(4)) {
+        // SAFETY: both chunks hold four values.
+        unsafe {
+            let x = f16x4_to_f32(vld1_u16(vb.as_ptr()));
+            vst1q_f32(a.as_mut_ptr(), vfmaq_f32(vld1q_f32(a.as_ptr()), pv, x));
+        }
+    }
+    super::fma_f16_row_portable(&mut acc[n..], p, &v[n..]);
+}
+
+/// Rounds every value to f16 and back (nearest, ties to even).
+#[target_feature(enable = "neon")]
+pub(super) fn round_to_f16(x: &mut [f32]) {
+    let mut chunks = x.chunks_exact_mut(4);
+    for c in &mut chunks {
+        // SAFETY: the chunk holds four floats.
+        unsafe {
+            let h = f32x4_to_f16(vld1q_f32(c.as_ptr()));
+            vst1q_f32(c.as_mut_ptr(), f16x4_to_f32(h));
+        }
+    }
+    super::round_to_f16_portable(chunks.into_remainder());
+}
+
+/// f32 to f16 bits, rounding to nearest even.
+#[target_feature(enable = "neon")]
+pub(super) fn f32_to_f16(x: &[f32], out: &mut [u16]) {
+    let n = x.len().min(out.len()) / 4 * 4;
+    for (c, o) in x[..n].chunks_exact(4).zip(out.chunks_exact_mut(4)) {
+        // SAFETY: both chunks hold four values.
+        unsafe { vst1_u16(o.as_mut_ptr(), f32x4_to_f16(vld1q_f32(c.as_ptr()))) };
+    }
+    super::f32_to_f16_portable(&x[n..], &mut out[n..]);
 }

@@ -194,6 +194,11 @@ pub(crate) fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> Option<f32> 
         // multiples of 16.
         return Some(unsafe { x86::dot_f16_lanes(lanes64, k, q) });
     }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::dot_f16_lanes(lanes64, k, q) };
+    }
     let _ = (lanes64, k, q);
     None
 }
@@ -218,6 +223,11 @@ pub(crate) fn attn_scores(
             unsafe { x86::attn_scores(lanes64, keys, q, hd, scale, out) };
             return true;
         }
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::attn_scores(lanes64, keys, q, hd, scale, out) };
     }
     let _ = (lanes64, keys, q, hd, scale, out);
     false
@@ -252,6 +262,11 @@ pub(crate) fn attn_value_slots(
         // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
         unsafe { x86::attn_value_slots(lanes64, p, values, hd, heads, slots, acc) };
         return true;
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::attn_value_slots(lanes64, p, values, hd, heads, slots, acc) };
     }
     let _ = (lanes64, p, values, hd, heads, slots, acc);
     false
@@ -298,6 +313,16 @@ pub(crate) fn fma_f16_row(acc: &mut [f32], p: f32, v: &[u16]) {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
         return unsafe { x86::fma_f16_row(acc, p, v) };
     }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::fma_f16_row(acc, p, v) };
+    }
+    fma_f16_row_portable(acc, p, v);
+}
+
+/// [`fma_f16_row`] without vector kernels.
+fn fma_f16_row_portable(acc: &mut [f32], p: f32, v: &[u16]) {
     for (a, &vb) in acc.iter_mut().zip(v) {
         *a = p.mul_add(f16::from_bits(vb).to_f32(), *a);
     }
@@ -368,6 +393,16 @@ pub(crate) fn round_to_f16(x: &mut [f32]) {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
         return unsafe { x86::round_to_f16(x) };
     }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::round_to_f16(x) };
+    }
+    round_to_f16_portable(x);
+}
+
+/// [`round_to_f16`] without vector kernels.
+fn round_to_f16_portable(x: &mut [f32]) {
     for v in x {
         *v = f16::from_f32(*v).to_f32();
     }
@@ -381,6 +416,16 @@ pub(crate) fn f32_to_f16(x: &[f32], out: &mut [u16]) {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
         return unsafe { x86::f32_to_f16(x, out) };
     }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::f32_to_f16(x, out) };
+    }
+    f32_to_f16_portable(x, out);
+}
+
+/// [`f32_to_f16`] without vector kernels.
+fn f32_to_f16_portable(x: &[f32], out: &mut [u16]) {
     for (o, &v) in out.iter_mut().zip(x) {
         *o = f16::from_f32(v).to_bits();
     }

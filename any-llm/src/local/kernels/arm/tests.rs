@@ -254,6 +254,167 @@ fn activation_quantization_equals_the_portable_one_on_extreme_values() {
     }
 }
 
+/// Values that probe f16 rounding: ties, the edges of the range, subnormals, NaN.
+fn f16_edges() -> Vec<f32> {
+    let mut x = values(200, 5, 3.0);
+    x.extend([
+        1.0 + 1.0 / 2048.0,
+        1.0 + 3.0 / 2048.0,
+        65504.0,
+        65519.0,
+        65520.0,
+        -70000.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -0.0,
+        1e-6,
+        -3e-8,
+        6e-8,
+        1e-9,
+    ]);
+    x
+}
+
+#[test]
+fn f16_conversions_and_fma_equal_the_portable_ones_at_every_length() {
+    let x = f16_edges();
+    let bits: Vec<u16> = values(x.len(), 6, 4.0)
+        .iter()
+        .map(|&v| f16::from_f32(v).to_bits())
+        .collect();
+    for n in (0..20).chain([63, 64, 65, x.len()]) {
+        let x = &x[x.len() - n..];
+        let mut fast = x.to_vec();
+        let mut portable = x.to_vec();
+        // SAFETY: this module is built only with NEON.
+        unsafe { round_to_f16(&mut fast) };
+        super::super::round_to_f16_portable(&mut portable);
+        assert_eq!(
+            fast.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            portable.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "round_to_f16, {n} values"
+        );
+        let (mut fast, mut portable) = (vec![0u16; n], vec![0u16; n]);
+        // SAFETY: as above.
+        unsafe { f32_to_f16(x, &mut fast) };
+        super::super::f32_to_f16_portable(x, &mut portable);
+        assert_eq!(fast, portable, "f32_to_f16, {n} values");
+        let v = &bits[..n];
+        let (mut fast, mut portable) = (x.to_vec(), x.to_vec());
+        // SAFETY: as above.
+        unsafe { fma_f16_row(&mut fast, -0.37, v) };
+        super::super::fma_f16_row_portable(&mut portable, -0.37, v);
+        assert_eq!(
+            fast.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            portable.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "fma_f16_row, {n} values"
+        );
+    }
+}
+
+/// The portable statement of the f16 dot product's order: index `x` into lane `x mod
+/// period` (fused), the lanes folded by halving.
+fn portable_dot(period: usize, k: &[u16], q: &[f32]) -> f32 {
+    let mut acc = [0f32; 64];
+    for (x, (&kb, &qv)) in k.iter().zip(q).enumerate() {
+        acc[x % period] = f16::from_bits(kb).to_f32().mul_add(qv, acc[x % period]);
+    }
+    super::super::halve_rows(period, &mut acc, 1);
+    acc[0]
+}
+
+fn f16_row(n: usize, seed: u32) -> Vec<u16> {
+    values(n, seed, 8.0)
+        .iter()
+        .map(|&v| f16::from_f32(v).to_bits())
+        .collect()
+}
+
+#[test]
+fn f16_dot_products_follow_the_portable_order_bit_for_bit() {
+    for n in (16..=320).step_by(16) {
+        let k = f16_row(n, n as u32);
+        let q = values(n, 1 + n as u32, 2.0);
+        for (lanes64, period) in [(false, 16), (true, 64)] {
+            // SAFETY: this module is built only with NEON.
+            let fast = unsafe { dot_f16_lanes(lanes64, &k, &q) }.expect("a multiple of 16");
+            let want = portable_dot(period, &k, &q);
+            assert_eq!(
+                fast.to_bits(),
+                want.to_bits(),
+                "{n} values, lanes64 {lanes64}"
+            );
+        }
+    }
+    // SAFETY: as above.
+    let odd = unsafe { dot_f16_lanes(false, &[0; 24], &[0.0; 24]) };
+    assert_eq!(
+        odd, None,
+        "not a multiple of 16: the caller's portable loop runs"
+    );
+}
+
+#[test]
+fn attention_kernels_follow_the_portable_order_at_other_head_widths() {
+    // Widths 64 and 128 are checked by the attention module's own test.
+    for hd in [16, 32, 80, 256] {
+        for heads in [1, 4] {
+            for len in [1, 17, 70] {
+                let keys = f16_row(len * hd, 1);
+                let values_f16 = f16_row(len * hd, 2);
+                let q = values(heads * hd, 3, 1.0);
+                let p = values(heads * len, 4, 1.0);
+                for (lanes64, period) in [(false, 16), (true, 64)] {
+                    let mut scores = vec![0.0; heads * len];
+                    // SAFETY: this module is built only with NEON.
+                    assert!(unsafe { attn_scores(lanes64, &keys, &q, hd, 0.3, &mut scores) });
+                    for h in 0..heads {
+                        for j in 0..len {
+                            let k = &keys[j * hd..][..hd];
+                            let want = portable_dot(period, k, &q[h * hd..][..hd]) * 0.3;
+                            let got = scores[h * len + j];
+                            assert_eq!(got.to_bits(), want.to_bits(), "scores {hd} {heads} {len}");
+                        }
+                    }
+                    let slots = 1..period - 1;
+                    let stride = slots.len() + 1;
+                    let mut acc = vec![f32::NAN; heads * stride * hd];
+                    // SAFETY: as above.
+                    let done = unsafe {
+                        attn_value_slots(
+                            lanes64,
+                            &p,
+                            &values_f16,
+                            hd,
+                            heads,
+                            slots.clone(),
+                            &mut acc,
+                        )
+                    };
+                    assert!(done);
+                    let mut want = vec![0.0f32; heads * stride * hd];
+                    for h in 0..heads {
+                        for j in (0..len).filter(|j| slots.contains(&(j % period))) {
+                            let at = (h * stride + j % period - slots.start) * hd;
+                            super::super::fma_f16_row_portable(
+                                &mut want[at..at + hd],
+                                p[h * len + j],
+                                &values_f16[j * hd..][..hd],
+                            );
+                        }
+                    }
+                    assert_eq!(
+                        acc.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                        "value slots {hd} {heads} {len} lanes64 {lanes64}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn dotprod_detection_matches_the_cpu_the_runner_chose() {
     // A runner that chose the CPU (through an emulator's `-cpu`) says in
