@@ -1,8 +1,8 @@
 //! Every NEON path, with and without `dotprod`, against the portable code: the scalar
 //! reference in `quant` for the dot products, the portable loops for the rest. Run them on
 //! an aarch64 CPU, or under `qemu-aarch64` with `-cpu max` (which has `dotprod`) and
-//! `-cpu cortex-a53` (which has not); without `dotprod`, the `sdot` variants are
-//! skipped and said so.
+//! `-cpu cortex-a53` (which has not), as `scripts/test` does; without `dotprod`, the `sdot`
+//! variants are skipped and said so.
 
 use half::f16;
 
@@ -417,7 +417,7 @@ fn attention_kernels_follow_the_portable_order_at_other_head_widths() {
 
 #[test]
 fn dotprod_detection_matches_the_cpu_the_runner_chose() {
-    // A runner that chose the CPU (through an emulator's `-cpu`) says in
+    // A runner that chose the CPU (`scripts/test`, through the emulator's `-cpu`) says in
     // `ANY_EXPECT_DOTPROD` whether it has `dotprod`.
     match std::env::var("ANY_EXPECT_DOTPROD").as_deref() {
         Ok("1") => assert!(has_dotprod(), "this CPU should have dotprod"),
