@@ -1,5 +1,6 @@
 //! `provider:model` ids, the table of known providers, and the builder behind them.
 
+#[cfg(feature = "http")]
 use std::time::Duration;
 
 use any_core::{BoxChatService, BoxEmbedService, ChatServiceExt, EmbedServiceExt, Error, Result};

@@ -15,6 +15,9 @@ use crate::local::quant::{self, GgmlType};
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+mod arm;
+
 /// The dot product [`quant::vec_dot`] computes, through the fastest kernel for `ty` on this
 /// CPU (what the local backend's matrix multiplications run). Public for benchmarks and for
 /// checking a kernel against the reference.
@@ -57,6 +60,10 @@ pub(crate) fn dot_fn(ty: GgmlType) -> DotFn {
     if let Some(f) = x86::dot_fn(ty) {
         return f;
     }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if let Some(f) = arm::dot_fn(ty) {
+        return f;
+    }
     scalar_dot_fn(ty)
 }
 
@@ -79,6 +86,10 @@ pub(crate) fn tile_fn(ty: GgmlType) -> Option<TileFn> {
     if let Some(f) = x86::tile_fn(ty) {
         return Some(f);
     }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if let Some(f) = arm::tile_fn(ty) {
+        return Some(f);
+    }
     let _ = ty;
     None
 }
@@ -95,6 +106,10 @@ pub(crate) type RowsFn = fn(&[u8], &[u8], usize, &mut [f32; ROWS]);
 pub(crate) fn rows_fn(ty: GgmlType) -> Option<RowsFn> {
     #[cfg(target_arch = "x86_64")]
     if let Some(f) = x86::rows_fn(ty) {
+        return Some(f);
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if let Some(f) = arm::rows_fn(ty) {
         return Some(f);
     }
     let _ = ty;
@@ -137,6 +152,11 @@ fn quantize_q8(x: &[f32], out: &mut [u8], with_sum: bool) {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
         return unsafe { x86::quantize_q8(x, out, with_sum) };
     }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::quantize_q8(x, out, with_sum) };
+    }
     quantize_q8_scalar(x, out, with_sum);
 }
 
@@ -173,6 +193,11 @@ pub(crate) fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> Option<f32> 
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); lengths are equal
         // multiples of 16.
         return Some(unsafe { x86::dot_f16_lanes(lanes64, k, q) });
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::dot_f16_lanes(lanes64, k, q) };
     }
     let _ = (lanes64, k, q);
     None
@@ -261,6 +286,11 @@ pub(crate) fn attn_scores(
             return true;
         }
     }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::attn_scores(lanes64, keys, q, hd, scale, out) };
+    }
     let _ = (lanes64, keys, q, hd, scale, out);
     false
 }
@@ -294,6 +324,11 @@ pub(crate) fn attn_value_slots(
         // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
         unsafe { x86::attn_value_slots(lanes64, p, values, hd, heads, slots, acc) };
         return true;
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::attn_value_slots(lanes64, p, values, hd, heads, slots, acc) };
     }
     let _ = (lanes64, p, values, hd, heads, slots, acc);
     false
@@ -340,6 +375,16 @@ pub(crate) fn fma_f16_row(acc: &mut [f32], p: f32, v: &[u16]) {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
         return unsafe { x86::fma_f16_row(acc, p, v) };
     }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::fma_f16_row(acc, p, v) };
+    }
+    fma_f16_row_portable(acc, p, v);
+}
+
+/// [`fma_f16_row`] without vector kernels.
+fn fma_f16_row_portable(acc: &mut [f32], p: f32, v: &[u16]) {
     for (a, &vb) in acc.iter_mut().zip(v) {
         *a = p.mul_add(f16::from_bits(vb).to_f32(), *a);
     }
@@ -410,6 +455,16 @@ pub(crate) fn round_to_f16(x: &mut [f32]) {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
         return unsafe { x86::round_to_f16(x) };
     }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::round_to_f16(x) };
+    }
+    round_to_f16_portable(x);
+}
+
+/// [`round_to_f16`] without vector kernels.
+fn round_to_f16_portable(x: &mut [f32]) {
     for v in x {
         *v = f16::from_f32(*v).to_f32();
     }
@@ -423,6 +478,16 @@ pub(crate) fn f32_to_f16(x: &[f32], out: &mut [u16]) {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
         return unsafe { x86::f32_to_f16(x, out) };
     }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::f32_to_f16(x, out) };
+    }
+    f32_to_f16_portable(x, out);
+}
+
+/// [`f32_to_f16`] without vector kernels.
+fn f32_to_f16_portable(x: &[f32], out: &mut [u16]) {
     for (o, &v) in out.iter_mut().zip(x) {
         *o = f16::from_f32(v).to_bits();
     }
@@ -434,7 +499,7 @@ mod tests {
 
     /// Deterministic pseudo-random values in (-scale, scale), with a few outliers like the
     /// massive activations real models have.
-    fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+    pub(super) fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
         let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
         (0..n)
             .map(|i| {
@@ -447,7 +512,7 @@ mod tests {
             .collect()
     }
 
-    fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {
+    pub(super) fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {
         let mut out = vec![0; ty.row_size(x.len()).expect("whole blocks")];
         quant::quantize_row(ty, x, &mut out).expect("quantizes");
         out
@@ -483,7 +548,7 @@ mod tests {
 
     /// Random K-quant blocks (there is no K-quant quantizer) with sane f16 super-block
     /// scales at `scale_at` (byte offsets within the block).
-    fn random_blocks(ty: GgmlType, n: usize, seed: u32, scale_at: &[usize]) -> Vec<u8> {
+    pub(super) fn random_blocks(ty: GgmlType, n: usize, seed: u32, scale_at: &[usize]) -> Vec<u8> {
         let bytes = ty.row_size(n).expect("whole blocks");
         let block = ty.row_size(256).expect("one block");
         let mut s = seed.wrapping_mul(2_654_435_761) | 1;
