@@ -222,6 +222,7 @@ pub(crate) enum KvRows<'a> {
 
 impl<'a> KvRows<'a> {
     /// How many whole rows of `hd` values there are.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the x86 kernels check it
     pub(crate) fn rows(self, hd: usize) -> usize {
         match self {
             KvRows::F16(b) => b.len() / hd,
@@ -286,8 +287,11 @@ pub(crate) fn attn_scores(
             return true;
         }
     }
+    // The NEON kernels read f16 rows; a Q8_0 cache takes the portable path there.
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() {
+    if let KvRows::F16(keys) = keys
+        && arm::has_neon()
+    {
         // SAFETY: the build has NEON (checked just above).
         return unsafe { arm::attn_scores(lanes64, keys, q, hd, scale, out) };
     }
@@ -326,7 +330,9 @@ pub(crate) fn attn_value_slots(
         return true;
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() {
+    if let KvRows::F16(values) = values
+        && arm::has_neon()
+    {
         // SAFETY: the build has NEON (checked just above).
         return unsafe { arm::attn_value_slots(lanes64, p, values, hd, heads, slots, acc) };
     }
