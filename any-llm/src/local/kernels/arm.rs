@@ -112,22 +112,6 @@ fn f32x4_to_f16(v: float32x4_t) -> uint16x4_t {
     out
 }
 
-/// The sum of four lanes as `(v0 + v1) + (v2 + v3)`, the order [`reduce4`] sums each of its
-/// vectors in.
-#[inline]
-#[target_feature(enable = "neon")]
-fn hsum(v: float32x4_t) -> f32 {
-    let pairs = vpaddq_f32(v, v);
-    vpadds_f32(vget_low_f32(pairs))
-}
-
-/// Lane `k`: [`hsum`] of `v[k]`, four at once.
-#[inline]
-#[target_feature(enable = "neon")]
-fn reduce4(v: [float32x4_t; 4]) -> float32x4_t {
-    vpaddq_f32(vpaddq_f32(v[0], v[1]), vpaddq_f32(v[2], v[3]))
-}
-
 /// The four lanes of `v`.
 #[inline]
 #[target_feature(enable = "neon")]

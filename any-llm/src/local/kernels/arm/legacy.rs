@@ -1,16 +1,18 @@
 //! The 32-value block formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) by their 8-bit activations: one
 //! dot product, four weight rows by one activation row, and the 2 × 4 tile.
 //!
-//! Per output, all three run the same steps in the same order, so they give the same bits:
-//! each block's integer sums in four lanes (equal with and without `sdot`), turned f32 and
-//! fused-multiply-added with the block's scale product `d_w · d_a` into four lanes; the lanes
-//! summed as `(0 + 1) + (2 + 3)`; for the formats with a minimum, the products `m_w · s_a`
-//! summed one block after another and added last.
+//! Per output, all three run the same steps in the same order, so they give the same bits —
+//! and the same as the x86 kernels (AVX2 and VNNI), which sum as llama.cpp's x86 build does:
+//! each block's integer sums in eight lanes of four adjacent bytes (two registers: values
+//! 0..16 and 16..32; equal with and without `sdot`), turned f32 and fused-multiply-added with
+//! the block's scale product `d_w · d_a`; the eight lanes summed as
+//! `((0 + 4) + (2 + 6)) + ((1 + 5) + (3 + 7))`; for the formats with a minimum, the products
+//! `m_w · s_a` summed one block after another and added last.
 
 use std::arch::aarch64::*;
 
 use super::super::{DotFn, ROWS, RowsFn, TILE_ROWS, TILE_TOKENS, TileFn};
-use super::{check, f16x4_to_f32, hsum, isum32_dotprod, isum32_neon, lanes, load32, reduce4};
+use super::{check, f16x4_to_f32, isum16_dotprod, isum16_neon, lanes, load32};
 use crate::local::quant::GgmlType;
 
 type Tile = [f32; TILE_ROWS * TILE_TOKENS];
@@ -190,10 +192,60 @@ unsafe fn head(p: *const u8, with_min: bool) -> float32x4_t {
     f16x4_to_f32(unsafe { vld1_u16(bits.as_ptr()) })
 }
 
-/// The dot product, four-rows and tile kernels for one way of summing bytes: `$isum` sums a
-/// block's 32 products into four lanes of i32, as `sdot` groups them.
+/// Eight f32 lanes in two registers: lanes 0..4 take a block's values 0..16, lanes 4..8 its
+/// values 16..32.
+type Lanes8 = [float32x4_t; 2];
+
+/// `acc + sums · d` lane by lane, fused.
+#[inline]
+#[target_feature(enable = "neon")]
+fn fma8(acc: Lanes8, sums: [int32x4_t; 2], d: f32) -> Lanes8 {
+    [
+        vfmaq_n_f32(acc[0], vcvtq_f32_s32(sums[0]), d),
+        vfmaq_n_f32(acc[1], vcvtq_f32_s32(sums[1]), d),
+    ]
+}
+
+/// The sum of eight lanes in the x86 kernels' order: `((0 + 4) + (2 + 6)) + ((1 + 5) + (3 + 7))`.
+#[inline]
+#[target_feature(enable = "neon")]
+fn hsum8(v: Lanes8) -> f32 {
+    let x = vaddq_f32(v[0], v[1]);
+    vpadds_f32(vadd_f32(vget_low_f32(x), vget_high_f32(x)))
+}
+
+/// Lane `k`: [`hsum8`] of `v[k]`, four at once.
+#[inline]
+#[target_feature(enable = "neon")]
+fn reduce4x8(v: [Lanes8; 4]) -> float32x4_t {
+    let x = v.map(|v| vaddq_f32(v[0], v[1]));
+    // [a0 + a2, a1 + a3, b0 + b2, b1 + b3].
+    let halves = |a: float32x4_t, b: float32x4_t| {
+        let lo = vcombine_f32(vget_low_f32(a), vget_low_f32(b));
+        vaddq_f32(lo, vcombine_f32(vget_high_f32(a), vget_high_f32(b)))
+    };
+    vpaddq_f32(halves(x[0], x[1]), halves(x[2], x[3]))
+}
+
+/// The dot product, four-rows and tile kernels for one way of summing bytes: `$isum16` sums
+/// 16 products into four lanes of i32, as `sdot` groups them; `$isum` applies it to both
+/// halves of a block.
 macro_rules! kernels {
-    ($(#[$feature:meta])* $isum:ident, $dot:ident, $rows:ident, $tile:ident) => {
+    (
+        $(#[$feature:meta])*
+        $isum16:ident,
+        $isum:ident,
+        $dot:ident,
+        $rows:ident,
+        $tile:ident
+    ) => {
+        /// The integer sums of a block's two halves, four lanes each.
+        #[inline]
+        $(#[$feature])*
+        fn $isum(x: [int8x16_t; 2], y: [int8x16_t; 2]) -> [int32x4_t; 2] {
+            [$isum16(x[0], y[0]), $isum16(x[1], y[1])]
+        }
+
         /// One weight row by one activation row, `nb` blocks.
         ///
         /// # Safety
@@ -201,7 +253,7 @@ macro_rules! kernels {
         $(#[$feature])*
         unsafe fn $dot<W: Weights>(w: *const u8, a: *const u8, nb: usize) -> f32 {
             let ab = act_bytes::<W>();
-            let mut acc = vdupq_n_f32(0.0);
+            let mut acc = [vdupq_n_f32(0.0); 2];
             let mut mins = 0.0f32;
             for i in 0..nb {
                 // SAFETY: block `i < nb` of each row is in bounds (the caller's promise).
@@ -211,13 +263,13 @@ macro_rules! kernels {
                     // [d_w · d_a, m_w · s_a].
                     let prod = vmul_f32(vget_low_f32(hw), vget_low_f32(ha));
                     let sums = $isum(W::quants(wb), load32(ab.add(ab_quants::<W>())));
-                    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(sums), vget_lane_f32::<0>(prod));
+                    acc = fma8(acc, sums, vget_lane_f32::<0>(prod));
                     if W::MIN {
                         mins += vget_lane_f32::<1>(prod);
                     }
                 }
             }
-            if W::MIN { hsum(acc) + mins } else { hsum(acc) }
+            if W::MIN { hsum8(acc) + mins } else { hsum8(acc) }
         }
 
         /// [`ROWS`] consecutive weight rows (`nb` blocks each) by one activation row, sharing
@@ -230,7 +282,7 @@ macro_rules! kernels {
         unsafe fn $rows<W: Weights>(w: *const u8, a: *const u8, nb: usize, out: &mut [f32; ROWS]) {
             const { assert!(ROWS == 4) };
             let (wrow, ab) = (nb * W::BYTES, act_bytes::<W>());
-            let mut acc = [vdupq_n_f32(0.0); ROWS];
+            let mut acc = [[vdupq_n_f32(0.0); 2]; ROWS];
             // Lane r: row r's sum of m_w · s_a.
             let mut mins = vdupq_n_f32(0.0);
             for i in 0..nb {
@@ -246,11 +298,11 @@ macro_rules! kernels {
                     }
                     for r in 0..ROWS {
                         let sums = $isum(W::quants(w.add(r * wrow + i * W::BYTES)), qa);
-                        acc[r] = vfmaq_n_f32(acc[r], vcvtq_f32_s32(sums), d[r]);
+                        acc[r] = fma8(acc[r], sums, d[r]);
                     }
                 }
             }
-            let total = if W::MIN { vaddq_f32(reduce4(acc), mins) } else { reduce4(acc) };
+            let total = if W::MIN { vaddq_f32(reduce4x8(acc), mins) } else { reduce4x8(acc) };
             // SAFETY: `out` holds four floats.
             unsafe { vst1q_f32(out.as_mut_ptr(), total) };
         }
@@ -265,7 +317,7 @@ macro_rules! kernels {
         unsafe fn $tile<W: Weights>(w: *const u8, a: *const u8, nb: usize, out: &mut Tile) {
             const { assert!(TILE_TOKENS == 4) };
             let (wrow, arow, ab) = (nb * W::BYTES, nb * act_bytes::<W>(), act_bytes::<W>());
-            let mut acc = [vdupq_n_f32(0.0); TILE_ROWS * TILE_TOKENS];
+            let mut acc = [[vdupq_n_f32(0.0); 2]; TILE_ROWS * TILE_TOKENS];
             // Lane t of row r's vector: the sum of m_w · s_a for token t.
             let mut mins = [vdupq_n_f32(0.0); TILE_ROWS];
             for i in 0..nb {
@@ -287,14 +339,18 @@ macro_rules! kernels {
                         for t in 0..TILE_TOKENS {
                             let k = r * TILE_TOKENS + t;
                             let sums = $isum(qw, qa[t]);
-                            acc[k] = vfmaq_n_f32(acc[k], vcvtq_f32_s32(sums), d[t]);
+                            acc[k] = fma8(acc[k], sums, d[t]);
                         }
                     }
                 }
             }
             for r in 0..TILE_ROWS {
                 let row = [0, 1, 2, 3].map(|t| acc[r * TILE_TOKENS + t]);
-                let total = if W::MIN { vaddq_f32(reduce4(row), mins[r]) } else { reduce4(row) };
+                let total = if W::MIN {
+                    vaddq_f32(reduce4x8(row), mins[r])
+                } else {
+                    reduce4x8(row)
+                };
                 // SAFETY: row r's outputs are four floats of `out`.
                 unsafe { vst1q_f32(out.as_mut_ptr().add(r * TILE_TOKENS), total) };
             }
@@ -304,14 +360,16 @@ macro_rules! kernels {
 
 kernels!(
     #[target_feature(enable = "neon")]
-    isum32_neon,
+    isum16_neon,
+    isum_neon,
     dot_neon,
     rows_neon,
     tile_neon
 );
 kernels!(
     #[target_feature(enable = "neon,dotprod")]
-    isum32_dotprod,
+    isum16_dotprod,
+    isum_dotprod,
     dot_dotprod,
     rows_dotprod,
     tile_dotprod

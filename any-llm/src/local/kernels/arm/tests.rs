@@ -118,6 +118,73 @@ fn legacy_dots_match_the_scalar_reference_and_each_other() {
     }
 }
 
+/// Block `b`'s 32 weight quants as integers (offset removed), in value order.
+fn weight_quants(ty: GgmlType, w: &[u8], b: usize) -> [i32; 32] {
+    let block = &w[b * ty.row_size(32).expect("one block")..];
+    let nibble = |at: usize, i: usize| i32::from((block[at + i % 16] >> (4 * (i / 16))) & 0x0F);
+    let fifth = |at: usize, i: usize| {
+        let qh = u32::from_le_bytes(block[at..at + 4].try_into().expect("4 bytes"));
+        (((qh >> i) & 1) << 4) as i32
+    };
+    std::array::from_fn(|i| match ty {
+        GgmlType::Q4_0 => nibble(2, i) - 8,
+        GgmlType::Q4_1 => nibble(4, i),
+        GgmlType::Q5_0 => (nibble(6, i) | fifth(2, i)) - 16,
+        GgmlType::Q5_1 => nibble(8, i) | fifth(4, i),
+        _ => i32::from(block[2 + i] as i8),
+    })
+}
+
+#[test]
+fn legacy_dots_sum_in_the_x86_kernels_order() {
+    // The x86 kernels (and llama.cpp's x86 build, whose logits the local backend
+    // reproduces) keep eight lanes of four adjacent products, fuse each block's d_w · d_a
+    // into them, and sum the lanes ((0 + 4) + (2 + 6)) + ((1 + 5) + (3 + 7)).
+    let f16_at = |b: &[u8], at: usize| f16::from_le_bytes([b[at], b[at + 1]]).to_f32();
+    for ty in LEGACY {
+        let with_min = matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1);
+        let (wb, ab) = (
+            ty.row_size(32).expect("block"),
+            if with_min { 36 } else { 34 },
+        );
+        for n in [32, 576] {
+            let a = activations(ty, n, 9, 3.0);
+            for w in weight_rows(ty, n, 4) {
+                let (mut lanes, mut mins) = ([0f32; 8], 0f32);
+                for b in 0..n / 32 {
+                    let (wq, ablk) = (weight_quants(ty, &w, b), &a[b * ab..][..ab]);
+                    let aq = |i: usize| i32::from(ablk[ab - 32 + i] as i8);
+                    let d = f16_at(&w, b * wb) * f16_at(ablk, 0);
+                    for (k, lane) in lanes.iter_mut().enumerate() {
+                        let sum: i32 = (4 * k..4 * k + 4).map(|i| wq[i] * aq(i)).sum();
+                        *lane = (sum as f32).mul_add(d, *lane);
+                    }
+                    if with_min {
+                        mins += f16_at(&w, b * wb + 2) * f16_at(ablk, 2);
+                    }
+                }
+                let l = lanes;
+                let total = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+                let want = if with_min { total + mins } else { total };
+                for dotprod in variants() {
+                    let dot = if dotprod {
+                        legacy::dot_fn::<true>(ty)
+                    } else {
+                        legacy::dot_fn::<false>(ty)
+                    }
+                    .expect("a kernel");
+                    let got = dot(&w, &a, n);
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{ty:?} n {n} dotprod {dotprod}"
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn legacy_rows_and_tiles_equal_their_dot_bit_for_bit() {
     for ty in LEGACY {
