@@ -128,10 +128,11 @@ pub(crate) fn group_scores(
         return;
     }
     let len = out.len() / (q.len() / hd);
-    let mut row = vec![0.0; hd];
+    let (mut stack, mut heap) = ([0f32; ROW_ON_STACK], Vec::new());
+    let row = row_buffer(hd, &mut stack, &mut heap);
     for (qh, oh) in q.chunks_exact(hd).zip(out.chunks_exact_mut(len)) {
         for (j, o) in oh.iter_mut().enumerate() {
-            *o = key_dot(order, keys, j, qh, &mut row) * scale;
+            *o = key_dot(order, keys, j, qh, row) * scale;
         }
     }
 }
@@ -190,6 +191,24 @@ pub(crate) fn group_value_slots(
     }
 }
 
+/// Head widths whose row buffer lives on the stack (every llama-family model's).
+const ROW_ON_STACK: usize = 256;
+
+/// A scratch row of `hd` floats for the portable paths: on the stack up to [`ROW_ON_STACK`]
+/// (no allocation in the token loop), else in `heap`.
+fn row_buffer<'a>(
+    hd: usize,
+    stack: &'a mut [f32; ROW_ON_STACK],
+    heap: &'a mut Vec<f32>,
+) -> &'a mut [f32] {
+    if hd <= ROW_ON_STACK {
+        &mut stack[..hd]
+    } else {
+        heap.resize(hd, 0.0);
+        heap
+    }
+}
+
 /// [`group_value_slots`] without vector kernels.
 fn value_slots_portable(
     order: SumOrder,
@@ -203,7 +222,8 @@ fn value_slots_portable(
     let len = p.len() / heads;
     let stride = slots.len() + 1;
     acc[..heads * stride * hd].fill(0.0);
-    let mut row = vec![0.0; hd];
+    let (mut stack, mut heap) = ([0f32; ROW_ON_STACK], Vec::new());
+    let row = row_buffer(hd, &mut stack, &mut heap);
     for (h, ph) in p.chunks_exact(len).enumerate() {
         for (j, &pj) in ph.iter().enumerate() {
             let slot = order.slot(j);
@@ -212,8 +232,8 @@ fn value_slots_portable(
                 match values {
                     KvRows::F16(v) => kernels::fma_f16_row(acc, pj, &v[j * hd..(j + 1) * hd]),
                     KvRows::Q8_0(_) => {
-                        values.row_f32(j, &mut row);
-                        for (a, &x) in acc.iter_mut().zip(&row) {
+                        values.row_f32(j, row);
+                        for (a, &x) in acc.iter_mut().zip(row.iter()) {
                             *a = pj.mul_add(x, *a);
                         }
                     }
