@@ -15,6 +15,8 @@
 //! cached positions were computed one token at a time and never reuses those for a prompt, so
 //! prefix reuse cannot change an answer.
 
+use half::f16;
+
 use crate::local::kernels::{self, KvRows};
 
 /// Sums 16 lanes by halving: lanes `i` and `i + 8`, then `i` and `i + 4`, and so on.
@@ -294,6 +296,182 @@ pub(crate) fn attend_group(
     }
 }
 
+/// Positions per task of a decode step's attention over a Q8_0 cache. Fixed, so the result
+/// does not depend on the number of threads.
+pub(crate) const Q8_BLOCK: usize = 256;
+
+/// A decode step's queries for a Q8_0 cache, quantized as llama.cpp quantizes activations
+/// for Q8_0 weights: per 32 values a scale `max|x| / 127` (kept in f32) and the values
+/// divided by it, rounded to the nearest integer (ties to even), into `qs` and `qd`.
+pub(crate) fn quantize_queries(q: &[f32], qs: &mut Vec<i8>, qd: &mut Vec<f32>) {
+    qs.clear();
+    qd.clear();
+    for block in q.chunks_exact(32) {
+        let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+        qd.push(amax / 127.0);
+        // `as` saturates, and a NaN becomes 0: the result stays in -127..=127.
+        qs.extend(block.iter().map(|&x| (x * inv).round_ties_even() as i8));
+    }
+}
+
+/// Bytes of a Q8_0 row of `hd` values.
+fn q8_row_bytes(hd: usize) -> usize {
+    hd / 32 * kernels::Q8_0_BLOCK
+}
+
+/// [`kernels::attn_q8_scores`] without vector kernels.
+fn q8_scores_portable(qs: &[i8], qd: &[f32], keys: &[u8], hd: usize, scale: f32, out: &mut [f32]) {
+    let heads = qs.len() / hd;
+    let len = out.len() / heads;
+    let rb = q8_row_bytes(hd);
+    for (h, oh) in out.chunks_exact_mut(len).enumerate() {
+        let (qh, dh) = (
+            &qs[h * hd..(h + 1) * hd],
+            &qd[h * hd / 32..(h + 1) * hd / 32],
+        );
+        for (j, o) in oh.iter_mut().enumerate() {
+            let mut s = 0f32;
+            let row = &keys[j * rb..(j + 1) * rb];
+            for ((block, qb), &dq) in row
+                .chunks_exact(kernels::Q8_0_BLOCK)
+                .zip(qh.chunks_exact(32))
+                .zip(dh)
+            {
+                let dk = f16::from_bits(u16::from_le_bytes([block[0], block[1]])).to_f32();
+                let sum: i32 = block[2..]
+                    .iter()
+                    .zip(qb)
+                    .map(|(&k, &q)| i32::from(k as i8) * i32::from(q))
+                    .sum();
+                s = (dk * dq).mul_add(sum as f32, s);
+            }
+            *o = s * scale;
+        }
+    }
+}
+
+/// [`kernels::attn_q8_values`] without vector kernels.
+fn q8_values_portable(p: &[f32], values: &[u8], hd: usize, heads: usize, acc: &mut [f32]) {
+    let len = p.len() / heads;
+    let rb = q8_row_bytes(hd);
+    acc.fill(0.0);
+    for (j, row) in values.chunks_exact(rb).take(len).enumerate() {
+        for (ph, ah) in p.chunks_exact(len).zip(acc.chunks_exact_mut(hd)) {
+            for (block, ab) in row
+                .chunks_exact(kernels::Q8_0_BLOCK)
+                .zip(ah.chunks_exact_mut(32))
+            {
+                let d = f16::from_bits(u16::from_le_bytes([block[0], block[1]])).to_f32();
+                let w = ph[j] * d;
+                for (a, &x) in ab.iter_mut().zip(&block[2..]) {
+                    *a = w.mul_add(f32::from(x as i8), *a);
+                }
+            }
+        }
+    }
+}
+
+/// Sums in 16 lanes (lane `L` takes the indices `≡ L mod 16`), then halves them.
+fn sum16(x: &[f32]) -> f32 {
+    let mut lanes = [0f32; 16];
+    for chunk in x.chunks(16) {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l += v;
+        }
+    }
+    reduce16(lanes)
+}
+
+/// The largest of `x` (`-inf` for none), 16 lanes at a time.
+fn max16(x: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = x.chunks_exact(16);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = if v > *l { v } else { *l };
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+
+/// Floats [`q8_partial`] writes for `heads` heads of width `hd`.
+pub(crate) fn q8_partial_len(heads: usize, hd: usize) -> usize {
+    heads * (hd + 2)
+}
+
+/// One block of positions of a decode step's attention over a Q8_0 cache, for the query heads
+/// sharing one key/value head (`qs`, `qd` from [`quantize_queries`], `hd` values a head):
+/// `out` = each head's maximum score and sum of `exp(score − maximum)` (`2 * heads` floats),
+/// then each head's sum of value rows weighted by those exponentials (`hd` floats a head).
+/// [`q8_combine`] joins the blocks. `scores` is scratch.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn q8_partial(
+    qs: &[i8],
+    qd: &[f32],
+    keys: &[u8],
+    values: &[u8],
+    len: usize,
+    hd: usize,
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let heads = qs.len() / hd;
+    if scores.len() < heads * len {
+        scores.resize(heads * len, 0.0);
+    }
+    let scores = &mut scores[..heads * len];
+    if !kernels::attn_q8_scores(qs, qd, keys, hd, scale, scores) {
+        q8_scores_portable(qs, qd, keys, hd, scale, scores);
+    }
+    let (stats, acc) = out.split_at_mut(2 * heads);
+    for (sh, st) in scores.chunks_exact_mut(len).zip(stats.chunks_exact_mut(2)) {
+        let max = max16(sh);
+        for v in sh.iter_mut() {
+            *v -= max;
+        }
+        kernels::exp_in_place(sh);
+        st[0] = max;
+        st[1] = sum16(sh);
+    }
+    let acc = &mut acc[..heads * hd];
+    if !kernels::attn_q8_values(scores, values, hd, heads, acc) {
+        q8_values_portable(scores, values, hd, heads, acc);
+    }
+}
+
+/// Joins one query head's partial attention over consecutive blocks (`parts`: each block's
+/// maximum, sum and weighted values, as [`q8_partial`] wrote them) into `out`: each block
+/// weighted by `exp(its maximum − the overall maximum)`, in block order, then divided by
+/// the weighted sum.
+pub(crate) fn q8_combine<'a>(
+    parts: impl Iterator<Item = (f32, f32, &'a [f32])> + Clone,
+    out: &mut [f32],
+) {
+    let max = parts
+        .clone()
+        .fold(f32::NEG_INFINITY, |m, (bm, _, _)| m.max(bm));
+    out.fill(0.0);
+    let mut sum = 0f32;
+    for (bm, bs, acc) in parts {
+        // Plain products and sums: a fused multiply-add would be a library call here.
+        let w = kernels::exp(bm - max);
+        sum += w * bs;
+        for (o, &a) in out.iter_mut().zip(acc) {
+            *o += w * a;
+        }
+    }
+    let inv = 1.0 / sum;
+    for o in out.iter_mut() {
+        *o *= inv;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,6 +657,122 @@ mod tests {
                         "fold {hd} {len} {order:?}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn q8_0_decode_kernels_equal_the_portable_ones_bit_for_bit() {
+        let mut vector_paths = false;
+        for hd in [64, 128, 96] {
+            for heads in [1, 3, 5] {
+                for len in [1, 5, 16, 17, 63, 200, Q8_BLOCK] {
+                    let (_, keys) = kv_both(len * hd, 1);
+                    let (_, values) = kv_both(len * hd, 2);
+                    let q: Vec<f32> = f16_rows(heads * hd, 3)
+                        .iter()
+                        .map(|&b| f16::from_bits(b).to_f32())
+                        .collect();
+                    let (mut qs, mut qd) = (Vec::new(), Vec::new());
+                    quantize_queries(&q, &mut qs, &mut qd);
+                    let mut fast = vec![f32::NAN; heads * len];
+                    let mut slow = vec![f32::NAN; heads * len];
+                    q8_scores_portable(&qs, &qd, &keys, hd, 0.125, &mut slow);
+                    if kernels::attn_q8_scores(&qs, &qd, &keys, hd, 0.125, &mut fast) {
+                        vector_paths = true;
+                        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&fast), bits(&slow), "scores {hd} {heads} {len}");
+                    } else {
+                        assert!(hd % 64 != 0 || !cfg!(target_arch = "x86_64") || fast[0].is_nan());
+                    }
+                    // The integer scores are the dot products of the quantized queries.
+                    let mut row = vec![0.0; hd];
+                    for j in [0, len / 2, len - 1] {
+                        KvRows::Q8_0(&keys).row_f32(j, &mut row);
+                        let want: f64 = row
+                            .iter()
+                            .zip(&qs)
+                            .enumerate()
+                            .map(|(i, (&k, &q))| {
+                                f64::from(k) * f64::from(q) * f64::from(qd[i / 32])
+                            })
+                            .sum::<f64>()
+                            * 0.125;
+                        assert!((f64::from(slow[j]) - want).abs() < 1e-4 * want.abs().max(1.0));
+                    }
+                    let p: Vec<f32> = (0..heads * len).map(|j| 1.0 / (1.0 + j as f32)).collect();
+                    let mut fast = vec![f32::NAN; heads * hd];
+                    let mut slow = vec![f32::NAN; heads * hd];
+                    q8_values_portable(&p, &values, hd, heads, &mut slow);
+                    if kernels::attn_q8_values(&p, &values, hd, heads, &mut fast) {
+                        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&fast), bits(&slow), "values {hd} {heads} {len}");
+                    }
+                }
+            }
+        }
+        if !vector_paths {
+            eprintln!("no vector Q8_0 attention kernels on this CPU");
+        }
+    }
+
+    #[test]
+    fn q8_0_blocks_joined_equal_softmax_attention() {
+        let (hd, heads, len) = (64, 3, 3 * Q8_BLOCK + 40);
+        let (_, keys) = kv_both(len * hd, 4);
+        let (_, values) = kv_both(len * hd, 5);
+        let q: Vec<f32> = (0..heads * hd)
+            .map(|i| (i as f32 * 0.3).sin() * 2.0)
+            .collect();
+        let (mut qs, mut qd) = (Vec::new(), Vec::new());
+        quantize_queries(&q, &mut qs, &mut qd);
+        let rb = q8_row_bytes(hd);
+        let part = q8_partial_len(heads, hd);
+        let blocks = len.div_ceil(Q8_BLOCK);
+        let mut parts = vec![0.0; blocks * part];
+        let mut scratch = Vec::new();
+        for (b, o) in parts.chunks_exact_mut(part).enumerate() {
+            let (start, rows) = (b * Q8_BLOCK, Q8_BLOCK.min(len - b * Q8_BLOCK));
+            let range = start * rb..(start + rows) * rb;
+            let (k, v) = (&keys[range.clone()], &values[range]);
+            q8_partial(&qs, &qd, k, v, rows, hd, 0.125, &mut scratch, o);
+        }
+        let (mut krow, mut vrow) = (vec![0.0; hd], vec![0.0; hd]);
+        for h in 0..heads {
+            let mut out = vec![0.0; hd];
+            let blocks = parts
+                .chunks_exact(part)
+                .map(|p| (p[2 * h], p[2 * h + 1], &p[2 * heads + h * hd..][..hd]));
+            q8_combine(blocks, &mut out);
+            // The same attention in f64 over the dequantized rows and queries.
+            let qh: Vec<f64> = (0..hd)
+                .map(|i| f64::from(qs[h * hd + i]) * f64::from(qd[(h * hd + i) / 32]))
+                .collect();
+            let scores: Vec<f64> = (0..len)
+                .map(|j| {
+                    KvRows::Q8_0(&keys).row_f32(j, &mut krow);
+                    krow.iter()
+                        .zip(&qh)
+                        .map(|(&k, &q)| f64::from(k) * q)
+                        .sum::<f64>()
+                        * 0.125
+                })
+                .collect();
+            let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            let mut want = vec![0f64; hd];
+            for (j, &ej) in e.iter().enumerate() {
+                KvRows::Q8_0(&values).row_f32(j, &mut vrow);
+                for (w, &x) in want.iter_mut().zip(&vrow) {
+                    *w += ej / sum * f64::from(x);
+                }
+            }
+            for (i, (&o, &w)) in out.iter().zip(&want).enumerate() {
+                assert!(
+                    (f64::from(o) - w).abs() < 1e-4 * w.abs().max(1.0),
+                    "head {h} value {i}: {o} vs {w}"
+                );
             }
         }
     }

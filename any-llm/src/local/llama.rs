@@ -9,7 +9,8 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::local::attention::{
-    AttentionScratch, SumOrder, attend_group, group_scores, group_value_slots, softmax_rounded,
+    AttentionScratch, Q8_BLOCK, SumOrder, attend_group, group_scores, group_value_slots,
+    q8_combine, q8_partial, q8_partial_len, quantize_queries, softmax_rounded,
 };
 use crate::local::gguf::{GgufFile, TensorInfo};
 use crate::local::kernels::{self, KvRows};
@@ -425,6 +426,9 @@ fn attention(
     let scale = 1.0 / (hd as f32).sqrt();
     let order = SumOrder::for_batch(n);
     let len = pos0 + 1;
+    if n == 1 && kv.ty == KvCacheType::Q8_0 {
+        return attention_q8(cfg, kv, layer, len, q, out, pool, s);
+    }
     if n == 1 && len >= SPLIT_FROM && pool.threads() > 1 {
         return attention_split(cfg, kv, layer, len, q, out, pool, s);
     }
@@ -530,6 +534,66 @@ fn attention_split(
     }
 }
 
+/// A single token's attention over a Q8_0 cache in one region: a task per key/value head and
+/// block of [`Q8_BLOCK`] positions computes integer scores against the queries quantized to
+/// Q8_0 (as llama.cpp scores a quantized cache), their exponentials and the weighted values;
+/// the blocks are then joined head by head. The blocks do not depend on the number of
+/// threads, so neither does the result.
+#[allow(clippy::too_many_arguments)]
+fn attention_q8(
+    cfg: &LlamaConfig,
+    kv: &KvCache,
+    layer: usize,
+    len: usize,
+    q: &[f32],
+    out: &mut [f32],
+    pool: &Pool,
+    s: &mut AttnBuffers,
+) {
+    let hd = cfg.head_dim;
+    let group = cfg.n_head / cfg.n_head_kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let blocks = len.div_ceil(Q8_BLOCK);
+    quantize_queries(q, &mut s.qs, &mut s.qd);
+    let part = q8_partial_len(group, hd);
+    s.parts.resize(cfg.n_head_kv * blocks * part, 0.0);
+    let (qs, qd) = (&s.qs, &s.qd);
+    let per_thread = &s.per_thread;
+    pool.for_each_chunk(&mut s.parts, part, |idx, o, thread| {
+        let (g, b) = (idx / blocks, idx % blocks);
+        let start = b * Q8_BLOCK;
+        let rows = Q8_BLOCK.min(len - start);
+        let (KvRows::Q8_0(keys), KvRows::Q8_0(values)) = (
+            kv.keys(layer, g, len).range(start, rows, hd),
+            kv.values(layer, g, len).range(start, rows, hd),
+        ) else {
+            unreachable!("a Q8_0 cache holds Q8_0 rows")
+        };
+        // Each thread index is used by one task at a time: the lock is never contended.
+        let mut sc = per_thread[thread]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        q8_partial(
+            &qs[g * group * hd..(g + 1) * group * hd],
+            &qd[g * group * hd / 32..(g + 1) * group * hd / 32],
+            keys,
+            values,
+            rows,
+            hd,
+            scale,
+            &mut sc.scores,
+            o,
+        );
+    });
+    for (head, o) in out[..cfg.n_head * hd].chunks_exact_mut(hd).enumerate() {
+        let (g, h) = (head / group, head % group);
+        let parts = s.parts[g * blocks * part..(g + 1) * blocks * part]
+            .chunks_exact(part)
+            .map(|p| (p[2 * h], p[2 * h + 1], &p[2 * group + h * hd..][..hd]));
+        q8_combine(parts, o);
+    }
+}
+
 /// Attention buffers: per-thread scratch and the split's shared arrays.
 #[derive(Debug)]
 struct AttnBuffers {
@@ -538,6 +602,9 @@ struct AttnBuffers {
     scores: Vec<f32>,
     probs: Vec<f32>,
     parts: Vec<f32>,
+    /// A Q8_0 cache's quantized queries: bytes and a scale per 32.
+    qs: Vec<i8>,
+    qd: Vec<f32>,
 }
 
 impl AttnBuffers {
@@ -548,6 +615,8 @@ impl AttnBuffers {
             scores: Vec::new(),
             probs: Vec::new(),
             parts: Vec::new(),
+            qs: Vec::new(),
+            qd: Vec::new(),
         }
     }
 }

@@ -340,6 +340,66 @@ pub(crate) fn attn_value_slots(
     false
 }
 
+/// Scores of a Q8_0 cache's decode step: `out[h * len + j]` = query head `h` (`qs` signed
+/// bytes and `qd` scales, one scale per 32 values, `hd` values a head) dotted with the Q8_0 key
+/// row `j` of `keys`, times `scale`. Each block's integer sum is exact; the blocks are summed
+/// as `s = fma(dk · dq, sum, s)` in order. `false` where this CPU or head width has no vector
+/// path: the caller then computes the same numbers in portable code.
+pub(crate) fn attn_q8_scores(
+    qs: &[i8],
+    qd: &[f32],
+    keys: &[u8],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_vnni() && x86::has_avx512() && hd > 0 && hd <= 256 && hd.is_multiple_of(64) {
+        let heads = qs.len() / hd;
+        if heads > 0
+            && qs.len() == heads * hd
+            && qd.len() == heads * hd / 32
+            && out.len().is_multiple_of(heads)
+            && keys.len() >= out.len() / heads * (hd / 32 * Q8_0_BLOCK)
+        {
+            // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI with AVX2, FMA and F16C
+            // (checked just above).
+            unsafe { x86::attn_q8_scores(qs, qd, keys, hd, scale, out) };
+            return true;
+        }
+    }
+    let _ = (qs, qd, keys, hd, scale, out);
+    false
+}
+
+/// Weighted values of a Q8_0 cache's decode step: `acc[h * hd + d] = Σ_j p[h * len + j] ·
+/// value_j[d]` over the Q8_0 rows `values`, summed in increasing `j` as `acc = fma(p · d,
+/// byte, acc)` (`d` the value's block scale). `false` where this CPU or head width has no
+/// vector path: the caller then computes the same numbers in portable code.
+pub(crate) fn attn_q8_values(
+    p: &[f32],
+    values: &[u8],
+    hd: usize,
+    heads: usize,
+    acc: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx512()
+        && hd > 0
+        && hd.is_multiple_of(64)
+        && heads > 0
+        && p.len().is_multiple_of(heads)
+        && acc.len() == heads * hd
+        && values.len() >= p.len() / heads * (hd / 32 * Q8_0_BLOCK)
+    {
+        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
+        unsafe { x86::attn_q8_values(p, values, hd, heads, acc) };
+        return true;
+    }
+    let _ = (p, values, hd, heads, acc);
+    false
+}
+
 /// Folds `rows` slots (`out.len()` floats each, in `acc`; `rows` a power of two) into `out`
 /// by halving: slots `0..rows / 2` += the next `rows / 2`, down to one.
 pub(crate) fn fold_slots(rows: usize, acc: &mut [f32], out: &mut [f32]) {

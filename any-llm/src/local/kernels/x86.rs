@@ -12,6 +12,9 @@ use super::{
 };
 use crate::local::quant::{self, GgmlType};
 
+mod kvq8;
+pub(super) use kvq8::{attn_q8_scores, attn_q8_values};
+
 /// Whether this CPU runs the AVX2 kernels (AVX2, FMA and F16C together).
 pub(super) fn has_avx2() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
