@@ -28,7 +28,8 @@ pub(crate) struct BenchArgs {
     /// Tokens generated one step at a time.
     #[arg(long, value_name = "N", default_value_t = 128)]
     decode: usize,
-    /// Tokens of text already in the cache when decoding starts (the context depth).
+    /// Tokens of text already in the cache when decoding starts (the context depth). Above 0,
+    /// decoding from an empty cache is measured as well, in turn with it, and the ratio shown.
     #[arg(long, value_name = "N", default_value_t = 0)]
     depth: usize,
     /// The text the prefill (and depth) tokens come from (default: the GPL-3 text in
@@ -113,28 +114,41 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<()> {
     for _ in 0..args.runs {
         prefill.push(model.time_prefill(prefill_ids.clone()).await?);
     }
-    let mut decode = Vec::with_capacity(args.runs);
+    // With a depth, decoding from an empty cache is measured too, run for run in turn with
+    // the deep one, so both see the same machine (neighbours on a shared host come and go).
+    let shallow = model.tokenizer().encode("Once upon a time", plain);
+    let (mut decode, mut decode0) = (Vec::new(), Vec::new());
     for _ in 0..args.runs {
+        if args.depth > 0 {
+            decode0.push(model.time_decode(shallow.clone(), args.decode).await?);
+        }
         decode.push(model.time_decode(prompt.clone(), args.decode).await?);
     }
     let prefill_tok_s = args.prefill as f64 / best(&prefill).as_secs_f64();
     let decode_tok_s = args.decode as f64 / best(&decode).as_secs_f64();
+    let decode0_tok_s =
+        (!decode0.is_empty()).then(|| args.decode as f64 / best(&decode0).as_secs_f64());
+    let round1 = |x: f64| (x * 10.0).round() / 10.0;
     let threads = model.info().threads;
     let rss = peak_rss_mb();
     let load_ms = load.as_secs_f64() * 1e3;
     if args.json {
-        let out = serde_json::json!({
+        let mut out = serde_json::json!({
             "model": path.file_name().map(|n| n.to_string_lossy().into_owned()),
             "threads": threads,
             "kv_cache": args.kv_cache.as_str(),
             "prefill_tokens": args.prefill,
-            "prefill_tok_s": (prefill_tok_s * 10.0).round() / 10.0,
+            "prefill_tok_s": round1(prefill_tok_s),
             "decode_tokens": args.decode,
             "decode_depth": args.depth,
-            "decode_tok_s": (decode_tok_s * 10.0).round() / 10.0,
-            "peak_rss_mb": rss.map(|r| (r * 10.0).round() / 10.0),
-            "load_ms": (load_ms * 10.0).round() / 10.0,
+            "decode_tok_s": round1(decode_tok_s),
+            "peak_rss_mb": rss.map(round1),
+            "load_ms": round1(load_ms),
         });
+        if let Some(d0) = decode0_tok_s {
+            out["decode_depth0_tok_s"] = round1(d0).into();
+            out["depth_ratio"] = ((decode_tok_s / d0 * 1000.0).round() / 1000.0).into();
+        }
         println!("{out}");
     } else {
         println!("model      {}", path.display());
@@ -149,6 +163,13 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<()> {
             "decode     {decode_tok_s:.1} tok/s ({} tokens at depth {}, best of {})",
             args.decode, args.depth, args.runs
         );
+        if let Some(d0) = decode0_tok_s {
+            println!(
+                "decode     {d0:.1} tok/s at depth 0 (runs taken in turn): depth {} runs at {:.2}x",
+                args.depth,
+                decode_tok_s / d0
+            );
+        }
         if let Some(r) = rss {
             println!("peak RSS   {r:.1} MiB");
         }
