@@ -977,7 +977,9 @@ unsafe fn scores_heads<const H: usize, const CH: usize, const Q8: bool, const L6
                 continue;
             }
             let mut acc = [[_mm512_setzero_ps(); 4]; H];
-            _mm_prefetch::<_MM_HINT_T1>(k.wrapping_add((j0 + p + PREFETCH_ROWS) * rb).cast());
+            let ahead = k.wrapping_add((j0 + p + PREFETCH_ROWS) * rb);
+            _mm_prefetch::<_MM_HINT_T1>(ahead.cast());
+            _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(rb - 1).cast());
             for c in 0..CH {
                 // SAFETY: position `j0 + p < len` and chunk `c < hd / 16` are inside the keys
                 // and the queries the wrapper checked.
@@ -1099,7 +1101,9 @@ unsafe fn slots_heads<const H: usize, const CH: usize, const Q8: bool>(
             // SAFETY: position `j < len` is inside the values and the probabilities; a
             // prefetch never faults.
             unsafe {
-                _mm_prefetch::<_MM_HINT_T1>(v.wrapping_add((j + 2) * rb).cast());
+                let ahead = v.wrapping_add((j + 2) * rb);
+                _mm_prefetch::<_MM_HINT_T1>(ahead.cast());
+                _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(rb - 1).cast());
                 let x: [__m512; CH] = std::array::from_fn(|c| kv_chunk::<Q8>(v.add(j * rb), c));
                 for (h, ah) in a.iter_mut().enumerate() {
                     let pj = _mm512_set1_ps(*p.add(h * len + j));
