@@ -8,7 +8,7 @@
 //! every row of a 64 MiB matrix (the size of the default model's weights, beyond the L2
 //! cache) with the same activations, as a one-token step does. `memory/read` sums a 1 GiB
 //! buffer: the bandwidth a kernel streaming weights from memory could at most reach on one
-//! thread. Floating-point work is two operations per weight (multiply, add): GFLOP/s =
+//! thread; `memory/read_N_threads` the same with every core summing its share. Floating-point work is two operations per weight (multiply, add): GFLOP/s =
 //! 2 × bytes/s × weights per byte (32 per 20 bytes for Q4_1, 32 per 34 for Q8_0).
 
 use std::hint::black_box;
@@ -129,19 +129,37 @@ fn memory(c: &mut Criterion) {
     let mut group = c.benchmark_group("memory");
     group.sample_size(10);
     group.throughput(Throughput::Bytes((buf.len() * 8) as u64));
-    group.bench_function("read", |b| {
+    group.bench_function("read", |b| b.iter(|| sum(black_box(&buf))));
+    // The same on every core at once, each summing its share: what a decode step that keeps
+    // all threads streaming could at most reach.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    group.bench_function(format!("read_{threads}_threads"), |b| {
         b.iter(|| {
-            // Eight independent sums, so the loop is bound by loads, not by one add chain.
-            let mut acc = [0u64; 8];
-            for chunk in black_box(&buf).chunks_exact(8) {
-                for (a, &v) in acc.iter_mut().zip(chunk) {
-                    *a = a.wrapping_add(v);
-                }
-            }
-            acc.iter().fold(0u64, |x, &y| x.wrapping_add(y))
+            let share = buf.len().div_ceil(threads);
+            std::thread::scope(|s| {
+                let parts: Vec<_> = black_box(&buf)
+                    .chunks(share)
+                    .map(|part| s.spawn(move || sum(part)))
+                    .collect();
+                parts
+                    .into_iter()
+                    .map(|h| h.join().expect("a summing thread"))
+                    .fold(0u64, u64::wrapping_add)
+            })
         })
     });
     group.finish();
+}
+
+/// Sums `buf` in eight independent sums, so the loop is bound by loads, not by one add chain.
+fn sum(buf: &[u64]) -> u64 {
+    let mut acc = [0u64; 8];
+    for chunk in buf.chunks_exact(8) {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = a.wrapping_add(v);
+        }
+    }
+    acc.iter().fold(0u64, |x, &y| x.wrapping_add(y))
 }
 
 criterion_group!(benches, dots, activations, streams, memory);
