@@ -1,6 +1,6 @@
 //! A Q8_0 KV cache's decode-step attention on AVX-512: integer scores (`vpdpbusd`) against
-//! queries quantized to Q8_0, and weighted value sums in one chain per value. The numbers are those of `attention::q8_scores_portable` and
-//! `attention::q8_values_portable`, bit for bit.
+//! queries quantized to Q8_0, and weighted value sums in one chain per value. The numbers are
+//! those of `attention::q8_scores_portable` and `attention::q8_values_portable`, bit for bit.
 
 use std::arch::x86_64::*;
 
