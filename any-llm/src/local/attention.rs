@@ -94,7 +94,7 @@ fn key_dot(order: SumOrder, keys: KvRows<'_>, j: usize, q: &[f32], row: &mut [f3
         return v;
     }
     keys.row_f32(j, row);
-    dot(order, row, q)
+    kernels::dot_f32_lanes(order == SumOrder::Lanes64, row, q).unwrap_or_else(|| dot(order, row, q))
 }
 
 /// Reusable buffers of one thread's attention work.
@@ -235,9 +235,7 @@ fn value_slots_portable(
                     KvRows::F16(v) => kernels::fma_f16_row(acc, pj, &v[j * hd..(j + 1) * hd]),
                     KvRows::Q8_0(_) => {
                         values.row_f32(j, row);
-                        for (a, &x) in acc.iter_mut().zip(row.iter()) {
-                            *a = pj.mul_add(x, *a);
-                        }
+                        kernels::fma_f32_row(acc, pj, row);
                     }
                 }
             }
@@ -662,6 +660,29 @@ mod tests {
     }
 
     #[test]
+    fn the_f32_row_kernels_keep_the_portable_order() {
+        let (_, rows) = kv_both(3 * 128, 6);
+        let q: Vec<f32> = (0..128).map(|i| (i as f32 * 0.7).cos() * 5.0).collect();
+        let mut row = vec![0.0; 128];
+        for j in 0..3 {
+            KvRows::Q8_0(&rows).range(j, 1, 128).row_f32(0, &mut row);
+            for order in [SumOrder::Lanes16, SumOrder::Lanes64] {
+                if let Some(v) = kernels::dot_f32_lanes(order == SumOrder::Lanes64, &row, &q) {
+                    assert_eq!(v.to_bits(), dot(order, &row, &q).to_bits(), "{order:?}");
+                }
+            }
+            let mut fast: Vec<f32> = q.clone();
+            kernels::fma_f32_row(&mut fast, 0.37, &row);
+            let slow: Vec<f32> = q
+                .iter()
+                .zip(&row)
+                .map(|(&a, &x)| 0.37f32.mul_add(x, a))
+                .collect();
+            assert_eq!(fast, slow);
+        }
+    }
+
+    #[test]
     fn q8_0_decode_kernels_equal_the_portable_ones_bit_for_bit() {
         let mut vector_paths = false;
         for hd in [64, 128, 96] {
@@ -700,13 +721,23 @@ mod tests {
                             * 0.125;
                         assert!((f64::from(slow[j]) - want).abs() < 1e-4 * want.abs().max(1.0));
                     }
+                    // The AVX2 kernel too, where this CPU also has the AVX-512 one.
+                    let mut avx2 = vec![f32::NAN; heads * len];
+                    if kernels::attn_q8_scores_avx2(&qs, &qd, &keys, hd, 0.125, &mut avx2) {
+                        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&avx2), bits(&slow), "AVX2 scores {hd} {heads} {len}");
+                    }
                     let p: Vec<f32> = (0..heads * len).map(|j| 1.0 / (1.0 + j as f32)).collect();
-                    let mut fast = vec![f32::NAN; heads * hd];
                     let mut slow = vec![f32::NAN; heads * hd];
                     q8_values_portable(&p, &values, hd, heads, &mut slow);
+                    let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                    let mut fast = vec![f32::NAN; heads * hd];
                     if kernels::attn_q8_values(&p, &values, hd, heads, &mut fast) {
-                        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                         assert_eq!(bits(&fast), bits(&slow), "values {hd} {heads} {len}");
+                    }
+                    let mut avx2 = vec![f32::NAN; heads * hd];
+                    if kernels::attn_q8_values_avx2(&p, &values, hd, heads, &mut avx2) {
+                        assert_eq!(bits(&avx2), bits(&slow), "AVX2 values {hd} {heads} {len}");
                     }
                 }
             }

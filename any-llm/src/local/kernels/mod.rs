@@ -203,6 +203,31 @@ pub(crate) fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> Option<f32> 
     None
 }
 
+/// [`dot_f16_lanes`] for f32 keys (a Q8_0 cache's rows, widened exactly), in the same order.
+pub(crate) fn dot_f32_lanes(lanes64: bool, k: &[f32], q: &[f32]) -> Option<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() && k.len().is_multiple_of(16) && k.len() == q.len() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); lengths are equal
+        // multiples of 16.
+        return Some(unsafe { x86::dot_f32_lanes(lanes64, k, q) });
+    }
+    let _ = (lanes64, k, q);
+    None
+}
+
+/// `acc[i] = fma(p, v[i], acc[i])` for a row of f32 values (one rounding per element).
+pub(crate) fn fma_f32_row(acc: &mut [f32], p: f32, v: &[f32]) {
+    debug_assert_eq!(acc.len(), v.len());
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        return unsafe { x86::fma_f32_row(acc, p, v) };
+    }
+    for (a, &x) in acc.iter_mut().zip(v) {
+        *a = p.mul_add(x, *a);
+    }
+}
+
 /// Bytes of one Q8_0 block of the KV cache: an f16 scale, then 32 signed bytes.
 pub(crate) const Q8_0_BLOCK: usize = 34;
 
@@ -368,6 +393,33 @@ pub(crate) fn attn_q8_scores(
             return true;
         }
     }
+    attn_q8_scores_avx2(qs, qd, keys, hd, scale, out)
+}
+
+/// [`attn_q8_scores`] through the AVX2 kernel (CPUs without AVX-512 VNNI); `false` where this
+/// CPU or head width has none.
+pub(crate) fn attn_q8_scores_avx2(
+    qs: &[i8],
+    qd: &[f32],
+    keys: &[u8],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() && hd > 0 && hd <= 256 && hd.is_multiple_of(64) {
+        let heads = qs.len() / hd;
+        if heads > 0
+            && qs.len() == heads * hd
+            && qd.len() == heads * hd / 32
+            && out.len().is_multiple_of(heads)
+            && keys.len() >= out.len() / heads * (hd / 32 * Q8_0_BLOCK)
+        {
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+            unsafe { x86::attn_q8_scores_avx2(qs, qd, keys, hd, scale, out) };
+            return true;
+        }
+    }
     let _ = (qs, qd, keys, hd, scale, out);
     false
 }
@@ -394,6 +446,31 @@ pub(crate) fn attn_q8_values(
     {
         // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
         unsafe { x86::attn_q8_values(p, values, hd, heads, acc) };
+        return true;
+    }
+    attn_q8_values_avx2(p, values, hd, heads, acc)
+}
+
+/// [`attn_q8_values`] through the AVX2 kernel (CPUs without AVX-512); `false` where this CPU
+/// has none.
+pub(crate) fn attn_q8_values_avx2(
+    p: &[f32],
+    values: &[u8],
+    hd: usize,
+    heads: usize,
+    acc: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2()
+        && hd > 0
+        && hd.is_multiple_of(32)
+        && heads > 0
+        && p.len().is_multiple_of(heads)
+        && acc.len() == heads * hd
+        && values.len() >= p.len() / heads * (hd / 32 * Q8_0_BLOCK)
+    {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        unsafe { x86::attn_q8_values_avx2(p, values, hd, heads, acc) };
         return true;
     }
     let _ = (p, values, hd, heads, acc);

@@ -13,7 +13,7 @@ use super::{
 use crate::local::quant::{self, GgmlType};
 
 mod kvq8;
-pub(super) use kvq8::{attn_q8_scores, attn_q8_values};
+pub(super) use kvq8::{attn_q8_scores, attn_q8_scores_avx2, attn_q8_values, attn_q8_values_avx2};
 
 /// Whether this CPU runs the AVX2 kernels (AVX2, FMA and F16C together).
 pub(super) fn has_avx2() -> bool {
@@ -852,6 +852,52 @@ pub(super) unsafe fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> f32 {
     }
     // Halving: lanes i and i+8, then the 128-bit halves, then pairs, then the last two.
     hsum(_mm256_add_ps(lo, hi))
+}
+
+/// [`dot_f16_lanes`] for f32 keys (a Q8_0 cache's rows, widened exactly): the same order.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_f32_lanes(lanes64: bool, k: &[f32], q: &[f32]) -> f32 {
+    let n = k.len().min(q.len());
+    let mut acc = [_mm256_setzero_ps(); 8];
+    let mut i = 0;
+    while i + 16 <= n {
+        let g = if lanes64 { (i / 16) % 4 } else { 0 };
+        // SAFETY: `i + 16 <= n` keeps both 16-wide loads inside the slices.
+        unsafe {
+            let k0 = _mm256_loadu_ps(k.as_ptr().add(i));
+            let k1 = _mm256_loadu_ps(k.as_ptr().add(i + 8));
+            acc[2 * g] = _mm256_fmadd_ps(k0, _mm256_loadu_ps(q.as_ptr().add(i)), acc[2 * g]);
+            acc[2 * g + 1] =
+                _mm256_fmadd_ps(k1, _mm256_loadu_ps(q.as_ptr().add(i + 8)), acc[2 * g + 1]);
+        }
+        i += 16;
+    }
+    let (mut lo, mut hi) = (acc[0], acc[1]);
+    if lanes64 {
+        lo = _mm256_add_ps(_mm256_add_ps(lo, acc[4]), _mm256_add_ps(acc[2], acc[6]));
+        hi = _mm256_add_ps(_mm256_add_ps(hi, acc[5]), _mm256_add_ps(acc[3], acc[7]));
+    }
+    hsum(_mm256_add_ps(lo, hi))
+}
+
+/// `acc[i] = fma(p, v[i], acc[i])` for f32 values.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn fma_f32_row(acc: &mut [f32], p: f32, v: &[f32]) {
+    let n = acc.len().min(v.len());
+    let pv = _mm256_set1_ps(p);
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: `i + 8 <= n` keeps the loads and the store inside the slices.
+        unsafe {
+            let a = _mm256_loadu_ps(acc.as_ptr().add(i));
+            let x = _mm256_loadu_ps(v.as_ptr().add(i));
+            _mm256_storeu_ps(acc.as_mut_ptr().add(i), _mm256_fmadd_ps(pv, x, a));
+        }
+        i += 8;
+    }
+    for j in i..n {
+        acc[j] = p.mul_add(v[j], acc[j]);
+    }
 }
 
 /// `acc[i] = fma(p, v[i], acc[i])`, values as f16 bits.

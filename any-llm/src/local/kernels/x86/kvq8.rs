@@ -313,3 +313,221 @@ pub(in crate::local::kernels) unsafe fn attn_q8_values(
         h0 += n;
     }
 }
+
+/// The AVX2 counterpart of [`scores_heads`], for CPUs without AVX-512 VNNI: one position at
+/// a time, each key block's bytes multiplied with up to four heads' (`maddubs` on the block's
+/// magnitudes and the query bytes with the block's signs, then `madd`), the eight integer sums
+/// (four heads, two blocks) gathered with horizontal adds, then scaled by the key's and the
+/// query's block scales and summed block after block, four heads in one register.
+///
+/// # Safety
+/// As [`scores_heads`], for `H <= 4`; the CPU has AVX2, FMA and F16C.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scores_heads_avx2<const H: usize>(
+    k: *const u8,
+    pairs: usize,
+    len: usize,
+    qs: *const i8,
+    qd: *const f32,
+    scale: f32,
+    out: *mut f32,
+    out_stride: usize,
+) {
+    let rb = pairs * PAIR;
+    let hd = pairs * 64;
+    let ones = _mm256_set1_epi16(1);
+    // Per chunk: the queries' bytes of each head and block (zero for heads past `H`), and
+    // their scales laid out as the sums are: lane `h` block 0, lane `4 + h` block 1.
+    let mut qv = [[[_mm256_setzero_si256(); 2]; 4]; MAX_PAIRS];
+    let mut dq = [_mm256_setzero_ps(); MAX_PAIRS];
+    for c in 0..pairs {
+        let mut scales = [0f32; 8];
+        for h in 0..H {
+            for b in 0..2 {
+                // SAFETY: head `h`'s bytes and scales of chunk `c` are inside `qs` and `qd`.
+                unsafe {
+                    qv[c][h][b] = _mm256_loadu_si256(qs.add(h * hd + 64 * c + 32 * b).cast());
+                    scales[4 * b + h] = *qd.add(h * 2 * pairs + 2 * c + b);
+                }
+            }
+        }
+        // SAFETY: `scales` is 8 long.
+        dq[c] = unsafe { _mm256_loadu_ps(scales.as_ptr()) };
+    }
+    for j in 0..len {
+        _mm_prefetch::<_MM_HINT_T1>(k.wrapping_add((j + PREFETCH_ROWS) * rb).cast());
+        _mm_prefetch::<_MM_HINT_T1>(k.wrapping_add((j + PREFETCH_ROWS) * rb + rb - 1).cast());
+        let mut s = _mm_setzero_ps();
+        for c in 0..pairs {
+            // SAFETY: row `j < len`, bytes `c * PAIR..(c + 1) * PAIR` are inside the keys.
+            let (sums, dk) = unsafe {
+                let row = k.add(j * rb + c * PAIR);
+                let mut v = [_mm256_setzero_si256(); 8];
+                for b in 0..2 {
+                    let block = row.add(b * Q8_0_BLOCK);
+                    let kv = _mm256_loadu_si256(block.add(2).cast());
+                    let mag = _mm256_abs_epi8(kv);
+                    for h in 0..H {
+                        let signed = _mm256_sign_epi8(qv[c][h][b], kv);
+                        v[4 * b + h] = _mm256_madd_epi16(_mm256_maddubs_epi16(mag, signed), ones);
+                    }
+                }
+                let d0 = block_scale(row);
+                let d1 = block_scale(row.add(Q8_0_BLOCK));
+                (hsum8(&v), _mm256_set_m128(_mm_set1_ps(d1), _mm_set1_ps(d0)))
+            };
+            let prod = _mm256_mul_ps(dk, dq[c]);
+            let sf = _mm256_cvtepi32_ps(sums);
+            s = _mm_fmadd_ps(_mm256_castps256_ps128(prod), _mm256_castps256_ps128(sf), s);
+            s = _mm_fmadd_ps(
+                _mm256_extractf128_ps::<1>(prod),
+                _mm256_extractf128_ps::<1>(sf),
+                s,
+            );
+        }
+        let mut r = [0f32; 4];
+        // SAFETY: `r` is 4 long.
+        unsafe { _mm_storeu_ps(r.as_mut_ptr(), _mm_mul_ps(s, _mm_set1_ps(scale))) };
+        for (h, &x) in r.iter().enumerate().take(H) {
+            // SAFETY: position `j < len` of head `h` is inside `out`.
+            unsafe { *out.add(h * out_stride + j) = x };
+        }
+    }
+}
+
+/// A Q8_0 block's f16 scale at `block`, as f32.
+///
+/// # Safety
+/// `block` points at two readable bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn block_scale(block: *const u8) -> f32 {
+    // SAFETY: the caller's two bytes.
+    let bits = unsafe { block.cast::<u16>().read_unaligned() };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+}
+
+/// The sums of each of eight vectors' eight lanes, in order.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum8(v: &[__m256i; 8]) -> __m256i {
+    let a = _mm256_hadd_epi32(v[0], v[1]);
+    let b = _mm256_hadd_epi32(v[2], v[3]);
+    let c = _mm256_hadd_epi32(v[4], v[5]);
+    let d = _mm256_hadd_epi32(v[6], v[7]);
+    // Per 128-bit half: vectors 0..4 (e) and 4..8 (f), each half's four lanes summed.
+    let e = _mm256_hadd_epi32(a, b);
+    let f = _mm256_hadd_epi32(c, d);
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256::<0x20>(e, f),
+        _mm256_permute2x128_si256::<0x31>(e, f),
+    )
+}
+
+/// [`attn_q8_scores`] with AVX2 (see [`scores_heads_avx2`]).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::local::kernels) unsafe fn attn_q8_scores_avx2(
+    qs: &[i8],
+    qd: &[f32],
+    keys: &[u8],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let pairs = hd / 64;
+    let heads = qs.len() / hd.max(1);
+    let len = out.len() / heads.max(1);
+    assert!(
+        hd.is_multiple_of(64)
+            && hd <= 64 * MAX_PAIRS
+            && heads > 0
+            && qs.len() == heads * hd
+            && qd.len() == heads * hd / 32
+            && out.len() == heads * len
+            && keys.len() >= len * pairs * PAIR,
+        "keys, queries and scores do not match"
+    );
+    let mut h0 = 0;
+    while h0 < heads {
+        let n = (heads - h0).min(4);
+        // SAFETY (all arms): heads `h0..h0 + n` are inside `qs`, `qd` and `out`, and the
+        // keys hold `len` rows, checked above.
+        unsafe {
+            let k = keys.as_ptr();
+            let (q, d) = (qs.as_ptr().add(h0 * hd), qd.as_ptr().add(h0 * hd / 32));
+            let o = out.as_mut_ptr().add(h0 * len);
+            match n {
+                1 => scores_heads_avx2::<1>(k, pairs, len, q, d, scale, o, len),
+                2 => scores_heads_avx2::<2>(k, pairs, len, q, d, scale, o, len),
+                3 => scores_heads_avx2::<3>(k, pairs, len, q, d, scale, o, len),
+                _ => scores_heads_avx2::<4>(k, pairs, len, q, d, scale, o, len),
+            }
+        }
+        h0 += n;
+    }
+}
+
+/// [`attn_q8_values`] with AVX2: 16 values of every head at a time over all positions (the
+/// block's rows stay in L1 across the passes), `acc = fma(p · d, byte, acc)` in increasing
+/// position, as [`values_heads`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::local::kernels) unsafe fn attn_q8_values_avx2(
+    p: &[f32],
+    values: &[u8],
+    hd: usize,
+    heads: usize,
+    acc: &mut [f32],
+) {
+    let blocks = hd / 32;
+    let rb = blocks * Q8_0_BLOCK;
+    let len = p.len() / heads.max(1);
+    assert!(
+        hd.is_multiple_of(32)
+            && heads > 0
+            && p.len() == heads * len
+            && acc.len() == heads * hd
+            && values.len() >= len * rb,
+        "values, probabilities and sums do not match"
+    );
+    let v = values.as_ptr();
+    for h0 in (0..heads).step_by(4) {
+        let n = (heads - h0).min(4);
+        for quarter in 0..hd / 16 {
+            let (b, half) = (quarter / 2, quarter % 2);
+            let mut a = [[_mm256_setzero_ps(); 2]; 4];
+            for j in 0..len {
+                if quarter == 0 {
+                    let ahead = v.wrapping_add((j + PREFETCH_ROWS) * rb);
+                    _mm_prefetch::<_MM_HINT_T1>(ahead.cast());
+                    _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(rb - 1).cast());
+                }
+                // SAFETY: row `j < len` and its block `b` are inside the values; position `j`
+                // of heads `h0..h0 + n` is inside `p`.
+                unsafe {
+                    let block = v.add(j * rb + b * Q8_0_BLOCK);
+                    let d = block_scale(block);
+                    let bytes = block.add(2 + 16 * half);
+                    let x0 =
+                        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(bytes.cast())));
+                    let x1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                        bytes.add(8).cast(),
+                    )));
+                    for (i, ai) in a.iter_mut().enumerate().take(n) {
+                        let w = _mm256_set1_ps(*p.get_unchecked((h0 + i) * len + j) * d);
+                        ai[0] = _mm256_fmadd_ps(w, x0, ai[0]);
+                        ai[1] = _mm256_fmadd_ps(w, x1, ai[1]);
+                    }
+                }
+            }
+            for (i, ai) in a.iter().enumerate().take(n) {
+                let at = (h0 + i) * hd + 16 * quarter;
+                // SAFETY: values `at..at + 16` are inside `acc` (head `h0 + i < heads`).
+                unsafe {
+                    _mm256_storeu_ps(acc.as_mut_ptr().add(at), ai[0]);
+                    _mm256_storeu_ps(acc.as_mut_ptr().add(at + 8), ai[1]);
+                }
+            }
+        }
+    }
+}
