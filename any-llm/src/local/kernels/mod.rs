@@ -379,19 +379,11 @@ pub(crate) fn attn_q8_scores(
     out: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_vnni() && x86::has_avx512() && hd > 0 && hd <= 256 && hd.is_multiple_of(64) {
-        let heads = qs.len() / hd;
-        if heads > 0
-            && qs.len() == heads * hd
-            && qd.len() == heads * hd / 32
-            && out.len().is_multiple_of(heads)
-            && keys.len() >= out.len() / heads * (hd / 32 * Q8_0_BLOCK)
-        {
-            // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI with AVX2, FMA and F16C
-            // (checked just above).
-            unsafe { x86::attn_q8_scores(qs, qd, keys, hd, scale, out) };
-            return true;
-        }
+    if x86::has_vnni() && x86::has_avx512() && q8_scores_fit(qs, qd, keys, hd, out) {
+        // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI with AVX2, FMA and F16C (checked
+        // just above).
+        unsafe { x86::attn_q8_scores(qs, qd, keys, hd, scale, out) };
+        return true;
     }
     attn_q8_scores_avx2(qs, qd, keys, hd, scale, out)
 }
@@ -407,18 +399,10 @@ pub(crate) fn attn_q8_scores_avx2(
     out: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() && hd > 0 && hd <= 256 && hd.is_multiple_of(64) {
-        let heads = qs.len() / hd;
-        if heads > 0
-            && qs.len() == heads * hd
-            && qd.len() == heads * hd / 32
-            && out.len().is_multiple_of(heads)
-            && keys.len() >= out.len() / heads * (hd / 32 * Q8_0_BLOCK)
-        {
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-            unsafe { x86::attn_q8_scores_avx2(qs, qd, keys, hd, scale, out) };
-            return true;
-        }
+    if x86::has_avx2() && q8_scores_fit(qs, qd, keys, hd, out) {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        unsafe { x86::attn_q8_scores_avx2(qs, qd, keys, hd, scale, out) };
+        return true;
     }
     let _ = (qs, qd, keys, hd, scale, out);
     false
@@ -436,14 +420,7 @@ pub(crate) fn attn_q8_values(
     acc: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx512()
-        && hd > 0
-        && hd.is_multiple_of(64)
-        && heads > 0
-        && p.len().is_multiple_of(heads)
-        && acc.len() == heads * hd
-        && values.len() >= p.len() / heads * (hd / 32 * Q8_0_BLOCK)
-    {
+    if x86::has_avx512() && hd.is_multiple_of(64) && q8_values_fit(p, values, hd, heads, acc) {
         // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
         unsafe { x86::attn_q8_values(p, values, hd, heads, acc) };
         return true;
@@ -461,20 +438,40 @@ pub(crate) fn attn_q8_values_avx2(
     acc: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2()
-        && hd > 0
-        && hd.is_multiple_of(32)
-        && heads > 0
-        && p.len().is_multiple_of(heads)
-        && acc.len() == heads * hd
-        && values.len() >= p.len() / heads * (hd / 32 * Q8_0_BLOCK)
-    {
+    if x86::has_avx2() && q8_values_fit(p, values, hd, heads, acc) {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
         unsafe { x86::attn_q8_values_avx2(p, values, hd, heads, acc) };
         return true;
     }
     let _ = (p, values, hd, heads, acc);
     false
+}
+
+/// Whether the Q8_0 score kernels take these shapes: head widths multiples of 64 up to 256,
+/// whole heads of queries with their scales, and keys for every score.
+#[cfg(target_arch = "x86_64")]
+fn q8_scores_fit(qs: &[i8], qd: &[f32], keys: &[u8], hd: usize, out: &[f32]) -> bool {
+    let heads = qs.len() / hd.max(1);
+    hd > 0
+        && hd <= 256
+        && hd.is_multiple_of(64)
+        && heads > 0
+        && qs.len() == heads * hd
+        && qd.len() == heads * hd / 32
+        && out.len().is_multiple_of(heads)
+        && keys.len() >= out.len() / heads * (hd / 32 * Q8_0_BLOCK)
+}
+
+/// Whether the Q8_0 value kernels take these shapes: whole Q8_0 rows, a probability per head
+/// and row, and `hd` sums per head.
+#[cfg(target_arch = "x86_64")]
+fn q8_values_fit(p: &[f32], values: &[u8], hd: usize, heads: usize, acc: &[f32]) -> bool {
+    hd > 0
+        && hd.is_multiple_of(32)
+        && heads > 0
+        && p.len().is_multiple_of(heads)
+        && acc.len() == heads * hd
+        && values.len() >= p.len() / heads * (hd / 32 * Q8_0_BLOCK)
 }
 
 /// Folds `rows` slots (`out.len()` floats each, in `acc`; `rows` a power of two) into `out`

@@ -149,17 +149,17 @@ unsafe fn scores_heads<const H: usize>(
     }
 }
 
-/// `out[h * len + j]` = the score of query head `h` (`qs`, `qd`: Q8_0 queries, `hd` each) at
-/// key row `j` (`keys`, Q8_0 rows of `hd`), times `scale`; see [`scores_heads`].
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(in crate::local::kernels) unsafe fn attn_q8_scores(
+/// The shapes of a score kernel's call, checked: (64-value chunks per head, heads, rows).
+///
+/// # Panics
+/// When the queries, scales, keys and scores do not match (the safe wrappers check first).
+fn scores_shape(
     qs: &[i8],
     qd: &[f32],
     keys: &[u8],
     hd: usize,
-    scale: f32,
-    out: &mut [f32],
-) {
+    out: &[f32],
+) -> (usize, usize, usize) {
     let pairs = hd / 64;
     let heads = qs.len() / hd.max(1);
     let len = out.len() / heads.max(1);
@@ -173,6 +173,21 @@ pub(in crate::local::kernels) unsafe fn attn_q8_scores(
             && keys.len() >= len * pairs * PAIR,
         "keys, queries and scores do not match"
     );
+    (pairs, heads, len)
+}
+
+/// `out[h * len + j]` = the score of query head `h` (`qs`, `qd`: Q8_0 queries, `hd` each) at
+/// key row `j` (`keys`, Q8_0 rows of `hd`), times `scale`; see [`scores_heads`].
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(in crate::local::kernels) unsafe fn attn_q8_scores(
+    qs: &[i8],
+    qd: &[f32],
+    keys: &[u8],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let (pairs, heads, len) = scores_shape(qs, qd, keys, hd, out);
     let mut h0 = 0;
     while h0 < heads {
         let n = (heads - h0).min(MAX_H);
@@ -435,19 +450,7 @@ pub(in crate::local::kernels) unsafe fn attn_q8_scores_avx2(
     scale: f32,
     out: &mut [f32],
 ) {
-    let pairs = hd / 64;
-    let heads = qs.len() / hd.max(1);
-    let len = out.len() / heads.max(1);
-    assert!(
-        hd.is_multiple_of(64)
-            && hd <= 64 * MAX_PAIRS
-            && heads > 0
-            && qs.len() == heads * hd
-            && qd.len() == heads * hd / 32
-            && out.len() == heads * len
-            && keys.len() >= len * pairs * PAIR,
-        "keys, queries and scores do not match"
-    );
+    let (pairs, heads, len) = scores_shape(qs, qd, keys, hd, out);
     let mut h0 = 0;
     while h0 < heads {
         let n = (heads - h0).min(4);
