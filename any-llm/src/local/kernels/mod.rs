@@ -382,7 +382,7 @@ pub(crate) fn attn_q8_scores(
     if x86::has_vnni() && x86::has_avx512() && q8_scores_fit(qs, qd, keys, hd, out) {
         // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI with AVX2, FMA and F16C (checked
         // just above).
-        unsafe { x86::attn_q8_scores(qs, qd, keys, hd, scale, out) };
+        unsafe { x86::attn_q8_scores(true, qs, qd, keys, hd, scale, out) };
         return true;
     }
     attn_q8_scores_avx2(qs, qd, keys, hd, scale, out)
@@ -401,7 +401,7 @@ pub(crate) fn attn_q8_scores_avx2(
     #[cfg(target_arch = "x86_64")]
     if x86::has_avx2() && q8_scores_fit(qs, qd, keys, hd, out) {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        unsafe { x86::attn_q8_scores_avx2(qs, qd, keys, hd, scale, out) };
+        unsafe { x86::attn_q8_scores(false, qs, qd, keys, hd, scale, out) };
         return true;
     }
     let _ = (qs, qd, keys, hd, scale, out);

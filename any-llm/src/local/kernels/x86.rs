@@ -13,7 +13,7 @@ use super::{
 use crate::local::quant::{self, GgmlType};
 
 mod kvq8;
-pub(super) use kvq8::{attn_q8_scores, attn_q8_scores_avx2, attn_q8_values, attn_q8_values_avx2};
+pub(super) use kvq8::{attn_q8_scores, attn_q8_values, attn_q8_values_avx2};
 
 /// Whether this CPU runs the AVX2 kernels (AVX2, FMA and F16C together).
 pub(super) fn has_avx2() -> bool {
@@ -844,9 +844,16 @@ pub(super) unsafe fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> f32 {
         }
         i += 16;
     }
+    fold_lanes(lanes64, &acc)
+}
+
+/// The sum of [`dot_f16_lanes`]'s accumulators (four groups of 16 lanes, two registers each;
+/// only group 0 without `lanes64`): groups 0+2 and 1+3, then 0+1, then the 16 lanes halved.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn fold_lanes(lanes64: bool, acc: &[__m256; 8]) -> f32 {
     let (mut lo, mut hi) = (acc[0], acc[1]);
     if lanes64 {
-        // Groups 0+2 and 1+3, then 0+1.
         lo = _mm256_add_ps(_mm256_add_ps(lo, acc[4]), _mm256_add_ps(acc[2], acc[6]));
         hi = _mm256_add_ps(_mm256_add_ps(hi, acc[5]), _mm256_add_ps(acc[3], acc[7]));
     }
@@ -872,12 +879,7 @@ pub(super) unsafe fn dot_f32_lanes(lanes64: bool, k: &[f32], q: &[f32]) -> f32 {
         }
         i += 16;
     }
-    let (mut lo, mut hi) = (acc[0], acc[1]);
-    if lanes64 {
-        lo = _mm256_add_ps(_mm256_add_ps(lo, acc[4]), _mm256_add_ps(acc[2], acc[6]));
-        hi = _mm256_add_ps(_mm256_add_ps(hi, acc[5]), _mm256_add_ps(acc[3], acc[7]));
-    }
-    hsum(_mm256_add_ps(lo, hi))
+    fold_lanes(lanes64, &acc)
 }
 
 /// `acc[i] = fma(p, v[i], acc[i])` for f32 values.

@@ -177,9 +177,13 @@ fn scores_shape(
 }
 
 /// `out[h * len + j]` = the score of query head `h` (`qs`, `qd`: Q8_0 queries, `hd` each) at
-/// key row `j` (`keys`, Q8_0 rows of `hd`), times `scale`; see [`scores_heads`].
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+/// key row `j` (`keys`, Q8_0 rows of `hd`), times `scale`: with `vnni` through
+/// [`scores_heads`], else through [`scores_heads_avx2`].
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C, and with `vnni` also AVX-512 F, BW, VL and VNNI.
 pub(in crate::local::kernels) unsafe fn attn_q8_scores(
+    vnni: bool,
     qs: &[i8],
     qd: &[f32],
     keys: &[u8],
@@ -197,11 +201,15 @@ pub(in crate::local::kernels) unsafe fn attn_q8_scores(
             let k = keys.as_ptr();
             let (q, d) = (qs.as_ptr().add(h0 * hd), qd.as_ptr().add(h0 * hd / 32));
             let o = out.as_mut_ptr().add(h0 * len);
-            match n {
-                1 => scores_heads::<1>(k, pairs, len, q, d, scale, o, len),
-                2 => scores_heads::<2>(k, pairs, len, q, d, scale, o, len),
-                3 => scores_heads::<3>(k, pairs, len, q, d, scale, o, len),
-                _ => scores_heads::<4>(k, pairs, len, q, d, scale, o, len),
+            match (vnni, n) {
+                (true, 1) => scores_heads::<1>(k, pairs, len, q, d, scale, o, len),
+                (true, 2) => scores_heads::<2>(k, pairs, len, q, d, scale, o, len),
+                (true, 3) => scores_heads::<3>(k, pairs, len, q, d, scale, o, len),
+                (true, _) => scores_heads::<4>(k, pairs, len, q, d, scale, o, len),
+                (false, 1) => scores_heads_avx2::<1>(k, pairs, len, q, d, scale, o, len),
+                (false, 2) => scores_heads_avx2::<2>(k, pairs, len, q, d, scale, o, len),
+                (false, 3) => scores_heads_avx2::<3>(k, pairs, len, q, d, scale, o, len),
+                (false, _) => scores_heads_avx2::<4>(k, pairs, len, q, d, scale, o, len),
             }
         }
         h0 += n;
@@ -336,7 +344,7 @@ pub(in crate::local::kernels) unsafe fn attn_q8_values(
 /// query's block scales and summed block after block, four heads in one register.
 ///
 /// # Safety
-/// As [`scores_heads`], for `H <= 4`; the CPU has AVX2, FMA and F16C.
+/// As [`scores_heads`]; the CPU has AVX2, FMA and F16C.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn scores_heads_avx2<const H: usize>(
@@ -440,37 +448,6 @@ fn hsum8(v: &[__m256i; 8]) -> __m256i {
     )
 }
 
-/// [`attn_q8_scores`] with AVX2 (see [`scores_heads_avx2`]).
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(in crate::local::kernels) unsafe fn attn_q8_scores_avx2(
-    qs: &[i8],
-    qd: &[f32],
-    keys: &[u8],
-    hd: usize,
-    scale: f32,
-    out: &mut [f32],
-) {
-    let (pairs, heads, len) = scores_shape(qs, qd, keys, hd, out);
-    let mut h0 = 0;
-    while h0 < heads {
-        let n = (heads - h0).min(4);
-        // SAFETY (all arms): heads `h0..h0 + n` are inside `qs`, `qd` and `out`, and the
-        // keys hold `len` rows, checked above.
-        unsafe {
-            let k = keys.as_ptr();
-            let (q, d) = (qs.as_ptr().add(h0 * hd), qd.as_ptr().add(h0 * hd / 32));
-            let o = out.as_mut_ptr().add(h0 * len);
-            match n {
-                1 => scores_heads_avx2::<1>(k, pairs, len, q, d, scale, o, len),
-                2 => scores_heads_avx2::<2>(k, pairs, len, q, d, scale, o, len),
-                3 => scores_heads_avx2::<3>(k, pairs, len, q, d, scale, o, len),
-                _ => scores_heads_avx2::<4>(k, pairs, len, q, d, scale, o, len),
-            }
-        }
-        h0 += n;
-    }
-}
-
 /// [`attn_q8_values`] with AVX2: 16 values of every head at a time over all positions (the
 /// block's rows stay in L1 across the passes), `acc = fma(p · d, byte, acc)` in increasing
 /// position, as [`values_heads`].
@@ -494,8 +471,8 @@ pub(in crate::local::kernels) unsafe fn attn_q8_values_avx2(
         "values, probabilities and sums do not match"
     );
     let v = values.as_ptr();
-    for h0 in (0..heads).step_by(4) {
-        let n = (heads - h0).min(4);
+    for h0 in (0..heads).step_by(MAX_H) {
+        let n = (heads - h0).min(MAX_H);
         for quarter in 0..hd / 16 {
             let (b, half) = (quarter / 2, quarter % 2);
             let mut a = [[_mm256_setzero_ps(); 2]; 4];
