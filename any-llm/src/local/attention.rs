@@ -546,7 +546,10 @@ mod tests {
                         (KvRows::F16(&kf), KvRows::F16(&vf)),
                         (KvRows::Q8_0(&kq), KvRows::Q8_0(&vq)),
                     ] {
-                        check_kernels(hd, heads, len, keys, values, &q);
+                        // The kernels this CPU picks, then the AVX2 ones (also where AVX-512
+                        // would be picked).
+                        check_kernels(hd, heads, len, keys, values, &q, false);
+                        check_kernels(hd, heads, len, keys, values, &q, true);
                     }
                 }
             }
@@ -560,13 +563,22 @@ mod tests {
         keys: KvRows<'_>,
         values: KvRows<'_>,
         q: &[f32],
+        avx2: bool,
     ) {
+        type Scores = fn(bool, KvRows<'_>, &[f32], usize, f32, &mut [f32]) -> bool;
+        type Slots =
+            fn(bool, &[f32], KvRows<'_>, usize, usize, std::ops::Range<usize>, &mut [f32]) -> bool;
+        let (scores, slots_fn): (Scores, Slots) = if avx2 {
+            (kernels::attn_scores_avx2, kernels::attn_value_slots_avx2)
+        } else {
+            (kernels::attn_scores, kernels::attn_value_slots)
+        };
         let mut row = vec![0.0; hd];
         for order in [SumOrder::Lanes16, SumOrder::Lanes64] {
             let lanes64 = order == SumOrder::Lanes64;
             let mut fast = vec![0.0; heads * len];
-            if !kernels::attn_scores(lanes64, keys, q, hd, 0.125, &mut fast) {
-                eprintln!("no vector attention kernels on this CPU");
+            if !scores(lanes64, keys, q, hd, 0.125, &mut fast) {
+                eprintln!("no vector attention kernels (avx2: {avx2}) on this CPU");
                 return;
             }
             for (h, qh) in q.chunks_exact(hd).enumerate() {
@@ -577,7 +589,7 @@ mod tests {
                     assert_eq!(
                         f.to_bits(),
                         slow.to_bits(),
-                        "scores {keys:?} {hd} {len} {j}"
+                        "scores {keys:?} {hd} {len} {j} avx2 {avx2}"
                     );
                 }
             }
@@ -588,7 +600,7 @@ mod tests {
             for slots in [0..period, 0..period / 2, period / 2..period] {
                 let stride = slots.len() + 1;
                 let mut acc = vec![f32::NAN; heads * stride * hd];
-                assert!(kernels::attn_value_slots(
+                assert!(slots_fn(
                     lanes64,
                     &p,
                     values,
@@ -614,7 +626,7 @@ mod tests {
                         .iter()
                         .map(|v| v.to_bits())
                         .collect();
-                    assert_eq!(got, want, "slots {hd} {heads} {len} {slots:?}");
+                    assert_eq!(got, want, "slots {hd} {heads} {len} {slots:?} avx2 {avx2}");
                     let mut portable = vec![f32::NAN; heads * stride * hd];
                     value_slots_portable(
                         order,

@@ -304,13 +304,14 @@ pub(crate) fn attn_scores(
     out: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx512() && (hd == 64 || hd == 128) && q.len().is_multiple_of(hd) {
-        let heads = q.len() / hd;
-        if heads > 0 && out.len().is_multiple_of(heads) && keys.rows(hd) >= out.len() / heads {
-            // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
-            unsafe { x86::attn_scores(lanes64, keys, q, hd, scale, out) };
-            return true;
-        }
+    if x86::has_avx512() && attn_scores_fit(keys, q, hd, out) {
+        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
+        unsafe { x86::attn_scores(true, lanes64, keys, q, hd, scale, out) };
+        return true;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        return attn_scores_avx2(lanes64, keys, q, hd, scale, out);
     }
     // The NEON kernels read f16 rows; a Q8_0 cache takes the portable path there.
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
@@ -322,6 +323,38 @@ pub(crate) fn attn_scores(
     }
     let _ = (lanes64, keys, q, hd, scale, out);
     false
+}
+
+/// [`attn_scores`] through the AVX2 kernel (CPUs without AVX-512); `false` where this CPU or
+/// head width has none.
+pub(crate) fn attn_scores_avx2(
+    lanes64: bool,
+    keys: KvRows<'_>,
+    q: &[f32],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() && attn_scores_fit(keys, q, hd, out) {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        unsafe { x86::attn_scores(false, lanes64, keys, q, hd, scale, out) };
+        return true;
+    }
+    let _ = (lanes64, keys, q, hd, scale, out);
+    false
+}
+
+/// Whether the x86 score kernels take these shapes: head width 64 or 128, whole heads of
+/// queries, and keys for every score.
+#[cfg(target_arch = "x86_64")]
+fn attn_scores_fit(keys: KvRows<'_>, q: &[f32], hd: usize, out: &[f32]) -> bool {
+    let heads = q.len() / hd.max(1);
+    (hd == 64 || hd == 128)
+        && heads > 0
+        && q.len() == heads * hd
+        && out.len().is_multiple_of(heads)
+        && keys.rows(hd) >= out.len() / heads
 }
 
 /// Partial sums of the weighted value rows for heads sharing them: head `h`'s row `j` (of
@@ -341,18 +374,14 @@ pub(crate) fn attn_value_slots(
     acc: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx512()
-        && (hd == 64 || hd == 128)
-        && heads > 0
-        && p.len().is_multiple_of(heads)
-        && values.rows(hd) >= p.len() / heads
-        && slots.start <= slots.end
-        && slots.end <= if lanes64 { 64 } else { 16 }
-        && acc.len() >= heads * (slots.len() + 1) * hd
-    {
+    if x86::has_avx512() && value_slots_fit(lanes64, p, values, hd, heads, &slots, acc) {
         // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
-        unsafe { x86::attn_value_slots(lanes64, p, values, hd, heads, slots, acc) };
+        unsafe { x86::attn_value_slots(true, lanes64, p, values, hd, heads, slots, acc) };
         return true;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        return attn_value_slots_avx2(lanes64, p, values, hd, heads, slots, acc);
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
     if let KvRows::F16(values) = values
@@ -363,6 +392,48 @@ pub(crate) fn attn_value_slots(
     }
     let _ = (lanes64, p, values, hd, heads, slots, acc);
     false
+}
+
+/// [`attn_value_slots`] through the AVX2 kernel (CPUs without AVX-512); `false` where this
+/// CPU or head width has none.
+pub(crate) fn attn_value_slots_avx2(
+    lanes64: bool,
+    p: &[f32],
+    values: KvRows<'_>,
+    hd: usize,
+    heads: usize,
+    slots: std::ops::Range<usize>,
+    acc: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() && value_slots_fit(lanes64, p, values, hd, heads, &slots, acc) {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        unsafe { x86::attn_value_slots(false, lanes64, p, values, hd, heads, slots, acc) };
+        return true;
+    }
+    let _ = (lanes64, p, values, hd, heads, slots, acc);
+    false
+}
+
+/// Whether the x86 value-slot kernels take these shapes: head width 64 or 128, a probability
+/// per head and row, slots within the order's period, and room for every head's slots.
+#[cfg(target_arch = "x86_64")]
+fn value_slots_fit(
+    lanes64: bool,
+    p: &[f32],
+    values: KvRows<'_>,
+    hd: usize,
+    heads: usize,
+    slots: &std::ops::Range<usize>,
+    acc: &[f32],
+) -> bool {
+    (hd == 64 || hd == 128)
+        && heads > 0
+        && p.len().is_multiple_of(heads)
+        && values.rows(hd) >= p.len() / heads
+        && slots.start <= slots.end
+        && slots.end <= if lanes64 { 64 } else { 16 }
+        && acc.len() >= heads * (slots.len() + 1) * hd
 }
 
 /// Scores of a Q8_0 cache's decode step: `out[h * len + j]` = query head `h` (`qs` signed

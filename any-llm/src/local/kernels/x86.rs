@@ -12,6 +12,7 @@ use super::{
 };
 use crate::local::quant::{self, GgmlType};
 
+mod attn_avx2;
 mod kvq8;
 pub(super) use kvq8::{attn_q8_scores, attn_q8_values, attn_q8_values_avx2};
 
@@ -1059,9 +1060,13 @@ unsafe fn scores_heads<const H: usize, const CH: usize, const Q8: bool, const L6
 }
 
 /// `out[h * len + j] = dot(k_j, q_h) * scale` for the query heads in `q` (`hd` values each)
-/// sharing the keys `k` (`len` rows of `hd`); see [`scores_heads`].
-#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+/// sharing the keys `k` (`len` rows of `hd`): with `avx512` through [`scores_heads`], else
+/// through [`attn_avx2::scores_heads`] (the same numbers).
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C, and with `avx512` also AVX-512F.
 pub(super) unsafe fn attn_scores(
+    avx512: bool,
     lanes64: bool,
     k: KvRows<'_>,
     q: &[f32],
@@ -1072,7 +1077,7 @@ pub(super) unsafe fn attn_scores(
     let heads = q.len() / hd;
     let len = out.len() / heads;
     assert!(
-        hd.is_multiple_of(16)
+        (hd == 64 || hd == 128)
             && q.len() == heads * hd
             && out.len() == heads * len
             && k.rows(hd) >= len,
@@ -1082,24 +1087,24 @@ pub(super) unsafe fn attn_scores(
     let mut h0 = 0;
     while h0 < heads {
         let n = (heads - h0).min(4);
-        // SAFETY (all arms): heads `h0..h0 + n` are inside `q` and `out`, checked above.
+        // SAFETY (all arms): heads `h0..h0 + n` are inside `q` and `out`, checked above; the
+        // caller vouches for the instruction sets.
         unsafe {
             let (qp, op) = (q.as_ptr().add(h0 * hd), out.as_mut_ptr().add(h0 * len));
             macro_rules! go {
+                ($h:literal, $ch:literal, $q8:literal, $l64:literal) => {
+                    if avx512 {
+                        scores_heads::<$h, $ch, $q8, $l64>(k, qp, len, scale, op, len)
+                    } else {
+                        attn_avx2::scores_heads::<$h, $ch, $q8, $l64>(k, qp, len, scale, op, len)
+                    }
+                };
                 ($h:literal, $ch:literal) => {
                     match (q8, lanes64) {
-                        (true, true) => {
-                            scores_heads::<$h, $ch, true, true>(k, qp, len, scale, op, len)
-                        }
-                        (true, false) => {
-                            scores_heads::<$h, $ch, true, false>(k, qp, len, scale, op, len)
-                        }
-                        (false, true) => {
-                            scores_heads::<$h, $ch, false, true>(k, qp, len, scale, op, len)
-                        }
-                        (false, false) => {
-                            scores_heads::<$h, $ch, false, false>(k, qp, len, scale, op, len)
-                        }
+                        (true, true) => go!($h, $ch, true, true),
+                        (true, false) => go!($h, $ch, true, false),
+                        (false, true) => go!($h, $ch, false, true),
+                        (false, false) => go!($h, $ch, false, false),
                     }
                 };
             }
@@ -1173,9 +1178,14 @@ unsafe fn slots_heads<const H: usize, const CH: usize, const Q8: bool>(
 
 /// Partial sums of value rows into slots `slots` (see [`slots_heads`]) for the heads whose
 /// probabilities are in `p` (`len` each); head `h`'s slot `s` goes to
-/// `acc[(h * (slots.len() + 1) + s - slots.start) * hd..]`.
-#[target_feature(enable = "avx2,fma,f16c,avx512f")]
+/// `acc[(h * (slots.len() + 1) + s - slots.start) * hd..]`. With `avx512` through
+/// [`slots_heads`], else through [`attn_avx2::slots_heads`] (the same numbers).
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C, and with `avx512` also AVX-512F.
+#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn attn_value_slots(
+    avx512: bool,
     lanes64: bool,
     p: &[f32],
     v: KvRows<'_>,
@@ -1198,20 +1208,31 @@ pub(super) unsafe fn attn_value_slots(
     );
     let stride = slots.len() + 1;
     let (vp, q8) = kv_ptr(v);
+    let most = if avx512 { 4 } else { attn_avx2::MAX_H };
     let mut h0 = 0;
     while h0 < heads {
-        let n = (heads - h0).min(4);
-        // SAFETY (all arms): heads `h0..h0 + n` are inside `p` and `acc`, checked above.
+        let n = (heads - h0).min(most);
+        // SAFETY (all arms): heads `h0..h0 + n` are inside `p` and `acc`, checked above; the
+        // caller vouches for the instruction sets.
         unsafe {
             let pp = p.as_ptr().add(h0 * len);
             let ap = acc.as_mut_ptr().add(h0 * stride * hd);
             let (s0, s1) = (slots.start, slots.end);
             macro_rules! go {
                 ($h:literal, $ch:literal) => {
-                    if q8 {
-                        slots_heads::<$h, $ch, true>(period, pp, len, vp, s0, s1, ap)
-                    } else {
-                        slots_heads::<$h, $ch, false>(period, pp, len, vp, s0, s1, ap)
+                    match (avx512, q8) {
+                        (true, true) => {
+                            slots_heads::<$h, $ch, true>(period, pp, len, vp, s0, s1, ap)
+                        }
+                        (true, false) => {
+                            slots_heads::<$h, $ch, false>(period, pp, len, vp, s0, s1, ap)
+                        }
+                        (false, true) => {
+                            attn_avx2::slots_heads::<$h, true>(period, pp, len, vp, hd, s0, s1, ap)
+                        }
+                        (false, false) => {
+                            attn_avx2::slots_heads::<$h, false>(period, pp, len, vp, hd, s0, s1, ap)
+                        }
                     }
                 };
             }
