@@ -18,11 +18,13 @@ use crate::local::quant::GgmlType;
 
 mod attention;
 mod kquants;
+mod kvq8;
 mod legacy;
 #[cfg(all(test, target_feature = "neon"))]
 mod tests;
 
 pub(super) use attention::{attn_scores, attn_value_slots, dot_f16_lanes};
+pub(super) use kvq8::{attn_q8_scores, attn_q8_values};
 
 /// Whether this build may use NEON. Every aarch64 target with an operating system enables
 /// it; only soft-float builds do not, and they take the portable paths. Every function here

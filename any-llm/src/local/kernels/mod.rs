@@ -309,10 +309,6 @@ pub(crate) fn attn_scores(
         unsafe { x86::attn_scores(true, lanes64, keys, q, hd, scale, out) };
         return true;
     }
-    #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        return attn_scores_avx2(lanes64, keys, q, hd, scale, out);
-    }
     // The NEON kernels read f16 rows; a Q8_0 cache takes the portable path there.
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
     if let KvRows::F16(keys) = keys
@@ -321,8 +317,7 @@ pub(crate) fn attn_scores(
         // SAFETY: the build has NEON (checked just above).
         return unsafe { arm::attn_scores(lanes64, keys, q, hd, scale, out) };
     }
-    let _ = (lanes64, keys, q, hd, scale, out);
-    false
+    attn_scores_avx2(lanes64, keys, q, hd, scale, out)
 }
 
 /// [`attn_scores`] through the AVX2 kernel (CPUs without AVX-512); `false` where this CPU or
@@ -379,10 +374,6 @@ pub(crate) fn attn_value_slots(
         unsafe { x86::attn_value_slots(true, lanes64, p, values, hd, heads, slots, acc) };
         return true;
     }
-    #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        return attn_value_slots_avx2(lanes64, p, values, hd, heads, slots, acc);
-    }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
     if let KvRows::F16(values) = values
         && arm::has_neon()
@@ -390,8 +381,7 @@ pub(crate) fn attn_value_slots(
         // SAFETY: the build has NEON (checked just above).
         return unsafe { arm::attn_value_slots(lanes64, p, values, hd, heads, slots, acc) };
     }
-    let _ = (lanes64, p, values, hd, heads, slots, acc);
-    false
+    attn_value_slots_avx2(lanes64, p, values, hd, heads, slots, acc)
 }
 
 /// [`attn_value_slots`] through the AVX2 kernel (CPUs without AVX-512); `false` where this
@@ -456,6 +446,12 @@ pub(crate) fn attn_q8_scores(
         unsafe { x86::attn_q8_scores(true, qs, qd, keys, hd, scale, out) };
         return true;
     }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON, and `sdot` is used only where the CPU has `dotprod`
+        // (both checked just here).
+        return unsafe { arm::attn_q8_scores(arm::has_dotprod(), qs, qd, keys, hd, scale, out) };
+    }
     attn_q8_scores_avx2(qs, qd, keys, hd, scale, out)
 }
 
@@ -495,6 +491,11 @@ pub(crate) fn attn_q8_values(
         // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
         unsafe { x86::attn_q8_values(p, values, hd, heads, acc) };
         return true;
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::attn_q8_values(p, values, hd, heads, acc) };
     }
     attn_q8_values_avx2(p, values, hd, heads, acc)
 }
