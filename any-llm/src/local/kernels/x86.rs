@@ -413,6 +413,34 @@ unsafe fn f16x2_at(p: *const u8) -> __m128 {
     _mm_cvtph_ps(bits)
 }
 
+/// The f32 at `p` in all eight lanes, as a load (`vbroadcastss` from memory), which takes no
+/// shuffle port.
+///
+/// The tile kernels store their scale products and broadcast each token's from memory:
+/// written with intrinsics, LLVM sees through the store and makes every broadcast a register
+/// shuffle again (`vpermps`), and those queue on the one port that also runs the integer
+/// sums (`vpdpbusd`). Measured on a Q4_1 tile, 18 blocks, best of 1000: 1.89 against
+/// 1.66 ms for 12800 tiles.
+///
+/// # Safety
+/// `p` points at a readable f32.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn broadcast_at(p: *const f32) -> __m256 {
+    let out: __m256;
+    // SAFETY: the caller's promise; the instruction reads four bytes at `p` and writes
+    // `out`.
+    unsafe {
+        std::arch::asm!(
+            "vbroadcastss {out}, dword ptr [{p}]",
+            p = in(reg) p,
+            out = lateout(ymm_reg) out,
+            options(pure, readonly, nostack, preserves_flags),
+        );
+    }
+    out
+}
+
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn hsum(v: __m256) -> f32 {
@@ -638,8 +666,8 @@ macro_rules! q4_1_kernels {
             let mut acc = [_mm256_setzero_ps(); TILE_ROWS * TILE_TOKENS];
             // Lane 2t + 1 of row r's vector: the sum of m_w · s_a for token t.
             let mut mins = [_mm256_setzero_ps(); TILE_ROWS];
-            let lane = |t: i32| _mm256_set1_epi32(2 * t);
-            let pick = [lane(0), lane(1), lane(2), lane(3)];
+            // A row's products [d_w d_a, m_w s_a] of the four tokens, for `broadcast_at`.
+            let mut prods = [0.0f32; 8];
             for i in 0..nb {
                 // SAFETY: block `i < nb` of each of the tile's rows is in bounds (checked by
                 // the wrapper).
@@ -660,10 +688,11 @@ macro_rules! q4_1_kernels {
                             _mm256_castpd_ps(_mm256_broadcastsd_pd(_mm_castps_pd(f16x2_at(wb))));
                         let prod = _mm256_mul_ps(dm, ds);
                         mins[r] = _mm256_add_ps(mins[r], prod);
+                        _mm256_storeu_ps(prods.as_mut_ptr(), prod);
                         let qw = nibbles(wb.add(4));
                         for t in 0..TILE_TOKENS {
                             let k = r * TILE_TOKENS + t;
-                            let d = _mm256_permutevar8x32_ps(prod, pick[t]);
+                            let d = broadcast_at(prods.as_ptr().add(2 * t));
                             let sums = $isum(qw, qa[t]);
                             acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc[k]);
                         }
