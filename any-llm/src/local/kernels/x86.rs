@@ -81,8 +81,13 @@ pub(super) fn tile_fn(ty: GgmlType) -> Option<TileFn> {
     if !has_avx2() {
         return None;
     }
-    if has_vnni() && ty == GgmlType::Q4_1 {
-        return Some(tile_q4_1_vnni_checked);
+    if has_vnni() {
+        return match ty {
+            GgmlType::Q8_0 => Some(tile_q8_0_vnni),
+            GgmlType::Q4_0 => Some(tile_q4_0_vnni),
+            GgmlType::Q4_1 => Some(tile_q4_1_vnni_checked),
+            _ => None,
+        };
     }
     match ty {
         GgmlType::Q8_0 => Some(tile_q8_0),
@@ -116,6 +121,19 @@ fn tile_q4_0(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
     let nb = check(w, a, n, 18 * TILE_ROWS, 34 * TILE_TOKENS);
     // SAFETY: as in `tile_q8_0`.
     unsafe { tile_q8_avx2::<18, 4>(w.as_ptr(), a.as_ptr(), nb, out) }
+}
+
+fn tile_q8_0_vnni(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
+    let nb = check(w, a, n, 34 * TILE_ROWS, 34 * TILE_TOKENS);
+    // SAFETY: `tile_fn` hands this out only when `has_vnni()` said yes; `check` proved the
+    // slices hold `TILE_ROWS` and `TILE_TOKENS` rows of `nb` whole blocks.
+    unsafe { tile_q8_vnni::<34, 0>(w.as_ptr(), a.as_ptr(), nb, out) }
+}
+
+fn tile_q4_0_vnni(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
+    let nb = check(w, a, n, 18 * TILE_ROWS, 34 * TILE_TOKENS);
+    // SAFETY: as in `tile_q8_0_vnni`.
+    unsafe { tile_q8_vnni::<18, 4>(w.as_ptr(), a.as_ptr(), nb, out) }
 }
 
 fn tile_q4_1(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
@@ -811,53 +829,66 @@ q8_0_kernels!(
     isum_i8i8_vnni
 );
 
-/// Q8_0 (`WB == 34`) or Q4_0 (`WB == 18`, `NIB == 4`) weights by Q8_0 activations, tiled.
-/// Per output: the same steps as `dot_q8_0_avx2` / `dot_q4_0_avx2`.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile_q8_avx2<const WB: usize, const NIB: usize>(
-    w: *const u8,
-    a: *const u8,
-    nb: usize,
-    out: &mut Tile,
-) {
-    const { assert!(TILE_TOKENS == 4) };
-    let (wrow, arow) = (nb * WB, nb * 34);
-    let mut acc = [_mm256_setzero_ps(); TILE_ROWS * TILE_TOKENS];
-    // A row's scale products d_w · d_a of the four tokens, for `broadcast_at`.
-    let mut prods = [0.0f32; TILE_TOKENS];
-    for i in 0..nb {
-        // SAFETY: block `i < nb` of each of the tile's rows is in bounds (checked by the
-        // wrapper).
-        unsafe {
-            let mut qa = [_mm256_setzero_si256(); TILE_TOKENS];
-            for (t, q) in qa.iter_mut().enumerate() {
-                *q = _mm256_loadu_si256(a.add(t * arow + i * 34 + 2).cast());
-            }
-            // d_a of the four tokens.
-            let head = |t: usize| a.add(t * arow + i * 34).cast::<i16>().read_unaligned();
-            let heads = _mm_setr_epi16(head(0), head(1), head(2), head(3), 0, 0, 0, 0);
-            let da = _mm_cvtph_ps(heads);
-            for r in 0..TILE_ROWS {
-                let wb = w.add(r * wrow + i * WB);
-                let dw = f16x2_at(wb);
-                let qw = if NIB > 0 {
-                    _mm256_sub_epi8(nibbles(wb.add(2)), _mm256_set1_epi8(8))
-                } else {
-                    _mm256_loadu_si256(wb.add(2).cast())
-                };
-                _mm_storeu_ps(prods.as_mut_ptr(), _mm_mul_ps(_mm_broadcastss_ps(dw), da));
-                for (t, &q) in qa.iter().enumerate() {
-                    let d = broadcast_at(prods.as_ptr().add(t));
-                    let k = r * TILE_TOKENS + t;
-                    acc[k] = _mm256_fmadd_ps(d, dot_i8(qw, q), acc[k]);
+/// Q8_0 (`WB == 34`) or Q4_0 (`WB == 18`, `NIB == 4`) weights by Q8_0 activations, tiled, for
+/// one instruction set: `$isum` sums a block's signed byte products into 8 lanes (both
+/// variants give the same integers). Per output: the same steps as `dot_q8_0_avx2` /
+/// `dot_q4_0_avx2`.
+macro_rules! tile_q8_kernel {
+    ($features:literal, $tile:ident, $isum:ident) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $tile<const WB: usize, const NIB: usize>(
+            w: *const u8,
+            a: *const u8,
+            nb: usize,
+            out: &mut Tile,
+        ) {
+            const { assert!(TILE_TOKENS == 4) };
+            let (wrow, arow) = (nb * WB, nb * 34);
+            let mut acc = [_mm256_setzero_ps(); TILE_ROWS * TILE_TOKENS];
+            // A row's scale products d_w · d_a of the four tokens, for `broadcast_at`.
+            let mut prods = [0.0f32; TILE_TOKENS];
+            for i in 0..nb {
+                // SAFETY: block `i < nb` of each of the tile's rows is in bounds (checked by the
+                // wrapper).
+                unsafe {
+                    let mut qa = [_mm256_setzero_si256(); TILE_TOKENS];
+                    for (t, q) in qa.iter_mut().enumerate() {
+                        *q = _mm256_loadu_si256(a.add(t * arow + i * 34 + 2).cast());
+                    }
+                    // d_a of the four tokens.
+                    let head = |t: usize| a.add(t * arow + i * 34).cast::<i16>().read_unaligned();
+                    let heads = _mm_setr_epi16(head(0), head(1), head(2), head(3), 0, 0, 0, 0);
+                    let da = _mm_cvtph_ps(heads);
+                    for r in 0..TILE_ROWS {
+                        let wb = w.add(r * wrow + i * WB);
+                        let dw = f16x2_at(wb);
+                        let qw = if NIB > 0 {
+                            _mm256_sub_epi8(nibbles(wb.add(2)), _mm256_set1_epi8(8))
+                        } else {
+                            _mm256_loadu_si256(wb.add(2).cast())
+                        };
+                        _mm_storeu_ps(prods.as_mut_ptr(), _mm_mul_ps(_mm_broadcastss_ps(dw), da));
+                        for (t, &q) in qa.iter().enumerate() {
+                            let d = broadcast_at(prods.as_ptr().add(t));
+                            let k = r * TILE_TOKENS + t;
+                            acc[k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps($isum(qw, q)), acc[k]);
+                        }
+                    }
                 }
             }
+            for (o, v) in out.iter_mut().zip(acc) {
+                *o = hsum(v);
+            }
         }
-    }
-    for (o, v) in out.iter_mut().zip(acc) {
-        *o = hsum(v);
-    }
+    };
 }
+
+tile_q8_kernel!("avx2,fma,f16c", tile_q8_avx2, isum_i8i8_avx2);
+tile_q8_kernel!(
+    "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni",
+    tile_q8_vnni,
+    isum_i8i8_vnni
+);
 
 /// The 16-lane (or 4 × 16-lane) f16 dot product; see `kernels::dot_f16_lanes`. Lengths are
 /// equal multiples of 16.
