@@ -440,17 +440,18 @@ pub(crate) fn attn_q8_scores(
     out: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_vnni() && x86::has_avx512() && q8_scores_fit(qs, qd, keys, hd, out) {
+    if x86::has_vnni() && x86::has_avx512() && q8_scores_fit(qs, qd, keys, hd, 64, out) {
         // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI with AVX2, FMA and F16C (checked
         // just above).
         unsafe { x86::attn_q8_scores(true, qs, qd, keys, hd, scale, out) };
         return true;
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() {
-        // SAFETY: the build has NEON, and `sdot` is used only where the CPU has `dotprod`
-        // (both checked just here).
-        return unsafe { arm::attn_q8_scores(arm::has_dotprod(), qs, qd, keys, hd, scale, out) };
+    if arm::has_neon() && q8_scores_fit(qs, qd, keys, hd, 32, out) {
+        // SAFETY: the build has NEON, `sdot` is used only where the CPU has `dotprod`, and
+        // the shapes fit (all checked just here).
+        unsafe { arm::attn_q8_scores(arm::has_dotprod(), qs, qd, keys, hd, scale, out) };
+        return true;
     }
     attn_q8_scores_avx2(qs, qd, keys, hd, scale, out)
 }
@@ -466,7 +467,7 @@ pub(crate) fn attn_q8_scores_avx2(
     out: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() && q8_scores_fit(qs, qd, keys, hd, out) {
+    if x86::has_avx2() && q8_scores_fit(qs, qd, keys, hd, 64, out) {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
         unsafe { x86::attn_q8_scores(false, qs, qd, keys, hd, scale, out) };
         return true;
@@ -493,9 +494,10 @@ pub(crate) fn attn_q8_values(
         return true;
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() {
-        // SAFETY: the build has NEON (checked just above).
-        return unsafe { arm::attn_q8_values(p, values, hd, heads, acc) };
+    if arm::has_neon() && q8_values_fit(p, values, hd, heads, acc) {
+        // SAFETY: the build has NEON and the shapes fit (checked just above).
+        unsafe { arm::attn_q8_values(p, values, hd, heads, acc) };
+        return true;
     }
     attn_q8_values_avx2(p, values, hd, heads, acc)
 }
@@ -519,14 +521,15 @@ pub(crate) fn attn_q8_values_avx2(
     false
 }
 
-/// Whether the Q8_0 score kernels take these shapes: head widths multiples of 64 up to 256,
-/// whole heads of queries with their scales, and keys for every score.
-#[cfg(target_arch = "x86_64")]
-fn q8_scores_fit(qs: &[i8], qd: &[f32], keys: &[u8], hd: usize, out: &[f32]) -> bool {
+/// Whether the Q8_0 score kernels take these shapes: head widths multiples of `unit` (the
+/// values a kernel's step takes: 64 on x86, 32 on ARM) up to 256, whole heads of queries with
+/// their scales, and keys for every score.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn q8_scores_fit(qs: &[i8], qd: &[f32], keys: &[u8], hd: usize, unit: usize, out: &[f32]) -> bool {
     let heads = qs.len() / hd.max(1);
     hd > 0
         && hd <= 256
-        && hd.is_multiple_of(64)
+        && hd.is_multiple_of(unit)
         && heads > 0
         && qs.len() == heads * hd
         && qd.len() == heads * hd / 32
@@ -536,7 +539,7 @@ fn q8_scores_fit(qs: &[i8], qd: &[f32], keys: &[u8], hd: usize, out: &[f32]) -> 
 
 /// Whether the Q8_0 value kernels take these shapes: whole Q8_0 rows, a probability per head
 /// and row, and `hd` sums per head.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn q8_values_fit(p: &[f32], values: &[u8], hd: usize, heads: usize, acc: &[f32]) -> bool {
     hd > 0
         && hd.is_multiple_of(32)

@@ -106,26 +106,12 @@ scores_kernel!(
     isum32_dotprod
 );
 
-/// Whether the Q8_0 kernels here take these shapes: head widths a multiple of 32 up to 256,
-/// whole heads of queries with their scales, and keys for every score.
-fn scores_fit(qs: &[i8], qd: &[f32], keys: &[u8], hd: usize, out: &[f32]) -> bool {
-    let heads = qs.len() / hd.max(1);
-    hd > 0
-        && hd.is_multiple_of(32)
-        && hd / 32 <= MAX_BLOCKS
-        && heads > 0
-        && qs.len() == heads * hd
-        && qd.len() == heads * hd / 32
-        && out.len().is_multiple_of(heads)
-        && keys.len() >= out.len() / heads * (hd / 32 * Q8_0_BLOCK)
-}
-
 /// `out[h * len + j]` = the score of query head `h` (`qs`, `qd`: Q8_0 queries, `hd` each) at
-/// key row `j` (Q8_0 rows of `hd`), times `scale`, with `sdot` where `dotprod`; `false`
-/// (nothing written) where the shapes do not fit.
+/// key row `j` (Q8_0 rows of `hd`), times `scale`, with `sdot` where `dotprod`.
 ///
 /// # Safety
-/// The build has NEON, and with `dotprod` the CPU has the extension.
+/// The build has NEON, and with `dotprod` the CPU has the extension; the shapes passed
+/// `kernels::q8_scores_fit` for a unit of 32.
 pub(in crate::local::kernels) unsafe fn attn_q8_scores(
     dotprod: bool,
     qs: &[i8],
@@ -134,12 +120,17 @@ pub(in crate::local::kernels) unsafe fn attn_q8_scores(
     hd: usize,
     scale: f32,
     out: &mut [f32],
-) -> bool {
-    if !scores_fit(qs, qd, keys, hd, out) {
-        return false;
-    }
+) {
     let (nb, heads) = (hd / 32, qs.len() / hd);
+    assert!(
+        nb <= MAX_BLOCKS && qs.len() == heads * hd && qd.len() == heads * nb,
+        "queries and head width do not match"
+    );
     let len = out.len() / heads;
+    assert!(
+        keys.len() >= len * nb * Q8_0_BLOCK,
+        "keys and scores do not match"
+    );
     let (k, q, d, o) = (keys.as_ptr(), qs.as_ptr(), qd.as_ptr(), out.as_mut_ptr());
     // SAFETY: the shapes were checked just above; the caller vouches for the CPU.
     unsafe {
@@ -149,7 +140,6 @@ pub(in crate::local::kernels) unsafe fn attn_q8_scores(
             scores_neon(k, nb, len, q, d, heads, scale, o);
         }
     }
-    true
 }
 
 /// Weighted value sums of `H` heads over `len` Q8_0 rows, 16 values at a time: per position,
@@ -157,12 +147,11 @@ pub(in crate::local::kernels) unsafe fn attn_q8_scores(
 /// increasing position, the sums in registers.
 ///
 /// # Safety
-/// `v` holds `len` rows of `nb` blocks; `p` holds `H` rows of `p_stride >= len`; `acc` holds
-/// `H` rows of `32 * nb` floats.
+/// `v` holds `len` rows of `nb` blocks; `p` holds `H` rows of `len`; `acc` holds `H` rows of
+/// `32 * nb` floats.
 #[target_feature(enable = "neon")]
 unsafe fn values_heads<const H: usize>(
     p: *const f32,
-    p_stride: usize,
     v: *const u8,
     nb: usize,
     len: usize,
@@ -186,7 +175,7 @@ unsafe fn values_heads<const H: usize>(
                     vcvtq_f32_s32(vmovl_high_s16(hi)),
                 ];
                 for (h, ah) in a.iter_mut().enumerate() {
-                    let w = *p.add(h * p_stride + j) * d;
+                    let w = *p.add(h * len + j) * d;
                     for (ai, &xi) in ah.iter_mut().zip(&x) {
                         *ai = vfmaq_n_f32(*ai, xi, w);
                     }
@@ -203,26 +192,23 @@ unsafe fn values_heads<const H: usize>(
 }
 
 /// `acc[h * hd + d] = Σ_j p[h * len + j] · value_j[d]` over the Q8_0 rows `values`, summed in
-/// increasing `j` as `acc = fma(p · d, byte, acc)`; `false` (nothing written) where the shapes
-/// do not fit.
+/// increasing `j` as `acc = fma(p · d, byte, acc)`.
+///
+/// # Safety
+/// The build has NEON; the shapes passed `kernels::q8_values_fit`.
 #[target_feature(enable = "neon")]
-pub(in crate::local::kernels) fn attn_q8_values(
+pub(in crate::local::kernels) unsafe fn attn_q8_values(
     p: &[f32],
     values: &[u8],
     hd: usize,
     heads: usize,
     acc: &mut [f32],
-) -> bool {
-    let fits = hd > 0
-        && hd.is_multiple_of(32)
-        && heads > 0
-        && p.len().is_multiple_of(heads)
-        && acc.len() == heads * hd
-        && values.len() >= p.len() / heads * (hd / 32 * Q8_0_BLOCK);
-    if !fits {
-        return false;
-    }
+) {
     let (nb, len) = (hd / 32, p.len() / heads);
+    assert!(
+        acc.len() == heads * hd && values.len() >= len * nb * Q8_0_BLOCK,
+        "values, probabilities and sums do not match"
+    );
     let mut h0 = 0;
     while h0 < heads {
         let n = (heads - h0).min(MAX_H);
@@ -232,13 +218,12 @@ pub(in crate::local::kernels) fn attn_q8_values(
             let (pp, v) = (p.as_ptr().add(h0 * len), values.as_ptr());
             let a = acc.as_mut_ptr().add(h0 * hd);
             match n {
-                1 => values_heads::<1>(pp, len, v, nb, len, a),
-                2 => values_heads::<2>(pp, len, v, nb, len, a),
-                3 => values_heads::<3>(pp, len, v, nb, len, a),
-                _ => values_heads::<4>(pp, len, v, nb, len, a),
+                1 => values_heads::<1>(pp, v, nb, len, a),
+                2 => values_heads::<2>(pp, v, nb, len, a),
+                3 => values_heads::<3>(pp, v, nb, len, a),
+                _ => values_heads::<4>(pp, v, nb, len, a),
             }
         }
         h0 += n;
     }
-    true
 }
