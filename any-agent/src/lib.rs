@@ -6,10 +6,4 @@
 //!
 //! **Status: not yet implemented.** This crate reserves its place in the family and holds no
 //! API yet: the `Tool` trait, the agent loop and MCP tools arrive with their issue. It has no feature flags.
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
 #![forbid(unsafe_code)]

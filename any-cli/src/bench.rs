@@ -1,7 +1,7 @@
 //! `any bench`: prefill and decode speed of a local model, measured as the llama.cpp anchor
 //! (`shared/bench/llamacpp_bench.py`) measures it, so the two sets of figures compare.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use any_llm::local::tokenizer::EncodeOptions;
@@ -32,8 +32,8 @@ pub(crate) struct BenchArgs {
     /// decoding from an empty cache is measured as well, in turn with it, and the ratio shown.
     #[arg(long, value_name = "N", default_value_t = 0)]
     depth: usize,
-    /// The text the prefill (and depth) tokens come from (default: the GPL-3 text in
-    /// `shared/reference/`).
+    /// The text the prefill (and depth) tokens come from (default: the text of the GNU GPL v3,
+    /// built into `any`; the same text the llama.cpp reference runs used).
     #[arg(long, value_name = "FILE")]
     text: Option<PathBuf>,
     /// Runs of each measurement; the best counts.
@@ -44,17 +44,9 @@ pub(crate) struct BenchArgs {
     json: bool,
 }
 
-/// Where the reference text is looked for when `--text` is not given.
-fn default_text() -> Result<PathBuf> {
-    let candidates = [
-        PathBuf::from("../shared/reference/gpl-3.txt"),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/gpl-3.txt"),
-    ];
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .context("cannot find shared/reference/gpl-3.txt; pass --text FILE")
-}
+/// The default prompt text: the GNU GPL v3 (verbatim copying permitted by its own terms), the
+/// text `bench/llamacpp_bench.py` and the reference data use, so the figures compare.
+const DEFAULT_TEXT: &str = include_str!("../data/gpl-3.txt");
 
 /// The peak resident set of this process in MiB (`VmHWM`), where the OS reports it.
 fn peak_rss_mb() -> Option<f64> {
@@ -76,12 +68,12 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => fetch::default_model_path()?,
     };
-    let text_path = match &args.text {
-        Some(p) => p.clone(),
-        None => default_text()?,
+    let text = match &args.text {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
+        None => DEFAULT_TEXT.to_owned(),
     };
-    let text = std::fs::read_to_string(&text_path)
-        .with_context(|| format!("reading {}", text_path.display()))?;
     let context = (args.prefill).max(args.depth + 16 + args.decode).max(2048);
     let options = LocalModelOptions {
         threads: args.threads,
@@ -98,9 +90,12 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<()> {
     };
     let ids = model.tokenizer().encode(&text, plain);
     if ids.len() < args.prefill.max(args.depth) {
+        let source = match &args.text {
+            Some(p) => p.display().to_string(),
+            None => "the built-in text".to_owned(),
+        };
         bail!(
-            "{} has {} tokens; --prefill {} and --depth {} need that many",
-            text_path.display(),
+            "{source} has {} tokens; --prefill {} and --depth {} need that many (pass a longer --text FILE)",
             ids.len(),
             args.prefill,
             args.depth

@@ -53,7 +53,7 @@ fn tokenize_prints_the_reference_ids() {
     let reference: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/reference/smollm2-q4_1.llamacpp.json"
+            "/../any-llm-local/tests/data/reference/smollm2-q4_1.llamacpp.json"
         ))
         .expect("reference"),
     )

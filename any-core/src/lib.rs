@@ -40,12 +40,6 @@
 //! # Ok(())
 //! # }
 //! ```
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
 #![forbid(unsafe_code)]
 
 mod embed;

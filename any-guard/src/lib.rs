@@ -32,12 +32,6 @@
 //!
 //! This crate has no feature flags. [`JsonValid::schema`] checks an output's conformance to a
 //! JSON Schema with [`any_core::schema`], the validator `chat_typed` uses.
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
 #![forbid(unsafe_code)]
 
 mod builtin;

@@ -5,25 +5,26 @@
 //! [`any_core::ChatChunk`]s, so the guardrail, memory, evaluation and agent layers of the
 //! family compose over it unchanged.
 //!
-//! The [`local`] module is the reference backend: it reads quantized GGUF files and runs them on
-//! the CPU with its own kernels — no C/C++ toolchain, no key, no network.
+//! The `local` module is the reference backend, the [`any-llm-local`](any_llm_local) crate
+//! re-exported: it reads quantized GGUF files and runs them on the CPU with its own kernels —
+//! no C/C++ toolchain, no key, no network.
 //!
-//! [`wire`] holds the wire formats (the OpenAI Chat Completions format, always compiled),
-//! shared by the client providers and the server.
+//! [`wire`] holds the wire formats (the OpenAI Chat Completions format and its error mapping,
+//! always compiled), shared by the client providers and the server.
 //!
 //! Feature flags:
+//! - `local` (default): the `local` provider and [`local`], the GGUF backend. Without it
+//!   neither the engine, nor its grammar engine (llguidance), nor minijinja is compiled.
+//! - `http` (default): the `openai` and `anthropic` providers over reqwest with rustls.
+//! - `http2`: HTTP/2 for those providers (negotiated by ALPN).
 //! - `server`: `server`, an OpenAI-compatible HTTP server (axum) for any chat service.
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 #[cfg(feature = "http")]
 pub mod http;
-pub mod local;
+#[cfg(feature = "local")]
+#[doc(inline)]
+pub use any_llm_local as local;
 pub mod providers;
 mod registry;
 pub mod resilience;

@@ -3,8 +3,11 @@
 #[cfg(feature = "http")]
 use std::time::Duration;
 
-use any_core::{BoxChatService, BoxEmbedService, ChatServiceExt, EmbedServiceExt, Error, Result};
+use any_core::{BoxChatService, BoxEmbedService, Error, Result};
+#[cfg(any(feature = "local", feature = "http"))]
+use any_core::{ChatServiceExt, EmbedServiceExt};
 
+#[cfg(feature = "local")]
 use crate::providers::local::{LocalChat, LocalSource};
 
 /// What a provider can do, declared rather than discovered by failure.
@@ -450,8 +453,13 @@ impl Provider {
     /// # Errors
     /// As [`model`].
     pub fn model(&self, name: &str) -> Result<BoxChatService> {
+        #[cfg(not(any(feature = "local", feature = "http")))]
+        let _ = name;
         match self.info.protocol {
+            #[cfg(feature = "local")]
             Protocol::Local => Ok(LocalChat::new(LocalSource::parse(name)?).boxed_chat()),
+            #[cfg(not(feature = "local"))]
+            Protocol::Local => Err(self.missing_feature("local")),
             #[cfg(feature = "http")]
             Protocol::OpenAi => {
                 let name = self.model_name(name)?;
@@ -470,7 +478,7 @@ impl Provider {
                 )
             }
             #[cfg(not(feature = "http"))]
-            _ => Err(self.no_http()),
+            _ => Err(self.missing_feature("http")),
         }
     }
 
@@ -485,8 +493,13 @@ impl Provider {
                 self.info.name
             )));
         }
+        #[cfg(not(any(feature = "local", feature = "http")))]
+        let _ = name;
         match self.info.protocol {
+            #[cfg(feature = "local")]
             Protocol::Local => Ok(LocalChat::new(LocalSource::parse(name)?).boxed_embed()),
+            #[cfg(not(feature = "local"))]
+            Protocol::Local => Err(self.missing_feature("local")),
             #[cfg(feature = "http")]
             Protocol::OpenAi => {
                 let name = self.model_name(name)?;
@@ -498,14 +511,14 @@ impl Provider {
             #[cfg(feature = "http")]
             Protocol::Anthropic => Err(Error::Unsupported("anthropic has no embeddings".into())),
             #[cfg(not(feature = "http"))]
-            _ => Err(self.no_http()),
+            _ => Err(self.missing_feature("http")),
         }
     }
 
-    #[cfg(not(feature = "http"))]
-    fn no_http(&self) -> Error {
+    #[cfg(not(all(feature = "http", feature = "local")))]
+    fn missing_feature(&self, feature: &str) -> Error {
         Error::Unsupported(format!(
-            "{} needs any-llm's `http` feature, which this build leaves out",
+            "{} needs any-llm's `{feature}` feature, which this build leaves out",
             self.info.name
         ))
     }

@@ -1,6 +1,6 @@
 //! The providers: where a model runs and how it is reached.
 //!
-//! - [`local`]: the built-in GGUF backend, in this process.
+//! - `local`: the built-in GGUF backend ([`any_llm_local`]), in this process (feature `local`).
 //! - [`openai`]: any OpenAI-compatible Chat Completions server (feature `http`).
 //! - [`anthropic`]: Anthropic's Messages API (feature `http`).
 //!
@@ -9,6 +9,7 @@
 
 #[cfg(feature = "http")]
 pub mod anthropic;
+#[cfg(feature = "local")]
 pub mod local;
 #[cfg(feature = "http")]
 pub mod openai;

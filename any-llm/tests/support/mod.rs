@@ -28,11 +28,6 @@ pub fn default_model_path() -> PathBuf {
     path
 }
 
-/// `../shared/reference/` beside the checkout.
-pub fn reference_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference")
-}
-
 /// The default model, opened once per test binary with two threads and shared by its tests.
 pub fn shared_model() -> &'static LocalModel {
     static MODEL: OnceLock<LocalModel> = OnceLock::new();

@@ -1,0 +1,631 @@
+//! [`LocalModel`]: a GGUF model on this machine's CPU, as a chat service, an embedder and a
+//! scorer.
+
+mod stop;
+mod worker;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock, mpsc};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use any_core::{
+    ChatRequest, ChatStream, EmbedRequest, EmbedResponse, Error, Message, Result, Role, Usage,
+};
+use tokio::sync::{mpsc as tmpsc, oneshot};
+
+use crate::constrain::{Constraint, GrammarEngine, Plan};
+use crate::gguf::GgufFile;
+use crate::llama::{KvCacheType, Llama, LlamaConfig};
+use crate::pool::Pool;
+use crate::sampler::{self, SamplerConfig};
+use crate::template::ChatTemplate;
+use crate::tokenizer::{EncodeOptions, Tokenizer};
+use worker::{Generate, Job, Worker};
+
+/// The context window used when none is asked for: the model's own, capped to keep the KV
+/// cache small.
+pub const DEFAULT_CONTEXT: usize = 4096;
+
+/// How to open a [`LocalModel`].
+#[derive(Debug, Clone, Default)]
+pub struct LocalModelOptions {
+    /// Context window in tokens; default the model's training context capped at
+    /// [`DEFAULT_CONTEXT`].
+    pub context: Option<usize>,
+    /// Threads for the matrix work; default all cores.
+    pub threads: Option<usize>,
+    /// The type the KV cache holds keys and values in; default f16 (llama.cpp's default).
+    /// [`KvCacheType::Q8_0`] halves the cache and its reads, so a long context decodes faster.
+    pub kv_cache: KvCacheType,
+}
+
+/// What a [`LocalModel`] is.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// `general.name`, else the file name.
+    pub name: String,
+    /// The file it was opened from.
+    pub path: PathBuf,
+    /// The architecture's shape.
+    pub config: LlamaConfig,
+    /// The context window this instance serves.
+    pub context: usize,
+    /// Threads used for the matrix work.
+    pub threads: usize,
+    /// The KV cache's type.
+    pub kv_cache: KvCacheType,
+}
+
+/// The log-likelihood of a continuation given a context (what multiple-choice evaluations
+/// compare).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLikelihood {
+    /// Sum of the natural-log probabilities of the continuation's tokens.
+    pub logprob: f64,
+    /// Whether every continuation token was also the most likely one (greedy would produce
+    /// it).
+    pub is_greedy: bool,
+    /// How many tokens the continuation has.
+    pub tokens: usize,
+}
+
+/// The perplexity of a text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Perplexity {
+    /// `exp` of the mean negative log-likelihood of the scored tokens.
+    pub ppl: f64,
+    /// How many windows were evaluated.
+    pub windows: usize,
+    /// How many tokens were scored.
+    pub scored: usize,
+}
+
+/// A GGUF model running on the CPU: a [`ChatService`](any_core::ChatService) (streaming;
+/// dropping the stream cancels generation), an embedding service, and a scorer.
+///
+/// Cheap to clone: clones share the weights and the one inference thread, which runs
+/// requests one at a time (never mixed) and keeps the last conversation's KV cache, so a
+/// multi-turn chat only evaluates what is new.
+///
+/// Structured output is constrained while decoding (llguidance): with
+/// [`ResponseFormat::Json`](any_core::ResponseFormat::Json) or
+/// [`ResponseFormat::JsonSchema`](any_core::ResponseFormat::JsonSchema) only tokens that keep
+/// the answer valid can be sampled, so a finished answer always parses and validates; with
+/// `tool_choice` [`Required`](any_core::ToolChoice::Required) or a named tool the answer is
+/// one call of an allowed tool, `{"name": ..., "arguments": ...}` with arguments valid under
+/// the tool's schema, returned as a tool call with
+/// [`FinishReason::ToolCalls`](any_core::FinishReason::ToolCalls). The first constrained
+/// request prepares the vocabulary for the grammar engine (once per model). A schema keyword
+/// that cannot be enforced (`not`, `uniqueItems`, ...) is an [`Error::Unsupported`] naming
+/// it. With `tool_choice` auto the answer is free text and is not parsed for tool calls.
+///
+/// ```no_run
+/// use any_core::ChatServiceExt;
+/// use any_llm_local::LocalModel;
+///
+/// # #[tokio::main] async fn main() -> any_core::Result<()> {
+/// let model = LocalModel::open("SmolLM2-135M-Instruct.Q4_1.gguf")?;
+/// let answer = model.complete("What is the capital of France?").await?;
+/// println!("{answer}");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct LocalModel {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    info: ModelInfo,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    jobs: mpsc::Sender<Job>,
+    /// llguidance's view of the vocabulary, built on the first constrained request.
+    grammar: OnceLock<std::result::Result<Arc<GrammarEngine>, String>>,
+}
+
+fn model_err(e: impl std::fmt::Display) -> Error {
+    Error::Model(e.to_string())
+}
+
+impl LocalModel {
+    /// Opens a GGUF model with default options.
+    ///
+    /// # Errors
+    /// [`Error::Model`] naming what is wrong with the file (not GGUF, truncated, an
+    /// unsupported architecture, tensor type or tokenizer, a missing tensor or key).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, LocalModelOptions::default())
+    }
+
+    /// Opens a GGUF model with `options`.
+    ///
+    /// # Errors
+    /// As [`LocalModel::open`]; also [`Error::InvalidRequest`] for a zero context or thread
+    /// count.
+    pub fn open_with(path: impl AsRef<Path>, options: LocalModelOptions) -> Result<Self> {
+        let path = path.as_ref();
+        let file =
+            GgufFile::open(path).map_err(|e| model_err(format!("{}: {e}", path.display())))?;
+        let file = Arc::new(file);
+        let llama = Arc::new(Llama::load(file.clone())?);
+        let tokenizer = Tokenizer::from_gguf(&file).map_err(model_err)?;
+        let template = ChatTemplate::from_gguf(&file).map_err(model_err)?;
+        let cfg = llama.config().clone();
+        if tokenizer.vocab_size() != cfg.n_vocab {
+            return Err(model_err(format!(
+                "the tokenizer has {} tokens but the embedding has {} rows",
+                tokenizer.vocab_size(),
+                cfg.n_vocab
+            )));
+        }
+        let context = options
+            .context
+            .unwrap_or(cfg.n_ctx_train.min(DEFAULT_CONTEXT));
+        if context == 0 {
+            return Err(Error::InvalidRequest(
+                "the context window must be at least 1 token".into(),
+            ));
+        }
+        let threads = options
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if threads == 0 {
+            return Err(Error::InvalidRequest("threads must be at least 1".into()));
+        }
+        let pool = Pool::new(threads)
+            .map_err(|e| model_err(format!("cannot start the thread pool: {e}")))?;
+        let name = file
+            .metadata()
+            .get_opt_str("general.name")
+            .ok()
+            .flatten()
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                path.file_stem()
+                    .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+            });
+        let (tx, rx) = mpsc::channel();
+        let worker = Worker::new(llama, tokenizer.clone(), context, options.kv_cache, pool)?;
+        std::thread::Builder::new()
+            .name("any-local-engine".into())
+            .spawn(move || worker.run(rx))
+            .map_err(Error::Io)?;
+        let info = ModelInfo {
+            name,
+            path: path.to_owned(),
+            config: cfg,
+            context,
+            threads,
+            kv_cache: options.kv_cache,
+        };
+        Ok(LocalModel {
+            inner: Arc::new(Inner {
+                info,
+                tokenizer,
+                template,
+                jobs: tx,
+                grammar: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// What this model is.
+    pub fn info(&self) -> &ModelInfo {
+        &self.inner.info
+    }
+
+    /// The model's tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.inner.tokenizer
+    }
+
+    /// The model's chat template (ChatML when the file has none).
+    pub fn template(&self) -> &ChatTemplate {
+        &self.inner.template
+    }
+
+    /// Token ids of `text` as the model's raw input: special tokens parsed, BOS only if the
+    /// model asks for it.
+    pub fn tokenize_raw(&self, text: &str) -> Vec<u32> {
+        self.inner.tokenizer.encode(
+            text,
+            EncodeOptions {
+                add_special: true,
+                parse_special: true,
+            },
+        )
+    }
+
+    /// The prompt a chat request renders to, through the model's template.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] when the template rejects the conversation.
+    pub fn render_prompt(&self, req: &ChatRequest) -> Result<String> {
+        let messages: Vec<serde_json::Value> = req
+            .messages
+            .iter()
+            .map(|m| {
+                let mut v = serde_json::to_value(m).map_err(Error::from)?;
+                // Templates expect `content` to be a string.
+                v["content"] = serde_json::Value::String(m.content.text().into_owned());
+                Ok(v)
+            })
+            .collect::<Result<_>>()?;
+        let tools: Vec<serde_json::Value> = req
+            .tools
+            .iter()
+            .map(|t| {
+                serde_json::json!({"type": "function", "function": {
+                    "name": t.name, "description": t.description, "parameters": t.parameters}})
+            })
+            .collect();
+        let tok = &self.inner.tokenizer;
+        let piece = |id: Option<u32>| id.and_then(|i| tok.token_text(i)).unwrap_or("").to_owned();
+        self.inner
+            .template
+            .render(
+                &messages,
+                (!tools.is_empty()).then_some(&tools[..]),
+                true,
+                &piece(tok.bos_id()),
+                &piece(tok.eos_id()),
+            )
+            .map_err(|e| Error::InvalidRequest(e.to_string()))
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        self.inner
+            .jobs
+            .send(job)
+            .map_err(|_| model_err("the inference thread has stopped"))
+    }
+
+    fn check_context(&self, n: usize, extra: usize) -> Result<()> {
+        let limit = self.inner.info.context;
+        if n + extra > limit {
+            return Err(Error::ContextLengthExceeded {
+                message: format!(
+                    "the prompt has {n} tokens{}; the context window is {limit}",
+                    if extra > 0 {
+                        format!(" and needs room for {extra} more")
+                    } else {
+                        String::new()
+                    }
+                ),
+                requested: Some(n + extra),
+                limit: Some(limit),
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts generating from raw prompt ids.
+    ///
+    /// # Errors
+    /// [`Error::ContextLengthExceeded`] if the prompt does not fit; [`Error::InvalidRequest`]
+    /// for an empty prompt.
+    pub fn generate_ids(
+        &self,
+        prompt: Vec<u32>,
+        sampling: &any_core::Sampling,
+        logprobs: Option<u8>,
+    ) -> Result<ChatStream> {
+        self.generate_constrained(prompt, sampling, logprobs, None, false)
+    }
+
+    fn generate_constrained(
+        &self,
+        prompt: Vec<u32>,
+        sampling: &any_core::Sampling,
+        logprobs: Option<u8>,
+        constraint: Option<Constraint>,
+        tool_call: bool,
+    ) -> Result<ChatStream> {
+        if prompt.is_empty() {
+            return Err(Error::InvalidRequest("the prompt has no tokens".into()));
+        }
+        self.check_context(prompt.len(), 1)?;
+        let (tx, rx) = tmpsc::unbounded_channel();
+        self.send(Job::Generate(Generate {
+            prompt,
+            sampler: SamplerConfig::from_sampling(sampling),
+            max_tokens: sampling.max_tokens.map(|n| n as usize),
+            // A tool call's JSON is not text a stop sequence could end.
+            stop: if tool_call {
+                Vec::new()
+            } else {
+                sampling.stop.clone()
+            },
+            logprobs,
+            model_name: self.inner.info.name.clone(),
+            chunks: tx,
+            constraint,
+            tool_call,
+        }))?;
+        Ok(ChatStream::new(futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+        )))
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx))?;
+        rx.await
+            .map_err(|_| model_err("the inference thread dropped the request"))?
+    }
+
+    /// Logits for the token after `ids` (evaluated from an empty cache).
+    ///
+    /// # Errors
+    /// [`Error::ContextLengthExceeded`] or [`Error::InvalidRequest`] for empty input.
+    pub async fn logits(&self, ids: Vec<u32>) -> Result<Vec<f32>> {
+        self.check_context(ids.len(), 0)?;
+        self.ask(|reply| Job::Logits { ids, reply }).await
+    }
+
+    /// Times one prefill: `ids` evaluated in a single forward pass from an empty cache,
+    /// plus the logits of the last token (what `any bench` and llama.cpp's anchor measure).
+    ///
+    /// The cache is left holding `ids`.
+    ///
+    /// # Errors
+    /// [`Error::ContextLengthExceeded`] or [`Error::InvalidRequest`] for empty input.
+    pub async fn time_prefill(&self, ids: Vec<u32>) -> Result<Duration> {
+        self.check_context(ids.len(), 0)?;
+        self.ask(|reply| Job::TimePrefill { ids, reply }).await
+    }
+
+    /// Times greedy decoding: `prompt` is evaluated from an empty cache (untimed, so a long
+    /// prompt sets the context depth), then `steps` tokens are generated one forward pass
+    /// each, every step computing the logits and picking the most likely token. End-of-text
+    /// tokens do not stop it.
+    ///
+    /// Returns the time of the `steps` steps only.
+    ///
+    /// # Errors
+    /// [`Error::ContextLengthExceeded`] when `prompt` and `steps` do not fit the context
+    /// window; [`Error::InvalidRequest`] for an empty prompt.
+    pub async fn time_decode(&self, prompt: Vec<u32>, steps: usize) -> Result<Duration> {
+        self.check_context(prompt.len(), steps)?;
+        self.ask(|reply| Job::TimeDecode {
+            prompt,
+            steps,
+            reply,
+        })
+        .await
+    }
+
+    /// Log-probabilities of `ids[from..]`, each given the tokens before it.
+    ///
+    /// # Errors
+    /// [`Error::ContextLengthExceeded`], or [`Error::InvalidRequest`] unless
+    /// `0 < from < ids.len()`.
+    pub async fn token_logprobs(&self, ids: Vec<u32>, from: usize) -> Result<Vec<f32>> {
+        self.check_context(ids.len(), 0)?;
+        Ok(self
+            .ask(|reply| Job::Score { ids, from, reply })
+            .await?
+            .logprobs)
+    }
+
+    /// The log-likelihood of `continuation` following `context` (raw text, no template; BOS
+    /// if the model asks for it), as lm-evaluation-harness defines it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] when the context or continuation is empty after
+    /// tokenization; [`Error::ContextLengthExceeded`].
+    pub async fn log_likelihood(&self, context: &str, continuation: &str) -> Result<LogLikelihood> {
+        let ctx = self.tokenize_raw(context);
+        let whole = self.tokenize_raw(&format!("{context}{continuation}"));
+        // Tokens can merge across the boundary; score what the whole text adds past the
+        // longest common prefix with the context alone.
+        let from = ctx
+            .iter()
+            .zip(&whole)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .max(1);
+        if from >= whole.len() {
+            return Err(Error::InvalidRequest(
+                "the continuation adds no tokens".into(),
+            ));
+        }
+        self.check_context(whole.len(), 0)?;
+        let tokens = whole.len() - from;
+        let scored = self
+            .ask(|reply| Job::Score {
+                ids: whole,
+                from,
+                reply,
+            })
+            .await?;
+        Ok(LogLikelihood {
+            logprob: scored.logprobs.iter().map(|&l| f64::from(l)).sum(),
+            is_greedy: scored.greedy.iter().all(|&g| g),
+            tokens,
+        })
+    }
+
+    /// Perplexity of `text` by llama.cpp's method: tokenize without BOS, split into
+    /// consecutive windows of `ctx` tokens (dropping the last partial one), evaluate each from
+    /// an empty cache, and score every token of a window but its first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] when the text is shorter than one window or `ctx < 2`;
+    /// [`Error::ContextLengthExceeded`] when `ctx` exceeds the context window.
+    pub async fn perplexity(&self, text: &str, ctx: usize) -> Result<Perplexity> {
+        if ctx < 2 {
+            return Err(Error::InvalidRequest(format!(
+                "a perplexity window needs at least 2 tokens, got {ctx}"
+            )));
+        }
+        self.check_context(ctx, 0)?;
+        let ids = self.inner.tokenizer.encode(
+            text,
+            EncodeOptions {
+                add_special: false,
+                parse_special: false,
+            },
+        );
+        let windows = ids.len() / ctx;
+        if windows == 0 {
+            return Err(Error::InvalidRequest(format!(
+                "the text has {} tokens, fewer than one window of {ctx}",
+                ids.len()
+            )));
+        }
+        let mut nll = 0.0f64;
+        let mut scored = 0usize;
+        for w in ids.chunks_exact(ctx) {
+            let lps = self.token_logprobs(w.to_vec(), 1).await?;
+            nll -= lps.iter().map(|&l| f64::from(l)).sum::<f64>();
+            scored += lps.len();
+        }
+        Ok(Perplexity {
+            ppl: (nll / scored as f64).exp(),
+            windows,
+            scored,
+        })
+    }
+
+    /// Mean-pooled, L2-normalised final hidden states of each text.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] for an empty text; [`Error::ContextLengthExceeded`] for one
+    /// longer than the context window.
+    pub async fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenize_raw(t)).collect();
+        for s in &seqs {
+            self.check_context(s.len(), 0)?;
+        }
+        self.ask(|reply| Job::Embed { seqs, reply }).await
+    }
+
+    /// llguidance's view of this model's vocabulary (built once, on first use).
+    fn grammar_engine(&self) -> Result<Arc<GrammarEngine>> {
+        self.inner
+            .grammar
+            .get_or_init(|| {
+                GrammarEngine::new(&self.inner.tokenizer)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(Error::Model)
+    }
+
+    fn start_chat(&self, req: ChatRequest) -> Result<ChatStream> {
+        req.validate()?;
+        let plan = Plan::for_request(&req)?;
+        let (constraint, tool_call) = match &plan {
+            None => (None, false),
+            Some(plan) => (
+                Some(self.grammar_engine()?.constraint(plan)?),
+                matches!(plan, Plan::ToolCall(_)),
+            ),
+        };
+        let prompt = if let Some(Plan::ToolCall(tools)) = &plan {
+            let mut req = req.clone();
+            let takes_tools = self.inner.template.source().contains("tools");
+            add_tool_instructions(&mut req.messages, tools, !takes_tools);
+            self.render_prompt(&req)?
+        } else {
+            self.render_prompt(&req)?
+        };
+        let ids = self.tokenize_raw(&prompt);
+        self.generate_constrained(ids, &req.sampling, req.logprobs, constraint, tool_call)
+    }
+}
+
+/// Tells the model that it must call a tool, and how: a system message (merged into the
+/// first one, if the conversation starts with one) saying to answer with only
+/// `{"name": <tool name>, "arguments": <arguments object>}`, listing each allowed tool with
+/// its description and parameter schema when `list_tools` (templates that render `tools`
+/// themselves list them already).
+fn add_tool_instructions(
+    messages: &mut Vec<Message>,
+    tools: &[any_core::ToolSpec],
+    list_tools: bool,
+) {
+    let mut text = String::from(
+        "You must call one of the tools below. Answer with only a JSON object of the form \
+         {\"name\": <tool name>, \"arguments\": <arguments object>}.",
+    );
+    if list_tools {
+        text.push_str("\n\nTools:");
+        for t in tools {
+            text.push_str(&format!(
+                "\n- {}: {} Arguments (JSON Schema): {}",
+                t.name,
+                t.description.as_deref().unwrap_or(""),
+                t.parameters
+            ));
+        }
+    }
+    match messages.first_mut() {
+        Some(first) if first.role == Role::System => {
+            let merged = format!("{}\n\n{text}", first.content.text());
+            first.content = any_core::Content::Text(merged);
+        }
+        _ => messages.insert(0, Message::system(text)),
+    }
+}
+
+impl tower::Service<ChatRequest> for LocalModel {
+    type Response = ChatStream;
+    type Error = Error;
+    type Future = std::future::Ready<Result<ChatStream>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: ChatRequest) -> Self::Future {
+        std::future::ready(self.start_chat(req))
+    }
+}
+
+impl tower::Service<EmbedRequest> for LocalModel {
+    type Response = EmbedResponse;
+    type Error = Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<EmbedResponse>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: EmbedRequest) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let tokens: usize = req.inputs.iter().map(|t| this.tokenize_raw(t).len()).sum();
+            let mut embeddings = this.embed_texts(&req.inputs).await?;
+            if let Some(d) = req.dimensions {
+                for e in &mut embeddings {
+                    e.truncate(d as usize);
+                    let norm = e.iter().map(|v| v * v).sum::<f32>().sqrt();
+                    if norm > 0.0 {
+                        e.iter_mut().for_each(|v| *v /= norm);
+                    }
+                }
+            }
+            Ok(EmbedResponse {
+                embeddings,
+                model: Some(this.inner.info.name.clone()),
+                usage: Some(Usage {
+                    prompt_tokens: tokens as u32,
+                    completion_tokens: 0,
+                    cached_prompt_tokens: None,
+                }),
+            })
+        })
+    }
+}
+
+/// The top `k` next-token logits as `(id, logit)`, most likely first.
+pub fn top_logits(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+    sampler::top_n(logits, k)
+}

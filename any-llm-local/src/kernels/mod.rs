@@ -1,0 +1,984 @@
+//! The hot loops, chosen at run time for the CPU at hand.
+//!
+//! Every function here has a portable path (the scalar reference in [`quant`] or a plain loop)
+//! and, where the CPU has them, SIMD paths; tests check each SIMD path against the portable
+//! one. With the thread pool (`pool`), this is the only module of the crate allowed `unsafe`,
+//! each block with its reason.
+//!
+//! [`quant`]: crate::quant
+#![allow(unsafe_code)]
+
+use half::f16;
+
+use crate::quant::{self, GgmlType};
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+mod arm;
+
+/// The dot product [`quant::vec_dot`] computes, through the fastest kernel for `ty` on this
+/// CPU (what the local backend's matrix multiplications run). Public for benchmarks and for
+/// checking a kernel against the reference.
+///
+/// # Errors
+/// As [`quant::vec_dot`]: an unsupported type, or rows that are not `n` values of `ty` and
+/// of `ty.vec_dot_type()`.
+pub fn vec_dot(ty: GgmlType, weight_row: &[u8], act_row: &[u8], n: usize) -> quant::Result<f32> {
+    let act_ty = ty
+        .vec_dot_type()
+        .ok_or(quant::QuantError::Unsupported { ty, op: "vec_dot" })?;
+    quant::check(ty, n, weight_row.len(), "weight row")?;
+    quant::check(act_ty, n, act_row.len(), "activation row")?;
+    Ok(dot_fn(ty)(weight_row, act_row, n))
+}
+
+/// Quantizes one row of activations into `ty` (a weight type's `vec_dot_type()`) as the
+/// local backend's matrix multiplications do before their dot products.
+///
+/// # Errors
+/// When `out` is not the size of `x.len()` values of `ty`, or `ty` cannot be quantized to.
+pub fn quantize_row(ty: GgmlType, x: &[f32], out: &mut [u8]) -> quant::Result<()> {
+    quant::check(ty, x.len(), out.len(), "output")?;
+    match ty {
+        GgmlType::Q8_0 | GgmlType::Q8_1 => {
+            quantize_activations(ty, x, out);
+            Ok(())
+        }
+        _ => quant::quantize_row(ty, x, out),
+    }
+}
+
+/// A dot product of one weight row (in its GGUF type) with one quantized activation row (in
+/// the paired type), over `n` values. The slices must have exactly the row sizes.
+pub(crate) type DotFn = fn(&[u8], &[u8], usize) -> f32;
+
+/// The fastest dot product for weight type `ty` on this CPU.
+pub(crate) fn dot_fn(ty: GgmlType) -> DotFn {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(f) = x86::dot_fn(ty) {
+        return f;
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if let Some(f) = arm::dot_fn(ty) {
+        return f;
+    }
+    scalar_dot_fn(ty)
+}
+
+/// Weight rows per tile of a [`TileFn`].
+pub(crate) const TILE_ROWS: usize = 2;
+/// Activation rows (tokens) per tile of a [`TileFn`].
+pub(crate) const TILE_TOKENS: usize = 4;
+
+/// [`TILE_ROWS`] × [`TILE_TOKENS`] dot products sharing their loads: weight rows
+/// `w[r * wb..][..wb]` with activation rows `a[t * ab..][..ab]` (`wb`, `ab` the row sizes for
+/// `n` values) into `out[r * TILE_TOKENS + t]`.
+///
+/// Each output is computed by exactly the operations, in the same order, that the [`DotFn`]
+/// of the same type uses, so tiled and untiled results are bit for bit the same.
+pub(crate) type TileFn = fn(&[u8], &[u8], usize, &mut [f32; TILE_ROWS * TILE_TOKENS]);
+
+/// The tiled dot product for weight type `ty` on this CPU, where there is one.
+pub(crate) fn tile_fn(ty: GgmlType) -> Option<TileFn> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(f) = x86::tile_fn(ty) {
+        return Some(f);
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if let Some(f) = arm::tile_fn(ty) {
+        return Some(f);
+    }
+    let _ = ty;
+    None
+}
+
+/// Weight rows of a [`RowsFn`].
+pub(crate) const ROWS: usize = 4;
+
+/// [`ROWS`] dot products of consecutive weight rows `w[r * wb..][..wb]` with one activation
+/// row, into `out[r]` — what a one-token step (decode) multiplies with. Each output is computed
+/// by exactly the operations the [`DotFn`] of the same type uses.
+pub(crate) type RowsFn = fn(&[u8], &[u8], usize, &mut [f32; ROWS]);
+
+/// The several-rows kernel for weight type `ty` on this CPU, where there is one.
+pub(crate) fn rows_fn(ty: GgmlType) -> Option<RowsFn> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(f) = x86::rows_fn(ty) {
+        return Some(f);
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if let Some(f) = arm::rows_fn(ty) {
+        return Some(f);
+    }
+    let _ = ty;
+    None
+}
+
+/// The scalar reference dot product for `ty`.
+pub(crate) fn scalar_dot_fn(ty: GgmlType) -> DotFn {
+    macro_rules! scalar {
+        ($($t:ident),*) => {
+            match ty {
+                $(GgmlType::$t => |w, a, n| {
+                    quant::vec_dot(GgmlType::$t, w, a, n).expect("row sizes were checked by the caller")
+                },)*
+                _ => |_, _, _| unreachable!("weight types are checked at load"),
+            }
+        };
+    }
+    scalar!(
+        F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K
+    )
+}
+
+/// Quantizes one activation row into `ty` (the type a weight pairs with).
+///
+/// Q8_0 and Q8_1 follow what llama.cpp's CPU kernels compute (scale `127 / max|x|`, ties
+/// rounded to even) rather than its portable reference (`1 / d`, ties away from zero): the
+/// two differ on exact ties, and a small model's logits are sensitive to those.
+pub(crate) fn quantize_activations(ty: GgmlType, x: &[f32], out: &mut [u8]) {
+    match ty {
+        GgmlType::Q8_0 => quantize_q8(x, out, false),
+        GgmlType::Q8_1 => quantize_q8(x, out, true),
+        _ => quant::quantize_row(ty, x, out).expect("activation sizes match the weight"),
+    }
+}
+
+fn quantize_q8(x: &[f32], out: &mut [u8], with_sum: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        return unsafe { x86::quantize_q8(x, out, with_sum) };
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::quantize_q8(x, out, with_sum) };
+    }
+    quantize_q8_scalar(x, out, with_sum);
+}
+
+/// The portable [`quantize_q8`], which the vector paths must equal byte for byte.
+fn quantize_q8_scalar(x: &[f32], out: &mut [u8], with_sum: bool) {
+    let block = if with_sum { 36 } else { 34 };
+    let head = if with_sum { 4 } else { 2 };
+    for (xb, ob) in x.chunks_exact(32).zip(out.chunks_exact_mut(block)) {
+        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let mut sum = 0i32;
+        for (o, &v) in ob[head..].iter_mut().zip(xb) {
+            let q = (v * id).round_ties_even() as i32;
+            sum += q;
+            *o = q as i8 as u8;
+        }
+        ob[..2].copy_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
+        if with_sum {
+            ob[2..4].copy_from_slice(&f16::from_f32(d * sum as f32).to_bits().to_le_bytes());
+        }
+    }
+}
+
+/// The dot product of f16 keys and f32 queries summed in 16 lanes (lane `L` takes indices
+/// `≡ L mod 16`, reduced by halving), or with `lanes64` in 4 × 16 lanes over steps of 64
+/// folded 0+2, 1+3, 0+1 first — the two orders of llama.cpp's f16 dot products (batch and
+/// single token). `None` where this CPU has no vector path or the length is not a multiple of
+/// 16: the caller then runs the same order in portable code.
+pub(crate) fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> Option<f32> {
+    debug_assert_eq!(k.len(), q.len());
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() && k.len().is_multiple_of(16) && k.len() == q.len() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); lengths are equal
+        // multiples of 16.
+        return Some(unsafe { x86::dot_f16_lanes(lanes64, k, q) });
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::dot_f16_lanes(lanes64, k, q) };
+    }
+    let _ = (lanes64, k, q);
+    None
+}
+
+/// [`dot_f16_lanes`] for f32 keys (a Q8_0 cache's rows, widened exactly), in the same order.
+pub(crate) fn dot_f32_lanes(lanes64: bool, k: &[f32], q: &[f32]) -> Option<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() && k.len().is_multiple_of(16) && k.len() == q.len() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); lengths are equal
+        // multiples of 16.
+        return Some(unsafe { x86::dot_f32_lanes(lanes64, k, q) });
+    }
+    let _ = (lanes64, k, q);
+    None
+}
+
+/// `acc[i] = fma(p, v[i], acc[i])` for a row of f32 values (one rounding per element).
+pub(crate) fn fma_f32_row(acc: &mut [f32], p: f32, v: &[f32]) {
+    debug_assert_eq!(acc.len(), v.len());
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        return unsafe { x86::fma_f32_row(acc, p, v) };
+    }
+    for (a, &x) in acc.iter_mut().zip(v) {
+        *a = p.mul_add(x, *a);
+    }
+}
+
+/// Bytes of one Q8_0 block of the KV cache: an f16 scale, then 32 signed bytes.
+pub(crate) const Q8_0_BLOCK: usize = 34;
+
+/// The rows of one key or value head in the KV cache (`hd` values each), in the cache's type.
+///
+/// Both types read back exactly: an f16 widens to f32 without rounding, and a Q8_0 value is
+/// its block's f16 scale times an integer below 128 in magnitude, a product f32 holds
+/// exactly. So the attention kernels sum the same f32 numbers in the same order whichever the
+/// type, and the portable paths can dequantize a row and run the f32 order.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KvRows<'a> {
+    /// f16 bits, `hd` per row.
+    F16(&'a [u16]),
+    /// Q8_0 blocks, `hd / 32` per row.
+    Q8_0(&'a [u8]),
+}
+
+impl<'a> KvRows<'a> {
+    /// How many whole rows of `hd` values there are.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the x86 kernels check it
+    pub(crate) fn rows(self, hd: usize) -> usize {
+        match self {
+            KvRows::F16(b) => b.len() / hd,
+            KvRows::Q8_0(b) => b.len() / (hd / 32 * Q8_0_BLOCK),
+        }
+    }
+
+    /// Rows `start..start + n`.
+    pub(crate) fn range(self, start: usize, n: usize, hd: usize) -> KvRows<'a> {
+        match self {
+            KvRows::F16(b) => KvRows::F16(&b[start * hd..(start + n) * hd]),
+            KvRows::Q8_0(b) => {
+                let rb = hd / 32 * Q8_0_BLOCK;
+                KvRows::Q8_0(&b[start * rb..(start + n) * rb])
+            }
+        }
+    }
+
+    /// Row `j`'s values as f32 (exact), into `out` (`hd` long).
+    pub(crate) fn row_f32(self, j: usize, out: &mut [f32]) {
+        let hd = out.len();
+        match self {
+            KvRows::F16(b) => {
+                for (o, &h) in out.iter_mut().zip(&b[j * hd..(j + 1) * hd]) {
+                    *o = f16::from_bits(h).to_f32();
+                }
+            }
+            KvRows::Q8_0(b) => {
+                let rb = hd / 32 * Q8_0_BLOCK;
+                for (blk, o) in b[j * rb..(j + 1) * rb]
+                    .chunks_exact(Q8_0_BLOCK)
+                    .zip(out.chunks_exact_mut(32))
+                {
+                    let d = f16::from_bits(u16::from_le_bytes([blk[0], blk[1]])).to_f32();
+                    for (o, &q) in o.iter_mut().zip(&blk[2..]) {
+                        *o = d * f32::from(q as i8);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Attention scores of the query heads in `q` (`hd` values each) that share one key head:
+/// `out[h * len + j] = dot(keys_j, q_h) * scale` for `len = out.len() / heads` key rows, every
+/// dot product summed in the order of [`dot_f16_lanes`]. `false` where this CPU has no vector
+/// path for it: the caller then computes the same numbers one by one.
+pub(crate) fn attn_scores(
+    lanes64: bool,
+    keys: KvRows<'_>,
+    q: &[f32],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx512() && attn_scores_fit(keys, q, hd, out) {
+        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
+        unsafe { x86::attn_scores(true, lanes64, keys, q, hd, scale, out) };
+        return true;
+    }
+    // The NEON kernels read f16 rows; a Q8_0 cache takes the portable path there.
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if let KvRows::F16(keys) = keys
+        && arm::has_neon()
+    {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::attn_scores(lanes64, keys, q, hd, scale, out) };
+    }
+    attn_scores_avx2(lanes64, keys, q, hd, scale, out)
+}
+
+/// [`attn_scores`] through the AVX2 kernel (CPUs without AVX-512); `false` where this CPU or
+/// head width has none.
+pub(crate) fn attn_scores_avx2(
+    lanes64: bool,
+    keys: KvRows<'_>,
+    q: &[f32],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() && attn_scores_fit(keys, q, hd, out) {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        unsafe { x86::attn_scores(false, lanes64, keys, q, hd, scale, out) };
+        return true;
+    }
+    let _ = (lanes64, keys, q, hd, scale, out);
+    false
+}
+
+/// Whether the x86 score kernels take these shapes: head width 64 or 128, whole heads of
+/// queries, and keys for every score.
+#[cfg(target_arch = "x86_64")]
+fn attn_scores_fit(keys: KvRows<'_>, q: &[f32], hd: usize, out: &[f32]) -> bool {
+    let heads = q.len() / hd.max(1);
+    (hd == 64 || hd == 128)
+        && heads > 0
+        && q.len() == heads * hd
+        && out.len().is_multiple_of(heads)
+        && keys.rows(hd) >= out.len() / heads
+}
+
+/// Partial sums of the weighted value rows for heads sharing them: head `h`'s row `j` (of
+/// the `values`, `hd` wide) scaled by `p[h * len + j]` and fused-multiply-added into slot
+/// `j mod 64` (single-token order) or `j mod 16` (batch order) in increasing `j`, for the
+/// slots in `slots` only. Head `h`'s slot `s` is `acc[(h * (slots.len() + 1) + s -
+/// slots.start) * hd..][..hd]` (a spare slot per head keeps the heads from aliasing in the
+/// cache). `false` where this CPU or head width has no vector path: the caller then computes
+/// the same numbers row by row.
+pub(crate) fn attn_value_slots(
+    lanes64: bool,
+    p: &[f32],
+    values: KvRows<'_>,
+    hd: usize,
+    heads: usize,
+    slots: std::ops::Range<usize>,
+    acc: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx512() && value_slots_fit(lanes64, p, values, hd, heads, &slots, acc) {
+        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
+        unsafe { x86::attn_value_slots(true, lanes64, p, values, hd, heads, slots, acc) };
+        return true;
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if let KvRows::F16(values) = values
+        && arm::has_neon()
+    {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::attn_value_slots(lanes64, p, values, hd, heads, slots, acc) };
+    }
+    attn_value_slots_avx2(lanes64, p, values, hd, heads, slots, acc)
+}
+
+/// [`attn_value_slots`] through the AVX2 kernel (CPUs without AVX-512); `false` where this
+/// CPU or head width has none.
+pub(crate) fn attn_value_slots_avx2(
+    lanes64: bool,
+    p: &[f32],
+    values: KvRows<'_>,
+    hd: usize,
+    heads: usize,
+    slots: std::ops::Range<usize>,
+    acc: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() && value_slots_fit(lanes64, p, values, hd, heads, &slots, acc) {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        unsafe { x86::attn_value_slots(false, lanes64, p, values, hd, heads, slots, acc) };
+        return true;
+    }
+    let _ = (lanes64, p, values, hd, heads, slots, acc);
+    false
+}
+
+/// Whether the x86 value-slot kernels take these shapes: head width 64 or 128, a probability
+/// per head and row, slots within the order's period, and room for every head's slots.
+#[cfg(target_arch = "x86_64")]
+fn value_slots_fit(
+    lanes64: bool,
+    p: &[f32],
+    values: KvRows<'_>,
+    hd: usize,
+    heads: usize,
+    slots: &std::ops::Range<usize>,
+    acc: &[f32],
+) -> bool {
+    (hd == 64 || hd == 128)
+        && heads > 0
+        && p.len().is_multiple_of(heads)
+        && values.rows(hd) >= p.len() / heads
+        && slots.start <= slots.end
+        && slots.end <= if lanes64 { 64 } else { 16 }
+        && acc.len() >= heads * (slots.len() + 1) * hd
+}
+
+/// Scores of a Q8_0 cache's decode step: `out[h * len + j]` = query head `h` (`qs` signed
+/// bytes and `qd` scales, one scale per 32 values, `hd` values a head) dotted with the Q8_0 key
+/// row `j` of `keys`, times `scale`. Each block's integer sum is exact; the blocks are summed
+/// as `s = fma(dk · dq, sum, s)` in order. `false` where this CPU or head width has no vector
+/// path: the caller then computes the same numbers in portable code.
+pub(crate) fn attn_q8_scores(
+    qs: &[i8],
+    qd: &[f32],
+    keys: &[u8],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_vnni() && x86::has_avx512() && q8_scores_fit(qs, qd, keys, hd, 64, out) {
+        // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI with AVX2, FMA and F16C (checked
+        // just above).
+        unsafe { x86::attn_q8_scores(true, qs, qd, keys, hd, scale, out) };
+        return true;
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() && q8_scores_fit(qs, qd, keys, hd, 32, out) {
+        // SAFETY: the build has NEON, `sdot` is used only where the CPU has `dotprod`, and
+        // the shapes fit (all checked just here).
+        unsafe { arm::attn_q8_scores(arm::has_dotprod(), qs, qd, keys, hd, scale, out) };
+        return true;
+    }
+    attn_q8_scores_avx2(qs, qd, keys, hd, scale, out)
+}
+
+/// [`attn_q8_scores`] through the AVX2 kernel (CPUs without AVX-512 VNNI); `false` where this
+/// CPU or head width has none.
+pub(crate) fn attn_q8_scores_avx2(
+    qs: &[i8],
+    qd: &[f32],
+    keys: &[u8],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() && q8_scores_fit(qs, qd, keys, hd, 64, out) {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        unsafe { x86::attn_q8_scores(false, qs, qd, keys, hd, scale, out) };
+        return true;
+    }
+    let _ = (qs, qd, keys, hd, scale, out);
+    false
+}
+
+/// Weighted values of a Q8_0 cache's decode step: `acc[h * hd + d] = Σ_j p[h * len + j] ·
+/// value_j[d]` over the Q8_0 rows `values`, summed in increasing `j` as `acc = fma(p · d,
+/// byte, acc)` (`d` the value's block scale). `false` where this CPU or head width has no
+/// vector path: the caller then computes the same numbers in portable code.
+pub(crate) fn attn_q8_values(
+    p: &[f32],
+    values: &[u8],
+    hd: usize,
+    heads: usize,
+    acc: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx512() && hd.is_multiple_of(64) && q8_values_fit(p, values, hd, heads, acc) {
+        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
+        unsafe { x86::attn_q8_values(p, values, hd, heads, acc) };
+        return true;
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() && q8_values_fit(p, values, hd, heads, acc) {
+        // SAFETY: the build has NEON and the shapes fit (checked just above).
+        unsafe { arm::attn_q8_values(p, values, hd, heads, acc) };
+        return true;
+    }
+    attn_q8_values_avx2(p, values, hd, heads, acc)
+}
+
+/// [`attn_q8_values`] through the AVX2 kernel (CPUs without AVX-512); `false` where this CPU
+/// has none.
+pub(crate) fn attn_q8_values_avx2(
+    p: &[f32],
+    values: &[u8],
+    hd: usize,
+    heads: usize,
+    acc: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() && q8_values_fit(p, values, hd, heads, acc) {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        unsafe { x86::attn_q8_values_avx2(p, values, hd, heads, acc) };
+        return true;
+    }
+    let _ = (p, values, hd, heads, acc);
+    false
+}
+
+/// Whether the Q8_0 score kernels take these shapes: head widths multiples of `unit` (the
+/// values a kernel's step takes: 64 on x86, 32 on ARM) up to 256, whole heads of queries with
+/// their scales, and keys for every score.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn q8_scores_fit(qs: &[i8], qd: &[f32], keys: &[u8], hd: usize, unit: usize, out: &[f32]) -> bool {
+    let heads = qs.len() / hd.max(1);
+    hd > 0
+        && hd <= 256
+        && hd.is_multiple_of(unit)
+        && heads > 0
+        && qs.len() == heads * hd
+        && qd.len() == heads * hd / 32
+        && out.len().is_multiple_of(heads)
+        && keys.len() >= out.len() / heads * (hd / 32 * Q8_0_BLOCK)
+}
+
+/// Whether the Q8_0 value kernels take these shapes: whole Q8_0 rows, a probability per head
+/// and row, and `hd` sums per head.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn q8_values_fit(p: &[f32], values: &[u8], hd: usize, heads: usize, acc: &[f32]) -> bool {
+    hd > 0
+        && hd.is_multiple_of(32)
+        && heads > 0
+        && p.len().is_multiple_of(heads)
+        && acc.len() == heads * hd
+        && values.len() >= p.len() / heads * (hd / 32 * Q8_0_BLOCK)
+}
+
+/// Folds `rows` slots (`out.len()` floats each, in `acc`; `rows` a power of two) into `out`
+/// by halving: slots `0..rows / 2` += the next `rows / 2`, down to one.
+pub(crate) fn fold_slots(rows: usize, acc: &mut [f32], out: &mut [f32]) {
+    let hd = out.len();
+    debug_assert!(rows.is_power_of_two() && acc.len() >= rows * hd);
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx512() && hd.is_multiple_of(16) {
+        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
+        return unsafe { x86::fold_slots(rows, acc, out) };
+    }
+    fold_slots_portable(rows, acc, out);
+}
+
+/// [`fold_slots`] without vector kernels.
+pub(crate) fn fold_slots_portable(rows: usize, acc: &mut [f32], out: &mut [f32]) {
+    let hd = out.len();
+    halve_rows(rows, acc, hd);
+    out.copy_from_slice(&acc[..hd]);
+}
+
+/// Folds `rows` rows of `width` (a power of two of them) into row 0 by halving, in place:
+/// rows `0..rows / 2` += the next `rows / 2`, and so on down to one.
+pub(crate) fn halve_rows(rows: usize, acc: &mut [f32], width: usize) {
+    let mut m = rows / 2;
+    while m >= 1 {
+        let (lo, hi) = acc.split_at_mut(m * width);
+        for (d, x) in lo.iter_mut().zip(&hi[..m * width]) {
+            *d += x;
+        }
+        m /= 2;
+    }
+}
+
+/// `acc[i] = fma(p, v[i], acc[i])` for a row of f16 values (one rounding per element).
+pub(crate) fn fma_f16_row(acc: &mut [f32], p: f32, v: &[u16]) {
+    debug_assert_eq!(acc.len(), v.len());
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        return unsafe { x86::fma_f16_row(acc, p, v) };
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::fma_f16_row(acc, p, v) };
+    }
+    fma_f16_row_portable(acc, p, v);
+}
+
+/// [`fma_f16_row`] without vector kernels.
+fn fma_f16_row_portable(acc: &mut [f32], p: f32, v: &[u16]) {
+    for (a, &vb) in acc.iter_mut().zip(v) {
+        *a = p.mul_add(f16::from_bits(vb).to_f32(), *a);
+    }
+}
+
+/// `e^x` as llama.cpp's vectorised `exp` computes it: `x·log2 e` rounded to an integer `n`
+/// (with the 1.5·2^23 trick), the reduced argument `b = x − n·ln 2` in two parts, a degree-5
+/// polynomial in `b`, scaled by `2^n`. Within about 1.5 ulp of the true value, and equal to
+/// llama.cpp's bit for bit: the attention softmax and SiLU use it so that our activations
+/// round exactly as its do.
+pub(crate) fn exp(x: f32) -> f32 {
+    let c = f32::from_bits;
+    let shift = c(EXP_SHIFT);
+    let z = x.mul_add(c(EXP_LOG2E), shift);
+    let n = z - shift;
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    let b = (-n).mul_add(c(EXP_LN2_LO), (-n).mul_add(c(EXP_LN2_HI), x));
+    let u = b * b;
+    let p = c(EXP_C5)
+        .mul_add(b, c(EXP_C4))
+        .mul_add(u, c(EXP_C3).mul_add(b, c(EXP_C2)))
+        .mul_add(u, c(EXP_C1).mul_add(b, 1.0));
+    (f64::from(p) * 2f64.powi(n as i32)) as f32
+}
+
+// The constants of `exp`, as f32 bit patterns.
+const EXP_SHIFT: u32 = 0x4b40_0000;
+const EXP_LOG2E: u32 = 0x3fb8_aa3b;
+const EXP_LN2_HI: u32 = 0x3f31_7200;
+const EXP_LN2_LO: u32 = 0x35bf_be8e;
+const EXP_C5: u32 = 0x3c07_2010;
+const EXP_C4: u32 = 0x3d2b_9f17;
+const EXP_C3: u32 = 0x3e2a_af33;
+const EXP_C2: u32 = 0x3eff_fedb;
+const EXP_C1: u32 = 0x3f7f_fff6;
+
+/// `x[i] = exp(x[i])` with [`exp`].
+pub(crate) fn exp_in_place(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        return unsafe { x86::exp_in_place(x) };
+    }
+    for v in x {
+        *v = exp(*v);
+    }
+}
+
+/// `gate[i] = silu(gate[i]) · up[i]` (SwiGLU), with `silu(x) = x / (1 + exp(0 − x))`.
+pub(crate) fn swiglu(gate: &mut [f32], up: &[f32]) {
+    debug_assert_eq!(gate.len(), up.len());
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        return unsafe { x86::swiglu(gate, up) };
+    }
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + exp(0.0 - *g)) * u;
+    }
+}
+
+/// Rounds every value to the nearest f16 (ties to even), kept as f32.
+pub(crate) fn round_to_f16(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        return unsafe { x86::round_to_f16(x) };
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::round_to_f16(x) };
+    }
+    round_to_f16_portable(x);
+}
+
+/// [`round_to_f16`] without vector kernels.
+fn round_to_f16_portable(x: &mut [f32]) {
+    for v in x {
+        *v = f16::from_f32(*v).to_f32();
+    }
+}
+
+/// Writes `x` as f16 bits (round to nearest even).
+pub(crate) fn f32_to_f16(x: &[f32], out: &mut [u16]) {
+    debug_assert_eq!(x.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        return unsafe { x86::f32_to_f16(x, out) };
+    }
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    if arm::has_neon() {
+        // SAFETY: the build has NEON (checked just above).
+        return unsafe { arm::f32_to_f16(x, out) };
+    }
+    f32_to_f16_portable(x, out);
+}
+
+/// [`f32_to_f16`] without vector kernels.
+fn f32_to_f16_portable(x: &[f32], out: &mut [u16]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = f16::from_f32(v).to_bits();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random values in (-scale, scale), with a few outliers like the
+    /// massive activations real models have.
+    pub(super) fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                let v = (s as f32 / u32::MAX as f32 * 2.0 - 1.0) * scale;
+                if i % 97 == 5 { v * 40.0 } else { v }
+            })
+            .collect()
+    }
+
+    pub(super) fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {
+        let mut out = vec![0; ty.row_size(x.len()).expect("whole blocks")];
+        quant::quantize_row(ty, x, &mut out).expect("quantizes");
+        out
+    }
+
+    #[test]
+    fn every_dot_path_matches_the_scalar_reference() {
+        // Weight types with a quantizer of their own are exercised on real quantized data.
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q8_0,
+            GgmlType::F16,
+        ] {
+            let n = 1024;
+            let act_ty = ty.vec_dot_type().expect("pairs");
+            for seed in 0..8 {
+                let w = quantized(ty, &values(n, seed, 1.0));
+                let mut a = vec![0; act_ty.row_size(n).expect("whole blocks")];
+                quantize_activations(act_ty, &values(n, seed + 100, 3.0), &mut a);
+                let fast = dot_fn(ty)(&w, &a, n);
+                let reference = scalar_dot_fn(ty)(&w, &a, n);
+                let tol = 1e-5 * reference.abs().max(1.0);
+                assert!(
+                    (fast - reference).abs() <= tol,
+                    "{ty:?} seed {seed}: {fast} vs {reference}"
+                );
+            }
+        }
+    }
+
+    /// Random K-quant blocks (there is no K-quant quantizer) with sane f16 super-block
+    /// scales at `scale_at` (byte offsets within the block).
+    pub(super) fn random_blocks(ty: GgmlType, n: usize, seed: u32, scale_at: &[usize]) -> Vec<u8> {
+        let bytes = ty.row_size(n).expect("whole blocks");
+        let block = ty.row_size(256).expect("one block");
+        let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+        let mut out: Vec<u8> = (0..bytes)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s >> 24) as u8
+            })
+            .collect();
+        for (b, blk) in out.chunks_exact_mut(block).enumerate() {
+            for (k, &at) in scale_at.iter().enumerate() {
+                let v = f16::from_f32(0.001 + 0.0007 * ((b + k) % 7) as f32);
+                blk[at..at + 2].copy_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn k_quant_dot_paths_match_the_scalar_reference_bit_for_bit() {
+        for (ty, scale_at) in [
+            (GgmlType::Q4_K, &[0, 2][..]),
+            (GgmlType::Q5_K, &[0, 2][..]),
+            (GgmlType::Q6_K, &[208][..]),
+        ] {
+            let n = 1024;
+            let act_ty = ty.vec_dot_type().expect("pairs");
+            for seed in 0..8 {
+                let w = random_blocks(ty, n, seed, scale_at);
+                let mut a = vec![0; act_ty.row_size(n).expect("whole blocks")];
+                quantize_activations(act_ty, &values(n, seed + 100, 3.0), &mut a);
+                let fast = dot_fn(ty)(&w, &a, n);
+                let reference = scalar_dot_fn(ty)(&w, &a, n);
+                assert_eq!(fast.to_bits(), reference.to_bits(), "{ty:?} seed {seed}");
+                assert!(
+                    fast.is_finite() && fast != 0.0,
+                    "{ty:?} seed {seed}: {fast}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn row_kernels_match_the_single_dot_bit_for_bit() {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            let Some(rows) = rows_fn(ty) else { continue };
+            let n = 576;
+            let act_ty = ty.vec_dot_type().expect("pairs");
+            let wb = ty.row_size(n).expect("whole blocks");
+            let w: Vec<u8> = (0..ROWS as u32)
+                .flat_map(|r| quantized(ty, &values(n, r + 20, 1.0)))
+                .collect();
+            let mut a = vec![0; act_ty.row_size(n).expect("whole blocks")];
+            quantize_activations(act_ty, &values(n, 77, 3.0), &mut a);
+            let mut out = [0.0; ROWS];
+            rows(&w, &a, n, &mut out);
+            for (r, o) in out.iter().enumerate() {
+                let single = dot_fn(ty)(&w[r * wb..][..wb], &a, n);
+                assert_eq!(o.to_bits(), single.to_bits(), "{ty:?} row {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn tiles_match_the_single_dot_bit_for_bit() {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            let Some(tile) = tile_fn(ty) else { continue };
+            let n = 576;
+            let act_ty = ty.vec_dot_type().expect("pairs");
+            let (wb, ab) = (
+                ty.row_size(n).expect("whole blocks"),
+                act_ty.row_size(n).expect("whole blocks"),
+            );
+            let w: Vec<u8> = (0..TILE_ROWS as u32)
+                .flat_map(|r| quantized(ty, &values(n, r, 1.0)))
+                .collect();
+            let mut a = vec![0; TILE_TOKENS * ab];
+            for (t, row) in a.chunks_exact_mut(ab).enumerate() {
+                quantize_activations(act_ty, &values(n, 50 + t as u32, 3.0), row);
+            }
+            let mut out = [0.0; TILE_ROWS * TILE_TOKENS];
+            tile(&w, &a, n, &mut out);
+            for r in 0..TILE_ROWS {
+                for t in 0..TILE_TOKENS {
+                    let single = dot_fn(ty)(&w[r * wb..][..wb], &a[t * ab..][..ab], n);
+                    assert_eq!(
+                        out[r * TILE_TOKENS + t].to_bits(),
+                        single.to_bits(),
+                        "{ty:?} row {r} token {t}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn activation_quantization_matches_the_reference_off_ties() {
+        // Away from exact ties the kernel quantizer and the portable reference agree byte for
+        // byte; on ties the kernel rounds to even.
+        for ty in [GgmlType::Q8_0, GgmlType::Q8_1] {
+            let x = values(256, 7, 2.0);
+            let mut ours = vec![0; ty.row_size(256).expect("whole blocks")];
+            quantize_activations(ty, &x, &mut ours);
+            let reference = quantized(ty, &x);
+            let differing = ours.iter().zip(&reference).filter(|(a, b)| a != b).count();
+            assert!(differing <= 2, "{ty:?}: {differing} bytes differ");
+        }
+        let mut tie = [0u8; 34];
+        let mut x = [0.0f32; 32];
+        x[0] = 127.0;
+        x[1] = 2.5;
+        quantize_activations(GgmlType::Q8_0, &x, &mut tie);
+        assert_eq!(tie[3] as i8, 2, "2.5 rounds to even");
+    }
+
+    #[test]
+    fn vector_activation_quantization_matches_the_portable_one_byte_for_byte() {
+        let mut x = values(32 * 64, 11, 5.0);
+        // A zero block, a block of exact ties, and one with a single huge value.
+        x[..32].fill(0.0);
+        for (i, v) in x[32..64].iter_mut().enumerate() {
+            *v = if i == 0 { 127.0 } else { i as f32 - 15.5 };
+        }
+        x[64] = 22_000.0;
+        for with_sum in [false, true] {
+            let block = if with_sum { 36 } else { 34 };
+            let mut fast = vec![0u8; x.len() / 32 * block];
+            let mut portable = fast.clone();
+            quantize_q8(&x, &mut fast, with_sum);
+            quantize_q8_scalar(&x, &mut portable, with_sum);
+            assert_eq!(fast, portable, "with_sum {with_sum}");
+        }
+    }
+
+    #[test]
+    fn vector_exp_and_swiglu_match_the_scalar_ones() {
+        let mut x: Vec<f32> = values(1000, 9, 30.0);
+        x.extend([
+            -200.0,
+            -130.0,
+            -100.0,
+            -88.0,
+            0.0,
+            88.0,
+            100.0,
+            200.0,
+            f32::NEG_INFINITY,
+        ]);
+        let mut fast = x.clone();
+        exp_in_place(&mut fast);
+        for (i, (&f, &v)) in fast.iter().zip(&x).enumerate() {
+            assert_eq!(f.to_bits(), exp(v).to_bits(), "exp({v}) at {i}");
+        }
+        let up = values(x.len(), 10, 2.0);
+        let mut gate: Vec<f32> = x.iter().map(|v| v.clamp(-150.0, 150.0)).collect();
+        let expected: Vec<f32> = gate
+            .iter()
+            .zip(&up)
+            .map(|(&g, &u)| g / (1.0 + exp(0.0 - g)) * u)
+            .collect();
+        swiglu(&mut gate, &up);
+        for (g, e) in gate.iter().zip(&expected) {
+            assert_eq!(g.to_bits(), e.to_bits());
+        }
+    }
+
+    #[test]
+    #[allow(clippy::needless_range_loop)] // lane arithmetic reads best with indices
+    fn f16_helpers_match_the_portable_loops() {
+        let k: Vec<u16> = values(64, 1, 4.0)
+            .iter()
+            .map(|&v| f16::from_f32(v).to_bits())
+            .collect();
+        let q = values(64, 2, 1.0);
+        let kf: Vec<f32> = k.iter().map(|&b| f16::from_bits(b).to_f32()).collect();
+        // The portable statement of each order, lane by lane.
+        let mut lanes = [0f32; 16];
+        for x in 0..64 {
+            lanes[x % 16] = kf[x].mul_add(q[x], lanes[x % 16]);
+        }
+        let halve = crate::attention::reduce16;
+        if let Some(fast) = dot_f16_lanes(false, &k, &q) {
+            assert_eq!(fast.to_bits(), halve(lanes).to_bits());
+        }
+        let mut groups = [[0f32; 16]; 4];
+        for x in 0..64 {
+            groups[x / 16][x % 16] = kf[x].mul_add(q[x], groups[x / 16][x % 16]);
+        }
+        for l in 0..16 {
+            groups[0][l] += groups[2][l];
+            groups[1][l] += groups[3][l];
+            groups[0][l] += groups[1][l];
+        }
+        if let Some(fast) = dot_f16_lanes(true, &k, &q) {
+            assert_eq!(fast.to_bits(), halve(groups[0]).to_bits());
+        }
+        let mut acc = values(77, 3, 1.0);
+        let mut expected = acc.clone();
+        let v: Vec<u16> = values(77, 4, 4.0)
+            .iter()
+            .map(|&v| f16::from_f32(v).to_bits())
+            .collect();
+        fma_f16_row(&mut acc, 0.3, &v);
+        for (e, &vb) in expected.iter_mut().zip(&v) {
+            *e = 0.3f32.mul_add(f16::from_bits(vb).to_f32(), *e);
+        }
+        assert_eq!(acc, expected);
+        let mut bits = vec![0u16; 77];
+        f32_to_f16(&q[..64].repeat(2)[..77], &mut bits);
+        assert!(
+            bits.iter()
+                .zip(&q[..64].repeat(2))
+                .all(|(&b, &v)| b == f16::from_f32(v).to_bits())
+        );
+    }
+}

@@ -1,0 +1,49 @@
+//! The local backend: quantized GGUF models on the CPU, with no C/C++ toolchain, no key and
+//! no network.
+//!
+//! From the file up: [`gguf`] reads the container, [`quant`] knows the block formats,
+//! [`tokenizer`] and [`template`] turn chats into token ids, [`llama`] is the architecture,
+//! [`sampler`] picks tokens, [`constrain`] keeps them inside a grammar, and [`LocalModel`]
+//! ties them into a chat service. [`fetch`]
+//! obtains the embedded default model.
+//!
+//! ```no_run
+//! use any_core::ChatServiceExt;
+//!
+//! # #[tokio::main] async fn main() -> any_core::Result<()> {
+//! let model = any_llm_local::default_model().await?;
+//! println!("{}", model.complete("Name three colours.").await?);
+//! # Ok(()) }
+//! ```
+
+mod attention;
+pub mod constrain;
+mod engine;
+pub mod fetch;
+pub mod gguf;
+pub mod kernels;
+pub mod llama;
+mod matmul;
+mod pool;
+pub mod quant;
+pub mod sampler;
+pub mod template;
+pub mod tokenizer;
+
+pub use llama::KvCacheType;
+
+pub use engine::{
+    DEFAULT_CONTEXT, LocalModel, LocalModelOptions, LogLikelihood, ModelInfo, Perplexity,
+    top_logits,
+};
+
+/// The embedded default model (SmolLM2-135M-Instruct, Q4_1), or the model `ANY_MODEL` names,
+/// opened with default options. The first call downloads the default model (see [`fetch`]).
+///
+/// # Errors
+/// As [`fetch::default_model_path`] and [`LocalModel::open`].
+pub async fn default_model() -> any_core::Result<LocalModel> {
+    tokio::task::spawn_blocking(|| LocalModel::open(fetch::default_model_path()?))
+        .await
+        .map_err(|e| any_core::Error::Model(format!("loading the default model panicked: {e}")))?
+}

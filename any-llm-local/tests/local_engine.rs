@@ -1,0 +1,272 @@
+//! The engine's promises on the real default model: errors that name the problem, streaming
+//! and cancellation, queued concurrent requests, prefix reuse, seeds, embeddings and scoring.
+
+mod support;
+
+use any_core::{
+    ChatRequest, ChatServiceExt, EmbedServiceExt, Error, FinishReason, Message, ResponseFormat,
+};
+use any_llm_local::{LocalModel, LocalModelOptions};
+use futures_util::StreamExt;
+
+fn model() -> &'static LocalModel {
+    support::shared_model()
+}
+
+fn greedy(messages: Vec<Message>, max_tokens: u32) -> ChatRequest {
+    ChatRequest::builder()
+        .messages(messages)
+        .temperature(0.0)
+        .max_tokens(max_tokens)
+        .build()
+}
+
+#[tokio::test]
+async fn chat_streams_an_answer_through_the_template() {
+    let response = model()
+        .chat(greedy(
+            vec![Message::user("What is the capital of Japan?")],
+            24,
+        ))
+        .await
+        .expect("answers");
+    // The default model's own greedy answer (llama.cpp gives the same).
+    assert_eq!(response.text(), "The capital of Japan is Tokyo.");
+    assert_eq!(response.finish_reason, Some(FinishReason::Stop));
+    let usage = response.usage.expect("usage");
+    assert!(
+        usage.prompt_tokens > 10 && usage.completion_tokens > 0,
+        "{usage:?}"
+    );
+    assert!(matches!(
+        response.finish_reason,
+        Some(FinishReason::Stop | FinishReason::Length)
+    ));
+    // The rendered prompt is the model's own template, not something of ours.
+    let prompt = model()
+        .render_prompt(&greedy(vec![Message::user("hi")], 1))
+        .expect("renders");
+    assert!(
+        prompt.contains("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"),
+        "{prompt:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_prompt_longer_than_the_context_is_a_clear_error() {
+    let small = LocalModel::open_with(
+        support::default_model_path(),
+        LocalModelOptions {
+            context: Some(64),
+            threads: Some(1),
+            ..Default::default()
+        },
+    )
+    .expect("opens");
+    let long = "word ".repeat(200);
+    let err = small
+        .chat(greedy(vec![Message::user(long)], 8))
+        .await
+        .expect_err("too long");
+    match err {
+        Error::ContextLengthExceeded {
+            requested: Some(r),
+            limit: Some(64),
+            ..
+        } => assert!(r > 64),
+        other => panic!("expected ContextLengthExceeded, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn max_tokens_and_stop_sequences_end_generation() {
+    let r = model()
+        .chat(greedy(vec![Message::user("Count from 1 to 20.")], 5))
+        .await
+        .expect("answers");
+    assert_eq!(r.finish_reason, Some(FinishReason::Length));
+    assert_eq!(r.usage.expect("usage").completion_tokens, 5);
+
+    let full = model()
+        .chat(greedy(
+            vec![Message::user("Count from 1 to 10, separated by commas.")],
+            40,
+        ))
+        .await
+        .expect("answers");
+    let cut_at = full.text().find('3').expect("the count reaches 3");
+    let mut req = greedy(
+        vec![Message::user("Count from 1 to 10, separated by commas.")],
+        40,
+    );
+    req.sampling.stop = vec!["3".into()];
+    let stopped = model().chat(req).await.expect("answers");
+    assert_eq!(stopped.text(), &full.text()[..cut_at]);
+    assert_eq!(stopped.finish_reason, Some(FinishReason::Stop));
+}
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_output() {
+    let req = |seed| {
+        ChatRequest::builder()
+            .user("Write a short poem about rivers.")
+            .temperature(1.0)
+            .seed(seed)
+            .max_tokens(24)
+            .build()
+    };
+    let a = model().chat(req(42)).await.expect("a");
+    let b = model().chat(req(42)).await.expect("b");
+    let c = model().chat(req(7)).await.expect("c");
+    assert_eq!(a.text(), b.text());
+    assert_ne!(
+        a.text(),
+        c.text(),
+        "different seeds should (almost surely) differ"
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_stream_cancels_and_concurrent_requests_are_not_mixed() {
+    let m = model();
+    let question = vec![Message::user("Tell me a long story about a dragon.")];
+    let alone = m.chat(greedy(question.clone(), 20)).await.expect("alone");
+
+    // Start a long generation, read one chunk, drop it: the model must be free again soon
+    // and answer the next request exactly as before.
+    let mut stream = m
+        .stream(greedy(question.clone(), 2000))
+        .await
+        .expect("starts");
+    let _ = stream.next().await;
+    drop(stream);
+
+    let other = vec![Message::user("List three fruits.")];
+    let (a, b) = tokio::join!(
+        m.chat(greedy(question.clone(), 20)),
+        m.chat(greedy(other.clone(), 20))
+    );
+    let b_alone = m.chat(greedy(other, 20)).await.expect("b alone");
+    assert_eq!(a.expect("a").text(), alone.text());
+    assert_eq!(b.expect("b").text(), b_alone.text());
+}
+
+#[tokio::test]
+async fn a_second_turn_reuses_the_cached_prefix() {
+    // A model of its own, so no other test's request clears the cache in between.
+    let m = support::open_model();
+    let mut messages = vec![Message::user("My name is Ada. Say hello.")];
+    let first = m
+        .chat(greedy(messages.clone(), 16))
+        .await
+        .expect("first turn");
+    messages.push(Message::assistant(first.text()));
+    messages.push(Message::user("What is my name?"));
+    let second = m
+        .chat(greedy(messages.clone(), 16))
+        .await
+        .expect("second turn");
+    let usage = second.usage.expect("usage");
+    let first_prompt = first.usage.expect("usage").prompt_tokens;
+    assert!(
+        usage.cached_prompt_tokens.unwrap_or(0) >= first_prompt,
+        "the second turn should reuse at least the first prompt ({first_prompt} tokens): {usage:?}"
+    );
+    // Reuse must not change the answer: a fresh model computes the same.
+    let fresh = support::open_model();
+    let again = fresh.chat(greedy(messages, 16)).await.expect("fresh");
+    assert_eq!(again.usage.expect("usage").cached_prompt_tokens, Some(0));
+    assert_eq!(again.text(), second.text());
+}
+
+#[tokio::test]
+async fn embeddings_are_normalised_and_meaningful() {
+    let vs = model()
+        .clone()
+        .embed([
+            "The cat sat on the mat.",
+            "A cat was sitting on a mat.",
+            "Quarterly revenue grew by 4%.",
+        ])
+        .await
+        .expect("embeds");
+    assert_eq!(vs.len(), 3);
+    for v in &vs {
+        assert_eq!(v.len(), model().info().config.n_embd);
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+    }
+    let near = any_core::cosine_similarity(&vs[0], &vs[1]);
+    let far = any_core::cosine_similarity(&vs[0], &vs[2]);
+    assert!(
+        near > far,
+        "paraphrases ({near}) should be closer than unrelated texts ({far})"
+    );
+}
+
+#[tokio::test]
+async fn log_likelihood_prefers_the_sensible_continuation() {
+    let m = model();
+    let good = m
+        .log_likelihood("The capital of France is", " Paris")
+        .await
+        .expect("scores");
+    let bad = m
+        .log_likelihood("The capital of France is", " a banana")
+        .await
+        .expect("scores");
+    assert!(good.logprob < 0.0 && good.tokens == 1);
+    assert!(good.logprob > bad.logprob, "{good:?} vs {bad:?}");
+    assert!(
+        good.is_greedy,
+        "Paris should be the greedy choice: {good:?}"
+    );
+    assert!(!bad.is_greedy);
+}
+
+#[tokio::test]
+async fn unsupported_requests_say_so() {
+    let req = ChatRequest::builder()
+        .user("Distinct numbers please")
+        .response_format(ResponseFormat::JsonSchema {
+            name: "distinct".into(),
+            schema: serde_json::json!({"type": "array", "uniqueItems": true}),
+            strict: true,
+        })
+        .build();
+    let err = model()
+        .chat(req)
+        .await
+        .expect_err("uniqueItems cannot be enforced");
+    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+    assert!(err.to_string().contains("uniqueItems"), "{err}");
+    let err = model()
+        .chat(ChatRequest::builder().user("x").temperature(-1.0).build())
+        .await
+        .expect_err("bad");
+    assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
+}
+
+#[test]
+fn broken_files_are_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("any-engine-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let not_gguf = dir.join("not.gguf");
+    std::fs::write(&not_gguf, b"PK\x03\x04 definitely a zip file").expect("writes");
+    let err = LocalModel::open(&not_gguf)
+        .expect_err("not GGUF")
+        .to_string();
+    assert!(
+        err.contains("not.gguf") && err.to_lowercase().contains("magic"),
+        "{err}"
+    );
+
+    let bytes = std::fs::read(support::default_model_path()).expect("reads the model");
+    let truncated = dir.join("truncated.gguf");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("writes");
+    let err = LocalModel::open(&truncated)
+        .expect_err("truncated")
+        .to_string();
+    assert!(err.contains("truncated.gguf"), "{err}");
+    std::fs::remove_dir_all(&dir).expect("cleans up");
+}

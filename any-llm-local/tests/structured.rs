@@ -1,0 +1,328 @@
+//! Constrained decoding on the real default model: JSON Schema answers that always parse and
+//! validate, forced tool calls, typed answers, and clear errors for what cannot be enforced.
+
+mod support;
+
+use any_core::schema::Schema;
+use any_core::{
+    ChatRequest, ChatServiceExt, Error, FinishReason, ResponseFormat, ToolChoice, ToolSpec,
+};
+use any_llm_local::LocalModel;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+fn model() -> &'static LocalModel {
+    support::shared_model()
+}
+
+fn schema_request(prompt: &str, name: &str, schema: &Value, max_tokens: u32) -> ChatRequest {
+    ChatRequest::builder()
+        .system("You answer with JSON only.")
+        .user(prompt)
+        .temperature(0.0)
+        .max_tokens(max_tokens)
+        .response_format(ResponseFormat::JsonSchema {
+            name: name.into(),
+            schema: schema.clone(),
+            strict: true,
+        })
+        .build()
+}
+
+/// Varied schemas, each with a prompt that fits it: every answer must parse and validate.
+///
+/// Strings and numbers are bounded as a real schema would bound them: the constraint keeps
+/// an answer valid, but cannot stop a 135M model repeating a digit until `max_tokens` cuts it
+/// off (an unbounded `population` did exactly that).
+fn batch() -> Vec<(&'static str, &'static str, Value)> {
+    vec![
+        (
+            "flat_object",
+            "Describe the city of Paris: its name and population.",
+            json!({"type": "object", "properties": {
+                "name": {"type": "string", "maxLength": 40},
+                "population": {"type": "integer", "minimum": 0, "maximum": 100000000}
+            }, "required": ["name", "population"], "additionalProperties": false}),
+        ),
+        (
+            "nested_object",
+            "Give a person named Ann with her address in Lyon.",
+            json!({"type": "object", "properties": {
+                "name": {"type": "string", "maxLength": 30},
+                "address": {"type": "object", "properties": {
+                    "city": {"type": "string", "maxLength": 30},
+                    "zip": {"type": "string", "pattern": "^[0-9]{5}$"}
+                }, "required": ["city", "zip"], "additionalProperties": false}
+            }, "required": ["name", "address"], "additionalProperties": false}),
+        ),
+        (
+            "bounded_array",
+            "List three colours.",
+            json!({"type": "object", "properties": {
+                "colours": {"type": "array", "items": {"type": "string", "maxLength": 15},
+                            "minItems": 2, "maxItems": 4}
+            }, "required": ["colours"], "additionalProperties": false}),
+        ),
+        (
+            "enum",
+            "Is the sky blue? Answer with the mood of the statement.",
+            json!({"type": "object", "properties": {
+                "mood": {"enum": ["positive", "negative", "neutral"]}
+            }, "required": ["mood"], "additionalProperties": false}),
+        ),
+        (
+            "integer_range",
+            "Rate the film Titanic from 1 to 5.",
+            json!({"type": "object", "properties": {
+                "stars": {"type": "integer", "minimum": 1, "maximum": 5}
+            }, "required": ["stars"], "additionalProperties": false}),
+        ),
+        (
+            "boolean",
+            "Is water wet?",
+            json!({"type": "object", "properties": {"answer": {"type": "boolean"}},
+                   "required": ["answer"], "additionalProperties": false}),
+        ),
+        (
+            "nullable_any_of",
+            "What is the middle name of John Smith, if any?",
+            json!({"type": "object", "properties": {
+                "middle_name": {"anyOf": [{"type": "string", "maxLength": 20}, {"type": "null"}]}
+            }, "required": ["middle_name"], "additionalProperties": false}),
+        ),
+        (
+            "nullable_type_array",
+            "How old is the Eiffel Tower in years?",
+            json!({"type": "object", "properties": {
+                "years": {"type": ["integer", "null"], "minimum": 0, "maximum": 1000}
+            }, "required": ["years"], "additionalProperties": false}),
+        ),
+        (
+            "string_pattern",
+            "Give a product code made of three capital letters, a dash and four digits.",
+            json!({"type": "object", "properties": {
+                "code": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]{4}$"}
+            }, "required": ["code"], "additionalProperties": false}),
+        ),
+        (
+            "string_format",
+            "When did the Apollo 11 landing happen? Give the date.",
+            json!({"type": "object", "properties": {
+                "date": {"type": "string", "format": "date"}
+            }, "required": ["date"], "additionalProperties": false}),
+        ),
+        (
+            "defs_and_refs",
+            "Give two points of a line segment.",
+            json!({
+                "$defs": {"point": {"type": "object", "properties": {
+                    "x": {"type": "integer", "minimum": -100, "maximum": 100},
+                    "y": {"type": "integer", "minimum": -100, "maximum": 100}
+                }, "required": ["x", "y"], "additionalProperties": false}},
+                "type": "object",
+                "properties": {"from": {"$ref": "#/$defs/point"}, "to": {"$ref": "#/$defs/point"}},
+                "required": ["from", "to"], "additionalProperties": false
+            }),
+        ),
+        (
+            "optional_fields",
+            "Describe a book: its title, and its year if you know it.",
+            json!({"type": "object", "properties": {
+                "title": {"type": "string", "maxLength": 40},
+                "year": {"type": "integer", "minimum": 0, "maximum": 2100},
+                "subtitle": {"type": "string", "maxLength": 40}
+            }, "required": ["title"], "additionalProperties": false}),
+        ),
+        (
+            "array_of_objects",
+            "List two planets and whether each has rings.",
+            json!({"type": "array", "minItems": 2, "maxItems": 3, "items": {
+                "type": "object", "properties": {
+                    "planet": {"type": "string", "maxLength": 12},
+                    "rings": {"type": "boolean"}
+                }, "required": ["planet", "rings"], "additionalProperties": false
+            }}),
+        ),
+        (
+            "draft_07_definitions",
+            "Give a temperature reading in Celsius.",
+            json!({
+                "$schema": "http://json-schema.org/draft-07/schema#",
+                "definitions": {"celsius": {"type": "number", "minimum": -90, "maximum": 60}},
+                "type": "object",
+                "properties": {"reading": {"$ref": "#/definitions/celsius"}},
+                "required": ["reading"], "additionalProperties": false
+            }),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn every_answer_in_a_batch_of_schemas_parses_and_validates() {
+    let cases = batch();
+    assert!(cases.len() >= 12);
+    let mut failures = Vec::new();
+    for (name, prompt, schema) in &cases {
+        let compiled = Schema::compile_named(*name, schema).expect("test schemas are valid");
+        let response = model()
+            .chat(schema_request(prompt, name, schema, 160))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let text = response.text();
+        match compiled.parse(text) {
+            Ok(_) => assert_eq!(
+                response.finish_reason,
+                Some(FinishReason::Stop),
+                "{name}: a complete answer ends with Stop"
+            ),
+            Err(e) => failures.push(format!("{name}: {e} ({:?})", response.finish_reason)),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} answers failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn json_mode_gives_an_object_and_greedy_stays_deterministic() {
+    let req = ChatRequest::builder()
+        .user("Describe a cat in JSON.")
+        .temperature(0.0)
+        .max_tokens(80)
+        .response_format(ResponseFormat::Json)
+        .build();
+    let a = model().chat(req.clone()).await.unwrap();
+    let b = model().chat(req).await.unwrap();
+    assert_eq!(a.text(), b.text());
+    if a.finish_reason == Some(FinishReason::Stop) {
+        let v: Value = serde_json::from_str(a.text()).expect("a finished JSON answer parses");
+        assert!(v.is_object(), "{v}");
+    } else {
+        // Cut by max_tokens: still a prefix of an object.
+        assert!(a.text().starts_with('{'), "{}", a.text());
+    }
+}
+
+/// Arguments of the weather tool.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[allow(dead_code)]
+struct WeatherArgs {
+    /// City name.
+    city: String,
+    /// Temperature unit.
+    unit: Unit,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum Unit {
+    Celsius,
+    Fahrenheit,
+}
+
+// ANCHOR: tools
+#[tokio::test]
+async fn forced_tool_calls_are_tool_calls_with_valid_arguments() {
+    let weather = ToolSpec::from_type::<WeatherArgs>("get_weather", "Current weather in a city.");
+    let add = ToolSpec::new(
+        "add",
+        "Adds two integers.",
+        json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+               "required": ["a", "b"], "additionalProperties": false}),
+    );
+    for (choice, expect) in [
+        (
+            ToolChoice::Tool {
+                name: "get_weather".into(),
+            },
+            Some("get_weather"),
+        ),
+        (ToolChoice::Required, None),
+    ] {
+        let req = ChatRequest::builder()
+            .user("What is the weather in Paris, in celsius?")
+            .tool(weather.clone())
+            .tool(add.clone())
+            .tool_choice(choice)
+            .temperature(0.0)
+            .max_tokens(120)
+            .build();
+        let response = model().chat(req).await.unwrap();
+        assert_eq!(response.finish_reason, Some(FinishReason::ToolCalls));
+        assert_eq!(response.text(), "");
+        let calls = response.tool_calls();
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        let call = &calls[0];
+        if let Some(name) = expect {
+            assert_eq!(call.name, name);
+        }
+        let spec = [&weather, &add]
+            .into_iter()
+            .find(|t| t.name == call.name)
+            .expect("the call names one of the tools");
+        let args: Value = serde_json::from_str(&call.arguments).unwrap();
+        Schema::compile(&spec.parameters)
+            .unwrap()
+            .validate(&args)
+            .unwrap_or_else(|e| panic!("{}: {e}", call.arguments));
+        assert!(call.id.starts_with("call_"), "{}", call.id);
+    }
+}
+// ANCHOR_END: tools
+
+// ANCHOR: typed
+/// A typed answer.
+#[derive(Debug, Deserialize, JsonSchema)]
+struct Capital {
+    country: String,
+    city: String,
+    #[allow(dead_code)]
+    population_millions: Option<f32>,
+}
+
+#[tokio::test]
+async fn chat_typed_returns_the_type() {
+    let req = ChatRequest::builder()
+        .user("What is the capital of France?")
+        .temperature(0.0)
+        .max_tokens(100)
+        .build();
+    let answer: Capital = model().chat_typed(req).await.unwrap();
+    assert!(
+        !answer.country.is_empty() && !answer.city.is_empty(),
+        "{answer:?}"
+    );
+}
+// ANCHOR_END: typed
+
+#[tokio::test]
+async fn a_cut_off_answer_is_a_clear_error_not_a_panic() {
+    let req = ChatRequest::builder()
+        .user("What is the capital of France?")
+        .temperature(0.0)
+        .max_tokens(3)
+        .build();
+    let err = model().chat_typed::<Capital>(req).await.unwrap_err();
+    assert!(err.to_string().contains("cut off by max_tokens"), "{err}");
+}
+
+#[tokio::test]
+async fn what_cannot_be_enforced_is_named() {
+    let schema = json!({"type": "object", "properties": {"n": {"not": {"type": "string"}}}});
+    let err = model()
+        .chat(schema_request("x", "negated", &schema, 10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+    assert!(err.to_string().contains("not"), "{err}");
+    let err = model()
+        .chat(schema_request("x", "never", &json!(false), 10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
+}
