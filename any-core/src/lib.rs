@@ -17,8 +17,11 @@
 //! `tower::Service<ChatRequest, Response = ChatStream, Error = Error>`. Every service streams;
 //! [`ChatServiceExt::chat`] collects the stream into a [`ChatResponse`] with the one
 //! [`Accumulator`] of the family. [`ChatServiceExt::chat_typed`] asks for a Rust type and
-//! returns one, checked against its JSON Schema by the [`schema`] module. This crate has no
-//! feature flags and few dependencies.
+//! returns one, checked against its JSON Schema by the [`schema`] module.
+//!
+//! Feature flags: `schema` (default) — JSON Schema validation ([`Schema`], `chat_typed`), on
+//! the `jsonschema` crate. An adapter author who only implements [`ChatService`] can turn it
+//! off (`default-features = false`) and compile little more than tower, serde and futures.
 //!
 //! ```
 //! use any_core::{ChatChunk, ChatRequest, ChatServiceExt, ChatStream, Error, FinishReason};
@@ -61,7 +64,9 @@ pub use response::{
     Accumulator, ChatChunk, ChatResponse, FinishReason, TokenLogprob, ToolCallDelta, TopLogprob,
     Usage,
 };
-pub use schema::{Schema, Violation};
+#[cfg(feature = "schema")]
+pub use schema::Schema;
+pub use schema::Violation;
 pub use service::{
     BoxChatService, BoxEmbedService, ChatFuture, ChatService, ChatServiceExt, EmbedService,
     EmbedServiceExt,
@@ -73,7 +78,8 @@ pub use verdict::{Span, Verdict};
 /// Typed values that travel with requests and responses (`http::Extensions`).
 pub use http::Extensions;
 
-// The README's code is compiled and run with this crate's doc tests, so it cannot rot.
+// The README's code is compiled and run with this crate's doc tests, so it cannot rot
+// (`scripts/test` checks that the repository's README shows the same code).
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

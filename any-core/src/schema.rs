@@ -1,4 +1,5 @@
-//! JSON Schema validation with errors that name each violation.
+//! JSON Schema validation with errors that name each violation (the [`Schema`] validator needs
+//! the default `schema` feature; [`Violation`] and [`extract_json`] are always here).
 //!
 //! A [`Schema`] is compiled once and validates many values cheaply. It understands the
 //! drafts that `schemars` and hand-written schemas use — 2020-12 (the default, and what
@@ -39,16 +40,21 @@
 //! # Ok::<(), any_core::Error>(())
 //! ```
 
+#[cfg(feature = "schema")]
 use std::sync::Arc;
 
+#[cfg(feature = "schema")]
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "schema")]
 use serde_json::Value;
 
+#[cfg(feature = "schema")]
 use crate::{Error, ResponseFormat, Result};
 
 /// How many violations a [`Schema`] reports at most: past this the value is plainly not the
 /// shape asked for, and a longer list only costs time.
+#[cfg(feature = "schema")]
 const MAX_VIOLATIONS: usize = 64;
 
 /// One way a value fails a schema.
@@ -95,9 +101,10 @@ pub(crate) fn describe_violations(schema: &str, violations: &[Violation]) -> Str
     out
 }
 
-/// A compiled JSON Schema: compile once, validate many values.
+/// A compiled JSON Schema: compile once, validate many values (feature `schema`).
 ///
 /// Cheap to clone (the compiled form is shared).
+#[cfg(feature = "schema")]
 #[derive(Clone)]
 pub struct Schema {
     name: Arc<str>,
@@ -105,6 +112,7 @@ pub struct Schema {
     validator: Arc<jsonschema::Validator>,
 }
 
+#[cfg(feature = "schema")]
 impl std::fmt::Debug for Schema {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Schema")
@@ -114,6 +122,7 @@ impl std::fmt::Debug for Schema {
     }
 }
 
+#[cfg(feature = "schema")]
 impl Schema {
     /// Compiles `schema`, naming it after its `title` (else `"schema"`).
     ///
@@ -308,6 +317,7 @@ pub fn extract_json(text: &str) -> &str {
     body.strip_suffix("```").unwrap_or(body).trim()
 }
 
+#[cfg(feature = "schema")]
 fn shorten(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_owned();
@@ -320,11 +330,12 @@ fn shorten(s: &str, max: usize) -> String {
 }
 
 /// `text` in backticks, cut to a readable length.
+#[cfg(feature = "schema")]
 fn quote(text: &str) -> String {
     format!("`{}`", shorten(text, 200))
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "schema"))]
 mod tests {
     use super::*;
     use serde_json::json;
