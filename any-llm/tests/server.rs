@@ -190,7 +190,18 @@ async fn plain_and_streamed_chat_on_the_real_model_agree() {
     assert_eq!(Some(&whole["choices"][0]["finish_reason"]), finish.as_ref());
     let last = events.last().expect("a usage chunk");
     assert_eq!(last["choices"], json!([]));
-    assert_eq!(last["usage"], whole["usage"]);
+    // Token counts agree; how many prompt tokens were served from the KV cache depends on
+    // what the shared model ran just before (other tests of this binary run in parallel), so
+    // it is only bounded, never compared.
+    for key in ["prompt_tokens", "completion_tokens", "total_tokens"] {
+        assert_eq!(last["usage"][key], whole["usage"][key], "{key}");
+    }
+    for usage in [&last["usage"], &whole["usage"]] {
+        let cached = usage["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(cached <= usage["prompt_tokens"].as_u64().unwrap(), "{usage}");
+    }
 }
 
 #[tokio::test]
