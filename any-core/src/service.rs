@@ -21,6 +21,7 @@ use crate::{FinishReason, Schema};
 /// to implement it by hand. Because it *is* a tower service, tower's own layers (concurrency
 /// limits, load balancing, buffering) apply unchanged; those that box errors (timeout) come
 /// back to this shape with `.map_err(Error::from_boxed)`.
+// ANCHOR: chat_service
 pub trait ChatService:
     Service<ChatRequest, Response = ChatStream, Error = Error, Future: Send + 'static>
     + Clone
@@ -28,6 +29,7 @@ pub trait ChatService:
     + 'static
 {
 }
+// ANCHOR_END: chat_service
 
 impl<S> ChatService for S where
     S: Service<ChatRequest, Response = ChatStream, Error = Error, Future: Send + 'static>

@@ -160,17 +160,26 @@ async fn perplexity_is_within_one_percent_of_llama_cpp() {
     }
 }
 
-/// The default model with a Q8_0 KV cache, opened once for the tests below.
+/// The default model with a Q8_0 KV cache, opened once for the tests below (the book's "KV
+/// cache" section shows this code).
 fn q8_model() -> &'static LocalModel {
     static MODEL: std::sync::OnceLock<LocalModel> = std::sync::OnceLock::new();
-    MODEL.get_or_init(|| {
-        let options = any_llm_local::LocalModelOptions {
-            threads: Some(2),
-            kv_cache: any_llm_local::KvCacheType::Q8_0,
-            ..Default::default()
-        };
-        LocalModel::open_with(support::default_model_path(), options).expect("opens")
-    })
+    MODEL.get_or_init(|| open_q8(support::default_model_path()).expect("opens"))
+}
+
+fn open_q8(path: std::path::PathBuf) -> any_core::Result<LocalModel> {
+    // ANCHOR: kv_cache
+    use any_llm_local::{KvCacheType, LocalModel, LocalModelOptions};
+
+    let options = LocalModelOptions {
+        kv_cache: KvCacheType::Q8_0,
+        threads: Some(2),
+        ..Default::default()
+    };
+    let model = LocalModel::open_with(path, options)?;
+    assert_eq!(model.info().kv_cache, KvCacheType::Q8_0);
+    // ANCHOR_END: kv_cache
+    Ok(model)
 }
 
 /// A Q8_0 cache changes the numbers (llama.cpp's reference uses f16), so these tests bound

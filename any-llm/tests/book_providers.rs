@@ -71,3 +71,23 @@ fn the_books_provider_table_matches_the_rows() {
         "book/src/providers.md's table is stale; it should read:\n\n{expected}"
     );
 }
+
+/// The book's example of a provider configured in code builds a service without touching the
+/// network (the address is only dialled on the first request).
+#[cfg(feature = "http")]
+#[test]
+fn the_books_provider_builder_example_builds() -> any_core::Result<()> {
+    // ANCHOR: builder
+    use any_llm::Provider;
+    use std::time::Duration;
+
+    let model = Provider::openai() // any OpenAI-compatible server
+        .base_url("http://inference.internal:8000/v1")
+        .api_key("token-abc")
+        .header("x-team", "search")
+        .timeout(Duration::from_secs(60))
+        .model("qwen2.5-7b-instruct")?;
+    // ANCHOR_END: builder
+    drop(model);
+    Ok(())
+}

@@ -200,7 +200,10 @@ async fn plain_and_streamed_chat_on_the_real_model_agree() {
         let cached = usage["prompt_tokens_details"]["cached_tokens"]
             .as_u64()
             .unwrap_or(0);
-        assert!(cached <= usage["prompt_tokens"].as_u64().unwrap(), "{usage}");
+        assert!(
+            cached <= usage["prompt_tokens"].as_u64().unwrap(),
+            "{usage}"
+        );
     }
 }
 
