@@ -37,7 +37,8 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use super::Connection;
-use crate::http::{error_from_status, parse_json, read_json, sse_events};
+use crate::http::{parse_json, read_json, sse_events};
+use crate::wire::openai::error_from_status;
 use crate::wire::openai::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingRequest,
     EmbeddingResponse, ModelList, StreamOptions,
@@ -354,7 +355,7 @@ impl StreamState {
                 &self.provider,
                 status,
                 &HeaderMap::new(),
-                data,
+                data.as_bytes(),
             ));
         }
         // Groq reports the last chunk's usage under `x_groq`.

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::wire::{
     MessagesResponse, ResponseBlock, WireUsage, finish_reason, status_of_error_type,
 };
-use crate::http::error_from_status;
+use crate::wire::openai::error_from_status;
 
 /// The events this version acts on; every other `type` (including `ping` and kinds added
 /// later) is read and skipped.
@@ -307,8 +307,8 @@ fn stream_error(error: &Value) -> Error {
     error_from_status(
         "anthropic",
         status_of_error_type(kind),
-        &reqwest::header::HeaderMap::new(),
-        &body,
+        &http::HeaderMap::new(),
+        body.as_bytes(),
     )
 }
 

@@ -227,7 +227,7 @@ fn image_block(url: &str) -> Result<Value> {
     let Some((meta, data)) = data_url.split_once(',') else {
         return Err(Error::InvalidRequest(format!(
             "image data URL has no comma: {:?}",
-            crate::http::quote_text(url)
+            crate::wire::openai::quote_body(url)
         )));
     };
     let Some(media_type) = meta.strip_suffix(";base64") else {

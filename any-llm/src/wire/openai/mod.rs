@@ -52,7 +52,8 @@ pub use embeddings::{
     EmbeddingData, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage,
     EmbeddingVector, EncodingFormat, Model, ModelList,
 };
-pub use error::{ErrorObject, ErrorResponse, parse_retry_after};
+pub(crate) use error::quote as quote_body;
+pub use error::{ErrorObject, ErrorResponse, error_from_status, retry_after};
 pub use request::{
     ChatCompletionRequest, ContentPart, FunctionDefinition, FunctionName, ImageUrl,
     JsonSchemaFormat, MessageContent, RequestMessage, ResponseFormat, Role, StopSequences,
