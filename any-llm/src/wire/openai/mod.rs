@@ -52,6 +52,7 @@ pub use embeddings::{
     EmbeddingData, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage,
     EmbeddingVector, EncodingFormat, Model, ModelList,
 };
+#[cfg(feature = "http")]
 pub(crate) use error::quote as quote_body;
 pub use error::{ErrorObject, ErrorResponse, error_from_status, retry_after};
 pub use request::{
