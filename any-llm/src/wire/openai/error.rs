@@ -509,12 +509,7 @@ mod tests {
                 "context",
             ),
             (Error::Timeout("30s".into()), 504, "server_error", "timeout"),
-            (
-                Error::Model("weights".into()),
-                500,
-                "server_error",
-                "provider",
-            ),
+            (Error::model("weights"), 500, "server_error", "provider"),
         ];
         for (err, status, kind, back_kind) in cases {
             let (s, obj) = ErrorObject::from_error(&err);
