@@ -15,6 +15,7 @@
 //! the request may well succeed on another attempt or another endpoint.
 
 mod error;
+pub mod sse;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -27,8 +28,8 @@ use serde::de::DeserializeOwned;
 
 pub(crate) use error::{invalid_response, transport_error};
 
-use crate::sse::{SseEvent, SseStream};
 use crate::wire::openai::error_from_status;
+use sse::{SseEvent, SseStream};
 
 /// How an [`HttpClient`] connects and how long it waits.
 ///
