@@ -209,9 +209,10 @@ impl<S: ChatService> Service<ChatRequest> for Balance<S> {
     type Error = Error;
     type Future = any_core::ChatFuture;
 
-    /// Ready when some endpoint is, as tower's p2c balancer: the endpoints are polled in the
-    /// order of [`preference`](Self::preference) and the first ready one takes the next
-    /// call, so a busy endpoint is passed over and the balance is pending only when all are.
+    /// Ready when some endpoint is, as tower's p2c balancer: the endpoints are polled in
+    /// power-of-two-choices order (the pick first, then the other healthy endpoints) and the
+    /// first ready one takes the next call, so a busy endpoint is passed over and the balance
+    /// is pending only when all are.
     /// An endpoint's error while readying is that endpoint's failure: it is recorded (resting
     /// the endpoint) and the others are tried.
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
