@@ -91,8 +91,19 @@ pub enum Error {
     Unsupported(String),
 
     /// A model file or a backend could not be used.
-    #[error("model error: {0}")]
-    Model(String),
+    ///
+    /// `message` says what went wrong in full (it already includes what `source` says, so
+    /// printing the error alone loses nothing); `source` keeps the backend's typed error, for
+    /// callers that branch on it through [`std::error::Error::source`] and `downcast_ref`.
+    /// Build one with [`Error::model`] or [`Error::model_with_source`].
+    #[error("model error: {message}")]
+    Model {
+        /// What went wrong, in words.
+        message: String,
+        /// The backend's own error, where there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
 
     /// Reading or writing failed.
     #[error("I/O error: {0}")]
@@ -104,6 +115,41 @@ pub enum Error {
 }
 
 impl Error {
+    /// An [`Error::Model`] saying `message`, with no underlying error.
+    ///
+    /// ```
+    /// use any_core::Error;
+    /// let err = Error::model("the tokenizer has 10 tokens but the embedding has 12 rows");
+    /// assert!(err.to_string().starts_with("model error: the tokenizer"));
+    /// assert!(std::error::Error::source(&err).is_none());
+    /// ```
+    pub fn model(message: impl Into<String>) -> Error {
+        Error::Model {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Model`] saying `message` (which should include what `source` says, the
+    /// display does not repeat it) caused by `source`, kept for
+    /// [`std::error::Error::source`] and downcasting.
+    ///
+    /// ```
+    /// use any_core::Error;
+    ///
+    /// let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+    /// let err = Error::model_with_source(format!("model.gguf: {io}"), io);
+    /// assert_eq!(err.to_string(), "model error: model.gguf: no such file");
+    /// let source = std::error::Error::source(&err).expect("a source");
+    /// assert!(source.downcast_ref::<std::io::Error>().is_some());
+    /// ```
+    pub fn model_with_source(message: impl Into<String>, source: impl Into<BoxError>) -> Error {
+        Error::Model {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
     /// Whether trying the same request again may succeed: rate limits, timeouts, server-side
     /// (5xx) provider errors, and I/O failures that look transient.
     ///

@@ -106,7 +106,7 @@ pub(crate) fn token_bytes(tokenizer: &Tokenizer) -> Result<Vec<Vec<u8>>> {
                 tokenizer
                     .token_to_piece(id)
                     .map(|p| p.into_owned())
-                    .map_err(|e| Error::Model(e.to_string()))
+                    .map_err(Error::from)
             }
         })
         .collect()
@@ -121,7 +121,7 @@ impl GrammarEngine {
     pub fn new(tokenizer: &Tokenizer) -> Result<Self> {
         let eog = tokenizer.eog_ids();
         let eos = tokenizer.eos_id().or_else(|| eog.first().copied()).ok_or_else(|| {
-            Error::Model("constrained decoding needs an end-of-generation token; the vocabulary has none".into())
+            Error::model("constrained decoding needs an end-of-generation token; the vocabulary has none")
         })?;
         let info = TokRxInfo {
             vocab_size: tokenizer.vocab_size() as u32,
@@ -139,8 +139,9 @@ impl GrammarEngine {
             trie,
             tokenizer: tokenizer.clone(),
         });
-        let mut factory = ParserFactory::new_simple(&env)
-            .map_err(|e| Error::Model(format!("cannot prepare constrained decoding: {e}")))?;
+        let mut factory = ParserFactory::new_simple(&env).map_err(|e| {
+            Error::model_with_source(format!("cannot prepare constrained decoding: {e}"), e)
+        })?;
         factory.quiet();
         Ok(GrammarEngine { factory })
     }
@@ -318,8 +319,8 @@ impl Constraint {
     pub fn mask(&mut self, logits: &mut [f32]) -> Result<()> {
         let allowed = self.matcher.compute_mask().map_err(constraint_err)?;
         if allowed.is_zero() {
-            return Err(Error::Model(
-                "constrained decoding: the grammar allows no token here".into(),
+            return Err(Error::model(
+                "constrained decoding: the grammar allows no token here",
             ));
         }
         for (id, l) in logits.iter_mut().enumerate() {
@@ -344,8 +345,12 @@ impl Constraint {
     }
 }
 
-fn constraint_err(e: impl std::fmt::Display) -> Error {
-    Error::Model(format!("constrained decoding: {e}"))
+/// llguidance's error, kept as the source.
+fn constraint_err<E>(e: E) -> Error
+where
+    E: std::fmt::Display + Into<any_core::BoxError>,
+{
+    Error::model_with_source(format!("constrained decoding: {e}"), e)
 }
 
 #[cfg(test)]

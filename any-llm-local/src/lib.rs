@@ -45,5 +45,10 @@ pub use engine::{
 pub async fn default_model() -> any_core::Result<LocalModel> {
     tokio::task::spawn_blocking(|| LocalModel::open(fetch::default_model_path()?))
         .await
-        .map_err(|e| any_core::Error::Model(format!("loading the default model panicked: {e}")))?
+        .map_err(|e| {
+            any_core::Error::model_with_source(
+                format!("loading the default model panicked: {e}"),
+                e,
+            )
+        })?
 }

@@ -48,10 +48,6 @@ pub struct LlamaConfig {
     pub rope_freq_scale: f32,
 }
 
-fn model_err(msg: impl Into<String>) -> Error {
-    Error::Model(msg.into())
-}
-
 impl LlamaConfig {
     /// Reads the configuration from a GGUF file's metadata.
     ///
@@ -60,10 +56,10 @@ impl LlamaConfig {
     /// llama family, or a RoPE scaling this backend does not implement.
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
         let md = file.metadata();
-        let e = |err: crate::gguf::GgufError| model_err(err.to_string());
+        let e = Error::from;
         let arch = md.get_str("general.architecture").map_err(e)?;
         if arch != "llama" {
-            return Err(model_err(format!(
+            return Err(Error::model(format!(
                 "unsupported architecture `{arch}`: this backend runs the llama family \
                  (Llama 2/3, Mistral, SmolLM, TinyLlama: `general.architecture = llama`)"
             )));
@@ -73,7 +69,7 @@ impl LlamaConfig {
         let n_embd = get("embedding_length")?;
         let n_head = get("attention.head_count")?;
         if n_head == 0 || n_embd % n_head != 0 {
-            return Err(model_err(format!(
+            return Err(Error::model(format!(
                 "{arch}.embedding_length {n_embd} is not a multiple of attention.head_count {n_head}"
             )));
         }
@@ -82,7 +78,7 @@ impl LlamaConfig {
             .map_err(e)?
             .map_or(n_head, |v| v as usize);
         if n_head_kv == 0 || n_head % n_head_kv != 0 {
-            return Err(model_err(format!(
+            return Err(Error::model(format!(
                 "attention.head_count {n_head} is not a multiple of attention.head_count_kv {n_head_kv}"
             )));
         }
@@ -95,7 +91,7 @@ impl LlamaConfig {
             .map_err(e)?
             .map_or(head_dim, |v| v as usize);
         if rope_dim > head_dim || rope_dim % 2 != 0 {
-            return Err(model_err(format!(
+            return Err(Error::model(format!(
                 "rope.dimension_count {rope_dim} does not fit head width {head_dim}"
             )));
         }
@@ -109,7 +105,7 @@ impl LlamaConfig {
             (None | Some("none"), _) | (_, None) => 1.0,
             (Some("linear"), Some(f)) if f > 0.0 => 1.0 / f,
             (Some(other), _) => {
-                return Err(model_err(format!(
+                return Err(Error::model(format!(
                     "RoPE scaling `{other}` is not implemented (linear and llama3 frequency factors are)"
                 )));
             }
@@ -175,7 +171,7 @@ pub struct Llama {
 fn check_matmul_type(t: &TensorInfo) -> Result<()> {
     match t.ty.vec_dot_type() {
         Some(_) => Ok(()),
-        None => Err(model_err(format!(
+        None => Err(Error::model(format!(
             "GGUF tensor {}: type {} cannot be used as a weight by this backend",
             t.name,
             t.ty.name()
@@ -194,10 +190,10 @@ impl Llama {
         let tensor = |name: &str, dims: &[usize]| -> Result<TensorInfo> {
             let t = file
                 .tensor(name)
-                .ok_or_else(|| model_err(format!("GGUF tensor {name} is missing")))?;
+                .ok_or_else(|| Error::model(format!("GGUF tensor {name} is missing")))?;
             let found: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
             if found != dims {
-                return Err(model_err(format!(
+                return Err(Error::model(format!(
                     "GGUF tensor {name}: expected shape {dims:?}, found {found:?}"
                 )));
             }
@@ -212,7 +208,7 @@ impl Llama {
             let t = tensor(name, &[n])?;
             let mut out = vec![0.0; n];
             crate::quant::dequantize_row(t.ty, file.tensor_data(&t), &mut out)
-                .map_err(|e| model_err(format!("GGUF tensor {name}: {e}")))?;
+                .map_err(|e| Error::model_with_source(format!("GGUF tensor {name}: {e}"), e))?;
             Ok(out)
         };
         let (d, q, kv, ff) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.n_ff);

@@ -471,3 +471,42 @@ fn reads_the_real_default_model() {
         assert_eq!(f.tensor_data(t).len(), t.byte_len());
     }
 }
+
+/// Opening a model keeps the reader's typed error as the `any_core::Error`'s source, so a
+/// caller can tell a corrupt file from the rest without reading the message.
+#[test]
+fn opening_a_corrupt_model_keeps_the_gguf_error_as_its_source() {
+    use std::error::Error as _;
+
+    let dir = std::env::temp_dir().join(format!("any-llm-corrupt-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes = sample_writer().to_bytes();
+
+    let truncated = dir.join("truncated.gguf");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 1]).unwrap();
+    let err = any_llm_local::LocalModel::open(&truncated).unwrap_err();
+    assert!(matches!(err, any_core::Error::Model { .. }), "{err:?}");
+    assert!(err.to_string().contains("truncated.gguf"), "{err}");
+    let source = err.source().expect("the GGUF error is the source");
+    assert!(
+        matches!(
+            source.downcast_ref::<GgufError>(),
+            Some(GgufError::TensorOutOfBounds { .. })
+        ),
+        "{source:?}"
+    );
+
+    // A well-formed file that is not a model: the missing key is a typed error too.
+    let not_a_model = dir.join("not-a-model.gguf");
+    std::fs::write(&not_a_model, &bytes).unwrap();
+    let err = any_llm_local::LocalModel::open(&not_a_model).unwrap_err();
+    let source = err.source().expect("the GGUF error is the source");
+    assert!(
+        matches!(
+            source.downcast_ref::<GgufError>(),
+            Some(GgufError::MissingKey { key }) if key == "general.architecture"
+        ),
+        "{source:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -30,7 +30,6 @@ mod registry;
 pub mod resilience;
 #[cfg(feature = "server")]
 pub mod server;
-pub mod sse;
 pub mod wire;
 
 pub use registry::{

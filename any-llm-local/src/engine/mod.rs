@@ -125,10 +125,6 @@ struct Inner {
     grammar: OnceLock<std::result::Result<Arc<GrammarEngine>, String>>,
 }
 
-fn model_err(e: impl std::fmt::Display) -> Error {
-    Error::Model(e.to_string())
-}
-
 impl LocalModel {
     /// Opens a GGUF model with default options.
     ///
@@ -146,15 +142,15 @@ impl LocalModel {
     /// count.
     pub fn open_with(path: impl AsRef<Path>, options: LocalModelOptions) -> Result<Self> {
         let path = path.as_ref();
-        let file =
-            GgufFile::open(path).map_err(|e| model_err(format!("{}: {e}", path.display())))?;
+        let file = GgufFile::open(path)
+            .map_err(|e| Error::model_with_source(format!("{}: {e}", path.display()), e))?;
         let file = Arc::new(file);
         let llama = Arc::new(Llama::load(file.clone())?);
-        let tokenizer = Tokenizer::from_gguf(&file).map_err(model_err)?;
-        let template = ChatTemplate::from_gguf(&file).map_err(model_err)?;
+        let tokenizer = Tokenizer::from_gguf(&file)?;
+        let template = ChatTemplate::from_gguf(&file)?;
         let cfg = llama.config().clone();
         if tokenizer.vocab_size() != cfg.n_vocab {
-            return Err(model_err(format!(
+            return Err(Error::model(format!(
                 "the tokenizer has {} tokens but the embedding has {} rows",
                 tokenizer.vocab_size(),
                 cfg.n_vocab
@@ -175,7 +171,7 @@ impl LocalModel {
             return Err(Error::InvalidRequest("threads must be at least 1".into()));
         }
         let pool = Pool::new(threads)
-            .map_err(|e| model_err(format!("cannot start the thread pool: {e}")))?;
+            .map_err(|e| Error::model(format!("cannot start the thread pool: {e}")))?;
         let name = file
             .metadata()
             .get_opt_str("general.name")
@@ -279,7 +275,7 @@ impl LocalModel {
         self.inner
             .jobs
             .send(job)
-            .map_err(|_| model_err("the inference thread has stopped"))
+            .map_err(|_| Error::model("the inference thread has stopped"))
     }
 
     fn check_context(&self, n: usize, extra: usize) -> Result<()> {
@@ -354,7 +350,7 @@ impl LocalModel {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx))?;
         rx.await
-            .map_err(|_| model_err("the inference thread dropped the request"))?
+            .map_err(|_| Error::model("the inference thread dropped the request"))?
     }
 
     /// Logits for the token after `ids` (evaluated from an empty cache).
@@ -514,7 +510,7 @@ impl LocalModel {
                     .map_err(|e| e.to_string())
             })
             .clone()
-            .map_err(Error::Model)
+            .map_err(Error::model)
     }
 
     fn start_chat(&self, req: ChatRequest) -> Result<ChatStream> {

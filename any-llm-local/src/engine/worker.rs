@@ -335,9 +335,7 @@ impl Worker {
                 break FinishReason::Stop;
             }
             sampler.accept(token);
-            let piece = decoder
-                .push(token)
-                .map_err(|e| Error::Model(e.to_string()))?;
+            let piece = decoder.push(token).map_err(Error::from)?;
             let mut chunk = match stops.push(&piece) {
                 StopScan::Emit(text) => ChatChunk::text(text),
                 StopScan::Stopped(text) => {

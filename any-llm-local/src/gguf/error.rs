@@ -235,3 +235,11 @@ fn hex(bytes: &[u8]) -> String {
     }
     s
 }
+
+/// The typed error stays reachable as the [`any_core::Error::Model`]'s
+/// [`source`](std::error::Error::source), so a caller can downcast to it.
+impl From<GgufError> for any_core::Error {
+    fn from(err: GgufError) -> Self {
+        any_core::Error::model_with_source(err.to_string(), err)
+    }
+}

@@ -90,6 +90,14 @@ pub enum TemplateError {
     Gguf(#[from] crate::gguf::GgufError),
 }
 
+/// The typed error stays reachable as the [`any_core::Error::Model`]'s
+/// [`source`](std::error::Error::source), so a caller can downcast to it.
+impl From<TemplateError> for any_core::Error {
+    fn from(err: TemplateError) -> Self {
+        any_core::Error::model_with_source(err.to_string(), err)
+    }
+}
+
 fn at_line(line: &Option<usize>, source_line: &Option<String>) -> String {
     match (line, source_line) {
         (Some(l), Some(s)) => format!(" at line {l} (`{s}`)"),

@@ -69,3 +69,11 @@ pub enum TokenizerError {
         vocab_size: usize,
     },
 }
+
+/// The typed error stays reachable as the [`any_core::Error::Model`]'s
+/// [`source`](std::error::Error::source), so a caller can downcast to it.
+impl From<TokenizerError> for any_core::Error {
+    fn from(err: TokenizerError) -> Self {
+        any_core::Error::model_with_source(err.to_string(), err)
+    }
+}

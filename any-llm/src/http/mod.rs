@@ -5,18 +5,9 @@
 //! for its own [`HttpOptions`], so connections are pooled and reused across models.
 //!
 //! HTTP failures become the typed [`Error`] kinds callers branch on, keeping the provider's
-//! own message ([`error_from_status`]):
-//!
-//! | status | kind |
-//! |---|---|
-//! | 400, 422 | [`Error::ContextLengthExceeded`] when the provider's code or message says the prompt is too long, else [`Error::InvalidRequest`] |
-//! | 401 | [`Error::Authentication`] |
-//! | 403 | [`Error::Authentication`]: the key is valid but lacks the permission (a key problem the caller fixes, never worth a retry) |
-//! | 404 | [`Error::ModelNotFound`] when it is about the model, else [`Error::Provider`] |
-//! | 408, 504 | [`Error::Timeout`] |
-//! | 413 | [`Error::InvalidRequest`] (the request body is too large) |
-//! | 429 | [`Error::RateLimited`] with the wait from `retry-after-ms`, or `retry-after` (seconds or an HTTP date) |
-//! | other 5xx (including Anthropic's 529 "overloaded") | [`Error::Provider`] with the status: retryable |
+//! own message, by the one mapping every provider and the server's clients share:
+//! [`wire::openai::error_from_status`](crate::wire::openai::error_from_status) (its table is on
+//! [`ErrorObject::into_error`](crate::wire::openai::ErrorObject::into_error)).
 //!
 //! Transport failures: a timeout becomes [`Error::Timeout`]; a failed connection, or one
 //! broken mid-answer, becomes [`Error::Io`] with the socket's error kind (connection
@@ -24,6 +15,7 @@
 //! the request may well succeed on another attempt or another endpoint.
 
 mod error;
+pub mod sse;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -34,10 +26,10 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use error::{error_from_status, retry_after};
-pub(crate) use error::{invalid_response, quote as quote_text, transport_error};
+pub(crate) use error::{invalid_response, transport_error};
 
-use crate::sse::{SseEvent, SseStream};
+use crate::wire::openai::error_from_status;
+use sse::{SseEvent, SseStream};
 
 /// How an [`HttpClient`] connects and how long it waits.
 ///
@@ -234,7 +226,7 @@ async fn check_status(
     }
     let headers = response.headers().clone();
     let body = response
-        .text()
+        .bytes()
         .await
         .map_err(|e| transport_error(provider, url, e))?;
     Err(error_from_status(

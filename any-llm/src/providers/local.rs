@@ -73,7 +73,9 @@ pub async fn shared_model(source: &LocalSource) -> Result<LocalModel> {
             LocalSource::Default => crate::local::default_model().await,
             LocalSource::File(path) => tokio::task::spawn_blocking(move || LocalModel::open(path))
                 .await
-                .map_err(|e| Error::Model(format!("loading the model panicked: {e}")))?,
+                .map_err(|e| {
+                    Error::model_with_source(format!("loading the model panicked: {e}"), e)
+                })?,
         }
     })
     .await

@@ -7,7 +7,7 @@
 //! xAI — are reached by this one client; what differs between them (address, key variable,
 //! capabilities) is a row of [`crate::providers()`], not code.
 //!
-//! Streaming reads the server-sent events with [`crate::sse`], so chunks split anywhere by
+//! Streaming reads the server-sent events with [`crate::http::sse`], so chunks split anywhere by
 //! the network do not matter; it asks for usage in the last chunk
 //! (`stream_options.include_usage`) and also takes usage from wherever a server puts it (a
 //! chunk with choices, Groq's `x_groq`). Tool-call fragments are addressed by their
@@ -37,7 +37,8 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use super::Connection;
-use crate::http::{error_from_status, parse_json, read_json, sse_events};
+use crate::http::{parse_json, read_json, sse_events};
+use crate::wire::openai::error_from_status;
 use crate::wire::openai::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingRequest,
     EmbeddingResponse, ModelList, StreamOptions,
@@ -291,7 +292,7 @@ impl Inner {
 }
 
 struct StreamState {
-    events: futures_util::stream::BoxStream<'static, Result<crate::sse::SseEvent>>,
+    events: futures_util::stream::BoxStream<'static, Result<crate::http::sse::SseEvent>>,
     provider: String,
     /// A finish reason was seen: the answer is complete even without `[DONE]`.
     finished: bool,
@@ -354,7 +355,7 @@ impl StreamState {
                 &self.provider,
                 status,
                 &HeaderMap::new(),
-                data,
+                data.as_bytes(),
             ));
         }
         // Groq reports the last chunk's usage under `x_groq`.
@@ -382,7 +383,7 @@ impl StreamState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sse::SseEvent;
+    use crate::http::sse::SseEvent;
 
     async fn run(events: &[&str]) -> Vec<Result<ChatChunk>> {
         let items: Vec<Result<SseEvent>> = events

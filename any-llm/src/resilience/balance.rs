@@ -9,7 +9,7 @@ use any_core::{ChatRequest, ChatService, ChatStream, Error, Result};
 use futures_util::StreamExt;
 use tower::{Service, ServiceExt};
 
-use super::random_unit;
+use super::{random_unit, take_ready};
 
 /// One service over several endpoints of the same model: each request goes to the less
 /// loaded of two endpoints picked at random ("power of two choices"), where the load is the
@@ -56,13 +56,28 @@ where
             state: Arc::new(EndpointState::default()),
         })
         .collect();
-    Balance { endpoints }
+    Balance {
+        endpoints,
+        ready: None,
+    }
 }
 
 /// The service [`balance`] makes. Clones share the load counts and health of each endpoint.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Balance<S> {
     endpoints: Vec<Endpoint<S>>,
+    /// The endpoint `poll_ready` found ready, which the next `call` goes to.
+    ready: Option<usize>,
+}
+
+/// A clone is not ready (tower's contract): it polls its own endpoints before its first call.
+impl<S: Clone> Clone for Balance<S> {
+    fn clone(&self) -> Self {
+        Balance {
+            endpoints: self.endpoints.clone(),
+            ready: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -136,6 +151,26 @@ impl<S> Balance<S> {
     }
 
     /// The endpoint for the next request (`None` when there are none).
+    /// The endpoints in the order to try them: the power-of-two-choices pick first, then the
+    /// rest of the healthy ones (all of them when none is healthy).
+    fn preference(&self) -> Vec<usize> {
+        let Some(first) = self.pick() else {
+            return Vec::new();
+        };
+        let now = Instant::now();
+        let healthy: Vec<usize> = (0..self.endpoints.len())
+            .filter(|&i| !self.endpoints[i].state.resting(now))
+            .collect();
+        let rest = if healthy.is_empty() {
+            (0..self.endpoints.len()).collect()
+        } else {
+            healthy
+        };
+        std::iter::once(first)
+            .chain(rest.into_iter().filter(|&i| i != first))
+            .collect()
+    }
+
     fn pick(&self) -> Option<usize> {
         let now = Instant::now();
         let healthy: Vec<usize> = (0..self.endpoints.len())
@@ -174,28 +209,70 @@ impl<S: ChatService> Service<ChatRequest> for Balance<S> {
     type Error = Error;
     type Future = any_core::ChatFuture;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
-        // The choice is made per call, on a clone of the chosen endpoint readied there.
-        Poll::Ready(Ok(()))
+    /// Ready when some endpoint is, as tower's p2c balancer: the endpoints are polled in
+    /// power-of-two-choices order (the pick first, then the other healthy endpoints) and the
+    /// first ready one takes the next call, so a busy endpoint is passed over and the balance
+    /// is pending only when all are.
+    /// An endpoint's error while readying is that endpoint's failure: it is recorded (resting
+    /// the endpoint) and the others are tried.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        if self.ready.is_some() || self.endpoints.is_empty() {
+            // No endpoints: `call` says so, as an error of the request.
+            return Poll::Ready(Ok(()));
+        }
+        let mut last_error = None;
+        let mut pending = false;
+        for i in self.preference() {
+            let endpoint = &mut self.endpoints[i];
+            match endpoint.service.poll_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    self.ready = Some(i);
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Ready(Err(e)) => {
+                    endpoint.state.record(Err(&e));
+                    last_error = Some(e);
+                }
+                Poll::Pending => pending = true,
+            }
+        }
+        match last_error {
+            // Every endpoint failed to get ready, none is merely busy: nothing will wake us.
+            Some(e) if !pending => Poll::Ready(Err(e)),
+            _ => Poll::Pending,
+        }
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
-        let Some(i) = self.pick() else {
-            return Box::pin(std::future::ready(Err(Error::InvalidRequest(
-                "the balance has no endpoints to send the request to".into(),
-            ))));
+        let (i, call) = match self.ready.take() {
+            Some(i) => {
+                let call: any_core::ChatFuture =
+                    Box::pin(take_ready(&mut self.endpoints[i].service).call(request));
+                (i, call)
+            }
+            // Called without `poll_ready` (a broken contract): ready a clone in the future.
+            None => {
+                let Some(i) = self.pick() else {
+                    return Box::pin(std::future::ready(Err(Error::InvalidRequest(
+                        "the balance has no endpoints to send the request to".into(),
+                    ))));
+                };
+                let service = self.endpoints[i].service.clone();
+                let call: any_core::ChatFuture = Box::pin(service.oneshot(request));
+                (i, call)
+            }
         };
-        let endpoint = self.endpoints[i].clone();
-        let guard = InFlight::new(endpoint.state.clone());
+        let endpoint = self.endpoints[i].state.clone();
+        let guard = InFlight::new(endpoint.clone());
         Box::pin(async move {
-            let stream = match endpoint.service.oneshot(request).await {
+            let stream = match call.await {
                 Ok(stream) => stream,
                 Err(e) => {
-                    endpoint.state.record(Err(&e));
+                    endpoint.record(Err(&e));
                     return Err(e);
                 }
             };
-            let state = endpoint.state;
+            let state = endpoint;
             Ok(stream.map_stream(move |inner| {
                 let mut first = true;
                 inner.map(move |item| {

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use any_core::{ChatRequest, ChatService, ChatStream, Error, Result};
 use tower::{Layer, Service};
 
-use super::call_to_first_chunk;
+use super::{first_chunk, take_ready};
 
 type Predicate = Arc<dyn Fn(&Error) -> bool + Send + Sync>;
 
@@ -150,17 +150,20 @@ impl<A: ChatService, B: ChatService> Service<ChatRequest> for Fallback<A, B> {
     type Error = Error;
     type Future = any_core::ChatFuture;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
-        // Each call readies a clone of whichever service it uses.
-        Poll::Ready(Ok(()))
+    /// Ready when the primary is. The fallback's readiness is not asked here: it is used only
+    /// when the primary fails, so a busy fallback must not hold back requests the primary
+    /// can take. When a call does fall back, it waits (inside its future) for a clone of the
+    /// fallback to be ready.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.primary.poll_ready(cx)
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
-        let primary = self.primary.clone();
+        let first = take_ready(&mut self.primary).call(request.clone());
         let fallback = self.fallback.clone();
         let when = self.when.clone();
         Box::pin(async move {
-            let err = match call_to_first_chunk(primary, request.clone()).await {
+            let err = match first_chunk(first).await {
                 Ok(stream) => return Ok(stream),
                 Err(e) => e,
             };

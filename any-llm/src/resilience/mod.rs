@@ -44,6 +44,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! **Readiness.** Each layer answers `poll_ready` from the services below it (the primary,
+//! for a fallback; some endpoint, for a balance), so `LoadShed` or `ConcurrencyLimit` above
+//! them sees backpressure. As tower's contract asks, the instance `poll_ready` readied is the
+//! one `call` uses, and a clone is not ready until polled.
+//!
 //! tower's own `timeout` layer also works: it boxes its error, and
 //! `.map_err(any_core::Error::from_boxed)` above it brings back [`Error::Timeout`]; but it
 //! only bounds the wait for the stream to *start*, where [`TimeoutLayer`] bounds the stream
@@ -65,14 +70,22 @@ use any_core::{ChatRequest, ChatService, ChatStream, Result};
 use futures_util::StreamExt;
 use tower::ServiceExt;
 
-/// Calls `service` and waits for the first item of its stream: an error there is returned
-/// as the call's error (nothing has reached the caller yet); a chunk is put back in front of
-/// the rest of the stream.
+/// Calls `service` (readying it first) and waits for the first item of its stream, as
+/// [`first_chunk`].
 pub(crate) async fn call_to_first_chunk<S: ChatService>(
     service: S,
     request: ChatRequest,
 ) -> Result<ChatStream> {
-    let mut stream = service.oneshot(request).await?;
+    first_chunk(service.oneshot(request)).await
+}
+
+/// Waits for a call's stream and its first item: an error there is returned as the call's
+/// error (nothing has reached the caller yet); a chunk is put back in front of the rest of
+/// the stream.
+pub(crate) async fn first_chunk(
+    call: impl std::future::Future<Output = Result<ChatStream>>,
+) -> Result<ChatStream> {
+    let mut stream = call.await?;
     match stream.next().await {
         Some(Err(e)) => Err(e),
         Some(Ok(first)) => Ok(stream.map_stream(move |rest| {
@@ -80,6 +93,14 @@ pub(crate) async fn call_to_first_chunk<S: ChatService>(
         })),
         None => Ok(stream.map_stream(|_| futures_util::stream::empty())),
     }
+}
+
+/// The service `poll_ready` readied, leaving a clone in its place: tower's contract is that
+/// readiness belongs to the instance that was polled, and a clone is not ready, so the
+/// readied one must be the one called; the clone waits for the next `poll_ready`.
+pub(crate) fn take_ready<S: Clone>(service: &mut S) -> S {
+    let clone = service.clone();
+    std::mem::replace(service, clone)
 }
 
 /// A number in [0, 1) for jitter and random choices: std's randomly keyed hasher over a

@@ -8,7 +8,7 @@ use std::time::Duration;
 use any_core::{ChatRequest, ChatService, ChatStream, Error, Result};
 use tower::{Layer, Service};
 
-use super::{call_to_first_chunk, random_unit};
+use super::{call_to_first_chunk, first_chunk, random_unit, take_ready};
 
 type Predicate = Arc<dyn Fn(&Error) -> bool + Send + Sync>;
 
@@ -189,18 +189,23 @@ impl<S: ChatService> Service<ChatRequest> for Retry<S> {
     type Error = Error;
     type Future = any_core::ChatFuture;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
-        // Every try readies its own clone of the inner service.
-        Poll::Ready(Ok(()))
+    /// Ready when the inner service is: backpressure from below reaches the layers above.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
-        let inner = self.inner.clone();
+        // The first try goes to the service `poll_ready` readied; later tries ready a clone
+        // of it each, waiting in the future for its readiness.
+        let mut ready = take_ready(&mut self.inner);
+        let first = ready.call(request.clone());
+        let inner = ready;
         let policy = self.policy.clone();
         Box::pin(async move {
             let mut failures = 0;
+            let mut attempt = first_chunk(first).await;
             loop {
-                let err = match call_to_first_chunk(inner.clone(), request.clone()).await {
+                let err = match attempt {
                     Ok(stream) => return Ok(stream),
                     Err(e) => e,
                 };
@@ -215,6 +220,7 @@ impl<S: ChatService> Service<ChatRequest> for Retry<S> {
                 let wait = policy.backoff(failures).max(asked);
                 tracing::debug!(attempt = failures, ?wait, error = %err, "retrying");
                 tokio::time::sleep(wait).await;
+                attempt = call_to_first_chunk(inner.clone(), request.clone()).await;
             }
         })
     }

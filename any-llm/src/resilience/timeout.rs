@@ -8,7 +8,9 @@ use std::time::Duration;
 use any_core::{ChatChunk, ChatRequest, ChatService, ChatStream, Error, Result};
 use futures_core::Stream;
 use tokio::time::{Instant, Sleep};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service};
+
+use super::take_ready;
 
 /// Bounds how long an answer may take, failing with [`Error::Timeout`]: the wait for the
 /// first chunk, the silence between two chunks, and the whole answer. Each bound is
@@ -124,12 +126,14 @@ impl<S: ChatService> Service<ChatRequest> for Timeout<S> {
     type Error = Error;
     type Future = any_core::ChatFuture;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
-        Poll::Ready(Ok(()))
+    /// Ready when the inner service is. Like tower's `Timeout`, the bounds start at `call`:
+    /// time spent waiting for readiness is backpressure, for the layers above to handle.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: ChatRequest) -> Self::Future {
-        let inner = self.inner.clone();
+        let call = take_ready(&mut self.inner).call(request);
         let limits = self.limits;
         Box::pin(async move {
             let start = Instant::now();
@@ -142,13 +146,11 @@ impl<S: ChatService> Service<ChatRequest> for Timeout<S> {
                 .flatten()
                 .min_by_key(|(t, _)| *t);
             let stream = match start_deadline {
-                Some((deadline, bound)) => {
-                    match tokio::time::timeout_at(deadline, inner.oneshot(request)).await {
-                        Ok(result) => result?,
-                        Err(_) => return Err(bound.error()),
-                    }
-                }
-                None => inner.oneshot(request).await?,
+                Some((deadline, bound)) => match tokio::time::timeout_at(deadline, call).await {
+                    Ok(result) => result?,
+                    Err(_) => return Err(bound.error()),
+                },
+                None => call.await?,
             };
             Ok(stream.map_stream(move |chunks| TimedStream {
                 inner: Box::pin(chunks),

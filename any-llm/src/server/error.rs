@@ -10,7 +10,8 @@ use crate::wire::openai::ErrorObject;
 #[derive(Debug)]
 pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
-    pub(crate) object: ErrorObject,
+    /// Boxed: an error object is large, and every handler's `Result` carries this.
+    pub(crate) object: Box<ErrorObject>,
     pub(crate) retry_after_secs: Option<u64>,
 }
 
@@ -18,7 +19,7 @@ impl ApiError {
     pub(crate) fn new(status: StatusCode, object: ErrorObject) -> Self {
         ApiError {
             status,
-            object,
+            object: Box::new(object),
             retry_after_secs: None,
         }
     }
@@ -47,11 +48,15 @@ impl ApiError {
     pub(crate) fn overloaded(limit: usize) -> Self {
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
-            object: ErrorObject::new(
-                "server_error",
-                format!("the server is busy: all {limit} request slots are taken; retry shortly"),
-            )
-            .with_code("server_overloaded"),
+            object: Box::new(
+                ErrorObject::new(
+                    "server_error",
+                    format!(
+                        "the server is busy: all {limit} request slots are taken; retry shortly"
+                    ),
+                )
+                .with_code("server_overloaded"),
+            ),
             retry_after_secs: Some(1),
         }
     }
@@ -78,7 +83,7 @@ impl From<Error> for ApiError {
         }
         ApiError {
             status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            object,
+            object: Box::new(object),
             retry_after_secs: err.retry_after().map(|d| d.as_secs_f64().ceil() as u64),
         }
     }

@@ -6,10 +6,8 @@ use any_core::{ChatChunk, Error, FinishReason, Result, ToolCallDelta};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::wire::{
-    MessagesResponse, ResponseBlock, WireUsage, finish_reason, status_of_error_type,
-};
-use crate::http::error_from_status;
+use super::wire::{ContentBlock, MessagesResponse, WireUsage, finish_reason, status_of_error_type};
+use crate::wire::openai::error_from_status;
 
 /// The events this version acts on; every other `type` (including `ping` and kinds added
 /// later) is read and skipped.
@@ -21,7 +19,7 @@ enum Event {
     },
     ContentBlockStart {
         index: u32,
-        content_block: StartBlock,
+        content_block: ContentBlock,
     },
     ContentBlockDelta {
         index: u32,
@@ -50,23 +48,6 @@ struct StartMessage {
     model: Option<String>,
     #[serde(default)]
     usage: Option<WireUsage>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum StartBlock {
-    Text {
-        #[serde(default)]
-        text: String,
-    },
-    ToolUse {
-        id: String,
-        name: String,
-        #[serde(default)]
-        input: Value,
-    },
-    #[serde(other)]
-    Other,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,11 +129,11 @@ impl EventMapper {
                 index,
                 content_block,
             } => match content_block {
-                StartBlock::Text { text } => {
+                ContentBlock::Text { text } => {
                     self.blocks.insert(index, Block::Text);
                     (!text.is_empty()).then(|| ChatChunk::text(text))
                 }
-                StartBlock::ToolUse { name, input, .. }
+                ContentBlock::ToolUse { name, input, .. }
                     if self.format_tool.as_deref() == Some(name.as_str()) =>
                 {
                     self.answered_by_format_tool = true;
@@ -165,7 +146,7 @@ impl EventMapper {
                     );
                     None
                 }
-                StartBlock::ToolUse { id, name, input } => {
+                ContentBlock::ToolUse { id, name, input } => {
                     let n = self.tools;
                     self.tools += 1;
                     self.blocks.insert(index, Block::Tool(n));
@@ -178,7 +159,7 @@ impl EventMapper {
                     };
                     Some(tool_chunk(n, Some(id), Some(name), arguments))
                 }
-                StartBlock::Other => {
+                ContentBlock::Other => {
                     self.blocks.insert(index, Block::Skipped);
                     None
                 }
@@ -254,19 +235,19 @@ impl EventMapper {
         }];
         for block in response.content {
             match block {
-                ResponseBlock::Text { text } => chunks.push(ChatChunk::text(text)),
-                ResponseBlock::ToolUse { name, input, .. }
+                ContentBlock::Text { text } => chunks.push(ChatChunk::text(text)),
+                ContentBlock::ToolUse { name, input, .. }
                     if self.format_tool.as_deref() == Some(name.as_str()) =>
                 {
                     self.answered_by_format_tool = true;
                     chunks.push(ChatChunk::text(input.to_string()));
                 }
-                ResponseBlock::ToolUse { id, name, input } => {
+                ContentBlock::ToolUse { id, name, input } => {
                     let n = self.tools;
                     self.tools += 1;
                     chunks.push(tool_chunk(n, Some(id), Some(name), input.to_string()));
                 }
-                ResponseBlock::Other => {}
+                ContentBlock::Other => {}
             }
         }
         let usage = response.usage.map(WireUsage::to_usage);
@@ -307,8 +288,8 @@ fn stream_error(error: &Value) -> Error {
     error_from_status(
         "anthropic",
         status_of_error_type(kind),
-        &reqwest::header::HeaderMap::new(),
-        &body,
+        &http::HeaderMap::new(),
+        body.as_bytes(),
     )
 }
 

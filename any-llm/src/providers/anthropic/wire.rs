@@ -227,7 +227,7 @@ fn image_block(url: &str) -> Result<Value> {
     let Some((meta, data)) = data_url.split_once(',') else {
         return Err(Error::InvalidRequest(format!(
             "image data URL has no comma: {:?}",
-            crate::http::quote_text(url)
+            crate::wire::openai::quote_body(url)
         )));
     };
     let Some(media_type) = meta.strip_suffix(";base64") else {
@@ -264,18 +264,19 @@ fn assistant_blocks(m: &Message) -> Result<Vec<Value>> {
 pub(super) struct MessagesResponse {
     #[serde(default)]
     pub(super) model: Option<String>,
-    pub(super) content: Vec<ResponseBlock>,
+    pub(super) content: Vec<ContentBlock>,
     #[serde(default)]
     pub(super) stop_reason: Option<String>,
     #[serde(default)]
     pub(super) usage: Option<WireUsage>,
 }
 
-/// One content block of an answer; kinds this version does not use (thinking, server tool
-/// results, ...) are read and skipped.
+/// One content block of an answer, whole (in a response) or as a stream's
+/// `content_block_start` opens it (text and input then empty, filled by deltas); kinds this
+/// version does not use (thinking, server tool results, ...) are read and skipped.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub(super) enum ResponseBlock {
+pub(super) enum ContentBlock {
     Text {
         #[serde(default)]
         text: String,

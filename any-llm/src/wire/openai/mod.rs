@@ -45,14 +45,18 @@
 mod base64;
 mod embeddings;
 mod error;
+mod models;
 mod request;
 mod response;
 
 pub use embeddings::{
     EmbeddingData, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage,
-    EmbeddingVector, EncodingFormat, Model, ModelList,
+    EmbeddingVector, EncodingFormat,
 };
-pub use error::{ErrorObject, ErrorResponse, parse_retry_after};
+#[cfg(feature = "http")]
+pub(crate) use error::quote as quote_body;
+pub use error::{ErrorObject, ErrorResponse, error_from_status, retry_after};
+pub use models::{Model, ModelList};
 pub use request::{
     ChatCompletionRequest, ContentPart, FunctionDefinition, FunctionName, ImageUrl,
     JsonSchemaFormat, MessageContent, RequestMessage, ResponseFormat, Role, StopSequences,

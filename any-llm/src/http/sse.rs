@@ -16,7 +16,7 @@
 //! nothing.
 //!
 //! ```
-//! use any_llm::sse::SseDecoder;
+//! use any_llm::http::sse::SseDecoder;
 //!
 //! let mut decoder = SseDecoder::new();
 //! let mut events = decoder.feed(b"event: ping\ndata: {\"a\":");
@@ -216,7 +216,7 @@ pin_project_lite::pin_project! {
     /// ends the stream.
     ///
     /// ```
-    /// use any_llm::sse::SseStream;
+    /// use any_llm::http::sse::SseStream;
     /// use futures_util::StreamExt;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
