@@ -17,7 +17,7 @@
 
 use half::f16;
 
-use crate::kernels::{self, KvRows};
+use crate::kernels::{self, KvRows, Tier};
 
 /// Sums 16 lanes by halving: lanes `i` and `i + 8`, then `i` and `i + 4`, and so on.
 pub(crate) fn reduce16(mut v: [f32; 16]) -> f32 {
@@ -126,7 +126,15 @@ pub(crate) fn group_scores(
     scale: f32,
     out: &mut [f32],
 ) {
-    if kernels::attn_scores(order == SumOrder::Lanes64, keys, q, hd, scale, out) {
+    if kernels::attn_scores(
+        Tier::Best,
+        order == SumOrder::Lanes64,
+        keys,
+        q,
+        hd,
+        scale,
+        out,
+    ) {
         return;
     }
     let len = out.len() / (q.len() / hd);
@@ -188,7 +196,16 @@ pub(crate) fn group_value_slots(
     acc: &mut [f32],
 ) {
     let lanes64 = order == SumOrder::Lanes64;
-    if !kernels::attn_value_slots(lanes64, p, values, hd, heads, slots.clone(), acc) {
+    if !kernels::attn_value_slots(
+        Tier::Best,
+        lanes64,
+        p,
+        values,
+        hd,
+        heads,
+        slots.clone(),
+        acc,
+    ) {
         value_slots_portable(order, p, values, hd, heads, slots, acc);
     }
 }
@@ -424,7 +441,7 @@ pub(crate) fn q8_partial(
         scores.resize(heads * len, 0.0);
     }
     let scores = &mut scores[..heads * len];
-    if !kernels::attn_q8_scores(qs, qd, keys, hd, scale, scores) {
+    if !kernels::attn_q8_scores(Tier::Best, qs, qd, keys, hd, scale, scores) {
         q8_scores_portable(qs, qd, keys, hd, scale, scores);
     }
     let (stats, acc) = out.split_at_mut(2 * heads);
@@ -438,7 +455,7 @@ pub(crate) fn q8_partial(
         st[1] = sum16(sh);
     }
     let acc = &mut acc[..heads * hd];
-    if !kernels::attn_q8_values(scores, values, hd, heads, acc) {
+    if !kernels::attn_q8_values(Tier::Best, scores, values, hd, heads, acc) {
         q8_values_portable(scores, values, hd, heads, acc);
     }
 }
@@ -565,19 +582,12 @@ mod tests {
         q: &[f32],
         avx2: bool,
     ) {
-        type Scores = fn(bool, KvRows<'_>, &[f32], usize, f32, &mut [f32]) -> bool;
-        type Slots =
-            fn(bool, &[f32], KvRows<'_>, usize, usize, std::ops::Range<usize>, &mut [f32]) -> bool;
-        let (scores, slots_fn): (Scores, Slots) = if avx2 {
-            (kernels::attn_scores_avx2, kernels::attn_value_slots_avx2)
-        } else {
-            (kernels::attn_scores, kernels::attn_value_slots)
-        };
+        let tier = if avx2 { Tier::Baseline } else { Tier::Best };
         let mut row = vec![0.0; hd];
         for order in [SumOrder::Lanes16, SumOrder::Lanes64] {
             let lanes64 = order == SumOrder::Lanes64;
             let mut fast = vec![0.0; heads * len];
-            if !scores(lanes64, keys, q, hd, 0.125, &mut fast) {
+            if !kernels::attn_scores(tier, lanes64, keys, q, hd, 0.125, &mut fast) {
                 eprintln!("no vector attention kernels (avx2: {avx2}) on this CPU");
                 return;
             }
@@ -600,7 +610,8 @@ mod tests {
             for slots in [0..period, 0..period / 2, period / 2..period] {
                 let stride = slots.len() + 1;
                 let mut acc = vec![f32::NAN; heads * stride * hd];
-                assert!(slots_fn(
+                assert!(kernels::attn_value_slots(
+                    tier,
                     lanes64,
                     &p,
                     values,
@@ -711,7 +722,7 @@ mod tests {
                     let mut fast = vec![f32::NAN; heads * len];
                     let mut slow = vec![f32::NAN; heads * len];
                     q8_scores_portable(&qs, &qd, &keys, hd, 0.125, &mut slow);
-                    if kernels::attn_q8_scores(&qs, &qd, &keys, hd, 0.125, &mut fast) {
+                    if kernels::attn_q8_scores(Tier::Best, &qs, &qd, &keys, hd, 0.125, &mut fast) {
                         vector_paths = true;
                         let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                         assert_eq!(bits(&fast), bits(&slow), "scores {hd} {heads} {len}");
@@ -735,7 +746,15 @@ mod tests {
                     }
                     // The AVX2 kernel too, where this CPU also has the AVX-512 one.
                     let mut avx2 = vec![f32::NAN; heads * len];
-                    if kernels::attn_q8_scores_avx2(&qs, &qd, &keys, hd, 0.125, &mut avx2) {
+                    if kernels::attn_q8_scores(
+                        Tier::Baseline,
+                        &qs,
+                        &qd,
+                        &keys,
+                        hd,
+                        0.125,
+                        &mut avx2,
+                    ) {
                         let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                         assert_eq!(bits(&avx2), bits(&slow), "AVX2 scores {hd} {heads} {len}");
                     }
@@ -744,11 +763,11 @@ mod tests {
                     q8_values_portable(&p, &values, hd, heads, &mut slow);
                     let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                     let mut fast = vec![f32::NAN; heads * hd];
-                    if kernels::attn_q8_values(&p, &values, hd, heads, &mut fast) {
+                    if kernels::attn_q8_values(Tier::Best, &p, &values, hd, heads, &mut fast) {
                         assert_eq!(bits(&fast), bits(&slow), "values {hd} {heads} {len}");
                     }
                     let mut avx2 = vec![f32::NAN; heads * hd];
-                    if kernels::attn_q8_values_avx2(&p, &values, hd, heads, &mut avx2) {
+                    if kernels::attn_q8_values(Tier::Baseline, &p, &values, hd, heads, &mut avx2) {
                         assert_eq!(bits(&avx2), bits(&slow), "AVX2 values {hd} {heads} {len}");
                     }
                 }

@@ -2,20 +2,27 @@
 //!
 //! Every function here has a portable path (the scalar reference in [`quant`] or a plain loop)
 //! and, where the CPU has them, SIMD paths; tests check each SIMD path against the portable
-//! one. With the thread pool (`pool`), this is the only module of the crate allowed `unsafe`,
-//! each block with its reason.
+//! one.
+//!
+//! This layer is the same for every CPU: it names no instruction set and holds no `unsafe`.
+//! The kernels live in one module per instruction set architecture, laid out alike
+//! (`x86` for x86-64, `arm` for aarch64: `legacy`, `kquants`, `attention`, `kvq8`,
+//! `tests`), and those two are where `unsafe` may be used in `kernels` (see the crate docs
+//! for where else). Their functions called from here are safe: each checks the CPU and the
+//! shapes, and says `false` or `None` where it has no kernel for the call.
 //!
 //! [`quant`]: crate::quant
-#![allow(unsafe_code)]
 
 use half::f16;
 
 use crate::quant::{self, GgmlType};
 
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
 mod x86;
 
 #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+#[allow(unsafe_code)]
 mod arm;
 
 /// The dot product [`quant::vec_dot`] computes, through the fastest kernel for `ty` on this
@@ -148,14 +155,12 @@ pub(crate) fn quantize_activations(ty: GgmlType, x: &[f32], out: &mut [u8]) {
 
 fn quantize_q8(x: &[f32], out: &mut [u8], with_sum: bool) {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::quantize_q8(x, out, with_sum) };
+    if x86::quantize_q8(x, out, with_sum) {
+        return;
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() {
-        // SAFETY: the build has NEON (checked just above).
-        return unsafe { arm::quantize_q8(x, out, with_sum) };
+    if arm::quantize_q8(x, out, with_sum) {
+        return;
     }
     quantize_q8_scalar(x, out, with_sum);
 }
@@ -189,15 +194,12 @@ fn quantize_q8_scalar(x: &[f32], out: &mut [u8], with_sum: bool) {
 pub(crate) fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> Option<f32> {
     debug_assert_eq!(k.len(), q.len());
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() && k.len().is_multiple_of(16) && k.len() == q.len() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); lengths are equal
-        // multiples of 16.
-        return Some(unsafe { x86::dot_f16_lanes(lanes64, k, q) });
+    if let Some(s) = x86::dot_f16_lanes(lanes64, k, q) {
+        return Some(s);
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() {
-        // SAFETY: the build has NEON (checked just above).
-        return unsafe { arm::dot_f16_lanes(lanes64, k, q) };
+    if let Some(s) = arm::dot_f16_lanes(lanes64, k, q) {
+        return Some(s);
     }
     let _ = (lanes64, k, q);
     None
@@ -206,10 +208,8 @@ pub(crate) fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> Option<f32> 
 /// [`dot_f16_lanes`] for f32 keys (a Q8_0 cache's rows, widened exactly), in the same order.
 pub(crate) fn dot_f32_lanes(lanes64: bool, k: &[f32], q: &[f32]) -> Option<f32> {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() && k.len().is_multiple_of(16) && k.len() == q.len() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); lengths are equal
-        // multiples of 16.
-        return Some(unsafe { x86::dot_f32_lanes(lanes64, k, q) });
+    if let Some(s) = x86::dot_f32_lanes(lanes64, k, q) {
+        return Some(s);
     }
     let _ = (lanes64, k, q);
     None
@@ -219,9 +219,8 @@ pub(crate) fn dot_f32_lanes(lanes64: bool, k: &[f32], q: &[f32]) -> Option<f32> 
 pub(crate) fn fma_f32_row(acc: &mut [f32], p: f32, v: &[f32]) {
     debug_assert_eq!(acc.len(), v.len());
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::fma_f32_row(acc, p, v) };
+    if x86::fma_f32_row(acc, p, v) {
+        return;
     }
     for (a, &x) in acc.iter_mut().zip(v) {
         *a = p.mul_add(x, *a);
@@ -291,11 +290,24 @@ impl<'a> KvRows<'a> {
     }
 }
 
+/// Which of this CPU's vector kernels the attention functions may pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tier {
+    /// The fastest this CPU has: what the backend runs.
+    Best,
+    /// Only the instruction set's baseline kernels, so that tests reach them on CPUs that
+    /// would pick faster ones: on x86 the AVX2 kernels (also where AVX-512 is present); none
+    /// elsewhere, where there is one tier.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Baseline,
+}
+
 /// Attention scores of the query heads in `q` (`hd` values each) that share one key head:
 /// `out[h * len + j] = dot(keys_j, q_h) * scale` for `len = out.len() / heads` key rows, every
-/// dot product summed in the order of [`dot_f16_lanes`]. `false` where this CPU has no vector
-/// path for it: the caller then computes the same numbers one by one.
+/// dot product summed in the order of [`dot_f16_lanes`]. `false` where this CPU (in `tier`)
+/// has no vector path for it: the caller then computes the same numbers one by one.
 pub(crate) fn attn_scores(
+    tier: Tier,
     lanes64: bool,
     keys: KvRows<'_>,
     q: &[f32],
@@ -304,52 +316,15 @@ pub(crate) fn attn_scores(
     out: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx512() && attn_scores_fit(keys, q, hd, out) {
-        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
-        unsafe { x86::attn_scores(true, lanes64, keys, q, hd, scale, out) };
+    if x86::attn_scores(tier, lanes64, keys, q, hd, scale, out) {
         return true;
     }
-    // The NEON kernels read f16 rows; a Q8_0 cache takes the portable path there.
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if let KvRows::F16(keys) = keys
-        && arm::has_neon()
-    {
-        // SAFETY: the build has NEON (checked just above).
-        return unsafe { arm::attn_scores(lanes64, keys, q, hd, scale, out) };
-    }
-    attn_scores_avx2(lanes64, keys, q, hd, scale, out)
-}
-
-/// [`attn_scores`] through the AVX2 kernel (CPUs without AVX-512); `false` where this CPU or
-/// head width has none.
-pub(crate) fn attn_scores_avx2(
-    lanes64: bool,
-    keys: KvRows<'_>,
-    q: &[f32],
-    hd: usize,
-    scale: f32,
-    out: &mut [f32],
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() && attn_scores_fit(keys, q, hd, out) {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        unsafe { x86::attn_scores(false, lanes64, keys, q, hd, scale, out) };
+    if tier == Tier::Best && arm::attn_scores(lanes64, keys, q, hd, scale, out) {
         return true;
     }
-    let _ = (lanes64, keys, q, hd, scale, out);
+    let _ = (tier, lanes64, keys, q, hd, scale, out);
     false
-}
-
-/// Whether the x86 score kernels take these shapes: head width 64 or 128, whole heads of
-/// queries, and keys for every score.
-#[cfg(target_arch = "x86_64")]
-fn attn_scores_fit(keys: KvRows<'_>, q: &[f32], hd: usize, out: &[f32]) -> bool {
-    let heads = q.len() / hd.max(1);
-    (hd == 64 || hd == 128)
-        && heads > 0
-        && q.len() == heads * hd
-        && out.len().is_multiple_of(heads)
-        && keys.rows(hd) >= out.len() / heads
 }
 
 /// Partial sums of the weighted value rows for heads sharing them: head `h`'s row `j` (of
@@ -357,9 +332,11 @@ fn attn_scores_fit(keys: KvRows<'_>, q: &[f32], hd: usize, out: &[f32]) -> bool 
 /// `j mod 64` (single-token order) or `j mod 16` (batch order) in increasing `j`, for the
 /// slots in `slots` only. Head `h`'s slot `s` is `acc[(h * (slots.len() + 1) + s -
 /// slots.start) * hd..][..hd]` (a spare slot per head keeps the heads from aliasing in the
-/// cache). `false` where this CPU or head width has no vector path: the caller then computes
-/// the same numbers row by row.
+/// cache). `false` where this CPU (in `tier`) or head width has no vector path: the caller
+/// then computes the same numbers row by row.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn attn_value_slots(
+    tier: Tier,
     lanes64: bool,
     p: &[f32],
     values: KvRows<'_>,
@@ -369,69 +346,26 @@ pub(crate) fn attn_value_slots(
     acc: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx512() && value_slots_fit(lanes64, p, values, hd, heads, &slots, acc) {
-        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
-        unsafe { x86::attn_value_slots(true, lanes64, p, values, hd, heads, slots, acc) };
+    if x86::attn_value_slots(tier, lanes64, p, values, hd, heads, slots.clone(), acc) {
         return true;
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if let KvRows::F16(values) = values
-        && arm::has_neon()
+    if tier == Tier::Best
+        && arm::attn_value_slots(lanes64, p, values, hd, heads, slots.clone(), acc)
     {
-        // SAFETY: the build has NEON (checked just above).
-        return unsafe { arm::attn_value_slots(lanes64, p, values, hd, heads, slots, acc) };
-    }
-    attn_value_slots_avx2(lanes64, p, values, hd, heads, slots, acc)
-}
-
-/// [`attn_value_slots`] through the AVX2 kernel (CPUs without AVX-512); `false` where this
-/// CPU or head width has none.
-pub(crate) fn attn_value_slots_avx2(
-    lanes64: bool,
-    p: &[f32],
-    values: KvRows<'_>,
-    hd: usize,
-    heads: usize,
-    slots: std::ops::Range<usize>,
-    acc: &mut [f32],
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() && value_slots_fit(lanes64, p, values, hd, heads, &slots, acc) {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        unsafe { x86::attn_value_slots(false, lanes64, p, values, hd, heads, slots, acc) };
         return true;
     }
-    let _ = (lanes64, p, values, hd, heads, slots, acc);
+    let _ = (tier, lanes64, p, values, hd, heads, slots, acc);
     false
-}
-
-/// Whether the x86 value-slot kernels take these shapes: head width 64 or 128, a probability
-/// per head and row, slots within the order's period, and room for every head's slots.
-#[cfg(target_arch = "x86_64")]
-fn value_slots_fit(
-    lanes64: bool,
-    p: &[f32],
-    values: KvRows<'_>,
-    hd: usize,
-    heads: usize,
-    slots: &std::ops::Range<usize>,
-    acc: &[f32],
-) -> bool {
-    (hd == 64 || hd == 128)
-        && heads > 0
-        && p.len().is_multiple_of(heads)
-        && values.rows(hd) >= p.len() / heads
-        && slots.start <= slots.end
-        && slots.end <= if lanes64 { 64 } else { 16 }
-        && acc.len() >= heads * (slots.len() + 1) * hd
 }
 
 /// Scores of a Q8_0 cache's decode step: `out[h * len + j]` = query head `h` (`qs` signed
 /// bytes and `qd` scales, one scale per 32 values, `hd` values a head) dotted with the Q8_0 key
 /// row `j` of `keys`, times `scale`. Each block's integer sum is exact; the blocks are summed
-/// as `s = fma(dk · dq, sum, s)` in order. `false` where this CPU or head width has no vector
-/// path: the caller then computes the same numbers in portable code.
+/// as `s = fma(dk · dq, sum, s)` in order. `false` where this CPU (in `tier`) or head width
+/// has no vector path: the caller then computes the same numbers in portable code.
 pub(crate) fn attn_q8_scores(
+    tier: Tier,
     qs: &[i8],
     qd: &[f32],
     keys: &[u8],
@@ -440,47 +374,23 @@ pub(crate) fn attn_q8_scores(
     out: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_vnni() && x86::has_avx512() && q8_scores_fit(qs, qd, keys, hd, 64, out) {
-        // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI with AVX2, FMA and F16C (checked
-        // just above).
-        unsafe { x86::attn_q8_scores(true, qs, qd, keys, hd, scale, out) };
+    if x86::attn_q8_scores(tier, qs, qd, keys, hd, scale, out) {
         return true;
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() && q8_scores_fit(qs, qd, keys, hd, 32, out) {
-        // SAFETY: the build has NEON, `sdot` is used only where the CPU has `dotprod`, and
-        // the shapes fit (all checked just here).
-        unsafe { arm::attn_q8_scores(arm::has_dotprod(), qs, qd, keys, hd, scale, out) };
+    if tier == Tier::Best && arm::attn_q8_scores(qs, qd, keys, hd, scale, out) {
         return true;
     }
-    attn_q8_scores_avx2(qs, qd, keys, hd, scale, out)
-}
-
-/// [`attn_q8_scores`] through the AVX2 kernel (CPUs without AVX-512 VNNI); `false` where this
-/// CPU or head width has none.
-pub(crate) fn attn_q8_scores_avx2(
-    qs: &[i8],
-    qd: &[f32],
-    keys: &[u8],
-    hd: usize,
-    scale: f32,
-    out: &mut [f32],
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() && q8_scores_fit(qs, qd, keys, hd, 64, out) {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        unsafe { x86::attn_q8_scores(false, qs, qd, keys, hd, scale, out) };
-        return true;
-    }
-    let _ = (qs, qd, keys, hd, scale, out);
+    let _ = (tier, qs, qd, keys, hd, scale, out);
     false
 }
 
 /// Weighted values of a Q8_0 cache's decode step: `acc[h * hd + d] = Σ_j p[h * len + j] ·
 /// value_j[d]` over the Q8_0 rows `values`, summed in increasing `j` as `acc = fma(p · d,
-/// byte, acc)` (`d` the value's block scale). `false` where this CPU or head width has no
-/// vector path: the caller then computes the same numbers in portable code.
+/// byte, acc)` (`d` the value's block scale). `false` where this CPU (in `tier`) or head width
+/// has no vector path: the caller then computes the same numbers in portable code.
 pub(crate) fn attn_q8_values(
+    tier: Tier,
     p: &[f32],
     values: &[u8],
     hd: usize,
@@ -488,36 +398,14 @@ pub(crate) fn attn_q8_values(
     acc: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx512() && hd.is_multiple_of(64) && q8_values_fit(p, values, hd, heads, acc) {
-        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
-        unsafe { x86::attn_q8_values(p, values, hd, heads, acc) };
+    if x86::attn_q8_values(tier, p, values, hd, heads, acc) {
         return true;
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() && q8_values_fit(p, values, hd, heads, acc) {
-        // SAFETY: the build has NEON and the shapes fit (checked just above).
-        unsafe { arm::attn_q8_values(p, values, hd, heads, acc) };
+    if tier == Tier::Best && arm::attn_q8_values(p, values, hd, heads, acc) {
         return true;
     }
-    attn_q8_values_avx2(p, values, hd, heads, acc)
-}
-
-/// [`attn_q8_values`] through the AVX2 kernel (CPUs without AVX-512); `false` where this CPU
-/// has none.
-pub(crate) fn attn_q8_values_avx2(
-    p: &[f32],
-    values: &[u8],
-    hd: usize,
-    heads: usize,
-    acc: &mut [f32],
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() && q8_values_fit(p, values, hd, heads, acc) {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        unsafe { x86::attn_q8_values_avx2(p, values, hd, heads, acc) };
-        return true;
-    }
-    let _ = (p, values, hd, heads, acc);
+    let _ = (tier, p, values, hd, heads, acc);
     false
 }
 
@@ -555,9 +443,8 @@ pub(crate) fn fold_slots(rows: usize, acc: &mut [f32], out: &mut [f32]) {
     let hd = out.len();
     debug_assert!(rows.is_power_of_two() && acc.len() >= rows * hd);
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx512() && hd.is_multiple_of(16) {
-        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::fold_slots(rows, acc, out) };
+    if x86::fold_slots(rows, acc, out) {
+        return;
     }
     fold_slots_portable(rows, acc, out);
 }
@@ -586,14 +473,12 @@ pub(crate) fn halve_rows(rows: usize, acc: &mut [f32], width: usize) {
 pub(crate) fn fma_f16_row(acc: &mut [f32], p: f32, v: &[u16]) {
     debug_assert_eq!(acc.len(), v.len());
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::fma_f16_row(acc, p, v) };
+    if x86::fma_f16_row(acc, p, v) {
+        return;
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() {
-        // SAFETY: the build has NEON (checked just above).
-        return unsafe { arm::fma_f16_row(acc, p, v) };
+    if arm::fma_f16_row(acc, p, v) {
+        return;
     }
     fma_f16_row_portable(acc, p, v);
 }
@@ -641,9 +526,8 @@ const EXP_C1: u32 = 0x3f7f_fff6;
 /// `x[i] = exp(x[i])` with [`exp`].
 pub(crate) fn exp_in_place(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::exp_in_place(x) };
+    if x86::exp_in_place(x) {
+        return;
     }
     for v in x {
         *v = exp(*v);
@@ -654,9 +538,8 @@ pub(crate) fn exp_in_place(x: &mut [f32]) {
 pub(crate) fn swiglu(gate: &mut [f32], up: &[f32]) {
     debug_assert_eq!(gate.len(), up.len());
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::swiglu(gate, up) };
+    if x86::swiglu(gate, up) {
+        return;
     }
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = *g / (1.0 + exp(0.0 - *g)) * u;
@@ -666,14 +549,12 @@ pub(crate) fn swiglu(gate: &mut [f32], up: &[f32]) {
 /// Rounds every value to the nearest f16 (ties to even), kept as f32.
 pub(crate) fn round_to_f16(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::round_to_f16(x) };
+    if x86::round_to_f16(x) {
+        return;
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() {
-        // SAFETY: the build has NEON (checked just above).
-        return unsafe { arm::round_to_f16(x) };
+    if arm::round_to_f16(x) {
+        return;
     }
     round_to_f16_portable(x);
 }
@@ -689,14 +570,12 @@ fn round_to_f16_portable(x: &mut [f32]) {
 pub(crate) fn f32_to_f16(x: &[f32], out: &mut [u16]) {
     debug_assert_eq!(x.len(), out.len());
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::f32_to_f16(x, out) };
+    if x86::f32_to_f16(x, out) {
+        return;
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() {
-        // SAFETY: the build has NEON (checked just above).
-        return unsafe { arm::f32_to_f16(x, out) };
+    if arm::f32_to_f16(x, out) {
+        return;
     }
     f32_to_f16_portable(x, out);
 }

@@ -4,8 +4,55 @@
 
 use std::arch::x86_64::*;
 
-use super::PREFETCH_ROWS;
-use crate::kernels::Q8_0_BLOCK;
+use super::{PREFETCH_ROWS, has_avx2, has_avx512, has_vnni};
+use crate::kernels::{Q8_0_BLOCK, Tier, q8_scores_fit, q8_values_fit};
+
+/// `kernels::attn_q8_scores` with AVX-512 VNNI (`Tier::Best` on a CPU that has it) or AVX2;
+/// `false` where the CPU has neither or the shapes do not fit.
+pub(in crate::kernels) fn attn_q8_scores(
+    tier: Tier,
+    qs: &[i8],
+    qd: &[f32],
+    keys: &[u8],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) -> bool {
+    let vnni = tier == Tier::Best && has_vnni() && has_avx512();
+    if !(vnni || has_avx2()) || !q8_scores_fit(qs, qd, keys, hd, 64, out) {
+        return false;
+    }
+    // SAFETY: the CPU has AVX2, FMA and F16C, and with `vnni` AVX-512 F, BW, VL and VNNI
+    // (checked just above).
+    unsafe { q8_scores(vnni, qs, qd, keys, hd, scale, out) };
+    true
+}
+
+/// `kernels::attn_q8_values` with AVX-512 (`Tier::Best` on a CPU that has it, head widths a
+/// multiple of 64) or AVX2; `false` where the CPU has neither or the shapes do not fit.
+pub(in crate::kernels) fn attn_q8_values(
+    tier: Tier,
+    p: &[f32],
+    values: &[u8],
+    hd: usize,
+    heads: usize,
+    acc: &mut [f32],
+) -> bool {
+    if !q8_values_fit(p, values, hd, heads, acc) {
+        return false;
+    }
+    if tier == Tier::Best && has_avx512() && hd.is_multiple_of(64) {
+        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
+        unsafe { q8_values_avx512(p, values, hd, heads, acc) };
+        return true;
+    }
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        unsafe { q8_values_avx2(p, values, hd, heads, acc) };
+        return true;
+    }
+    false
+}
 
 /// Bytes of 64 values of a Q8_0 row (two blocks).
 const PAIR: usize = 2 * Q8_0_BLOCK;
@@ -182,7 +229,7 @@ fn scores_shape(
 ///
 /// # Safety
 /// The CPU has AVX2, FMA and F16C, and with `vnni` also AVX-512 F, BW, VL and VNNI.
-pub(in crate::kernels) unsafe fn attn_q8_scores(
+unsafe fn q8_scores(
     vnni: bool,
     qs: &[i8],
     qd: &[f32],
@@ -301,13 +348,7 @@ unsafe fn values_heads<const H: usize>(
 /// `acc[h * hd + d] = Σ_j p[h * len + j] · value_j[d]` over the Q8_0 rows `values`, summed
 /// in increasing `j` with one fused multiply-add each; see [`values_heads`].
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-pub(in crate::kernels) unsafe fn attn_q8_values(
-    p: &[f32],
-    values: &[u8],
-    hd: usize,
-    heads: usize,
-    acc: &mut [f32],
-) {
+unsafe fn q8_values_avx512(p: &[f32], values: &[u8], hd: usize, heads: usize, acc: &mut [f32]) {
     let pairs = hd / 64;
     let len = p.len() / heads.max(1);
     assert!(
@@ -448,17 +489,11 @@ fn hsum8(v: &[__m256i; 8]) -> __m256i {
     )
 }
 
-/// [`attn_q8_values`] with AVX2: 16 values of every head at a time over all positions (the
+/// [`q8_values_avx512`] with AVX2: 16 values of every head at a time over all positions (the
 /// block's rows stay in L1 across the passes), `acc = fma(p · d, byte, acc)` in increasing
 /// position, as [`values_heads`].
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(in crate::kernels) unsafe fn attn_q8_values_avx2(
-    p: &[f32],
-    values: &[u8],
-    hd: usize,
-    heads: usize,
-    acc: &mut [f32],
-) {
+unsafe fn q8_values_avx2(p: &[f32], values: &[u8], hd: usize, heads: usize, acc: &mut [f32]) {
     let blocks = hd / 32;
     let rb = blocks * Q8_0_BLOCK;
     let len = p.len() / heads.max(1);

@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::PREFETCH_ROWS;
+use super::super::PREFETCH_ROWS;
 use crate::kernels::Q8_0_BLOCK;
 
 /// Query heads per call of the value kernel: three heads' four accumulators, their
