@@ -22,6 +22,7 @@ mod engine;
 pub mod fetch;
 pub mod gguf;
 pub mod kernels;
+pub(crate) mod kv_cache;
 pub mod llama;
 mod matmul;
 mod pool;
