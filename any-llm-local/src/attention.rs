@@ -18,6 +18,7 @@
 use half::f16;
 
 use crate::kernels::{self, KvRows, Tier};
+use crate::quant::{Q8_0_BYTES, QK};
 
 mod layer;
 #[cfg(test)]
@@ -338,7 +339,7 @@ pub(crate) fn quantize_queries(q: &[f32], qs: &mut Vec<i8>, qd: &mut Vec<f32>) {
 
 /// Bytes of a Q8_0 row of `hd` values.
 fn q8_row_bytes(hd: usize) -> usize {
-    hd / 32 * kernels::Q8_0_BLOCK
+    hd / QK * Q8_0_BYTES
 }
 
 /// [`kernels::attn_q8_scores`] without vector kernels.
@@ -349,13 +350,13 @@ fn q8_scores_portable(qs: &[i8], qd: &[f32], keys: &[u8], hd: usize, scale: f32,
     for (h, oh) in out.chunks_exact_mut(len).enumerate() {
         let (qh, dh) = (
             &qs[h * hd..(h + 1) * hd],
-            &qd[h * hd / 32..(h + 1) * hd / 32],
+            &qd[h * hd / QK..(h + 1) * hd / QK],
         );
         for (j, o) in oh.iter_mut().enumerate() {
             let mut s = 0f32;
             let row = &keys[j * rb..(j + 1) * rb];
             for ((block, qb), &dq) in row
-                .chunks_exact(kernels::Q8_0_BLOCK)
+                .chunks_exact(Q8_0_BYTES)
                 .zip(qh.chunks_exact(32))
                 .zip(dh)
             {
@@ -379,10 +380,7 @@ fn q8_values_portable(p: &[f32], values: &[u8], hd: usize, heads: usize, acc: &m
     acc.fill(0.0);
     for (j, row) in values.chunks_exact(rb).take(len).enumerate() {
         for (ph, ah) in p.chunks_exact(len).zip(acc.chunks_exact_mut(hd)) {
-            for (block, ab) in row
-                .chunks_exact(kernels::Q8_0_BLOCK)
-                .zip(ah.chunks_exact_mut(32))
-            {
+            for (block, ab) in row.chunks_exact(Q8_0_BYTES).zip(ah.chunks_exact_mut(32)) {
                 let d = f16::from_bits(u16::from_le_bytes([block[0], block[1]])).to_f32();
                 let w = ph[j] * d;
                 for (a, &x) in ab.iter_mut().zip(&block[2..]) {

@@ -4,7 +4,7 @@
 
 use crate::kernels::{self, KvRows};
 use crate::llama::LlamaConfig;
-use crate::quant::GgmlType;
+use crate::quant::{GgmlType, Q8_0_BYTES};
 use any_core::{Error, Result};
 
 /// The number type the KV cache stores keys and values in.
@@ -48,7 +48,7 @@ impl KvCacheType {
     pub fn row_bytes(self, head_dim: usize) -> usize {
         match self {
             KvCacheType::F16 => 2 * head_dim,
-            KvCacheType::Q8_0 => head_dim / 32 * kernels::Q8_0_BLOCK,
+            KvCacheType::Q8_0 => head_dim / 32 * Q8_0_BYTES,
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::kernels::{self, KvRows};
 use crate::kv_cache::{KvCache, KvCacheType};
 use crate::llama::LlamaConfig;
 use crate::pool::Pool;
+use crate::quant::QK;
 
 /// Context length from which a single token's attention is split across threads by
 /// positions (scores) and by columns (weighted values) rather than by key/value head: below
@@ -193,7 +194,7 @@ fn attention_q8(
             .unwrap_or_else(PoisonError::into_inner);
         q8_partial(
             &qs[g * group * hd..(g + 1) * group * hd],
-            &qd[g * group * hd / 32..(g + 1) * group * hd / 32],
+            &qd[g * group * hd / QK..(g + 1) * group * hd / QK],
             keys,
             values,
             rows,

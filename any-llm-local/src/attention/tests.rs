@@ -2,6 +2,7 @@
 //! every tier this CPU has, the f16 and Q8_0 caches, and the Q8_0 decode step's blocks.
 
 use super::*;
+use crate::quant::Q8_0_BYTES;
 use half::f16;
 
 #[test]
@@ -55,7 +56,7 @@ fn f16_rows(n: usize, seed: u32) -> Vec<u16> {
 fn kv_both(n: usize, seed: u32) -> (Vec<u16>, Vec<u8>) {
     let f = f16_rows(n, seed);
     let x: Vec<f32> = f.iter().map(|&b| f16::from_bits(b).to_f32()).collect();
-    let mut q = vec![0u8; n / 32 * kernels::Q8_0_BLOCK];
+    let mut q = vec![0u8; n / 32 * Q8_0_BYTES];
     kernels::quantize_activations(crate::quant::GgmlType::Q8_0, &x, &mut q);
     (f, q)
 }

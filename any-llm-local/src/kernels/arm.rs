@@ -14,7 +14,7 @@ use std::arch::aarch64::*;
 use std::arch::asm;
 
 use super::{DotFn, KvRows, RowsFn, TileFn, q8_scores_fit, q8_values_fit};
-use crate::quant::GgmlType;
+use crate::quant::{GgmlType, Q8_0_BYTES, Q8_1_BYTES, QK};
 
 mod attention;
 mod kquants;
@@ -199,9 +199,9 @@ pub(super) fn attn_q8_values(
 /// Whole blocks of 32 values in `n`, after checking the weight rows hold `wb` bytes per block
 /// and the activation rows `ab`.
 fn check(w: &[u8], a: &[u8], n: usize, wb: usize, ab: usize) -> usize {
-    let nb = n / 32;
+    let nb = n / QK;
     assert!(
-        n.is_multiple_of(32) && w.len() == nb * wb && a.len() == nb * ab,
+        n.is_multiple_of(QK) && w.len() == nb * wb && a.len() == nb * ab,
         "row sizes do not match n = {n}"
     );
     nb
@@ -323,8 +323,12 @@ fn isum16_dotprod(x: int8x16_t, y: int8x16_t) -> int32x4_t {
 /// sum for Q8_1.
 #[target_feature(enable = "neon")]
 fn quantize_q8_neon(x: &[f32], out: &mut [u8], with_sum: bool) {
-    let (block, head) = if with_sum { (36, 4) } else { (34, 2) };
-    for (xb, ob) in x.chunks_exact(32).zip(out.chunks_exact_mut(block)) {
+    let (block, head) = if with_sum {
+        (Q8_1_BYTES, 4)
+    } else {
+        (Q8_0_BYTES, 2)
+    };
+    for (xb, ob) in x.chunks_exact(QK).zip(out.chunks_exact_mut(block)) {
         // SAFETY: `xb` holds 32 floats.
         let v: [float32x4_t; 8] =
             std::array::from_fn(|k| unsafe { vld1q_f32(xb.as_ptr().add(4 * k)) });

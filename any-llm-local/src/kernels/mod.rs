@@ -7,15 +7,16 @@
 //! This layer is the same for every CPU: it names no instruction set and holds no `unsafe`.
 //! The kernels live in one module per instruction set architecture, laid out alike
 //! (`x86` for x86-64, `arm` for aarch64: `legacy`, `kquants`, `attention`, `kvq8`,
-//! `tests`), and those two are where `unsafe` may be used in `kernels` (see the crate docs
-//! for where else). Their functions called from here are safe: each checks the CPU and the
-//! shapes, and says `false` or `None` where it has no kernel for the call.
+//! `tests`), and those two are where `unsafe` may be used in `kernels` ([where `unsafe`
+//! lives](crate#where-unsafe-lives) in the crate is said once, in the crate docs). Their
+//! functions called from here are safe: each checks the CPU and the shapes, and says `false`
+//! or `None` where it has no kernel for the call.
 //!
 //! [`quant`]: crate::quant
 
 use half::f16;
 
-use crate::quant::{self, GgmlType};
+use crate::quant::{self, GgmlType, Q8_0_BYTES, Q8_1_BYTES, QK};
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
@@ -167,9 +168,9 @@ fn quantize_q8(x: &[f32], out: &mut [u8], with_sum: bool) {
 
 /// The portable [`quantize_q8`], which the vector paths must equal byte for byte.
 fn quantize_q8_scalar(x: &[f32], out: &mut [u8], with_sum: bool) {
-    let block = if with_sum { 36 } else { 34 };
+    let block = if with_sum { Q8_1_BYTES } else { Q8_0_BYTES };
     let head = if with_sum { 4 } else { 2 };
-    for (xb, ob) in x.chunks_exact(32).zip(out.chunks_exact_mut(block)) {
+    for (xb, ob) in x.chunks_exact(QK).zip(out.chunks_exact_mut(block)) {
         let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
@@ -227,9 +228,6 @@ pub(crate) fn fma_f32_row(acc: &mut [f32], p: f32, v: &[f32]) {
     }
 }
 
-/// Bytes of one Q8_0 block of the KV cache: an f16 scale, then 32 signed bytes.
-pub(crate) const Q8_0_BLOCK: usize = 34;
-
 /// The rows of one key or value head in the KV cache (`hd` values each), in the cache's type.
 ///
 /// Both types read back exactly: an f16 widens to f32 without rounding, and a Q8_0 value is
@@ -250,7 +248,7 @@ impl<'a> KvRows<'a> {
     pub(crate) fn rows(self, hd: usize) -> usize {
         match self {
             KvRows::F16(b) => b.len() / hd,
-            KvRows::Q8_0(b) => b.len() / (hd / 32 * Q8_0_BLOCK),
+            KvRows::Q8_0(b) => b.len() / (hd / QK * Q8_0_BYTES),
         }
     }
 
@@ -259,7 +257,7 @@ impl<'a> KvRows<'a> {
         match self {
             KvRows::F16(b) => KvRows::F16(&b[start * hd..(start + n) * hd]),
             KvRows::Q8_0(b) => {
-                let rb = hd / 32 * Q8_0_BLOCK;
+                let rb = hd / QK * Q8_0_BYTES;
                 KvRows::Q8_0(&b[start * rb..(start + n) * rb])
             }
         }
@@ -275,10 +273,10 @@ impl<'a> KvRows<'a> {
                 }
             }
             KvRows::Q8_0(b) => {
-                let rb = hd / 32 * Q8_0_BLOCK;
+                let rb = hd / QK * Q8_0_BYTES;
                 for (blk, o) in b[j * rb..(j + 1) * rb]
-                    .chunks_exact(Q8_0_BLOCK)
-                    .zip(out.chunks_exact_mut(32))
+                    .chunks_exact(Q8_0_BYTES)
+                    .zip(out.chunks_exact_mut(QK))
                 {
                     let d = f16::from_bits(u16::from_le_bytes([blk[0], blk[1]])).to_f32();
                     for (o, &q) in o.iter_mut().zip(&blk[2..]) {
@@ -420,9 +418,9 @@ fn q8_scores_fit(qs: &[i8], qd: &[f32], keys: &[u8], hd: usize, unit: usize, out
         && hd.is_multiple_of(unit)
         && heads > 0
         && qs.len() == heads * hd
-        && qd.len() == heads * hd / 32
+        && qd.len() == heads * hd / QK
         && out.len().is_multiple_of(heads)
-        && keys.len() >= out.len() / heads * (hd / 32 * Q8_0_BLOCK)
+        && keys.len() >= out.len() / heads * (hd / QK * Q8_0_BYTES)
 }
 
 /// Whether the Q8_0 value kernels take these shapes: whole Q8_0 rows, a probability per head
@@ -430,11 +428,11 @@ fn q8_scores_fit(qs: &[i8], qd: &[f32], keys: &[u8], hd: usize, unit: usize, out
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn q8_values_fit(p: &[f32], values: &[u8], hd: usize, heads: usize, acc: &[f32]) -> bool {
     hd > 0
-        && hd.is_multiple_of(32)
+        && hd.is_multiple_of(QK)
         && heads > 0
         && p.len().is_multiple_of(heads)
         && acc.len() == heads * hd
-        && values.len() >= p.len() / heads * (hd / 32 * Q8_0_BLOCK)
+        && values.len() >= p.len() / heads * (hd / QK * Q8_0_BYTES)
 }
 
 /// Folds `rows` slots (`out.len()` floats each, in `acc`; `rows` a power of two) into `out`
@@ -770,7 +768,7 @@ mod tests {
         }
         x[64] = 22_000.0;
         for with_sum in [false, true] {
-            let block = if with_sum { 36 } else { 34 };
+            let block = if with_sum { Q8_1_BYTES } else { Q8_0_BYTES };
             let mut fast = vec![0u8; x.len() / 32 * block];
             let mut portable = fast.clone();
             quantize_q8(&x, &mut fast, with_sum);

@@ -19,7 +19,7 @@ use super::{
     DotFn, EXP_C1, EXP_C2, EXP_C3, EXP_C4, EXP_C5, EXP_LN2_HI, EXP_LN2_LO, EXP_LOG2E, EXP_SHIFT,
     RowsFn, TILE_ROWS, TILE_TOKENS, TileFn,
 };
-use crate::quant::GgmlType;
+use crate::quant::{GgmlType, Q8_0_BYTES, Q8_1_BYTES, QK};
 
 mod attention;
 mod kquants;
@@ -308,11 +308,15 @@ fn exp8(x: __m256) -> Option<__m256> {
 /// rounded to nearest even (the rounding `vroundps` does), the block's integer sum for Q8_1.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn quantize_q8_avx2(x: &[f32], out: &mut [u8], with_sum: bool) {
-    let (block, head) = if with_sum { (36, 4) } else { (34, 2) };
+    let (block, head) = if with_sum {
+        (Q8_1_BYTES, 4)
+    } else {
+        (Q8_0_BYTES, 2)
+    };
     let sign = _mm256_set1_ps(-0.0);
     // packs interleaves 128-bit lanes; this puts the 4-byte groups back in order.
     let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-    for (xb, ob) in x.chunks_exact(32).zip(out.chunks_exact_mut(block)) {
+    for (xb, ob) in x.chunks_exact(QK).zip(out.chunks_exact_mut(block)) {
         // SAFETY: `xb` holds 32 floats and `ob` a whole block, of which the 32 quants start
         // at `head`.
         unsafe {

@@ -6,7 +6,8 @@
 use std::arch::x86_64::*;
 
 use super::{PREFETCH_ROWS, has_avx2, has_avx512, hsum};
-use crate::kernels::{KvRows, Q8_0_BLOCK, Tier};
+use crate::kernels::{KvRows, Tier};
+use crate::quant::Q8_0_BYTES;
 
 mod avx2;
 
@@ -227,7 +228,7 @@ unsafe fn kv_chunk<const Q8: bool>(row: *const u8, c: usize) -> __m512 {
     // SAFETY: the caller keeps chunk `c` inside the row.
     unsafe {
         if Q8 {
-            let block = row.add(c / 2 * Q8_0_BLOCK);
+            let block = row.add(c / 2 * Q8_0_BYTES);
             let d = _mm512_cvtph_ps(_mm256_set1_epi16(block.cast::<i16>().read_unaligned()));
             let q = _mm512_cvtepi8_epi32(_mm_loadu_si128(block.add(2 + 16 * (c % 2)).cast()));
             _mm512_mul_ps(_mm512_cvtepi32_ps(q), d)
@@ -239,7 +240,7 @@ unsafe fn kv_chunk<const Q8: bool>(row: *const u8, c: usize) -> __m512 {
 
 /// Bytes of one KV cache row of `16 * ch` values.
 const fn kv_row_bytes<const Q8: bool>(ch: usize) -> usize {
-    if Q8 { ch / 2 * Q8_0_BLOCK } else { 32 * ch }
+    if Q8 { ch / 2 * Q8_0_BYTES } else { 32 * ch }
 }
 
 /// A KV head's rows as a pointer, and whether they are Q8_0.

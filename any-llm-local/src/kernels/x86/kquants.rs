@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 use super::hsum_i32;
 use crate::kernels::DotFn;
-use crate::quant::{self, GgmlType};
+use crate::quant::{self, GgmlType, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_K_BYTES, QK_K};
 
 /// The dot product for `ty`; the CPU has AVX2.
 pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
@@ -20,16 +20,13 @@ pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
 
 /// Super-blocks of `n` values, after checking both rows hold exactly that many.
 fn check_k(w: &[u8], a: &[u8], n: usize, wb: usize) -> usize {
-    let nb = n / 256;
+    let nb = n / QK_K;
     assert!(
-        n.is_multiple_of(256) && w.len() == nb * wb && a.len() == nb * Q8K_BYTES,
+        n.is_multiple_of(QK_K) && w.len() == nb * wb && a.len() == nb * Q8_K_BYTES,
         "row sizes do not match n = {n}"
     );
     nb
 }
-
-/// A Q8_K block: `d` (f32), 256 quants, 16 sums of 16 quants (i16).
-const Q8K_BYTES: usize = 4 + 256 + 32;
 
 /// The integer sums of one Q4_K or Q5_K super-block, given its eight sub-block scales.
 type IsumK4 = unsafe fn(*const u8, *const u8, &[i16; 8]) -> i32;
@@ -39,7 +36,7 @@ type IsumK4 = unsafe fn(*const u8, *const u8, &[i16; 8]) -> i32;
 fn dot_k4(w: &[u8], a: &[u8], n: usize, block: usize, isum: IsumK4) -> f32 {
     let nb = check_k(w, a, n, block);
     let mut total = -0.0f32;
-    for (wb, ab) in w.chunks_exact(block).zip(a.chunks_exact(Q8K_BYTES)) {
+    for (wb, ab) in w.chunks_exact(block).zip(a.chunks_exact(Q8_K_BYTES)) {
         let scales: &[u8; 12] = wb[4..16].try_into().expect("12 scale bytes");
         let (mut sc, mut mins) = ([0i16; 8], 0i32);
         for (j, s) in sc.iter_mut().enumerate() {
@@ -62,24 +59,24 @@ fn dot_k4(w: &[u8], a: &[u8], n: usize, block: usize, isum: IsumK4) -> f32 {
 }
 
 fn dot_q4_k(w: &[u8], a: &[u8], n: usize) -> f32 {
-    dot_k4(w, a, n, 144, isum_q4_k_avx2)
+    dot_k4(w, a, n, Q4_K_BYTES, isum_q4_k_avx2)
 }
 
 fn dot_q5_k(w: &[u8], a: &[u8], n: usize) -> f32 {
-    dot_k4(w, a, n, 176, isum_q5_k_avx2)
+    dot_k4(w, a, n, Q5_K_BYTES, isum_q5_k_avx2)
 }
 
 fn dot_q6_k(w: &[u8], a: &[u8], n: usize) -> f32 {
-    let nb = check_k(w, a, n, 210);
+    let nb = check_k(w, a, n, Q6_K_BYTES);
     let mut total = -0.0f32;
-    for (wb, ab) in w.chunks_exact(210).zip(a.chunks_exact(Q8K_BYTES)) {
+    for (wb, ab) in w.chunks_exact(Q6_K_BYTES).zip(a.chunks_exact(Q8_K_BYTES)) {
         // SAFETY: as in `dot_q4_k`; blocks of 210 and 292 bytes.
         let sum = unsafe { isum_q6_k_avx2(wb.as_ptr(), ab.as_ptr()) };
         let ad = f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]]);
         let d = half::f16::from_le_bytes([wb[208], wb[209]]).to_f32();
         total += ad * d * sum as f32;
     }
-    debug_assert_eq!(nb, w.len() / 210);
+    debug_assert_eq!(nb, w.len() / Q6_K_BYTES);
     total
 }
 

@@ -7,7 +7,9 @@ use std::arch::x86_64::*;
 
 use super::hsum;
 use crate::kernels::{DotFn, ROWS, RowsFn, TileFn};
-use crate::quant::GgmlType;
+use crate::quant::{
+    GgmlType, Q4_0_BYTES, Q4_1_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q8_0_BYTES, Q8_1_BYTES, QK,
+};
 
 mod tiles;
 
@@ -65,81 +67,81 @@ pub(super) fn rows_fn(ty: GgmlType, vnni: bool) -> Option<RowsFn> {
 }
 
 fn rows_q4_1(w: &[u8], a: &[u8], n: usize, out: &mut [f32; ROWS]) {
-    let nb = check(w, a, n, 20 * ROWS, 36);
+    let nb = check(w, a, n, Q4_1_BYTES * ROWS, Q8_1_BYTES);
     // SAFETY: `rows_fn` hands this out only when AVX2/FMA/F16C are present; `check` proved
     // the slices hold `ROWS` rows and one row of `nb` whole blocks.
     unsafe { rows_q4_1_avx2(w.as_ptr(), a.as_ptr(), nb, out) }
 }
 
 fn rows_q4_1_vnni_checked(w: &[u8], a: &[u8], n: usize, out: &mut [f32; ROWS]) {
-    let nb = check(w, a, n, 20 * ROWS, 36);
+    let nb = check(w, a, n, Q4_1_BYTES * ROWS, Q8_1_BYTES);
     // SAFETY: as in `tile_q4_1_vnni_checked`.
     unsafe { rows_q4_1_vnni(w.as_ptr(), a.as_ptr(), nb, out) }
 }
 
 fn rows_q8_0(w: &[u8], a: &[u8], n: usize, out: &mut [f32; ROWS]) {
-    let nb = check(w, a, n, 34 * ROWS, 34);
+    let nb = check(w, a, n, Q8_0_BYTES * ROWS, Q8_0_BYTES);
     // SAFETY: `rows_fn` hands this out only when AVX2/FMA/F16C are present; `check` proved
     // the slices hold `ROWS` rows and one row of `nb` whole blocks.
     unsafe { rows_q8_0_avx2(w.as_ptr(), a.as_ptr(), nb, out) }
 }
 
 fn rows_q8_0_vnni_checked(w: &[u8], a: &[u8], n: usize, out: &mut [f32; ROWS]) {
-    let nb = check(w, a, n, 34 * ROWS, 34);
+    let nb = check(w, a, n, Q8_0_BYTES * ROWS, Q8_0_BYTES);
     // SAFETY: `rows_fn` hands this out only when `has_vnni()` said yes; `check` proved the
     // slices hold `ROWS` rows and one row of `nb` whole blocks.
     unsafe { rows_q8_0_vnni(w.as_ptr(), a.as_ptr(), nb, out) }
 }
 
 fn dot_q8_0_vnni_checked(w: &[u8], a: &[u8], n: usize) -> f32 {
-    let nb = check(w, a, n, 34, 34);
+    let nb = check(w, a, n, Q8_0_BYTES, Q8_0_BYTES);
     // SAFETY: `dot_fn` hands this out only when `has_vnni()` said yes; `check` proved both
     // slices hold `nb` whole blocks.
     unsafe { dot_q8_0_vnni(w.as_ptr(), a.as_ptr(), nb) }
 }
 
 fn check(w: &[u8], a: &[u8], n: usize, wb: usize, ab: usize) -> usize {
-    let nb = n / 32;
+    let nb = n / QK;
     assert!(
-        n.is_multiple_of(32) && w.len() == nb * wb && a.len() == nb * ab,
+        n.is_multiple_of(QK) && w.len() == nb * wb && a.len() == nb * ab,
         "row sizes do not match n = {n}"
     );
     nb
 }
 
 fn dot_q8_0(w: &[u8], a: &[u8], n: usize) -> f32 {
-    let nb = check(w, a, n, 34, 34);
+    let nb = check(w, a, n, Q8_0_BYTES, Q8_0_BYTES);
     // SAFETY: `dot_fn` hands this out only when AVX2/FMA/F16C are present; `check` proved
     // both slices hold `nb` whole blocks.
     unsafe { dot_q8_0_avx2(w.as_ptr(), a.as_ptr(), nb) }
 }
 
 fn dot_q4_0(w: &[u8], a: &[u8], n: usize) -> f32 {
-    let nb = check(w, a, n, 18, 34);
+    let nb = check(w, a, n, Q4_0_BYTES, Q8_0_BYTES);
     // SAFETY: as in `dot_q8_0`.
     unsafe { dot_q4_0_avx2(w.as_ptr(), a.as_ptr(), nb) }
 }
 
 fn dot_q4_1(w: &[u8], a: &[u8], n: usize) -> f32 {
-    let nb = check(w, a, n, 20, 36);
+    let nb = check(w, a, n, Q4_1_BYTES, Q8_1_BYTES);
     // SAFETY: as in `dot_q8_0`.
     unsafe { dot_q4_1_avx2(w.as_ptr(), a.as_ptr(), nb) }
 }
 
 fn dot_q5_0(w: &[u8], a: &[u8], n: usize) -> f32 {
-    let nb = check(w, a, n, 22, 34);
+    let nb = check(w, a, n, Q5_0_BYTES, Q8_0_BYTES);
     // SAFETY: as in `dot_q8_0`.
     unsafe { dot_q5_0_avx2(w.as_ptr(), a.as_ptr(), nb) }
 }
 
 fn dot_q5_1(w: &[u8], a: &[u8], n: usize) -> f32 {
-    let nb = check(w, a, n, 24, 36);
+    let nb = check(w, a, n, Q5_1_BYTES, Q8_1_BYTES);
     // SAFETY: as in `dot_q8_0`.
     unsafe { dot_q5_1_avx2(w.as_ptr(), a.as_ptr(), nb) }
 }
 
 fn dot_q4_1_vnni_checked(w: &[u8], a: &[u8], n: usize) -> f32 {
-    let nb = check(w, a, n, 20, 36);
+    let nb = check(w, a, n, Q4_1_BYTES, Q8_1_BYTES);
     // SAFETY: `dot_fn` hands this out only when `has_vnni()` said yes; `check` proved both
     // slices hold `nb` whole blocks.
     unsafe { dot_q4_1_vnni(w.as_ptr(), a.as_ptr(), nb) }
@@ -249,7 +251,7 @@ unsafe fn dot_q4_0_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
     for i in 0..nb {
         // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
         unsafe {
-            let (wb, ab) = (w.add(i * 18), a.add(i * 34));
+            let (wb, ab) = (w.add(i * Q4_0_BYTES), a.add(i * Q8_0_BYTES));
             let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2_at(wb), f16x2_at(ab)));
             let qw = _mm256_sub_epi8(nibbles(wb.add(2)), _mm256_set1_epi8(8));
             let qa = _mm256_loadu_si256(ab.add(2).cast());
@@ -283,7 +285,7 @@ unsafe fn dot_q5_0_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
     for i in 0..nb {
         // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
         unsafe {
-            let (wb, ab) = (w.add(i * 22), a.add(i * 34));
+            let (wb, ab) = (w.add(i * Q5_0_BYTES), a.add(i * Q8_0_BYTES));
             let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2_at(wb), f16x2_at(ab)));
             let qh = wb.add(2).cast::<u32>().read_unaligned();
             let q = _mm256_or_si256(nibbles(wb.add(6)), fifth_bits(qh));
@@ -302,7 +304,7 @@ unsafe fn dot_q5_1_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
     for i in 0..nb {
         // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
         unsafe {
-            let (wb, ab) = (w.add(i * 24), a.add(i * 36));
+            let (wb, ab) = (w.add(i * Q5_1_BYTES), a.add(i * Q8_1_BYTES));
             // Lane 0: d_w · d_a; lane 1: m_w · s_a, summed in lane 1 of `mins`.
             let prod = _mm_mul_ps(f16x2_at(wb), f16x2_at(ab));
             let d = _mm256_broadcastss_ps(prod);
@@ -355,7 +357,7 @@ macro_rules! q4_1_kernels {
         #[target_feature(enable = $features)]
         pub(super) unsafe fn $rows(w: *const u8, a: *const u8, nb: usize, out: &mut [f32; ROWS]) {
             const { assert!(ROWS == 4) };
-            let wrow = nb * 20;
+            let wrow = nb * Q4_1_BYTES;
             let mut acc = [_mm256_setzero_ps(); ROWS];
             // Lane 2r + 1: the sum of m_w · s_a for row r.
             let mut mins = _mm256_setzero_ps();
@@ -364,11 +366,11 @@ macro_rules! q4_1_kernels {
             for i in 0..nb {
                 // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
                 unsafe {
-                    let ab = a.add(i * 36);
+                    let ab = a.add(i * Q8_1_BYTES);
                     if i.is_multiple_of(3) {
                         for r in 0..ROWS {
                             _mm_prefetch::<_MM_HINT_T1>(
-                                w.wrapping_add(r * wrow + i * 20 + PREFETCH).cast(),
+                                w.wrapping_add(r * wrow + i * Q4_1_BYTES + PREFETCH).cast(),
                             );
                         }
                     }
@@ -377,7 +379,10 @@ macro_rules! q4_1_kernels {
                     let qa = _mm256_loadu_si256(ab.add(4).cast());
                     let mut heads = [0i32; ROWS];
                     for (r, h) in heads.iter_mut().enumerate() {
-                        *h = w.add(r * wrow + i * 20).cast::<i32>().read_unaligned();
+                        *h = w
+                            .add(r * wrow + i * Q4_1_BYTES)
+                            .cast::<i32>()
+                            .read_unaligned();
                     }
                     // [d_w0 d_a, m_w0 s_a, d_w1 d_a, ...].
                     let prod =
@@ -385,7 +390,7 @@ macro_rules! q4_1_kernels {
                     mins = _mm256_add_ps(mins, prod);
                     _mm256_storeu_ps(prods.as_mut_ptr(), prod);
                     for r in 0..ROWS {
-                        let qw = nibbles(w.add(r * wrow + i * 20 + 4));
+                        let qw = nibbles(w.add(r * wrow + i * Q4_1_BYTES + 4));
                         let d = broadcast_at(prods.as_ptr().add(2 * r));
                         let sums = $isum(qw, qa);
                         acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc[r]);
@@ -407,7 +412,7 @@ macro_rules! q4_1_kernels {
             for i in 0..nb {
                 // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
                 unsafe {
-                    let (wb, ab) = (w.add(i * 20), a.add(i * 36));
+                    let (wb, ab) = (w.add(i * Q4_1_BYTES), a.add(i * Q8_1_BYTES));
                     // Lane 0: d_w · d_a; lane 1: m_w · s_a, summed in lane 1 of `mins`.
                     let prod = _mm_mul_ps(f16x2_at(wb), f16x2_at(ab));
                     let d = _mm256_broadcastss_ps(prod);
@@ -464,7 +469,7 @@ macro_rules! q8_0_kernels {
             for i in 0..nb {
                 // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
                 unsafe {
-                    let (wb, ab) = (w.add(i * 34), a.add(i * 34));
+                    let (wb, ab) = (w.add(i * Q8_0_BYTES), a.add(i * Q8_0_BYTES));
                     let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2_at(wb), f16x2_at(ab)));
                     let qw = _mm256_loadu_si256(wb.add(2).cast());
                     let qa = _mm256_loadu_si256(ab.add(2).cast());
@@ -477,23 +482,23 @@ macro_rules! q8_0_kernels {
         /// Four Q8_0 weight rows by one Q8_0 activation row, sharing the activation loads.
         #[target_feature(enable = $features)]
         pub(super) unsafe fn $rows(w: *const u8, a: *const u8, nb: usize, out: &mut [f32; ROWS]) {
-            let wrow = nb * 34;
+            let wrow = nb * Q8_0_BYTES;
             let mut acc = [_mm256_setzero_ps(); ROWS];
             for i in 0..nb {
                 // SAFETY: block `i < nb` of each row is in bounds (checked by the wrapper).
                 unsafe {
-                    let ab = a.add(i * 34);
+                    let ab = a.add(i * Q8_0_BYTES);
                     if i.is_multiple_of(2) {
                         for r in 0..ROWS {
                             _mm_prefetch::<_MM_HINT_T1>(
-                                w.wrapping_add(r * wrow + i * 34 + PREFETCH).cast(),
+                                w.wrapping_add(r * wrow + i * Q8_0_BYTES + PREFETCH).cast(),
                             );
                         }
                     }
                     let da = f16x2_at(ab);
                     let qa = _mm256_loadu_si256(ab.add(2).cast());
                     for r in 0..ROWS {
-                        let wb = w.add(r * wrow + i * 34);
+                        let wb = w.add(r * wrow + i * Q8_0_BYTES);
                         let d = _mm256_broadcastss_ps(_mm_mul_ss(f16x2_at(wb), da));
                         let qw = _mm256_loadu_si256(wb.add(2).cast());
                         acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps($isum(qw, qa)), acc[r]);

@@ -9,41 +9,42 @@ use super::{
     broadcast_at, broadcast16_at, check, f16x2_at, isum_i8i8_avx2, isum_u4i8_avx2, nibbles,
 };
 use crate::kernels::{TILE_ROWS, TILE_TOKENS};
+use crate::quant::{Q4_0_BYTES, Q4_1_BYTES, Q8_0_BYTES, Q8_1_BYTES};
 
 pub(super) fn tile_q8_0(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
-    let nb = check(w, a, n, 34 * TILE_ROWS, 34 * TILE_TOKENS);
+    let nb = check(w, a, n, Q8_0_BYTES * TILE_ROWS, Q8_0_BYTES * TILE_TOKENS);
     // SAFETY: `tile_fn` hands this out only when AVX2/FMA/F16C are present; `check` proved
     // the slices hold `TILE_ROWS` and `TILE_TOKENS` rows of `nb` whole blocks.
-    unsafe { tile_q8_avx2::<34, 0>(w.as_ptr(), a.as_ptr(), nb, out) }
+    unsafe { tile_q8_avx2::<Q8_0_BYTES, 0>(w.as_ptr(), a.as_ptr(), nb, out) }
 }
 
 pub(super) fn tile_q4_0(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
-    let nb = check(w, a, n, 18 * TILE_ROWS, 34 * TILE_TOKENS);
+    let nb = check(w, a, n, Q4_0_BYTES * TILE_ROWS, Q8_0_BYTES * TILE_TOKENS);
     // SAFETY: as in `tile_q8_0`.
-    unsafe { tile_q8_avx2::<18, 4>(w.as_ptr(), a.as_ptr(), nb, out) }
+    unsafe { tile_q8_avx2::<Q4_0_BYTES, 4>(w.as_ptr(), a.as_ptr(), nb, out) }
 }
 
 pub(super) fn tile_q8_0_vnni(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
-    let nb = check(w, a, n, 34 * TILE_ROWS, 34 * TILE_TOKENS);
+    let nb = check(w, a, n, Q8_0_BYTES * TILE_ROWS, Q8_0_BYTES * TILE_TOKENS);
     // SAFETY: `tile_fn` hands this out only when `has_vnni()` said yes; `check` proved the
     // slices hold `TILE_ROWS` and `TILE_TOKENS` rows of `nb` whole blocks.
-    unsafe { tile_q8_vnni::<34, 0>(w.as_ptr(), a.as_ptr(), nb, out) }
+    unsafe { tile_q8_vnni::<Q8_0_BYTES, 0>(w.as_ptr(), a.as_ptr(), nb, out) }
 }
 
 pub(super) fn tile_q4_0_vnni(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
-    let nb = check(w, a, n, 18 * TILE_ROWS, 34 * TILE_TOKENS);
+    let nb = check(w, a, n, Q4_0_BYTES * TILE_ROWS, Q8_0_BYTES * TILE_TOKENS);
     // SAFETY: as in `tile_q8_0_vnni`.
-    unsafe { tile_q8_vnni::<18, 4>(w.as_ptr(), a.as_ptr(), nb, out) }
+    unsafe { tile_q8_vnni::<Q4_0_BYTES, 4>(w.as_ptr(), a.as_ptr(), nb, out) }
 }
 
 pub(super) fn tile_q4_1(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
-    let nb = check(w, a, n, 20 * TILE_ROWS, 36 * TILE_TOKENS);
+    let nb = check(w, a, n, Q4_1_BYTES * TILE_ROWS, Q8_1_BYTES * TILE_TOKENS);
     // SAFETY: as in `tile_q8_0`.
     unsafe { tile_q4_1_avx2(w.as_ptr(), a.as_ptr(), nb, out) }
 }
 
 pub(super) fn tile_q4_1_vnni_checked(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
-    let nb = check(w, a, n, 20 * TILE_ROWS, 36 * TILE_TOKENS);
+    let nb = check(w, a, n, Q4_1_BYTES * TILE_ROWS, Q8_1_BYTES * TILE_TOKENS);
     // SAFETY: `tile_fn` hands this out only when `has_vnni()` said yes; `check` proved the
     // slices hold `TILE_ROWS` and `TILE_TOKENS` rows of `nb` whole blocks.
     unsafe { tile_q4_1_vnni(w.as_ptr(), a.as_ptr(), nb, out) }
@@ -61,7 +62,7 @@ pub(in crate::kernels::x86) unsafe fn tile_q4_1_avx2(
     out: &mut Tile,
 ) {
     const { assert!(TILE_TOKENS == 4) };
-    let (wrow, arow) = (nb * 20, nb * 36);
+    let (wrow, arow) = (nb * Q4_1_BYTES, nb * Q8_1_BYTES);
     let mut acc = [_mm256_setzero_ps(); TILE_ROWS * TILE_TOKENS];
     // Lane 2t + 1 of row r's vector: the sum of m_w · s_a for token t.
     let mut mins = [_mm256_setzero_ps(); TILE_ROWS];
@@ -71,13 +72,18 @@ pub(in crate::kernels::x86) unsafe fn tile_q4_1_avx2(
         // SAFETY: block `i < nb` of each of the tile's rows is in bounds (checked by
         // the wrapper).
         unsafe {
-            let qa: [__m256i; TILE_TOKENS] =
-                std::array::from_fn(|t| _mm256_loadu_si256(a.add(t * arow + i * 36 + 4).cast()));
-            let head = |t: usize| a.add(t * arow + i * 36).cast::<i32>().read_unaligned();
+            let qa: [__m256i; TILE_TOKENS] = std::array::from_fn(|t| {
+                _mm256_loadu_si256(a.add(t * arow + i * Q8_1_BYTES + 4).cast())
+            });
+            let head = |t: usize| {
+                a.add(t * arow + i * Q8_1_BYTES)
+                    .cast::<i32>()
+                    .read_unaligned()
+            };
             // d_a, s_a of the four tokens: [d0, s0, d1, s1, d2, s2, d3, s3].
             let ds = _mm256_cvtph_ps(_mm_setr_epi32(head(0), head(1), head(2), head(3)));
             for (r, mr) in mins.iter_mut().enumerate() {
-                let wb = w.add(r * wrow + i * 20);
+                let wb = w.add(r * wrow + i * Q4_1_BYTES);
                 // [d_w, m_w] four times.
                 let dm = _mm256_castpd_ps(_mm256_broadcastsd_pd(_mm_castps_pd(f16x2_at(wb))));
                 let prod = _mm256_mul_ps(dm, ds);
@@ -118,7 +124,7 @@ pub(in crate::kernels::x86) unsafe fn tile_q4_1_vnni(
     out: &mut Tile,
 ) {
     const { assert!(TILE_ROWS == 2 && TILE_TOKENS == 4) };
-    let (wrow, arow) = (nb * 20, nb * 36);
+    let (wrow, arow) = (nb * Q4_1_BYTES, nb * Q8_1_BYTES);
     // Token t's sums: lanes 0..8 of row 0, lanes 8..16 of row 1.
     let mut acc = [_mm512_setzero_ps(); TILE_TOKENS];
     // Lane 2t + 1 of row r's vector: the sum of m_w · s_a for token t.
@@ -131,10 +137,14 @@ pub(in crate::kernels::x86) unsafe fn tile_q4_1_vnni(
         // SAFETY: block `i < nb` of each of the tile's rows is in bounds (checked by the
         // wrapper).
         unsafe {
-            let head = |t: usize| a.add(t * arow + i * 36).cast::<i32>().read_unaligned();
+            let head = |t: usize| {
+                a.add(t * arow + i * Q8_1_BYTES)
+                    .cast::<i32>()
+                    .read_unaligned()
+            };
             let ds = _mm256_cvtph_ps(_mm_setr_epi32(head(0), head(1), head(2), head(3)));
             _mm256_storeu_ps(scales.as_mut_ptr(), ds);
-            let (w0, w1) = (w.add(i * 20), w.add(wrow + i * 20));
+            let (w0, w1) = (w.add(i * Q4_1_BYTES), w.add(wrow + i * Q4_1_BYTES));
             // [d_w, m_w] four times, per row.
             let dm0 = _mm256_castpd_ps(_mm256_broadcastsd_pd(_mm_castps_pd(f16x2_at(w0))));
             let dm1 = _mm256_castpd_ps(_mm256_broadcastsd_pd(_mm_castps_pd(f16x2_at(w1))));
@@ -147,7 +157,7 @@ pub(in crate::kernels::x86) unsafe fn tile_q4_1_vnni(
             );
             let qw = nibbles_x2(w0.add(4), w1.add(4));
             for (t, at) in acc.iter_mut().enumerate() {
-                let qa = _mm256_loadu_si256(a.add(t * arow + i * 36 + 4).cast());
+                let qa = _mm256_loadu_si256(a.add(t * arow + i * Q8_1_BYTES + 4).cast());
                 let d = _mm512_mul_ps(dw, broadcast16_at(scales.as_ptr().add(2 * t)));
                 let sums =
                     _mm512_dpbusd_epi32(_mm512_setzero_si512(), qw, _mm512_broadcast_i64x4(qa));
@@ -201,7 +211,7 @@ pub(in crate::kernels::x86) unsafe fn tile_q8_avx2<const WB: usize, const NIB: u
     out: &mut Tile,
 ) {
     const { assert!(TILE_TOKENS == 4) };
-    let (wrow, arow) = (nb * WB, nb * 34);
+    let (wrow, arow) = (nb * WB, nb * Q8_0_BYTES);
     let mut acc = [_mm256_setzero_ps(); TILE_ROWS * TILE_TOKENS];
     // A row's scale products d_w · d_a of the four tokens, for `broadcast_at`.
     let mut prods = [0.0f32; TILE_TOKENS];
@@ -211,10 +221,14 @@ pub(in crate::kernels::x86) unsafe fn tile_q8_avx2<const WB: usize, const NIB: u
         unsafe {
             let mut qa = [_mm256_setzero_si256(); TILE_TOKENS];
             for (t, q) in qa.iter_mut().enumerate() {
-                *q = _mm256_loadu_si256(a.add(t * arow + i * 34 + 2).cast());
+                *q = _mm256_loadu_si256(a.add(t * arow + i * Q8_0_BYTES + 2).cast());
             }
             // d_a of the four tokens.
-            let head = |t: usize| a.add(t * arow + i * 34).cast::<i16>().read_unaligned();
+            let head = |t: usize| {
+                a.add(t * arow + i * Q8_0_BYTES)
+                    .cast::<i16>()
+                    .read_unaligned()
+            };
             let heads = _mm_setr_epi16(head(0), head(1), head(2), head(3), 0, 0, 0, 0);
             let da = _mm_cvtph_ps(heads);
             for r in 0..TILE_ROWS {
@@ -255,7 +269,7 @@ pub(in crate::kernels::x86) unsafe fn tile_q8_vnni<const WB: usize, const NIB: u
     out: &mut Tile,
 ) {
     const { assert!(TILE_ROWS == 2 && TILE_TOKENS == 4) };
-    let (wrow, arow) = (nb * WB, nb * 34);
+    let (wrow, arow) = (nb * WB, nb * Q8_0_BYTES);
     // Token t's sums: lanes 0..8 of row 0, lanes 8..16 of row 1.
     let mut acc = [_mm512_setzero_ps(); TILE_TOKENS];
     // d_a of the block's four tokens, for `broadcast16_at`.
@@ -266,7 +280,11 @@ pub(in crate::kernels::x86) unsafe fn tile_q8_vnni<const WB: usize, const NIB: u
         // SAFETY: block `i < nb` of each of the tile's rows is in bounds (checked by the
         // wrapper).
         unsafe {
-            let head = |t: usize| a.add(t * arow + i * 34).cast::<i16>().read_unaligned();
+            let head = |t: usize| {
+                a.add(t * arow + i * Q8_0_BYTES)
+                    .cast::<i16>()
+                    .read_unaligned()
+            };
             let heads = _mm_setr_epi16(head(0), head(1), head(2), head(3), 0, 0, 0, 0);
             _mm_storeu_ps(scales.as_mut_ptr(), _mm_cvtph_ps(heads));
             let (w0, w1) = (w.add(i * WB), w.add(wrow + i * WB));
@@ -285,7 +303,7 @@ pub(in crate::kernels::x86) unsafe fn tile_q8_vnni<const WB: usize, const NIB: u
             };
             let (ax, negative) = (_mm512_abs_epi8(x), _mm512_movepi8_mask(x));
             for (t, at) in acc.iter_mut().enumerate() {
-                let qa = _mm256_loadu_si256(a.add(t * arow + i * 34 + 2).cast());
+                let qa = _mm256_loadu_si256(a.add(t * arow + i * Q8_0_BYTES + 2).cast());
                 let qa = _mm512_broadcast_i64x4(qa);
                 let sy = _mm512_mask_sub_epi8(qa, negative, _mm512_setzero_si512(), qa);
                 let d = _mm512_mul_ps(dw, broadcast16_at(scales.as_ptr().add(t)));
