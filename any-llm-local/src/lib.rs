@@ -15,6 +15,15 @@
 //! println!("{}", model.complete("Name three colours.").await?);
 //! # Ok(()) }
 //! ```
+//!
+//! # Where `unsafe` lives
+//!
+//! The workspace denies `unsafe` (`unsafe_code = "deny"`), and this crate allows it in three
+//! places only, each `unsafe` block with a `// SAFETY:` line saying why it holds: the
+//! instruction-set modules of [`kernels`] (`kernels::x86` and `kernels::arm`; the
+//! arch-neutral layer `kernels` itself has none), the thread pool (`pool`), whose regions
+//! lend the caller's stack to its threads, and the memory map of a model file (`map_file` in
+//! [`gguf`]).
 
 mod attention;
 pub mod constrain;
@@ -22,6 +31,7 @@ mod engine;
 pub mod fetch;
 pub mod gguf;
 pub mod kernels;
+pub(crate) mod kv_cache;
 pub mod llama;
 mod matmul;
 mod pool;

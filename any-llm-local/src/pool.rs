@@ -13,9 +13,9 @@
 //! sharing its cores with other processes degrades to fewer threads instead of stalling. It
 //! waits only for tasks already being run.
 //!
-//! Besides `kernels`, this is the one module allowed `unsafe`: the job a region publishes
-//! borrows the caller's stack, and the pool guarantees (by counting the threads inside a
-//! region) that no thread touches it after [`Pool::run`] returns.
+//! This is one of the places the crate allows `unsafe` (the crate docs list them): the job a
+//! region publishes borrows the caller's stack, and the pool guarantees (by counting the
+//! threads inside a region) that no thread touches it after [`Pool::run`] returns.
 #![allow(unsafe_code)]
 
 use std::cell::Cell;

@@ -12,7 +12,7 @@ use serde_json::Value;
 /// The largest difference allowed between one of our top-10 logits and llama.cpp's.
 ///
 /// The backend reproduces llama.cpp's CPU arithmetic operation for operation (see
-/// `local/attention.rs`), so our logits equal its own; the reference file prints them to four
+/// `src/attention.rs`), so our logits equal its own; the reference file prints them to four
 /// decimals, which leaves 0.00005 of rounding. Measured: 0.00005 on every prompt.
 const LOGIT_TOLERANCE: f32 = 0.0002;
 

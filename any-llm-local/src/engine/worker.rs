@@ -13,7 +13,8 @@ use tokio::sync::{mpsc as tmpsc, oneshot};
 
 use super::stop::{StopMatcher, StopScan};
 use crate::constrain::Constraint;
-use crate::llama::{KvCache, KvCacheType, Llama, Scratch};
+use crate::kv_cache::KvCache;
+use crate::llama::{KvCacheType, Llama, Scratch};
 use crate::pool::Pool;
 use crate::sampler::{self, Sampler, SamplerConfig};
 use crate::tokenizer::{DecodeOptions, Tokenizer};

@@ -13,8 +13,8 @@
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::{DotFn, RowsFn, TileFn};
-use crate::quant::GgmlType;
+use super::{DotFn, KvRows, RowsFn, TileFn, q8_scores_fit, q8_values_fit};
+use crate::quant::{GgmlType, Q8_0_BYTES, Q8_1_BYTES, QK};
 
 mod attention;
 mod kquants;
@@ -22,9 +22,6 @@ mod kvq8;
 mod legacy;
 #[cfg(all(test, target_feature = "neon"))]
 mod tests;
-
-pub(super) use attention::{attn_scores, attn_value_slots, dot_f16_lanes};
-pub(super) use kvq8::{attn_q8_scores, attn_q8_values};
 
 /// Whether this build may use NEON. Every aarch64 target with an operating system enables
 /// it; only soft-float builds do not, and they take the portable paths. Every function here
@@ -71,12 +68,140 @@ pub(super) fn rows_fn(ty: GgmlType) -> Option<RowsFn> {
     }
 }
 
+/// `kernels::quantize_q8` with NEON; `false` (nothing done) where the build has none.
+pub(super) fn quantize_q8(x: &[f32], out: &mut [u8], with_sum: bool) -> bool {
+    if !has_neon() {
+        return false;
+    }
+    // SAFETY: the build has NEON (checked just above).
+    unsafe { quantize_q8_neon(x, out, with_sum) };
+    true
+}
+
+/// `kernels::fma_f16_row` with NEON; `false` (nothing done) where the build has none.
+pub(super) fn fma_f16_row(acc: &mut [f32], p: f32, v: &[u16]) -> bool {
+    if !has_neon() {
+        return false;
+    }
+    // SAFETY: the build has NEON (checked just above).
+    unsafe { fma_f16_row_neon(acc, p, v) };
+    true
+}
+
+/// `kernels::round_to_f16` with NEON; `false` (nothing done) where the build has none.
+pub(super) fn round_to_f16(x: &mut [f32]) -> bool {
+    if !has_neon() {
+        return false;
+    }
+    // SAFETY: the build has NEON (checked just above).
+    unsafe { round_to_f16_neon(x) };
+    true
+}
+
+/// `kernels::f32_to_f16` with NEON; `false` (nothing done) where the build has none.
+pub(super) fn f32_to_f16(x: &[f32], out: &mut [u16]) -> bool {
+    if !has_neon() {
+        return false;
+    }
+    // SAFETY: the build has NEON (checked just above).
+    unsafe { f32_to_f16_neon(x, out) };
+    true
+}
+
+/// `kernels::dot_f16_lanes` with NEON; `None` where the build has none (or as
+/// [`attention::dot_f16_lanes`] says).
+pub(super) fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> Option<f32> {
+    if !has_neon() {
+        return None;
+    }
+    // SAFETY: the build has NEON (checked just above).
+    unsafe { attention::dot_f16_lanes(lanes64, k, q) }
+}
+
+/// `kernels::attn_scores` with NEON; `false` where the build has none, for a Q8_0 cache (the
+/// NEON kernels read f16 rows; a Q8_0 cache takes the portable path here), or as
+/// [`attention::attn_scores`] says.
+pub(super) fn attn_scores(
+    lanes64: bool,
+    keys: KvRows<'_>,
+    q: &[f32],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) -> bool {
+    let KvRows::F16(keys) = keys else {
+        return false;
+    };
+    if !has_neon() {
+        return false;
+    }
+    // SAFETY: the build has NEON (checked just above).
+    unsafe { attention::attn_scores(lanes64, keys, q, hd, scale, out) }
+}
+
+/// `kernels::attn_value_slots` with NEON; `false` where the build has none, for a Q8_0 cache,
+/// or as [`attention::attn_value_slots`] says.
+pub(super) fn attn_value_slots(
+    lanes64: bool,
+    p: &[f32],
+    values: KvRows<'_>,
+    hd: usize,
+    heads: usize,
+    slots: std::ops::Range<usize>,
+    acc: &mut [f32],
+) -> bool {
+    let KvRows::F16(values) = values else {
+        return false;
+    };
+    if !has_neon() {
+        return false;
+    }
+    // SAFETY: the build has NEON (checked just above).
+    unsafe { attention::attn_value_slots(lanes64, p, values, hd, heads, slots, acc) }
+}
+
+/// `kernels::attn_q8_scores` with NEON (and `sdot` where the CPU has `dotprod`); `false`
+/// where the build has no NEON or the shapes do not fit.
+pub(super) fn attn_q8_scores(
+    qs: &[i8],
+    qd: &[f32],
+    keys: &[u8],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) -> bool {
+    if !(has_neon() && q8_scores_fit(qs, qd, keys, hd, 32, out)) {
+        return false;
+    }
+    // SAFETY: the build has NEON, `sdot` is used only where the CPU has `dotprod`, and the
+    // shapes fit (all checked just here).
+    unsafe { kvq8::attn_q8_scores(has_dotprod(), qs, qd, keys, hd, scale, out) };
+    true
+}
+
+/// `kernels::attn_q8_values` with NEON; `false` where the build has none or the shapes do
+/// not fit.
+pub(super) fn attn_q8_values(
+    p: &[f32],
+    values: &[u8],
+    hd: usize,
+    heads: usize,
+    acc: &mut [f32],
+) -> bool {
+    if !(has_neon() && q8_values_fit(p, values, hd, heads, acc)) {
+        return false;
+    }
+    // SAFETY: the build has NEON and the shapes fit (checked just above).
+    unsafe { kvq8::attn_q8_values(p, values, hd, heads, acc) };
+    true
+}
+
 /// Whole blocks of 32 values in `n`, after checking the weight rows hold `wb` bytes per block
 /// and the activation rows `ab`.
 fn check(w: &[u8], a: &[u8], n: usize, wb: usize, ab: usize) -> usize {
-    let nb = n / 32;
+    let nb = n / QK;
     assert!(
-        n.is_multiple_of(32) && w.len() == nb * wb && a.len() == nb * ab,
+        n.is_multiple_of(QK) && w.len() == nb * wb && a.len() == nb * ab,
         "row sizes do not match n = {n}"
     );
     nb
@@ -197,9 +322,13 @@ fn isum16_dotprod(x: int8x16_t, y: int8x16_t) -> int32x4_t {
 /// products rounded to nearest even (`fcvtns`), narrowed as `as i8` does, the block's integer
 /// sum for Q8_1.
 #[target_feature(enable = "neon")]
-pub(super) fn quantize_q8(x: &[f32], out: &mut [u8], with_sum: bool) {
-    let (block, head) = if with_sum { (36, 4) } else { (34, 2) };
-    for (xb, ob) in x.chunks_exact(32).zip(out.chunks_exact_mut(block)) {
+fn quantize_q8_neon(x: &[f32], out: &mut [u8], with_sum: bool) {
+    let (block, head) = if with_sum {
+        (Q8_1_BYTES, 4)
+    } else {
+        (Q8_0_BYTES, 2)
+    };
+    for (xb, ob) in x.chunks_exact(QK).zip(out.chunks_exact_mut(block)) {
         // SAFETY: `xb` holds 32 floats.
         let v: [float32x4_t; 8] =
             std::array::from_fn(|k| unsafe { vld1q_f32(xb.as_ptr().add(4 * k)) });
@@ -238,7 +367,7 @@ pub(super) fn quantize_q8(x: &[f32], out: &mut [u8], with_sum: bool) {
 
 /// `acc[i] = fma(p, v[i], acc[i])`, values as f16 bits.
 #[target_feature(enable = "neon")]
-pub(super) fn fma_f16_row(acc: &mut [f32], p: f32, v: &[u16]) {
+fn fma_f16_row_neon(acc: &mut [f32], p: f32, v: &[u16]) {
     let n = acc.len().min(v.len()) / 4 * 4;
     let pv = vdupq_n_f32(p);
     for (a, vb) in acc[..n].chunks_exact_mut(4).zip(v.chunks_exact(4)) {
@@ -253,7 +382,7 @@ pub(super) fn fma_f16_row(acc: &mut [f32], p: f32, v: &[u16]) {
 
 /// Rounds every value to f16 and back (nearest, ties to even).
 #[target_feature(enable = "neon")]
-pub(super) fn round_to_f16(x: &mut [f32]) {
+fn round_to_f16_neon(x: &mut [f32]) {
     let mut chunks = x.chunks_exact_mut(4);
     for c in &mut chunks {
         // SAFETY: the chunk holds four floats.
@@ -267,7 +396,7 @@ pub(super) fn round_to_f16(x: &mut [f32]) {
 
 /// f32 to f16 bits, rounding to nearest even.
 #[target_feature(enable = "neon")]
-pub(super) fn f32_to_f16(x: &[f32], out: &mut [u16]) {
+fn f32_to_f16_neon(x: &[f32], out: &mut [u16]) {
     let n = x.len().min(out.len()) / 4 * 4;
     for (c, o) in x[..n].chunks_exact(4).zip(out.chunks_exact_mut(4)) {
         // SAFETY: both chunks hold four values.

@@ -2,20 +2,28 @@
 //!
 //! Every function here has a portable path (the scalar reference in [`quant`] or a plain loop)
 //! and, where the CPU has them, SIMD paths; tests check each SIMD path against the portable
-//! one. With the thread pool (`pool`), this is the only module of the crate allowed `unsafe`,
-//! each block with its reason.
+//! one.
+//!
+//! This layer is the same for every CPU: it names no instruction set and holds no `unsafe`.
+//! The kernels live in one module per instruction set architecture, laid out alike
+//! (`x86` for x86-64, `arm` for aarch64: `legacy`, `kquants`, `attention`, `kvq8`,
+//! `tests`), and those two are where `unsafe` may be used in `kernels` ([where `unsafe`
+//! lives](crate#where-unsafe-lives) in the crate is said once, in the crate docs). Their
+//! functions called from here are safe: each checks the CPU and the shapes, and says `false`
+//! or `None` where it has no kernel for the call.
 //!
 //! [`quant`]: crate::quant
-#![allow(unsafe_code)]
 
 use half::f16;
 
-use crate::quant::{self, GgmlType};
+use crate::quant::{self, GgmlType, Q8_0_BYTES, Q8_1_BYTES, QK};
 
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
 mod x86;
 
 #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+#[allow(unsafe_code)]
 mod arm;
 
 /// The dot product [`quant::vec_dot`] computes, through the fastest kernel for `ty` on this
@@ -148,23 +156,21 @@ pub(crate) fn quantize_activations(ty: GgmlType, x: &[f32], out: &mut [u8]) {
 
 fn quantize_q8(x: &[f32], out: &mut [u8], with_sum: bool) {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::quantize_q8(x, out, with_sum) };
+    if x86::quantize_q8(x, out, with_sum) {
+        return;
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() {
-        // SAFETY: the build has NEON (checked just above).
-        return unsafe { arm::quantize_q8(x, out, with_sum) };
+    if arm::quantize_q8(x, out, with_sum) {
+        return;
     }
     quantize_q8_scalar(x, out, with_sum);
 }
 
 /// The portable [`quantize_q8`], which the vector paths must equal byte for byte.
 fn quantize_q8_scalar(x: &[f32], out: &mut [u8], with_sum: bool) {
-    let block = if with_sum { 36 } else { 34 };
+    let block = if with_sum { Q8_1_BYTES } else { Q8_0_BYTES };
     let head = if with_sum { 4 } else { 2 };
-    for (xb, ob) in x.chunks_exact(32).zip(out.chunks_exact_mut(block)) {
+    for (xb, ob) in x.chunks_exact(QK).zip(out.chunks_exact_mut(block)) {
         let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
@@ -189,15 +195,12 @@ fn quantize_q8_scalar(x: &[f32], out: &mut [u8], with_sum: bool) {
 pub(crate) fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> Option<f32> {
     debug_assert_eq!(k.len(), q.len());
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() && k.len().is_multiple_of(16) && k.len() == q.len() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); lengths are equal
-        // multiples of 16.
-        return Some(unsafe { x86::dot_f16_lanes(lanes64, k, q) });
+    if let Some(s) = x86::dot_f16_lanes(lanes64, k, q) {
+        return Some(s);
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() {
-        // SAFETY: the build has NEON (checked just above).
-        return unsafe { arm::dot_f16_lanes(lanes64, k, q) };
+    if let Some(s) = arm::dot_f16_lanes(lanes64, k, q) {
+        return Some(s);
     }
     let _ = (lanes64, k, q);
     None
@@ -206,10 +209,8 @@ pub(crate) fn dot_f16_lanes(lanes64: bool, k: &[u16], q: &[f32]) -> Option<f32> 
 /// [`dot_f16_lanes`] for f32 keys (a Q8_0 cache's rows, widened exactly), in the same order.
 pub(crate) fn dot_f32_lanes(lanes64: bool, k: &[f32], q: &[f32]) -> Option<f32> {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() && k.len().is_multiple_of(16) && k.len() == q.len() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above); lengths are equal
-        // multiples of 16.
-        return Some(unsafe { x86::dot_f32_lanes(lanes64, k, q) });
+    if let Some(s) = x86::dot_f32_lanes(lanes64, k, q) {
+        return Some(s);
     }
     let _ = (lanes64, k, q);
     None
@@ -219,17 +220,13 @@ pub(crate) fn dot_f32_lanes(lanes64: bool, k: &[f32], q: &[f32]) -> Option<f32> 
 pub(crate) fn fma_f32_row(acc: &mut [f32], p: f32, v: &[f32]) {
     debug_assert_eq!(acc.len(), v.len());
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::fma_f32_row(acc, p, v) };
+    if x86::fma_f32_row(acc, p, v) {
+        return;
     }
     for (a, &x) in acc.iter_mut().zip(v) {
         *a = p.mul_add(x, *a);
     }
 }
-
-/// Bytes of one Q8_0 block of the KV cache: an f16 scale, then 32 signed bytes.
-pub(crate) const Q8_0_BLOCK: usize = 34;
 
 /// The rows of one key or value head in the KV cache (`hd` values each), in the cache's type.
 ///
@@ -251,7 +248,7 @@ impl<'a> KvRows<'a> {
     pub(crate) fn rows(self, hd: usize) -> usize {
         match self {
             KvRows::F16(b) => b.len() / hd,
-            KvRows::Q8_0(b) => b.len() / (hd / 32 * Q8_0_BLOCK),
+            KvRows::Q8_0(b) => b.len() / (hd / QK * Q8_0_BYTES),
         }
     }
 
@@ -260,7 +257,7 @@ impl<'a> KvRows<'a> {
         match self {
             KvRows::F16(b) => KvRows::F16(&b[start * hd..(start + n) * hd]),
             KvRows::Q8_0(b) => {
-                let rb = hd / 32 * Q8_0_BLOCK;
+                let rb = hd / QK * Q8_0_BYTES;
                 KvRows::Q8_0(&b[start * rb..(start + n) * rb])
             }
         }
@@ -276,10 +273,10 @@ impl<'a> KvRows<'a> {
                 }
             }
             KvRows::Q8_0(b) => {
-                let rb = hd / 32 * Q8_0_BLOCK;
+                let rb = hd / QK * Q8_0_BYTES;
                 for (blk, o) in b[j * rb..(j + 1) * rb]
-                    .chunks_exact(Q8_0_BLOCK)
-                    .zip(out.chunks_exact_mut(32))
+                    .chunks_exact(Q8_0_BYTES)
+                    .zip(out.chunks_exact_mut(QK))
                 {
                     let d = f16::from_bits(u16::from_le_bytes([blk[0], blk[1]])).to_f32();
                     for (o, &q) in o.iter_mut().zip(&blk[2..]) {
@@ -291,11 +288,24 @@ impl<'a> KvRows<'a> {
     }
 }
 
+/// Which of this CPU's vector kernels the attention functions may pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tier {
+    /// The fastest this CPU has: what the backend runs.
+    Best,
+    /// Only the instruction set's baseline kernels, so that tests reach them on CPUs that
+    /// would pick faster ones: on x86 the AVX2 kernels (also where AVX-512 is present); none
+    /// elsewhere, where there is one tier.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Baseline,
+}
+
 /// Attention scores of the query heads in `q` (`hd` values each) that share one key head:
 /// `out[h * len + j] = dot(keys_j, q_h) * scale` for `len = out.len() / heads` key rows, every
-/// dot product summed in the order of [`dot_f16_lanes`]. `false` where this CPU has no vector
-/// path for it: the caller then computes the same numbers one by one.
+/// dot product summed in the order of [`dot_f16_lanes`]. `false` where this CPU (in `tier`)
+/// has no vector path for it: the caller then computes the same numbers one by one.
 pub(crate) fn attn_scores(
+    tier: Tier,
     lanes64: bool,
     keys: KvRows<'_>,
     q: &[f32],
@@ -304,52 +314,15 @@ pub(crate) fn attn_scores(
     out: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx512() && attn_scores_fit(keys, q, hd, out) {
-        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
-        unsafe { x86::attn_scores(true, lanes64, keys, q, hd, scale, out) };
+    if x86::attn_scores(tier, lanes64, keys, q, hd, scale, out) {
         return true;
     }
-    // The NEON kernels read f16 rows; a Q8_0 cache takes the portable path there.
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if let KvRows::F16(keys) = keys
-        && arm::has_neon()
-    {
-        // SAFETY: the build has NEON (checked just above).
-        return unsafe { arm::attn_scores(lanes64, keys, q, hd, scale, out) };
-    }
-    attn_scores_avx2(lanes64, keys, q, hd, scale, out)
-}
-
-/// [`attn_scores`] through the AVX2 kernel (CPUs without AVX-512); `false` where this CPU or
-/// head width has none.
-pub(crate) fn attn_scores_avx2(
-    lanes64: bool,
-    keys: KvRows<'_>,
-    q: &[f32],
-    hd: usize,
-    scale: f32,
-    out: &mut [f32],
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() && attn_scores_fit(keys, q, hd, out) {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        unsafe { x86::attn_scores(false, lanes64, keys, q, hd, scale, out) };
+    if tier == Tier::Best && arm::attn_scores(lanes64, keys, q, hd, scale, out) {
         return true;
     }
-    let _ = (lanes64, keys, q, hd, scale, out);
+    let _ = (tier, lanes64, keys, q, hd, scale, out);
     false
-}
-
-/// Whether the x86 score kernels take these shapes: head width 64 or 128, whole heads of
-/// queries, and keys for every score.
-#[cfg(target_arch = "x86_64")]
-fn attn_scores_fit(keys: KvRows<'_>, q: &[f32], hd: usize, out: &[f32]) -> bool {
-    let heads = q.len() / hd.max(1);
-    (hd == 64 || hd == 128)
-        && heads > 0
-        && q.len() == heads * hd
-        && out.len().is_multiple_of(heads)
-        && keys.rows(hd) >= out.len() / heads
 }
 
 /// Partial sums of the weighted value rows for heads sharing them: head `h`'s row `j` (of
@@ -357,9 +330,11 @@ fn attn_scores_fit(keys: KvRows<'_>, q: &[f32], hd: usize, out: &[f32]) -> bool 
 /// `j mod 64` (single-token order) or `j mod 16` (batch order) in increasing `j`, for the
 /// slots in `slots` only. Head `h`'s slot `s` is `acc[(h * (slots.len() + 1) + s -
 /// slots.start) * hd..][..hd]` (a spare slot per head keeps the heads from aliasing in the
-/// cache). `false` where this CPU or head width has no vector path: the caller then computes
-/// the same numbers row by row.
+/// cache). `false` where this CPU (in `tier`) or head width has no vector path: the caller
+/// then computes the same numbers row by row.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn attn_value_slots(
+    tier: Tier,
     lanes64: bool,
     p: &[f32],
     values: KvRows<'_>,
@@ -369,69 +344,26 @@ pub(crate) fn attn_value_slots(
     acc: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx512() && value_slots_fit(lanes64, p, values, hd, heads, &slots, acc) {
-        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
-        unsafe { x86::attn_value_slots(true, lanes64, p, values, hd, heads, slots, acc) };
+    if x86::attn_value_slots(tier, lanes64, p, values, hd, heads, slots.clone(), acc) {
         return true;
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if let KvRows::F16(values) = values
-        && arm::has_neon()
+    if tier == Tier::Best
+        && arm::attn_value_slots(lanes64, p, values, hd, heads, slots.clone(), acc)
     {
-        // SAFETY: the build has NEON (checked just above).
-        return unsafe { arm::attn_value_slots(lanes64, p, values, hd, heads, slots, acc) };
-    }
-    attn_value_slots_avx2(lanes64, p, values, hd, heads, slots, acc)
-}
-
-/// [`attn_value_slots`] through the AVX2 kernel (CPUs without AVX-512); `false` where this
-/// CPU or head width has none.
-pub(crate) fn attn_value_slots_avx2(
-    lanes64: bool,
-    p: &[f32],
-    values: KvRows<'_>,
-    hd: usize,
-    heads: usize,
-    slots: std::ops::Range<usize>,
-    acc: &mut [f32],
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() && value_slots_fit(lanes64, p, values, hd, heads, &slots, acc) {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        unsafe { x86::attn_value_slots(false, lanes64, p, values, hd, heads, slots, acc) };
         return true;
     }
-    let _ = (lanes64, p, values, hd, heads, slots, acc);
+    let _ = (tier, lanes64, p, values, hd, heads, slots, acc);
     false
-}
-
-/// Whether the x86 value-slot kernels take these shapes: head width 64 or 128, a probability
-/// per head and row, slots within the order's period, and room for every head's slots.
-#[cfg(target_arch = "x86_64")]
-fn value_slots_fit(
-    lanes64: bool,
-    p: &[f32],
-    values: KvRows<'_>,
-    hd: usize,
-    heads: usize,
-    slots: &std::ops::Range<usize>,
-    acc: &[f32],
-) -> bool {
-    (hd == 64 || hd == 128)
-        && heads > 0
-        && p.len().is_multiple_of(heads)
-        && values.rows(hd) >= p.len() / heads
-        && slots.start <= slots.end
-        && slots.end <= if lanes64 { 64 } else { 16 }
-        && acc.len() >= heads * (slots.len() + 1) * hd
 }
 
 /// Scores of a Q8_0 cache's decode step: `out[h * len + j]` = query head `h` (`qs` signed
 /// bytes and `qd` scales, one scale per 32 values, `hd` values a head) dotted with the Q8_0 key
 /// row `j` of `keys`, times `scale`. Each block's integer sum is exact; the blocks are summed
-/// as `s = fma(dk · dq, sum, s)` in order. `false` where this CPU or head width has no vector
-/// path: the caller then computes the same numbers in portable code.
+/// as `s = fma(dk · dq, sum, s)` in order. `false` where this CPU (in `tier`) or head width
+/// has no vector path: the caller then computes the same numbers in portable code.
 pub(crate) fn attn_q8_scores(
+    tier: Tier,
     qs: &[i8],
     qd: &[f32],
     keys: &[u8],
@@ -440,47 +372,23 @@ pub(crate) fn attn_q8_scores(
     out: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_vnni() && x86::has_avx512() && q8_scores_fit(qs, qd, keys, hd, 64, out) {
-        // SAFETY: the CPU has AVX-512 F, BW, VL and VNNI with AVX2, FMA and F16C (checked
-        // just above).
-        unsafe { x86::attn_q8_scores(true, qs, qd, keys, hd, scale, out) };
+    if x86::attn_q8_scores(tier, qs, qd, keys, hd, scale, out) {
         return true;
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() && q8_scores_fit(qs, qd, keys, hd, 32, out) {
-        // SAFETY: the build has NEON, `sdot` is used only where the CPU has `dotprod`, and
-        // the shapes fit (all checked just here).
-        unsafe { arm::attn_q8_scores(arm::has_dotprod(), qs, qd, keys, hd, scale, out) };
+    if tier == Tier::Best && arm::attn_q8_scores(qs, qd, keys, hd, scale, out) {
         return true;
     }
-    attn_q8_scores_avx2(qs, qd, keys, hd, scale, out)
-}
-
-/// [`attn_q8_scores`] through the AVX2 kernel (CPUs without AVX-512 VNNI); `false` where this
-/// CPU or head width has none.
-pub(crate) fn attn_q8_scores_avx2(
-    qs: &[i8],
-    qd: &[f32],
-    keys: &[u8],
-    hd: usize,
-    scale: f32,
-    out: &mut [f32],
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() && q8_scores_fit(qs, qd, keys, hd, 64, out) {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        unsafe { x86::attn_q8_scores(false, qs, qd, keys, hd, scale, out) };
-        return true;
-    }
-    let _ = (qs, qd, keys, hd, scale, out);
+    let _ = (tier, qs, qd, keys, hd, scale, out);
     false
 }
 
 /// Weighted values of a Q8_0 cache's decode step: `acc[h * hd + d] = Σ_j p[h * len + j] ·
 /// value_j[d]` over the Q8_0 rows `values`, summed in increasing `j` as `acc = fma(p · d,
-/// byte, acc)` (`d` the value's block scale). `false` where this CPU or head width has no
-/// vector path: the caller then computes the same numbers in portable code.
+/// byte, acc)` (`d` the value's block scale). `false` where this CPU (in `tier`) or head width
+/// has no vector path: the caller then computes the same numbers in portable code.
 pub(crate) fn attn_q8_values(
+    tier: Tier,
     p: &[f32],
     values: &[u8],
     hd: usize,
@@ -488,36 +396,14 @@ pub(crate) fn attn_q8_values(
     acc: &mut [f32],
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx512() && hd.is_multiple_of(64) && q8_values_fit(p, values, hd, heads, acc) {
-        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
-        unsafe { x86::attn_q8_values(p, values, hd, heads, acc) };
+    if x86::attn_q8_values(tier, p, values, hd, heads, acc) {
         return true;
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() && q8_values_fit(p, values, hd, heads, acc) {
-        // SAFETY: the build has NEON and the shapes fit (checked just above).
-        unsafe { arm::attn_q8_values(p, values, hd, heads, acc) };
+    if tier == Tier::Best && arm::attn_q8_values(p, values, hd, heads, acc) {
         return true;
     }
-    attn_q8_values_avx2(p, values, hd, heads, acc)
-}
-
-/// [`attn_q8_values`] through the AVX2 kernel (CPUs without AVX-512); `false` where this CPU
-/// has none.
-pub(crate) fn attn_q8_values_avx2(
-    p: &[f32],
-    values: &[u8],
-    hd: usize,
-    heads: usize,
-    acc: &mut [f32],
-) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() && q8_values_fit(p, values, hd, heads, acc) {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        unsafe { x86::attn_q8_values_avx2(p, values, hd, heads, acc) };
-        return true;
-    }
-    let _ = (p, values, hd, heads, acc);
+    let _ = (tier, p, values, hd, heads, acc);
     false
 }
 
@@ -532,9 +418,9 @@ fn q8_scores_fit(qs: &[i8], qd: &[f32], keys: &[u8], hd: usize, unit: usize, out
         && hd.is_multiple_of(unit)
         && heads > 0
         && qs.len() == heads * hd
-        && qd.len() == heads * hd / 32
+        && qd.len() == heads * hd / QK
         && out.len().is_multiple_of(heads)
-        && keys.len() >= out.len() / heads * (hd / 32 * Q8_0_BLOCK)
+        && keys.len() >= out.len() / heads * (hd / QK * Q8_0_BYTES)
 }
 
 /// Whether the Q8_0 value kernels take these shapes: whole Q8_0 rows, a probability per head
@@ -542,11 +428,11 @@ fn q8_scores_fit(qs: &[i8], qd: &[f32], keys: &[u8], hd: usize, unit: usize, out
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 fn q8_values_fit(p: &[f32], values: &[u8], hd: usize, heads: usize, acc: &[f32]) -> bool {
     hd > 0
-        && hd.is_multiple_of(32)
+        && hd.is_multiple_of(QK)
         && heads > 0
         && p.len().is_multiple_of(heads)
         && acc.len() == heads * hd
-        && values.len() >= p.len() / heads * (hd / 32 * Q8_0_BLOCK)
+        && values.len() >= p.len() / heads * (hd / QK * Q8_0_BYTES)
 }
 
 /// Folds `rows` slots (`out.len()` floats each, in `acc`; `rows` a power of two) into `out`
@@ -555,9 +441,8 @@ pub(crate) fn fold_slots(rows: usize, acc: &mut [f32], out: &mut [f32]) {
     let hd = out.len();
     debug_assert!(rows.is_power_of_two() && acc.len() >= rows * hd);
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx512() && hd.is_multiple_of(16) {
-        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::fold_slots(rows, acc, out) };
+    if x86::fold_slots(rows, acc, out) {
+        return;
     }
     fold_slots_portable(rows, acc, out);
 }
@@ -586,14 +471,12 @@ pub(crate) fn halve_rows(rows: usize, acc: &mut [f32], width: usize) {
 pub(crate) fn fma_f16_row(acc: &mut [f32], p: f32, v: &[u16]) {
     debug_assert_eq!(acc.len(), v.len());
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::fma_f16_row(acc, p, v) };
+    if x86::fma_f16_row(acc, p, v) {
+        return;
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() {
-        // SAFETY: the build has NEON (checked just above).
-        return unsafe { arm::fma_f16_row(acc, p, v) };
+    if arm::fma_f16_row(acc, p, v) {
+        return;
     }
     fma_f16_row_portable(acc, p, v);
 }
@@ -641,9 +524,8 @@ const EXP_C1: u32 = 0x3f7f_fff6;
 /// `x[i] = exp(x[i])` with [`exp`].
 pub(crate) fn exp_in_place(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::exp_in_place(x) };
+    if x86::exp_in_place(x) {
+        return;
     }
     for v in x {
         *v = exp(*v);
@@ -654,9 +536,8 @@ pub(crate) fn exp_in_place(x: &mut [f32]) {
 pub(crate) fn swiglu(gate: &mut [f32], up: &[f32]) {
     debug_assert_eq!(gate.len(), up.len());
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::swiglu(gate, up) };
+    if x86::swiglu(gate, up) {
+        return;
     }
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = *g / (1.0 + exp(0.0 - *g)) * u;
@@ -666,14 +547,12 @@ pub(crate) fn swiglu(gate: &mut [f32], up: &[f32]) {
 /// Rounds every value to the nearest f16 (ties to even), kept as f32.
 pub(crate) fn round_to_f16(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::round_to_f16(x) };
+    if x86::round_to_f16(x) {
+        return;
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() {
-        // SAFETY: the build has NEON (checked just above).
-        return unsafe { arm::round_to_f16(x) };
+    if arm::round_to_f16(x) {
+        return;
     }
     round_to_f16_portable(x);
 }
@@ -689,14 +568,12 @@ fn round_to_f16_portable(x: &mut [f32]) {
 pub(crate) fn f32_to_f16(x: &[f32], out: &mut [u16]) {
     debug_assert_eq!(x.len(), out.len());
     #[cfg(target_arch = "x86_64")]
-    if x86::has_avx2() {
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
-        return unsafe { x86::f32_to_f16(x, out) };
+    if x86::f32_to_f16(x, out) {
+        return;
     }
     #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-    if arm::has_neon() {
-        // SAFETY: the build has NEON (checked just above).
-        return unsafe { arm::f32_to_f16(x, out) };
+    if arm::f32_to_f16(x, out) {
+        return;
     }
     f32_to_f16_portable(x, out);
 }
@@ -709,276 +586,4 @@ fn f32_to_f16_portable(x: &[f32], out: &mut [u16]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Deterministic pseudo-random values in (-scale, scale), with a few outliers like the
-    /// massive activations real models have.
-    pub(super) fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
-        (0..n)
-            .map(|i| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                let v = (s as f32 / u32::MAX as f32 * 2.0 - 1.0) * scale;
-                if i % 97 == 5 { v * 40.0 } else { v }
-            })
-            .collect()
-    }
-
-    pub(super) fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {
-        let mut out = vec![0; ty.row_size(x.len()).expect("whole blocks")];
-        quant::quantize_row(ty, x, &mut out).expect("quantizes");
-        out
-    }
-
-    #[test]
-    fn every_dot_path_matches_the_scalar_reference() {
-        // Weight types with a quantizer of their own are exercised on real quantized data.
-        for ty in [
-            GgmlType::Q4_0,
-            GgmlType::Q4_1,
-            GgmlType::Q5_0,
-            GgmlType::Q5_1,
-            GgmlType::Q8_0,
-            GgmlType::F16,
-        ] {
-            let n = 1024;
-            let act_ty = ty.vec_dot_type().expect("pairs");
-            for seed in 0..8 {
-                let w = quantized(ty, &values(n, seed, 1.0));
-                let mut a = vec![0; act_ty.row_size(n).expect("whole blocks")];
-                quantize_activations(act_ty, &values(n, seed + 100, 3.0), &mut a);
-                let fast = dot_fn(ty)(&w, &a, n);
-                let reference = scalar_dot_fn(ty)(&w, &a, n);
-                let tol = 1e-5 * reference.abs().max(1.0);
-                assert!(
-                    (fast - reference).abs() <= tol,
-                    "{ty:?} seed {seed}: {fast} vs {reference}"
-                );
-            }
-        }
-    }
-
-    /// Random K-quant blocks (there is no K-quant quantizer) with sane f16 super-block
-    /// scales at `scale_at` (byte offsets within the block).
-    pub(super) fn random_blocks(ty: GgmlType, n: usize, seed: u32, scale_at: &[usize]) -> Vec<u8> {
-        let bytes = ty.row_size(n).expect("whole blocks");
-        let block = ty.row_size(256).expect("one block");
-        let mut s = seed.wrapping_mul(2_654_435_761) | 1;
-        let mut out: Vec<u8> = (0..bytes)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s >> 24) as u8
-            })
-            .collect();
-        for (b, blk) in out.chunks_exact_mut(block).enumerate() {
-            for (k, &at) in scale_at.iter().enumerate() {
-                let v = f16::from_f32(0.001 + 0.0007 * ((b + k) % 7) as f32);
-                blk[at..at + 2].copy_from_slice(&v.to_bits().to_le_bytes());
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn k_quant_dot_paths_match_the_scalar_reference_bit_for_bit() {
-        for (ty, scale_at) in [
-            (GgmlType::Q4_K, &[0, 2][..]),
-            (GgmlType::Q5_K, &[0, 2][..]),
-            (GgmlType::Q6_K, &[208][..]),
-        ] {
-            let n = 1024;
-            let act_ty = ty.vec_dot_type().expect("pairs");
-            for seed in 0..8 {
-                let w = random_blocks(ty, n, seed, scale_at);
-                let mut a = vec![0; act_ty.row_size(n).expect("whole blocks")];
-                quantize_activations(act_ty, &values(n, seed + 100, 3.0), &mut a);
-                let fast = dot_fn(ty)(&w, &a, n);
-                let reference = scalar_dot_fn(ty)(&w, &a, n);
-                assert_eq!(fast.to_bits(), reference.to_bits(), "{ty:?} seed {seed}");
-                assert!(
-                    fast.is_finite() && fast != 0.0,
-                    "{ty:?} seed {seed}: {fast}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn row_kernels_match_the_single_dot_bit_for_bit() {
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
-            let Some(rows) = rows_fn(ty) else { continue };
-            let n = 576;
-            let act_ty = ty.vec_dot_type().expect("pairs");
-            let wb = ty.row_size(n).expect("whole blocks");
-            let w: Vec<u8> = (0..ROWS as u32)
-                .flat_map(|r| quantized(ty, &values(n, r + 20, 1.0)))
-                .collect();
-            let mut a = vec![0; act_ty.row_size(n).expect("whole blocks")];
-            quantize_activations(act_ty, &values(n, 77, 3.0), &mut a);
-            let mut out = [0.0; ROWS];
-            rows(&w, &a, n, &mut out);
-            for (r, o) in out.iter().enumerate() {
-                let single = dot_fn(ty)(&w[r * wb..][..wb], &a, n);
-                assert_eq!(o.to_bits(), single.to_bits(), "{ty:?} row {r}");
-            }
-        }
-    }
-
-    #[test]
-    fn tiles_match_the_single_dot_bit_for_bit() {
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
-            let Some(tile) = tile_fn(ty) else { continue };
-            let n = 576;
-            let act_ty = ty.vec_dot_type().expect("pairs");
-            let (wb, ab) = (
-                ty.row_size(n).expect("whole blocks"),
-                act_ty.row_size(n).expect("whole blocks"),
-            );
-            let w: Vec<u8> = (0..TILE_ROWS as u32)
-                .flat_map(|r| quantized(ty, &values(n, r, 1.0)))
-                .collect();
-            let mut a = vec![0; TILE_TOKENS * ab];
-            for (t, row) in a.chunks_exact_mut(ab).enumerate() {
-                quantize_activations(act_ty, &values(n, 50 + t as u32, 3.0), row);
-            }
-            let mut out = [0.0; TILE_ROWS * TILE_TOKENS];
-            tile(&w, &a, n, &mut out);
-            for r in 0..TILE_ROWS {
-                for t in 0..TILE_TOKENS {
-                    let single = dot_fn(ty)(&w[r * wb..][..wb], &a[t * ab..][..ab], n);
-                    assert_eq!(
-                        out[r * TILE_TOKENS + t].to_bits(),
-                        single.to_bits(),
-                        "{ty:?} row {r} token {t}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn activation_quantization_matches_the_reference_off_ties() {
-        // Away from exact ties the kernel quantizer and the portable reference agree byte for
-        // byte; on ties the kernel rounds to even.
-        for ty in [GgmlType::Q8_0, GgmlType::Q8_1] {
-            let x = values(256, 7, 2.0);
-            let mut ours = vec![0; ty.row_size(256).expect("whole blocks")];
-            quantize_activations(ty, &x, &mut ours);
-            let reference = quantized(ty, &x);
-            let differing = ours.iter().zip(&reference).filter(|(a, b)| a != b).count();
-            assert!(differing <= 2, "{ty:?}: {differing} bytes differ");
-        }
-        let mut tie = [0u8; 34];
-        let mut x = [0.0f32; 32];
-        x[0] = 127.0;
-        x[1] = 2.5;
-        quantize_activations(GgmlType::Q8_0, &x, &mut tie);
-        assert_eq!(tie[3] as i8, 2, "2.5 rounds to even");
-    }
-
-    #[test]
-    fn vector_activation_quantization_matches_the_portable_one_byte_for_byte() {
-        let mut x = values(32 * 64, 11, 5.0);
-        // A zero block, a block of exact ties, and one with a single huge value.
-        x[..32].fill(0.0);
-        for (i, v) in x[32..64].iter_mut().enumerate() {
-            *v = if i == 0 { 127.0 } else { i as f32 - 15.5 };
-        }
-        x[64] = 22_000.0;
-        for with_sum in [false, true] {
-            let block = if with_sum { 36 } else { 34 };
-            let mut fast = vec![0u8; x.len() / 32 * block];
-            let mut portable = fast.clone();
-            quantize_q8(&x, &mut fast, with_sum);
-            quantize_q8_scalar(&x, &mut portable, with_sum);
-            assert_eq!(fast, portable, "with_sum {with_sum}");
-        }
-    }
-
-    #[test]
-    fn vector_exp_and_swiglu_match_the_scalar_ones() {
-        let mut x: Vec<f32> = values(1000, 9, 30.0);
-        x.extend([
-            -200.0,
-            -130.0,
-            -100.0,
-            -88.0,
-            0.0,
-            88.0,
-            100.0,
-            200.0,
-            f32::NEG_INFINITY,
-        ]);
-        let mut fast = x.clone();
-        exp_in_place(&mut fast);
-        for (i, (&f, &v)) in fast.iter().zip(&x).enumerate() {
-            assert_eq!(f.to_bits(), exp(v).to_bits(), "exp({v}) at {i}");
-        }
-        let up = values(x.len(), 10, 2.0);
-        let mut gate: Vec<f32> = x.iter().map(|v| v.clamp(-150.0, 150.0)).collect();
-        let expected: Vec<f32> = gate
-            .iter()
-            .zip(&up)
-            .map(|(&g, &u)| g / (1.0 + exp(0.0 - g)) * u)
-            .collect();
-        swiglu(&mut gate, &up);
-        for (g, e) in gate.iter().zip(&expected) {
-            assert_eq!(g.to_bits(), e.to_bits());
-        }
-    }
-
-    #[test]
-    #[allow(clippy::needless_range_loop)] // lane arithmetic reads best with indices
-    fn f16_helpers_match_the_portable_loops() {
-        let k: Vec<u16> = values(64, 1, 4.0)
-            .iter()
-            .map(|&v| f16::from_f32(v).to_bits())
-            .collect();
-        let q = values(64, 2, 1.0);
-        let kf: Vec<f32> = k.iter().map(|&b| f16::from_bits(b).to_f32()).collect();
-        // The portable statement of each order, lane by lane.
-        let mut lanes = [0f32; 16];
-        for x in 0..64 {
-            lanes[x % 16] = kf[x].mul_add(q[x], lanes[x % 16]);
-        }
-        let halve = crate::attention::reduce16;
-        if let Some(fast) = dot_f16_lanes(false, &k, &q) {
-            assert_eq!(fast.to_bits(), halve(lanes).to_bits());
-        }
-        let mut groups = [[0f32; 16]; 4];
-        for x in 0..64 {
-            groups[x / 16][x % 16] = kf[x].mul_add(q[x], groups[x / 16][x % 16]);
-        }
-        for l in 0..16 {
-            groups[0][l] += groups[2][l];
-            groups[1][l] += groups[3][l];
-            groups[0][l] += groups[1][l];
-        }
-        if let Some(fast) = dot_f16_lanes(true, &k, &q) {
-            assert_eq!(fast.to_bits(), halve(groups[0]).to_bits());
-        }
-        let mut acc = values(77, 3, 1.0);
-        let mut expected = acc.clone();
-        let v: Vec<u16> = values(77, 4, 4.0)
-            .iter()
-            .map(|&v| f16::from_f32(v).to_bits())
-            .collect();
-        fma_f16_row(&mut acc, 0.3, &v);
-        for (e, &vb) in expected.iter_mut().zip(&v) {
-            *e = 0.3f32.mul_add(f16::from_bits(vb).to_f32(), *e);
-        }
-        assert_eq!(acc, expected);
-        let mut bits = vec![0u16; 77];
-        f32_to_f16(&q[..64].repeat(2)[..77], &mut bits);
-        assert!(
-            bits.iter()
-                .zip(&q[..64].repeat(2))
-                .all(|(&b, &v)| b == f16::from_f32(v).to_bits())
-        );
-    }
-}
+mod tests;

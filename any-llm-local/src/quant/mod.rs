@@ -34,6 +34,10 @@ pub use float::{bf16_bits_to_f32, f32_to_bf16_bits};
 pub use kquants::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K, scale_min_k4};
 pub use legacy::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 pub use types::GgmlType;
+pub(crate) use types::{
+    Q4_0_BYTES, Q4_1_BYTES, Q4_K_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_0_BYTES,
+    Q8_1_BYTES, Q8_K_BYTES, QK,
+};
 
 /// Why a row could not be converted or multiplied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use super::QK_K;
+
 /// A ggml tensor type, numbered as ggml and GGUF number them.
 ///
 /// Every id that ggml has assigned to a live type is known here by name, so an error can say
@@ -81,24 +83,52 @@ pub enum GgmlType {
     Q1_0,
 }
 
+/// Values per block of the 32-value families (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1): ggml's
+/// `QK4_0`, `QK8_0` and kin.
+pub(crate) const QK: usize = 32;
+
+// Bytes per block of each quantized type, as ggml lays them out: the scales first, then the
+// packed values. The table below and the kernels take them from here.
+/// Bytes of a Q4_0 block: an f16 scale, 16 bytes of nibbles.
+pub(crate) const Q4_0_BYTES: usize = 18;
+/// Bytes of a Q4_1 block: f16 scale and minimum, 16 bytes of nibbles.
+pub(crate) const Q4_1_BYTES: usize = 20;
+/// Bytes of a Q5_0 block: an f16 scale, 4 bytes of fifth bits, 16 bytes of nibbles.
+pub(crate) const Q5_0_BYTES: usize = 22;
+/// Bytes of a Q5_1 block: f16 scale and minimum, 4 bytes of fifth bits, 16 of nibbles.
+pub(crate) const Q5_1_BYTES: usize = 24;
+/// Bytes of a Q8_0 block: an f16 scale, 32 signed bytes.
+pub(crate) const Q8_0_BYTES: usize = 34;
+/// Bytes of a Q8_1 block: f16 scale and scaled sum, 32 signed bytes.
+pub(crate) const Q8_1_BYTES: usize = 36;
+/// Bytes of a Q4_K super-block: f16 scale and minimum, 12 bytes of sub-block scales, 128 of
+/// nibbles.
+pub(crate) const Q4_K_BYTES: usize = 144;
+/// Bytes of a Q5_K super-block: as Q4_K, with 32 bytes of fifth bits.
+pub(crate) const Q5_K_BYTES: usize = 176;
+/// Bytes of a Q6_K super-block: 128 bytes of low nibbles, 64 of high bits, 16 scales, an f16.
+pub(crate) const Q6_K_BYTES: usize = 210;
+/// Bytes of a Q8_K block: an f32 scale, 256 signed bytes, 16 sums of 16 (i16).
+pub(crate) const Q8_K_BYTES: usize = 4 + QK_K + 32;
+
 /// `(type, id, name, block size, bytes per block)`: the one table the methods read.
 const TABLE: &[(GgmlType, u32, &str, usize, usize)] = &[
     (GgmlType::F32, 0, "F32", 1, 4),
     (GgmlType::F16, 1, "F16", 1, 2),
-    (GgmlType::Q4_0, 2, "Q4_0", 32, 18),
-    (GgmlType::Q4_1, 3, "Q4_1", 32, 20),
-    (GgmlType::Q5_0, 6, "Q5_0", 32, 22),
-    (GgmlType::Q5_1, 7, "Q5_1", 32, 24),
-    (GgmlType::Q8_0, 8, "Q8_0", 32, 34),
+    (GgmlType::Q4_0, 2, "Q4_0", QK, Q4_0_BYTES),
+    (GgmlType::Q4_1, 3, "Q4_1", QK, Q4_1_BYTES),
+    (GgmlType::Q5_0, 6, "Q5_0", QK, Q5_0_BYTES),
+    (GgmlType::Q5_1, 7, "Q5_1", QK, Q5_1_BYTES),
+    (GgmlType::Q8_0, 8, "Q8_0", QK, Q8_0_BYTES),
     // 36 as in ggml's `block_q8_1` (two f16 then 32 quants); the `gguf` Python package still
     // says 40, from when `d` and `s` were f32.
-    (GgmlType::Q8_1, 9, "Q8_1", 32, 36),
+    (GgmlType::Q8_1, 9, "Q8_1", QK, Q8_1_BYTES),
     (GgmlType::Q2_K, 10, "Q2_K", 256, 84),
     (GgmlType::Q3_K, 11, "Q3_K", 256, 110),
-    (GgmlType::Q4_K, 12, "Q4_K", 256, 144),
-    (GgmlType::Q5_K, 13, "Q5_K", 256, 176),
-    (GgmlType::Q6_K, 14, "Q6_K", 256, 210),
-    (GgmlType::Q8_K, 15, "Q8_K", 256, 292),
+    (GgmlType::Q4_K, 12, "Q4_K", QK_K, Q4_K_BYTES),
+    (GgmlType::Q5_K, 13, "Q5_K", QK_K, Q5_K_BYTES),
+    (GgmlType::Q6_K, 14, "Q6_K", QK_K, Q6_K_BYTES),
+    (GgmlType::Q8_K, 15, "Q8_K", QK_K, Q8_K_BYTES),
     (GgmlType::IQ2_XXS, 16, "IQ2_XXS", 256, 66),
     (GgmlType::IQ2_XS, 17, "IQ2_XS", 256, 74),
     (GgmlType::IQ3_XXS, 18, "IQ3_XXS", 256, 98),

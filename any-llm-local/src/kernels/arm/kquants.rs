@@ -6,16 +6,13 @@ use std::arch::aarch64::*;
 
 use super::super::DotFn;
 use super::{isum16_dotprod, isum16_neon, isum32_dotprod, isum32_neon, load32};
-use crate::quant::{self, GgmlType};
-
-/// A Q8_K block: `d` (f32), 256 quants, 16 sums of 16 quants (i16).
-const Q8K_BYTES: usize = 4 + 256 + 32;
+use crate::quant::{self, GgmlType, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_K_BYTES, QK_K};
 
 /// Super-blocks of `n` values, after checking both rows hold exactly that many.
 fn check_k(w: &[u8], a: &[u8], n: usize, wb: usize) -> usize {
-    let nb = n / 256;
+    let nb = n / QK_K;
     assert!(
-        n.is_multiple_of(256) && w.len() == nb * wb && a.len() == nb * Q8K_BYTES,
+        n.is_multiple_of(QK_K) && w.len() == nb * wb && a.len() == nb * Q8_K_BYTES,
         "row sizes do not match n = {n}"
     );
     nb
@@ -167,7 +164,7 @@ isums!(
 fn dot_k4(w: &[u8], a: &[u8], n: usize, block: usize, isum: IsumK) -> f32 {
     check_k(w, a, n, block);
     let mut total = -0.0f32;
-    for (wb, ab) in w.chunks_exact(block).zip(a.chunks_exact(Q8K_BYTES)) {
+    for (wb, ab) in w.chunks_exact(block).zip(a.chunks_exact(Q8_K_BYTES)) {
         let scales: &[u8; 12] = wb[4..16].try_into().expect("12 scale bytes");
         let bsum = |k: usize| i32::from(i16::from_le_bytes([ab[260 + 2 * k], ab[261 + 2 * k]]));
         let (mut sc, mut mins) = ([0i32; 8], 0i32);
@@ -194,7 +191,7 @@ fn dot_q4_k<const DOTPROD: bool>(w: &[u8], a: &[u8], n: usize) -> f32 {
     } else {
         isum_q4_k_neon
     };
-    dot_k4(w, a, n, 144, isum)
+    dot_k4(w, a, n, Q4_K_BYTES, isum)
 }
 
 fn dot_q5_k<const DOTPROD: bool>(w: &[u8], a: &[u8], n: usize) -> f32 {
@@ -203,18 +200,18 @@ fn dot_q5_k<const DOTPROD: bool>(w: &[u8], a: &[u8], n: usize) -> f32 {
     } else {
         isum_q5_k_neon
     };
-    dot_k4(w, a, n, 176, isum)
+    dot_k4(w, a, n, Q5_K_BYTES, isum)
 }
 
 fn dot_q6_k<const DOTPROD: bool>(w: &[u8], a: &[u8], n: usize) -> f32 {
-    check_k(w, a, n, 210);
+    check_k(w, a, n, Q6_K_BYTES);
     let isum: IsumK = if DOTPROD {
         isum_q6_k_dotprod
     } else {
         isum_q6_k_neon
     };
     let mut total = -0.0f32;
-    for (wb, ab) in w.chunks_exact(210).zip(a.chunks_exact(Q8K_BYTES)) {
+    for (wb, ab) in w.chunks_exact(Q6_K_BYTES).zip(a.chunks_exact(Q8_K_BYTES)) {
         // SAFETY: as in `dot_k4`; blocks of 210 and 292 bytes.
         let sum = unsafe { isum(wb.as_ptr(), ab.as_ptr(), &[0; 8]) };
         let ad = f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]]);

@@ -8,7 +8,7 @@
 use std::arch::aarch64::*;
 
 use super::{f16x4_to_f32, isum32_dotprod, isum32_neon, load32};
-use crate::kernels::Q8_0_BLOCK;
+use crate::quant::{Q8_0_BYTES, QK};
 
 /// Q8_0 blocks a row may have (head widths up to 256).
 const MAX_BLOCKS: usize = 8;
@@ -41,7 +41,7 @@ macro_rules! scores_kernel {
             scale: f32,
             out: *mut f32,
         ) {
-            let rb = nb * Q8_0_BLOCK;
+            let rb = nb * Q8_0_BYTES;
             let scale = vdupq_n_f32(scale);
             let mut j0 = 0;
             while j0 < len {
@@ -53,7 +53,7 @@ macro_rules! scores_kernel {
                 for (b, d) in dk.iter_mut().enumerate().take(nb) {
                     // SAFETY: block `b < nb` of the four rows is inside the keys.
                     let bits: [u16; 4] = std::array::from_fn(|p| unsafe {
-                        rows[p].add(b * Q8_0_BLOCK).cast::<u16>().read_unaligned()
+                        rows[p].add(b * Q8_0_BYTES).cast::<u16>().read_unaligned()
                     });
                     // SAFETY: `bits` holds four values.
                     *d = f16x4_to_f32(unsafe { vld1_u16(bits.as_ptr()) });
@@ -66,7 +66,7 @@ macro_rules! scores_kernel {
                         unsafe {
                             let q = load32(qs.add((h * nb + b) * 32).cast());
                             let sums: [int32x4_t; 4] = std::array::from_fn(|p| {
-                                $isum(load32(rows[p].add(b * Q8_0_BLOCK + 2)), q)
+                                $isum(load32(rows[p].add(b * Q8_0_BYTES + 2)), q)
                             });
                             let isum = vpaddq_s32(
                                 vpaddq_s32(sums[0], sums[1]),
@@ -121,14 +121,14 @@ pub(in crate::kernels) unsafe fn attn_q8_scores(
     scale: f32,
     out: &mut [f32],
 ) {
-    let (nb, heads) = (hd / 32, qs.len() / hd);
+    let (nb, heads) = (hd / QK, qs.len() / hd);
     assert!(
         nb <= MAX_BLOCKS && qs.len() == heads * hd && qd.len() == heads * nb,
         "queries and head width do not match"
     );
     let len = out.len() / heads;
     assert!(
-        keys.len() >= len * nb * Q8_0_BLOCK,
+        keys.len() >= len * nb * Q8_0_BYTES,
         "keys and scores do not match"
     );
     let (k, q, d, o) = (keys.as_ptr(), qs.as_ptr(), qd.as_ptr(), out.as_mut_ptr());
@@ -157,14 +157,14 @@ unsafe fn values_heads<const H: usize>(
     len: usize,
     acc: *mut f32,
 ) {
-    let (rb, hd) = (nb * Q8_0_BLOCK, 32 * nb);
+    let (rb, hd) = (nb * Q8_0_BYTES, QK * nb);
     for c in 0..2 * nb {
         let mut a = [[vdupq_n_f32(0.0); 4]; H];
         for j in 0..len {
             // SAFETY: row `j < len` and its block `c / 2` are inside the values; head `h`'s
             // probability of position `j` is inside `p`.
             unsafe {
-                let block = v.add(j * rb + c / 2 * Q8_0_BLOCK);
+                let block = v.add(j * rb + c / 2 * Q8_0_BYTES);
                 let d = half::f16::from_bits(block.cast::<u16>().read_unaligned()).to_f32();
                 let x8 = vld1q_s8(block.add(2 + 16 * (c % 2)).cast());
                 let (lo, hi) = (vmovl_s8(vget_low_s8(x8)), vmovl_high_s8(x8));
@@ -204,9 +204,9 @@ pub(in crate::kernels) unsafe fn attn_q8_values(
     heads: usize,
     acc: &mut [f32],
 ) {
-    let (nb, len) = (hd / 32, p.len() / heads);
+    let (nb, len) = (hd / QK, p.len() / heads);
     assert!(
-        acc.len() == heads * hd && values.len() >= len * nb * Q8_0_BLOCK,
+        acc.len() == heads * hd && values.len() >= len * nb * Q8_0_BYTES,
         "values, probabilities and sums do not match"
     );
     let mut h0 = 0;

@@ -13,7 +13,9 @@ use std::arch::aarch64::*;
 
 use super::super::{DotFn, ROWS, RowsFn, TILE_ROWS, TILE_TOKENS, TileFn};
 use super::{check, f16x4_to_f32, isum16_dotprod, isum16_neon, lanes, load32};
-use crate::quant::GgmlType;
+use crate::quant::{
+    GgmlType, Q4_0_BYTES, Q4_1_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q8_0_BYTES, Q8_1_BYTES,
+};
 
 type Tile = [f32; TILE_ROWS * TILE_TOKENS];
 
@@ -33,7 +35,7 @@ pub(super) trait Weights {
 
 /// Bytes per activation block of the format `W` pairs with.
 const fn act_bytes<W: Weights>() -> usize {
-    if W::MIN { 36 } else { 34 }
+    if W::MIN { Q8_1_BYTES } else { Q8_0_BYTES }
 }
 
 /// 16 bytes of nibbles at `p` as 32 values: the low nibbles (values 0..16), then the high ones.
@@ -74,7 +76,7 @@ pub(super) enum Q5_1 {}
 pub(super) enum Q8_0 {}
 
 impl Weights for Q4_0 {
-    const BYTES: usize = 18;
+    const BYTES: usize = Q4_0_BYTES;
     const MIN: bool = false;
     #[inline]
     #[target_feature(enable = "neon")]
@@ -85,7 +87,7 @@ impl Weights for Q4_0 {
 }
 
 impl Weights for Q4_1 {
-    const BYTES: usize = 20;
+    const BYTES: usize = Q4_1_BYTES;
     const MIN: bool = true;
     #[inline]
     #[target_feature(enable = "neon")]
@@ -96,7 +98,7 @@ impl Weights for Q4_1 {
 }
 
 impl Weights for Q5_0 {
-    const BYTES: usize = 22;
+    const BYTES: usize = Q5_0_BYTES;
     const MIN: bool = false;
     #[inline]
     #[target_feature(enable = "neon")]
@@ -109,7 +111,7 @@ impl Weights for Q5_0 {
 }
 
 impl Weights for Q5_1 {
-    const BYTES: usize = 24;
+    const BYTES: usize = Q5_1_BYTES;
     const MIN: bool = true;
     #[inline]
     #[target_feature(enable = "neon")]
@@ -122,7 +124,7 @@ impl Weights for Q5_1 {
 }
 
 impl Weights for Q8_0 {
-    const BYTES: usize = 34;
+    const BYTES: usize = Q8_0_BYTES;
     const MIN: bool = false;
     #[inline]
     #[target_feature(enable = "neon")]

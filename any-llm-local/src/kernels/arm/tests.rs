@@ -8,6 +8,7 @@ use half::f16;
 
 use super::super::tests::{quantized, random_blocks, values};
 use super::super::{ROWS, TILE_ROWS, TILE_TOKENS};
+use super::attention::{attn_scores, attn_value_slots, dot_f16_lanes};
 use super::*;
 use crate::quant;
 
@@ -315,7 +316,7 @@ fn activation_quantization_equals_the_portable_one_on_extreme_values() {
         let mut fast = vec![0u8; x.len() / 32 * block];
         let mut portable = fast.clone();
         // SAFETY: this module is built only with NEON.
-        unsafe { quantize_q8(&x, &mut fast, with_sum) };
+        unsafe { quantize_q8_neon(&x, &mut fast, with_sum) };
         super::super::quantize_q8_scalar(&x, &mut portable, with_sum);
         assert_eq!(fast, portable, "with_sum {with_sum}");
     }
@@ -355,7 +356,7 @@ fn f16_conversions_and_fma_equal_the_portable_ones_at_every_length() {
         let mut fast = x.to_vec();
         let mut portable = x.to_vec();
         // SAFETY: this module is built only with NEON.
-        unsafe { round_to_f16(&mut fast) };
+        unsafe { round_to_f16_neon(&mut fast) };
         super::super::round_to_f16_portable(&mut portable);
         assert_eq!(
             fast.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
@@ -364,13 +365,13 @@ fn f16_conversions_and_fma_equal_the_portable_ones_at_every_length() {
         );
         let (mut fast, mut portable) = (vec![0u16; n], vec![0u16; n]);
         // SAFETY: as above.
-        unsafe { f32_to_f16(x, &mut fast) };
+        unsafe { f32_to_f16_neon(x, &mut fast) };
         super::super::f32_to_f16_portable(x, &mut portable);
         assert_eq!(fast, portable, "f32_to_f16, {n} values");
         let v = &bits[..n];
         let (mut fast, mut portable) = (x.to_vec(), x.to_vec());
         // SAFETY: as above.
-        unsafe { fma_f16_row(&mut fast, -0.37, v) };
+        unsafe { fma_f16_row_neon(&mut fast, -0.37, v) };
         super::super::fma_f16_row_portable(&mut portable, -0.37, v);
         assert_eq!(
             fast.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),

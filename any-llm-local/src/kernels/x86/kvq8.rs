@@ -4,11 +4,59 @@
 
 use std::arch::x86_64::*;
 
-use super::PREFETCH_ROWS;
-use crate::kernels::Q8_0_BLOCK;
+use super::{PREFETCH_ROWS, has_avx2, has_avx512, has_vnni};
+use crate::kernels::{Tier, q8_scores_fit, q8_values_fit};
+use crate::quant::{Q8_0_BYTES, QK};
+
+/// `kernels::attn_q8_scores` with AVX-512 VNNI (`Tier::Best` on a CPU that has it) or AVX2;
+/// `false` where the CPU has neither or the shapes do not fit.
+pub(in crate::kernels) fn attn_q8_scores(
+    tier: Tier,
+    qs: &[i8],
+    qd: &[f32],
+    keys: &[u8],
+    hd: usize,
+    scale: f32,
+    out: &mut [f32],
+) -> bool {
+    let vnni = tier == Tier::Best && has_vnni() && has_avx512();
+    if !(vnni || has_avx2()) || !q8_scores_fit(qs, qd, keys, hd, 64, out) {
+        return false;
+    }
+    // SAFETY: the CPU has AVX2, FMA and F16C, and with `vnni` AVX-512 F, BW, VL and VNNI
+    // (checked just above).
+    unsafe { q8_scores(vnni, qs, qd, keys, hd, scale, out) };
+    true
+}
+
+/// `kernels::attn_q8_values` with AVX-512 (`Tier::Best` on a CPU that has it, head widths a
+/// multiple of 64) or AVX2; `false` where the CPU has neither or the shapes do not fit.
+pub(in crate::kernels) fn attn_q8_values(
+    tier: Tier,
+    p: &[f32],
+    values: &[u8],
+    hd: usize,
+    heads: usize,
+    acc: &mut [f32],
+) -> bool {
+    if !q8_values_fit(p, values, hd, heads, acc) {
+        return false;
+    }
+    if tier == Tier::Best && has_avx512() && hd.is_multiple_of(64) {
+        // SAFETY: the CPU has AVX-512F, AVX2, FMA and F16C (checked just above).
+        unsafe { q8_values_avx512(p, values, hd, heads, acc) };
+        return true;
+    }
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+        unsafe { q8_values_avx2(p, values, hd, heads, acc) };
+        return true;
+    }
+    false
+}
 
 /// Bytes of 64 values of a Q8_0 row (two blocks).
-const PAIR: usize = 2 * Q8_0_BLOCK;
+const PAIR: usize = 2 * Q8_0_BYTES;
 
 /// Query heads per call of the score and value kernels.
 const MAX_H: usize = 4;
@@ -82,9 +130,9 @@ unsafe fn scores_heads<const H: usize>(
                 unsafe {
                     let row = k.add(at);
                     d0[p] = row.cast::<u16>().read_unaligned();
-                    d1[p] = row.add(Q8_0_BLOCK).cast::<u16>().read_unaligned();
+                    d1[p] = row.add(Q8_0_BYTES).cast::<u16>().read_unaligned();
                     let lo = _mm256_loadu_si256(row.add(2).cast());
-                    let hi = _mm256_loadu_si256(row.add(Q8_0_BLOCK + 2).cast());
+                    let hi = _mm256_loadu_si256(row.add(Q8_0_BYTES + 2).cast());
                     let kv = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
                     r[p] = _mm512_xor_si512(kv, offset);
                 }
@@ -168,7 +216,7 @@ fn scores_shape(
             && hd <= 64 * MAX_PAIRS
             && heads > 0
             && qs.len() == heads * hd
-            && qd.len() == heads * hd / 32
+            && qd.len() == heads * hd / QK
             && out.len() == heads * len
             && keys.len() >= len * pairs * PAIR,
         "keys, queries and scores do not match"
@@ -182,7 +230,7 @@ fn scores_shape(
 ///
 /// # Safety
 /// The CPU has AVX2, FMA and F16C, and with `vnni` also AVX-512 F, BW, VL and VNNI.
-pub(in crate::kernels) unsafe fn attn_q8_scores(
+unsafe fn q8_scores(
     vnni: bool,
     qs: &[i8],
     qd: &[f32],
@@ -199,7 +247,7 @@ pub(in crate::kernels) unsafe fn attn_q8_scores(
         // keys hold `len` rows, checked above.
         unsafe {
             let k = keys.as_ptr();
-            let (q, d) = (qs.as_ptr().add(h0 * hd), qd.as_ptr().add(h0 * hd / 32));
+            let (q, d) = (qs.as_ptr().add(h0 * hd), qd.as_ptr().add(h0 * hd / QK));
             let o = out.as_mut_ptr().add(h0 * len);
             match (vnni, n) {
                 (true, 1) => scores_heads::<1>(k, pairs, len, q, d, scale, o, len),
@@ -247,7 +295,7 @@ unsafe fn values_heads<const H: usize>(
                 unsafe {
                     let row = v.add((j0 + i) * rb + c * PAIR);
                     d0[i] = row.cast::<u16>().read_unaligned();
-                    d1[i] = row.add(Q8_0_BLOCK).cast::<u16>().read_unaligned();
+                    d1[i] = row.add(Q8_0_BYTES).cast::<u16>().read_unaligned();
                 }
             }
             // SAFETY: the arrays are 16 halves long.
@@ -275,7 +323,7 @@ unsafe fn values_heads<const H: usize>(
                 unsafe {
                     let row = v.add(j * rb + c * PAIR);
                     let x: [__m512; 4] = std::array::from_fn(|q| {
-                        let bytes = row.add(q / 2 * Q8_0_BLOCK + 2 + 16 * (q % 2));
+                        let bytes = row.add(q / 2 * Q8_0_BYTES + 2 + 16 * (q % 2));
                         _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(bytes.cast())))
                     });
                     for (ah, wh) in a.iter_mut().zip(&wt) {
@@ -301,13 +349,7 @@ unsafe fn values_heads<const H: usize>(
 /// `acc[h * hd + d] = Σ_j p[h * len + j] · value_j[d]` over the Q8_0 rows `values`, summed
 /// in increasing `j` with one fused multiply-add each; see [`values_heads`].
 #[target_feature(enable = "avx2,fma,f16c,avx512f")]
-pub(in crate::kernels) unsafe fn attn_q8_values(
-    p: &[f32],
-    values: &[u8],
-    hd: usize,
-    heads: usize,
-    acc: &mut [f32],
-) {
+unsafe fn q8_values_avx512(p: &[f32], values: &[u8], hd: usize, heads: usize, acc: &mut [f32]) {
     let pairs = hd / 64;
     let len = p.len() / heads.max(1);
     assert!(
@@ -388,7 +430,7 @@ unsafe fn scores_heads_avx2<const H: usize>(
                 let row = k.add(j * rb + c * PAIR);
                 let mut v = [_mm256_setzero_si256(); 8];
                 for b in 0..2 {
-                    let block = row.add(b * Q8_0_BLOCK);
+                    let block = row.add(b * Q8_0_BYTES);
                     let kv = _mm256_loadu_si256(block.add(2).cast());
                     let mag = _mm256_abs_epi8(kv);
                     for h in 0..H {
@@ -397,7 +439,7 @@ unsafe fn scores_heads_avx2<const H: usize>(
                     }
                 }
                 let d0 = block_scale(row);
-                let d1 = block_scale(row.add(Q8_0_BLOCK));
+                let d1 = block_scale(row.add(Q8_0_BYTES));
                 (hsum8(&v), _mm256_set_m128(_mm_set1_ps(d1), _mm_set1_ps(d0)))
             };
             let prod = _mm256_mul_ps(dk, dq[c]);
@@ -448,22 +490,16 @@ fn hsum8(v: &[__m256i; 8]) -> __m256i {
     )
 }
 
-/// [`attn_q8_values`] with AVX2: 16 values of every head at a time over all positions (the
+/// [`q8_values_avx512`] with AVX2: 16 values of every head at a time over all positions (the
 /// block's rows stay in L1 across the passes), `acc = fma(p · d, byte, acc)` in increasing
 /// position, as [`values_heads`].
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(in crate::kernels) unsafe fn attn_q8_values_avx2(
-    p: &[f32],
-    values: &[u8],
-    hd: usize,
-    heads: usize,
-    acc: &mut [f32],
-) {
-    let blocks = hd / 32;
-    let rb = blocks * Q8_0_BLOCK;
+unsafe fn q8_values_avx2(p: &[f32], values: &[u8], hd: usize, heads: usize, acc: &mut [f32]) {
+    let blocks = hd / QK;
+    let rb = blocks * Q8_0_BYTES;
     let len = p.len() / heads.max(1);
     assert!(
-        hd.is_multiple_of(32)
+        hd.is_multiple_of(QK)
             && heads > 0
             && p.len() == heads * len
             && acc.len() == heads * hd
@@ -485,7 +521,7 @@ pub(in crate::kernels) unsafe fn attn_q8_values_avx2(
                 // SAFETY: row `j < len` and its block `b` are inside the values; position `j`
                 // of heads `h0..h0 + n` is inside `p`.
                 unsafe {
-                    let block = v.add(j * rb + b * Q8_0_BLOCK);
+                    let block = v.add(j * rb + b * Q8_0_BYTES);
                     let d = block_scale(block);
                     let bytes = block.add(2 + 16 * half);
                     let x0 =

@@ -6,8 +6,8 @@
 
 use std::arch::x86_64::*;
 
-use super::PREFETCH_ROWS;
-use crate::kernels::Q8_0_BLOCK;
+use super::super::PREFETCH_ROWS;
+use crate::quant::{Q8_0_BYTES, QK};
 
 /// Query heads per call of the value kernel: three heads' four accumulators, their
 /// probabilities and a row chunk fill the sixteen registers.
@@ -24,7 +24,7 @@ unsafe fn kv8<const Q8: bool>(row: *const u8, c: usize) -> __m256 {
     // SAFETY: the caller keeps chunk `c` inside the row.
     unsafe {
         if Q8 {
-            let block = row.add(c / 4 * Q8_0_BLOCK);
+            let block = row.add(c / 4 * Q8_0_BYTES);
             let d = _mm256_cvtph_ps(_mm_set1_epi16(block.cast::<i16>().read_unaligned()));
             let q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(block.add(2 + 8 * (c % 4)).cast()));
             _mm256_mul_ps(_mm256_cvtepi32_ps(q), d)
@@ -36,7 +36,7 @@ unsafe fn kv8<const Q8: bool>(row: *const u8, c: usize) -> __m256 {
 
 /// Bytes of one KV cache row of `hd` values.
 const fn row_bytes<const Q8: bool>(hd: usize) -> usize {
-    if Q8 { hd / 32 * Q8_0_BLOCK } else { 2 * hd }
+    if Q8 { hd / QK * Q8_0_BYTES } else { 2 * hd }
 }
 
 /// The last three halving steps of `attention::reduce16` (lanes `i` and `i + 4`, then
