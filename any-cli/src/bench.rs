@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use any_llm::local::tokenizer::EncodeOptions;
-use any_llm::local::{LocalModel, LocalModelOptions, fetch};
+use any_llm::local::{LocalModelOptions, fetch};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
@@ -81,8 +81,7 @@ pub(crate) async fn bench(args: BenchArgs) -> Result<()> {
         context: Some(context),
     };
     let loading = Instant::now();
-    let model = LocalModel::open_with(&path, options)
-        .with_context(|| format!("opening {}", path.display()))?;
+    let model = crate::local::open_file(&path, options)?;
     let load = loading.elapsed();
     let plain = EncodeOptions {
         add_special: false,

@@ -47,19 +47,49 @@ fn guardrail(name: &str) -> Result<Box<dyn Guardrail>> {
 }
 
 /// One verdict for all the guardrails: valid when every one passes, the highest score, the
-/// failing categories, every span; each guardrail's own verdict under `"verdicts"`.
-fn combine(verdicts: Vec<Verdict>) -> serde_json::Value {
+/// failing categories, every span once (each naming the guardrail that found it); each
+/// guardrail's own verdict, without its spans, under `"verdicts"`.
+fn combine(verdicts: Vec<Verdict>) -> Result<serde_json::Value> {
     let failing: Vec<&Verdict> = verdicts.iter().filter(|v| !v.valid).collect();
-    let mut spans: Vec<_> = verdicts.iter().flat_map(|v| v.spans.clone()).collect();
-    spans.sort_by_key(|s| (s.start, s.end));
-    serde_json::json!({
+    let mut spans = Vec::new();
+    for v in &verdicts {
+        for span in &v.spans {
+            let mut span = serde_json::to_value(span)?;
+            span["guardrail"] = v.guardrail.clone().into();
+            spans.push(span);
+        }
+    }
+    spans.sort_by_key(|s| (s["start"].as_u64(), s["end"].as_u64()));
+    let own: Vec<serde_json::Value> = verdicts
+        .iter()
+        .map(|v| {
+            let mut own = serde_json::to_value(v)?;
+            if let Some(map) = own.as_object_mut() {
+                map.remove("spans");
+                map.insert("score".into(), score(v.score));
+            }
+            Ok(own)
+        })
+        .collect::<Result<_>>()?;
+    Ok(serde_json::json!({
         "valid": failing.is_empty(),
-        "score": verdicts.iter().map(|v| v.score).fold(0.0f32, f32::max),
+        "score": score(verdicts.iter().map(|v| v.score).fold(0.0f32, f32::max)),
         "category": joined(failing.iter().filter_map(|v| v.category.as_deref()), ","),
         "explanation": joined(failing.iter().filter_map(|v| v.explanation.as_deref()), "; "),
         "spans": spans,
-        "verdicts": verdicts,
-    })
+        "verdicts": own,
+    }))
+}
+
+/// A score as JSON: the f32's shortest decimal (0.6, not the 0.6000000238418579 a plain
+/// widening to f64 gives).
+fn score(value: f32) -> serde_json::Value {
+    value
+        .to_string()
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
 
 /// The parts joined, or `null` when there are none.
@@ -127,7 +157,7 @@ pub(crate) fn run(args: GuardArgs) -> Result<()> {
             Stage::Output => Subject::text(&text),
         };
         let verdicts = guards.iter().map(|g| g.check_now(&subject)).collect();
-        writeln!(out, "{}", combine(verdicts))?;
+        writeln!(out, "{}", combine(verdicts)?)?;
     }
     Ok(())
 }

@@ -43,9 +43,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Serve a model over OpenAI-compatible HTTP (chat completions, embeddings, models).
     Serve(serve::ServeArgs),
-    /// Manage model files: fetch the default model, list the cache.
-    #[command(subcommand)]
-    Models(models::ModelsCommand),
+    /// Manage model files: fetch the default model, list the cache (the default).
+    Models(models::ModelsArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,14 +77,65 @@ fn main() -> ExitCode {
             Command::Guard(a) => guard::run(a),
             Command::Bench(a) => bench::bench(a).await,
             Command::Serve(a) => serve::serve(a).await,
-            Command::Models(cmd) => models::run(cmd),
+            Command::Models(a) => models::run(a.command.unwrap_or_default()),
         }
     });
+    // A read of standard input still pending (`chat` left by Ctrl-C) must not hold the exit.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The error and its causes on one line, like anyhow's `{:#}`, but each cause only when it
+/// adds something: many errors repeat their source's text in their own message, and a
+/// context often names the file its cause names already.
+fn report(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        // A cause that repeats the whole line so far (and adds to it) replaces it.
+        if !line.is_empty() && text.contains(line.as_str()) {
+            line = text;
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused (os error 111)",
+        );
+        let err = anyhow::Error::new(io)
+            .context("ollama: cannot connect: refused (os error 111)")
+            .context("I/O error: ollama: cannot connect: refused (os error 111)");
+        assert_eq!(
+            report(&err),
+            "I/O error: ollama: cannot connect: refused (os error 111)"
+        );
+    }
+
+    #[test]
+    fn causes_that_add_text_are_kept_in_order() {
+        let err = anyhow::anyhow!("no such file").context("opening model.gguf");
+        assert_eq!(report(&err), "opening model.gguf: no such file");
     }
 }

@@ -2,9 +2,17 @@
 
 use any_llm::local::fetch;
 use anyhow::Result;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
-#[derive(Debug, Subcommand)]
+/// `any models`.
+#[derive(Debug, Args)]
+pub(crate) struct ModelsArgs {
+    /// What to do; without one, `list`.
+    #[command(subcommand)]
+    pub(crate) command: Option<ModelsCommand>,
+}
+
+#[derive(Debug, Default, Subcommand)]
 pub(crate) enum ModelsCommand {
     /// Download the default model (SmolLM2-135M-Instruct, Q4_1) into the cache if it is not
     /// there, check its sha256, and print its path.
@@ -12,7 +20,9 @@ pub(crate) enum ModelsCommand {
     /// Print the path of the model used when none is named (`ANY_MODEL`, else the default
     /// model, fetched if needed).
     Path,
-    /// List the GGUF files in the cache as JSON lines: `{"name", "path", "bytes"}`.
+    /// List the GGUF files in the cache as JSON lines: `{"name", "path", "bytes"}` (what
+    /// `any models` alone does).
+    #[default]
     List,
 }
 

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use any_llm::local::{LocalModel, LocalModelOptions, fetch};
+use any_llm::local::{LocalModelOptions, fetch};
 use any_llm::server::Server;
 use anyhow::{Context, Result};
 use clap::Args;
@@ -42,7 +42,7 @@ pub(crate) struct ServeArgs {
 
 pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
     // The id clients put in `model`: `local` for the default model, else the file's stem.
-    let (path, id) = match ModelChoice::of(Path::new(&args.model)) {
+    let (path, id) = match ModelChoice::of(Path::new(&args.model))? {
         ModelChoice::Registry(_) => return serve_registry(args).await,
         ModelChoice::Local(None) => (fetch::default_model_path()?, "local".to_owned()),
         ModelChoice::Local(Some(path)) => {
@@ -60,11 +60,10 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
     };
     let model = tokio::task::spawn_blocking({
         let path = path.clone();
-        move || LocalModel::open_with(&path, options)
+        move || crate::local::open_file(&path, options)
     })
     .await
-    .context("loading the model")?
-    .with_context(|| format!("opening {}", path.display()))?;
+    .context("loading the model")??;
 
     let builder = Server::builder()
         .chat(model.clone())

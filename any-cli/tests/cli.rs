@@ -4,8 +4,17 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 fn any(args: &[&str], stdin: Option<&str>) -> (String, String, bool) {
+    any_with_env(args, stdin, &[])
+}
+
+fn any_with_env(
+    args: &[&str],
+    stdin: Option<&str>,
+    env: &[(&str, &str)],
+) -> (String, String, bool) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_any"))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -35,6 +44,7 @@ fn help_lists_every_command() {
         "logits",
         "perplexity",
         "guard",
+        "bench",
         "serve",
         "models",
     ] {
@@ -93,5 +103,225 @@ fn guard_writes_one_verdict_per_line() {
 fn a_missing_model_file_is_a_clear_error() {
     let (_, err, ok) = any(&["run", "--model", "/nonexistent/model.gguf", "hi"], None);
     assert!(!ok);
-    assert!(err.contains("/nonexistent/model.gguf"), "{err}");
+    assert_eq!(
+        err.matches("/nonexistent/model.gguf").count(),
+        1,
+        "the path once:\n{err}"
+    );
+}
+
+#[test]
+fn guard_prints_each_span_once_and_short_scores() {
+    let (out, err, ok) = any(&["guard"], Some("mail me at ada@example.com\n"));
+    assert!(ok, "{err}");
+    assert_eq!(out.matches("\"EMAIL\"").count(), 1, "{out}");
+    assert!(!out.contains("0.6000000238418579"), "{out}");
+    let verdict: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(verdict["score"].to_string(), "0.6");
+    assert_eq!(verdict["spans"][0]["guardrail"], "pii");
+    assert_eq!(verdict["verdicts"][0]["score"].to_string(), "0.6");
+}
+
+#[test]
+fn an_error_chain_says_each_thing_once() {
+    // Nothing listens on port 1: the connection is refused.
+    let (_, err, ok) = any_with_env(
+        &["run", "-m", "ollama:gemma3", "hi"],
+        None,
+        &[("OLLAMA_BASE_URL", "http://127.0.0.1:1/v1")],
+    );
+    assert!(!ok);
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert_eq!(err.matches("cannot connect").count(), 1, "{err}");
+}
+
+#[test]
+fn an_unknown_provider_is_not_a_file_name() {
+    let (_, err, ok) = any(&["run", "-m", "foo:bar", "hi"], None);
+    assert!(!ok);
+    assert!(err.contains("unknown provider `foo`"), "{err}");
+    assert!(err.contains("openai") && err.contains("ollama"), "{err}");
+    assert!(!err.contains("No such file"), "{err}");
+
+    // A path stays a path, reported as missing.
+    let (_, err, ok) = any(&["run", "-m", "no/such:model", "hi"], None);
+    assert!(!ok);
+    assert!(!err.contains("unknown provider"), "{err}");
+}
+
+#[test]
+fn temperature_must_be_a_finite_non_negative_number() {
+    for bad in ["-1", "nan", "inf"] {
+        let (_, err, ok) = any(&["run", "--temperature", bad, "hi"], None);
+        assert!(!ok);
+        assert!(
+            err.contains(&format!(
+                "--temperature must be a finite number ≥ 0, got {bad}"
+            )),
+            "{bad}: {err}"
+        );
+        assert!(!err.contains("-- -1"), "{err}");
+    }
+}
+
+#[test]
+fn models_alone_lists_the_cache() {
+    let (out, err, ok) = any(&["models"], None);
+    assert!(ok, "{err}");
+    let (list, _, _) = any(&["models", "list"], None);
+    assert_eq!(out, list);
+}
+
+#[test]
+fn an_empty_prompt_is_an_error() {
+    for prompt in ["", "  \n"] {
+        let (out, err, ok) = any(&["run", prompt], None);
+        assert!(!ok);
+        assert!(out.is_empty(), "{out}");
+        assert!(err.contains("the prompt is empty"), "{err}");
+    }
+}
+
+#[test]
+fn tokenize_help_lists_only_what_applies() {
+    let (out, _, ok) = any(&["tokenize", "--help"], None);
+    assert!(ok);
+    assert!(out.contains("--model"), "{out}");
+    for option in ["--threads", "--kv-cache", "--temperature", "--seed"] {
+        assert!(!out.contains(option), "{option} in:\n{out}");
+    }
+}
+
+#[test]
+fn logits_print_each_tokens_text() {
+    let (out, err, ok) = any(&["logits", "--top", "3", "The capital of France is"], None);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    let ids = v["ids"].as_array().expect("ids");
+    let tokens = v["tokens"].as_array().expect("tokens");
+    assert_eq!(ids.len(), tokens.len());
+    let text: String = tokens.iter().map(|t| t.as_str().expect("text")).collect();
+    assert_eq!(text, "The capital of France is");
+    let top = v["top"].as_array().expect("top");
+    assert_eq!(top.len(), 3);
+    for entry in top {
+        assert!(entry[0].is_u64() && entry[1].is_f64(), "{out}");
+        assert!(
+            !entry[2].as_str().expect("the token's text").is_empty(),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn chat_handles_slash_commands_itself() {
+    let (out, err, ok) = any(&["chat"], Some("/help\n/frobnicate\n/reset\n/quit\n"));
+    assert!(ok, "{err}");
+    // Nothing reached the model: no answer was printed.
+    assert!(out.trim().is_empty(), "{out}");
+    assert!(err.contains("/reset"), "{err}");
+    assert!(err.contains("unknown command `/frobnicate`"), "{err}");
+    assert!(err.contains("(conversation cleared)"), "{err}");
+    // The model's friendly name, not its file.
+    assert!(err.starts_with("Smollm2 135M"), "{err}");
+    assert!(!err.contains(".gguf"), "{err}");
+}
+
+/// `any chat` with its standard error collected as it comes, and SIGINT to send.
+struct Chat {
+    child: std::process::Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Chat {
+    fn start() -> Chat {
+        use std::io::Read;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_any"))
+            .args(["chat", "-n", "2000"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("runs");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .expect("stderr")
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Chat { child, stderr }
+    }
+
+    fn wait_for(&self, text: &str, count: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.stderr.lock().expect("stderr").matches(text).count() < count {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {text:?} in {:?}",
+                self.stderr.lock().expect("stderr")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    fn interrupt(&self) {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin.write_all(line.as_bytes()).expect("writes");
+        stdin.flush().expect("flushes");
+    }
+
+    fn wait(mut self) -> (std::process::ExitStatus, String) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waits") {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                let err = self.stderr.lock().expect("stderr").clone();
+                return (status, err);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("still running: {}", self.stderr.lock().expect("stderr"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_stops_the_answer_and_returns_to_the_prompt() {
+    let mut chat = Chat::start();
+    chat.wait_for("> ", 1);
+    chat.send("Count from 1 to 1000, one number per line.\n");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    chat.interrupt();
+    chat.wait_for("(interrupted)", 1);
+    chat.wait_for("> ", 2);
+    chat.send("/exit\n");
+    let (status, err) = chat.wait();
+    assert!(status.success(), "{err}");
+}
+
+#[test]
+fn ctrl_c_at_the_prompt_leaves() {
+    let chat = Chat::start();
+    chat.wait_for("> ", 1);
+    chat.interrupt();
+    let (status, err) = chat.wait();
+    assert!(status.success(), "{err}");
 }

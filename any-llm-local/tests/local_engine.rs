@@ -78,6 +78,68 @@ async fn a_prompt_longer_than_the_context_is_a_clear_error() {
     }
 }
 
+/// Rendering and tokenizing a prompt is CPU work that grows with it: `call` must not do it
+/// on the caller's async thread. On a current-thread runtime, a ticker task keeps ticking
+/// while a huge prompt is prepared (it could not, were the preparation done in `call` or
+/// in the future's `poll`), and the too-long prompt is still a `ContextLengthExceeded`.
+#[tokio::test(flavor = "current_thread")]
+async fn preparing_a_long_prompt_does_not_block_the_async_thread() {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    use tower::Service;
+
+    let ticks = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                ticks.lock().expect("ticks").push(Instant::now());
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    let huge = "All work and no play makes Jack a dull boy. ".repeat(60_000);
+    let mut service = model().clone();
+    let start = Instant::now();
+    let err = service
+        .call(greedy(vec![Message::user(huge)], 8))
+        .await
+        .expect_err("far longer than the context");
+    let end = Instant::now();
+    ticker.abort();
+    assert!(
+        matches!(err, Error::ContextLengthExceeded { .. }),
+        "expected ContextLengthExceeded, got {err:?}"
+    );
+
+    let elapsed = end - start;
+    // The prompt must take long enough to prepare for the gaps to mean something.
+    assert!(
+        elapsed >= Duration::from_millis(50),
+        "preparing took only {elapsed:?}: make the prompt longer"
+    );
+    let mut times: Vec<Instant> = ticks
+        .lock()
+        .expect("ticks")
+        .iter()
+        .copied()
+        .filter(|t| (start..end).contains(t))
+        .collect();
+    times.insert(0, start);
+    times.push(end);
+    let longest = times
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    assert!(
+        longest < elapsed / 2,
+        "the async thread stalled for {longest:?} of the {elapsed:?} spent preparing the prompt"
+    );
+}
+
 #[tokio::test]
 async fn max_tokens_and_stop_sequences_end_generation() {
     let r = model()

@@ -142,8 +142,16 @@ impl LocalModel {
     /// count.
     pub fn open_with(path: impl AsRef<Path>, options: LocalModelOptions) -> Result<Self> {
         let path = path.as_ref();
-        let file = GgufFile::open(path)
-            .map_err(|e| Error::model_with_source(format!("{}: {e}", path.display()), e))?;
+        let file = GgufFile::open(path).map_err(|e| {
+            // Some GGUF errors name the file already; the others are told which file.
+            let text = e.to_string();
+            let message = if text.contains(&path.display().to_string()) {
+                text
+            } else {
+                format!("{}: {text}", path.display())
+            };
+            Error::model_with_source(message, e)
+        })?;
         let file = Arc::new(file);
         let llama = Arc::new(Llama::load(file.clone())?);
         let tokenizer = Tokenizer::from_gguf(&file)?;
@@ -513,9 +521,11 @@ impl LocalModel {
             .map_err(Error::model)
     }
 
-    fn start_chat(&self, req: ChatRequest) -> Result<ChatStream> {
-        req.validate()?;
-        let plan = Plan::for_request(&req)?;
+    /// Prepares and starts a chat request: renders the template, tokenizes, compiles the
+    /// grammar of a constrained request, checks the context and queues the generation.
+    /// All of it is CPU work that grows with the prompt (and, for the first constrained
+    /// request, with the vocabulary), so it runs off the caller's async thread.
+    fn start_chat(&self, req: ChatRequest, plan: Option<Plan>) -> Result<ChatStream> {
         let (constraint, tool_call) = match &plan {
             None => (None, false),
             Some(plan) => (
@@ -573,14 +583,89 @@ fn add_tool_instructions(
 impl tower::Service<ChatRequest> for LocalModel {
     type Response = ChatStream;
     type Error = Error;
-    type Future = std::future::Ready<Result<ChatStream>>;
+    type Future = ChatFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         Poll::Ready(Ok(()))
     }
 
+    /// Checks what is cheap to check (the request's fields, the structured-output plan) and
+    /// hands the rest to a blocking thread: rendering, tokenizing and grammar compilation
+    /// grow with the prompt and would stall every task on the caller's async thread.
+    ///
+    /// Not the inference thread: it runs one job at a time, so preparing there would hold a
+    /// request's errors (a prompt too long, a bad schema) until the answer before it ends,
+    /// and hold up generation while a prompt is prepared.
     fn call(&mut self, req: ChatRequest) -> Self::Future {
-        std::future::ready(self.start_chat(req))
+        let plan = match req.validate().and_then(|()| Plan::for_request(&req)) {
+            Ok(plan) => plan,
+            Err(e) => return ChatFuture::ready(Err(e)),
+        };
+        let this = self.clone();
+        ChatFuture::blocking(move || this.start_chat(req, plan))
+    }
+}
+
+/// The future [`LocalModel`]'s chat service returns: the request is prepared on a blocking
+/// thread (tokio's blocking pool inside a runtime, a thread of its own outside one) and the
+/// future waits for it without blocking.
+#[derive(Debug)]
+pub struct ChatFuture {
+    state: ChatFutureState,
+}
+
+#[derive(Debug)]
+enum ChatFutureState {
+    Ready(Option<Result<ChatStream>>),
+    Waiting(oneshot::Receiver<Result<ChatStream>>),
+}
+
+impl ChatFuture {
+    fn ready(result: Result<ChatStream>) -> Self {
+        ChatFuture {
+            state: ChatFutureState::Ready(Some(result)),
+        }
+    }
+
+    fn blocking(work: impl FnOnce() -> Result<ChatStream> + Send + 'static) -> Self {
+        let (tx, rx) = oneshot::channel();
+        let job = move || {
+            // The receiver is gone when the caller dropped the future: nothing to tell.
+            let _ = tx.send(work());
+        };
+        let spawned = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                drop(handle.spawn_blocking(job));
+                Ok(())
+            }
+            Err(_) => std::thread::Builder::new()
+                .name("any-local-prepare".into())
+                .spawn(job)
+                .map(drop),
+        };
+        match spawned {
+            Ok(()) => ChatFuture {
+                state: ChatFutureState::Waiting(rx),
+            },
+            Err(e) => ChatFuture::ready(Err(Error::Io(e))),
+        }
+    }
+}
+
+impl std::future::Future for ChatFuture {
+    type Output = Result<ChatStream>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.state {
+            ChatFutureState::Ready(result) => Poll::Ready(
+                result
+                    .take()
+                    .unwrap_or_else(|| Err(Error::model("ChatFuture polled after completion"))),
+            ),
+            ChatFutureState::Waiting(rx) => std::pin::Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or_else(|_| Err(Error::model("preparing the request panicked")))),
+        }
     }
 }
 
