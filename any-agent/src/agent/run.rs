@@ -28,7 +28,6 @@ pub(super) struct Prepared {
 
 /// Checks the request and merges the agent's instructions and tools into it.
 pub(super) fn prepare(config: &Config, mut request: ChatRequest) -> Result<Prepared> {
-    request.validate()?;
     if let Some(instructions) = &config.instructions {
         match request.messages.first_mut() {
             Some(first) if first.role == Role::System => {
@@ -49,6 +48,8 @@ pub(super) fn prepare(config: &Config, mut request: ChatRequest) -> Result<Prepa
     }
     request.tools = config.tools.specs();
     request.tools.extend(caller_tools.iter().cloned());
+    // Checked with the agent's tools in: `tool_choice` may name one of them.
+    request.validate()?;
     Ok(Prepared {
         request,
         caller_tools,
