@@ -645,3 +645,19 @@ fn building_rejects_duplicate_and_invalid_tools() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn the_callers_tool_choice_applies_to_the_first_turn_only() {
+    let (model, mut handle) = scripted();
+    let agent = Agent::builder(model).tool(add_tool()).build().unwrap();
+    let request = ChatRequest::builder()
+        .user("Add 1 and 2.")
+        .tool_choice(any_core::ToolChoice::Required)
+        .build();
+    let run = start(agent, request);
+    let first = reply(&mut handle, calls(&[("1", "add", r#"{"a": 1, "b": 2}"#)])).await;
+    assert_eq!(first.tool_choice, Some(any_core::ToolChoice::Required));
+    let second = reply(&mut handle, answer(&["3"])).await;
+    assert_eq!(second.tool_choice, Some(any_core::ToolChoice::Auto));
+    assert_eq!(run.await.unwrap().unwrap().text(), "3");
+}
