@@ -22,8 +22,9 @@
 //! - [`Hook`]: code before and after each model call and tool call that can inspect, rewrite,
 //!   refuse or stop.
 //!
-//! The crate has no feature flags. Runs need a tokio runtime with its timer (tool time
-//! limits and the run's wall-time limit).
+//! Feature flags: `mcp` — tools from MCP servers over stdio ([`mcp`]), on the official
+//! Rust SDK (`rmcp`). Runs need a tokio runtime with its timer (tool time limits and the
+//! run's wall-time limit).
 //!
 //! ```
 //! use any_agent::{Agent, ToolError, tool_fn};
@@ -60,6 +61,8 @@
 mod agent;
 mod error;
 mod hook;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 mod tool;
 mod toolbox;
 mod trace;

@@ -296,6 +296,14 @@ impl<S> AgentBuilder<S> {
         self
     }
 
+    /// Adds type-erased tools (an MCP server's, say) with the default time limit.
+    pub fn tools_dyn(mut self, tools: impl IntoIterator<Item = Arc<dyn DynTool>>) -> Self {
+        for tool in tools {
+            self = self.tool_dyn(tool, DEFAULT_TOOL_TIMEOUT);
+        }
+        self
+    }
+
     /// Replaces the tools with these.
     pub fn tools(mut self, tools: Toolbox) -> Self {
         self.tools = Ok(tools);
