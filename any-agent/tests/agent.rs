@@ -661,3 +661,33 @@ async fn the_callers_tool_choice_applies_to_the_first_turn_only() {
     assert_eq!(second.tool_choice, Some(any_core::ToolChoice::Auto));
     assert_eq!(run.await.unwrap().unwrap().text(), "3");
 }
+
+#[tokio::test]
+async fn a_repeated_call_makes_the_next_turn_answer_without_tools() {
+    let (model, mut handle) = scripted();
+    let agent = Agent::builder(model).tool(add_tool()).build().unwrap();
+    let run = start(agent, "Add 1 and 2.");
+    let same = r#"{"a": 1, "b": 2}"#;
+    reply(&mut handle, calls(&[("1", "add", same)])).await;
+    let second = reply(&mut handle, calls(&[("2", "add", same)])).await;
+    assert_eq!(second.tool_choice, Some(any_core::ToolChoice::Auto));
+    let third = reply(&mut handle, answer(&["3"])).await;
+    assert_eq!(third.tool_choice, Some(any_core::ToolChoice::None));
+    assert_eq!(run.await.unwrap().unwrap().text(), "3");
+}
+
+#[tokio::test]
+async fn after_max_tool_rounds_the_model_answers_without_tools() {
+    let (model, mut handle) = scripted();
+    let agent = Agent::builder(model)
+        .tool(add_tool())
+        .max_tool_rounds(1)
+        .build()
+        .unwrap();
+    let run = start(agent, "Add 1 and 2.");
+    let first = reply(&mut handle, calls(&[("1", "add", r#"{"a": 1, "b": 2}"#)])).await;
+    assert_eq!(first.tool_choice, None);
+    let second = reply(&mut handle, answer(&["3"])).await;
+    assert_eq!(second.tool_choice, Some(any_core::ToolChoice::None));
+    assert_eq!(run.await.unwrap().unwrap().text(), "3");
+}

@@ -26,6 +26,10 @@ pub struct Limits {
     pub max_tokens: Option<u32>,
     /// The longest a run may take, if limited.
     pub max_duration: Option<Duration>,
+    /// The most turns of tool calls, if limited: after that many, the next model call
+    /// answers without tools (`tool_choice` none). Small models that keep calling tools
+    /// answer with `Some(1)` or `Some(2)`.
+    pub max_tool_rounds: Option<u32>,
 }
 
 impl Default for Limits {
@@ -34,6 +38,7 @@ impl Default for Limits {
             max_steps: 10,
             max_tokens: None,
             max_duration: None,
+            max_tool_rounds: None,
         }
     }
 }
@@ -45,6 +50,7 @@ pub(crate) struct Config {
     pub(crate) limits: Limits,
     pub(crate) tool_concurrency: usize,
     pub(crate) hooks: Vec<Arc<dyn Hook>>,
+    pub(crate) answer_on_repeat: bool,
 }
 
 /// An agent: a model, instructions and tools, run as a loop — the model answers or asks for
@@ -58,7 +64,8 @@ pub(crate) struct Config {
 ///
 /// What the caller sends passes to every model call: its sampling, response format and
 /// extensions; its `tool_choice` applies to the first call only (later calls choose freely,
-/// or the loop could never end). Tools in the caller's request are the caller's to run: a
+/// or the loop could never end; after a turn that repeats an earlier call, the next call
+/// answers without tools — see [`AgentBuilder::answer_on_repeat`]). Tools in the caller's request are the caller's to run: a
 /// turn that calls one of them ends the run and is handed back as tool calls
 /// (`finish_reason` `tool_calls`), as a model would.
 ///
@@ -144,6 +151,7 @@ impl<S> Agent<S> {
             limits: Limits::default(),
             tool_concurrency: 4,
             hooks: Vec::new(),
+            answer_on_repeat: true,
         }
     }
 
@@ -256,6 +264,7 @@ pub struct AgentBuilder<S> {
     limits: Limits,
     tool_concurrency: usize,
     hooks: Vec<Arc<dyn Hook>>,
+    answer_on_repeat: bool,
 }
 
 impl<S> std::fmt::Debug for AgentBuilder<S> {
@@ -334,9 +343,24 @@ impl<S> AgentBuilder<S> {
         self
     }
 
+    /// The most turns of tool calls; after that many the model answers without tools.
+    pub fn max_tool_rounds(mut self, rounds: u32) -> Self {
+        self.limits.max_tool_rounds = Some(rounds);
+        self
+    }
+
     /// How many tool calls of one turn run at once (default 4).
     pub fn tool_concurrency(mut self, n: usize) -> Self {
         self.tool_concurrency = n;
+        self
+    }
+
+    /// Whether a turn that repeats a call already made in the run (same tool, same
+    /// arguments) makes the next model call answer without tools (`tool_choice` none).
+    /// On by default: small models copy their last turn and would call the same tool until
+    /// the step limit.
+    pub fn answer_on_repeat(mut self, on: bool) -> Self {
+        self.answer_on_repeat = on;
         self
     }
 
@@ -372,6 +396,7 @@ impl<S> AgentBuilder<S> {
                 limits: self.limits,
                 tool_concurrency: self.tool_concurrency,
                 hooks: self.hooks,
+                answer_on_repeat: self.answer_on_repeat,
             }),
         })
     }

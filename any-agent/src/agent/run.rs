@@ -124,6 +124,8 @@ struct Run<S> {
     trace: AgentTrace,
     started: Instant,
     deadline: Option<Instant>,
+    /// Every call made so far, as (name, arguments).
+    made: Vec<(String, String)>,
 }
 
 impl<S: ChatService> Run<S> {
@@ -149,6 +151,7 @@ impl<S: ChatService> Run<S> {
             trace,
             started,
             deadline,
+            made: Vec::new(),
         }
     }
 
@@ -160,10 +163,28 @@ impl<S: ChatService> Run<S> {
             if calls.is_empty() || calls.iter().any(|c| self.is_callers(c)) {
                 return self.finish(response, calls);
             }
+            let repeated = calls
+                .iter()
+                .any(|c| self.made.contains(&(c.name.clone(), c.arguments.clone())));
+            self.made
+                .extend(calls.iter().map(|c| (c.name.clone(), c.arguments.clone())));
             self.request.messages.push(response.message);
             self.tool_step(step, calls).await?;
-            // The caller's tool_choice was for the first turn; later turns choose freely.
-            self.request.tool_choice = Some(ToolChoice::Auto);
+            // The caller's tool_choice was for the first turn; later turns choose freely —
+            // unless the model repeated a call it had already made, a loop that small models
+            // fall into: then the next turn answers from the results it has.
+            let rounds_done = self
+                .config
+                .limits
+                .max_tool_rounds
+                .is_some_and(|n| step >= n);
+            self.request.tool_choice = Some(
+                if rounds_done || (repeated && self.config.answer_on_repeat) {
+                    ToolChoice::None
+                } else {
+                    ToolChoice::Auto
+                },
+            );
         }
         Err(AgentError::StepLimit {
             limit: max_steps,

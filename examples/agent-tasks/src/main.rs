@@ -7,6 +7,8 @@
 //! and a summary: success rate, malformed tool calls (arguments that did not match the schema,
 //! or an unknown tool), model calls per task and time.
 //!
+//! `--tool-rounds N` lets the model call tools in at most N turns, then asks it to answer.
+//! `--limit N` runs the first N tasks only; `--json` prints every outcome with its trace.
 //! `--require-tool` makes each task's first model call a tool call (small models seldom call a
 //! tool by themselves); later calls choose freely.
 
@@ -143,8 +145,15 @@ fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-fn agent(model: BoxChatService) -> any_core::Result<Agent<BoxChatService>> {
-    Agent::builder(model)
+fn agent(
+    model: BoxChatService,
+    tool_rounds: Option<u32>,
+) -> any_core::Result<Agent<BoxChatService>> {
+    let mut builder = Agent::builder(model);
+    if let Some(n) = tool_rounds {
+        builder = builder.max_tool_rounds(n);
+    }
+    builder
         .name("tasks")
         .instructions(
             "Answer the question. Use a tool to compute or look things up, then state the result.",
@@ -225,6 +234,7 @@ struct Outcome {
     malformed_calls: usize,
     seconds: f64,
     error: Option<String>,
+    trace: AgentTrace,
 }
 
 fn outcome(
@@ -250,6 +260,7 @@ fn outcome(
         malformed_calls: malformed,
         seconds: took.as_secs_f64(),
         error,
+        trace: trace.clone(),
     }
 }
 
@@ -263,10 +274,19 @@ async fn main() -> any_core::Result<()> {
         .unwrap_or_else(|| "local".into());
     let require_tool = args.iter().any(|a| a == "--require-tool");
     let json = args.iter().any(|a| a == "--json");
-    let agent = agent(any_llm::model(&model_id)?)?;
+    let limit = args
+        .iter()
+        .position(|a| a == "--limit")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(usize::MAX);
+    let tool_rounds = args
+        .iter()
+        .position(|a| a == "--tool-rounds")
+        .and_then(|i| args.get(i + 1)?.parse().ok());
+    let agent = agent(any_llm::model(&model_id)?, tool_rounds)?;
 
     let mut outcomes = Vec::new();
-    for line in TASKS.lines().filter(|l| !l.trim().is_empty()) {
+    for line in TASKS.lines().filter(|l| !l.trim().is_empty()).take(limit) {
         let task: Task = serde_json::from_str(line)?;
         let mut request = ChatRequest::builder()
             .user(task.task.clone())
@@ -316,6 +336,7 @@ async fn main() -> any_core::Result<()> {
     let summary = serde_json::json!({
         "model": model_id,
         "require_tool": require_tool,
+        "tool_rounds": tool_rounds,
         "tasks": outcomes.len(),
         "succeeded": outcomes.iter().filter(|o| o.success).count(),
         "success_rate": sum(&|o| o.success as u8 as f64) / n,
@@ -334,11 +355,12 @@ async fn main() -> any_core::Result<()> {
         println!(
             "| model | first call | tasks | succeeded | tool calls | malformed calls | model calls per task | seconds per task |"
         );
-        println!("|---|---|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
         println!(
-            "| `{}` | {} | {} | {} ({:.0}%) | {} | {} | {:.2} | {:.2} |",
+            "| `{}` | {} | {} | {} | {} ({:.0}%) | {} | {} | {:.2} | {:.2} |",
             model_id,
             if require_tool { "required" } else { "auto" },
+            tool_rounds.map_or("any".to_string(), |n: u32| n.to_string()),
             summary["tasks"],
             summary["succeeded"],
             summary["success_rate"].as_f64().unwrap_or(0.0) * 100.0,
