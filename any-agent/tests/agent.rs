@@ -691,3 +691,52 @@ async fn after_max_tool_rounds_the_model_answers_without_tools() {
     assert_eq!(second.tool_choice, Some(any_core::ToolChoice::None));
     assert_eq!(run.await.unwrap().unwrap().text(), "3");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn spans_follow_the_genai_conventions() {
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buffer {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (model, mut handle) = scripted();
+    let agent = Agent::builder(model)
+        .name("calc")
+        .tool(add_tool())
+        .build()
+        .unwrap();
+    let mut stream = agent.stream("Add 1 and 2.").await.unwrap();
+    let play = async {
+        reply(&mut handle, calls(&[("c9", "add", r#"{"a": 1, "b": 2}"#)])).await;
+        reply(&mut handle, answer(&["3"])).await;
+    };
+    let read = async { while stream.next().await.is_some() {} };
+    tokio::join!(play, read);
+    drop(stream);
+    let log = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    for needle in [
+        "invoke_agent{",
+        "gen_ai.agent.name=calc",
+        "chat{",
+        "gen_ai.usage.input_tokens=10",
+        "execute_tool{",
+        "gen_ai.tool.name=add",
+        "gen_ai.tool.call.id=c9",
+    ] {
+        assert!(log.contains(needle), "no `{needle}` in:\n{log}");
+    }
+}
