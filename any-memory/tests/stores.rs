@@ -1,0 +1,186 @@
+//! Every store against the conformance suite, and what only a real engine can show:
+//! persistence across reopening and a writer killed mid-batch.
+
+use std::sync::Arc;
+
+use any_memory::conformance;
+
+mod in_memory {
+    use super::*;
+    use any_memory::InMemoryStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn conformance() {
+        let r = conformance::run(Arc::new(InMemoryStore::new())).await;
+        assert!(r.is_ok(), "{}", r.unwrap_err());
+    }
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    use any_core::Role;
+    use any_memory::{ListQuery, MemoryStore, NewMemory, Scope, SearchQuery, SqliteStore};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn conformance_in_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("m.db")).unwrap();
+        let r = conformance::run(Arc::new(store)).await;
+        assert!(r.is_ok(), "{}", r.unwrap_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance_in_memory_database() {
+        let r = conformance::run(Arc::new(SqliteStore::open_in_memory().unwrap())).await;
+        assert!(r.is_ok(), "{}", r.unwrap_err());
+    }
+
+    #[tokio::test]
+    async fn records_survive_reopening_and_two_stores_share_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let scope = Scope::user("ada").with_session("s");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store
+                .add(
+                    NewMemory::new(scope.clone(), Role::User, "my locker code is 4711")
+                        .embedding(vec![1.0, 2.0]),
+                )
+                .await
+                .unwrap();
+        }
+        let a = SqliteStore::open(&path).unwrap();
+        let b = SqliteStore::open(&path).unwrap();
+        b.add(NewMemory::new(scope.clone(), Role::Assistant, "noted"))
+            .await
+            .unwrap();
+        let listed = a.list(ListQuery::new(scope.clone())).await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].embedding, Some(vec![1.0, 2.0]));
+        let hits = a
+            .search(SearchQuery::text(Scope::user("ada"), "locker"))
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), 1);
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(
+            &path,
+            "just some text, not SQLite at all, long enough to matter ......",
+        )
+        .unwrap();
+        let err = SqliteStore::open(&path).unwrap_err().to_string();
+        assert!(err.contains("notes.txt") && err.contains("sqlite"), "{err}");
+    }
+
+    const CHILD_DB: &str = "ANY_MEMORY_TEST_CHILD_DB";
+    const BATCH: usize = 40;
+
+    /// Not a test on its own: the child process of `a_writer_killed_mid_batch_loses_no_commit`
+    /// (the test binary runs itself with `CHILD_DB` set). It writes batches until killed and
+    /// prints each batch's number after its commit returns.
+    #[tokio::test]
+    async fn child_writer() {
+        let Ok(path) = std::env::var(CHILD_DB) else {
+            return;
+        };
+        let store = SqliteStore::open(&path).unwrap();
+        let mut out = std::io::stdout();
+        for batch in 0..100_000 {
+            let records = (0..BATCH)
+                .map(|i| {
+                    NewMemory::new(
+                        Scope::session("kill"),
+                        Role::User,
+                        format!("batch {batch} item {i}"),
+                    )
+                    .metadata("batch", batch)
+                })
+                .collect();
+            store.add_many(records).await.unwrap();
+            writeln!(out, "committed {batch}").unwrap();
+            out.flush().unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_writer_killed_mid_batch_loses_no_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("killed.db");
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "sqlite::child_writer",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_DB, &path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut committed = Vec::new();
+        while committed.len() < 25 {
+            let line = lines
+                .next()
+                .expect("the child ended before committing 25 batches")
+                .unwrap();
+            if let Some(n) = line.strip_prefix("committed ") {
+                committed.push(n.parse::<i64>().unwrap());
+            }
+        }
+        // The child writes without pause, so at almost any instant it is inside a batch.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for line in lines {
+            if let Some(n) = line.unwrap().strip_prefix("committed ") {
+                committed.push(n.parse().unwrap());
+            }
+        }
+        let last = *committed.last().unwrap();
+
+        let store = SqliteStore::open(&path).unwrap();
+        let all = store
+            .list(ListQuery::new(Scope::session("kill")))
+            .await
+            .unwrap();
+        for batch in &committed {
+            let n = all.iter().filter(|r| r.metadata["batch"] == *batch).count();
+            assert_eq!(
+                n, BATCH,
+                "committed batch {batch} has {n} of {BATCH} records"
+            );
+        }
+        assert_eq!(
+            all.len() % BATCH,
+            0,
+            "a half-written batch is visible: {} records",
+            all.len()
+        );
+        // At most the batch whose commit the child could not report yet.
+        assert!(
+            all.len() <= (last as usize + 2) * BATCH,
+            "{} records after {last} batches",
+            all.len()
+        );
+        store.integrity_check().await.unwrap();
+        let hits = store
+            .search(SearchQuery::text(Scope::session("kill"), "item 7"))
+            .await
+            .unwrap();
+        assert!(
+            !hits.is_empty(),
+            "the full-text index lost the committed rows"
+        );
+    }
+}
