@@ -54,6 +54,7 @@ mod embedded;
 mod error;
 mod filter;
 mod in_memory;
+pub mod layer;
 mod record;
 mod search;
 #[cfg(feature = "sqlite")]
@@ -64,6 +65,7 @@ pub use embedded::Embedded;
 pub use error::{MemoryError, Result};
 pub use filter::Filter;
 pub use in_memory::InMemoryStore;
+pub use layer::{Memory, MemoryLayer, MemoryPolicy, ResponseFuture, ServiceBuilderExt};
 pub use record::{MemoryId, MemoryRecord, MemoryUpdate, NewMemory, Scope, now_millis};
 pub use search::{ListQuery, RRF_K, Retrieval, Scored, SearchQuery, fuse_rrf};
 #[cfg(feature = "sqlite")]

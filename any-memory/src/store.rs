@@ -14,7 +14,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A place memories are kept: the trait adapter authors implement.
 ///
-/// Object safe (`Arc<dyn MemoryStore>` is how the memory layer holds
+/// Object safe (`Arc<dyn MemoryStore>` is how the [`MemoryLayer`](crate::MemoryLayer) holds
 /// one) and async; every method returns a [`BoxFuture`]. The contract, which
 /// [`conformance::run`](crate::conformance::run) checks:
 ///
