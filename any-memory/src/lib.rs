@@ -55,6 +55,8 @@ mod error;
 mod filter;
 mod in_memory;
 pub mod layer;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod record;
 mod search;
 #[cfg(feature = "sqlite")]
@@ -66,6 +68,8 @@ pub use error::{MemoryError, Result};
 pub use filter::Filter;
 pub use in_memory::InMemoryStore;
 pub use layer::{Memory, MemoryLayer, MemoryPolicy, ResponseFuture, ServiceBuilderExt};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use record::{MemoryId, MemoryRecord, MemoryUpdate, NewMemory, Scope, now_millis};
 pub use search::{ListQuery, RRF_K, Retrieval, Scored, SearchQuery, fuse_rrf};
 #[cfg(feature = "sqlite")]

@@ -324,7 +324,7 @@ impl MemoryUpdate {
 }
 
 /// The role as stored (`"user"`, ...), and back.
-#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) fn role_from_str(s: &str) -> Result<Role> {
     Ok(match s {
         "system" => Role::System,

@@ -184,3 +184,112 @@ mod sqlite {
         );
     }
 }
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use std::collections::HashSet;
+
+    use any_core::Role;
+    use any_memory::{
+        ListQuery, MemoryError, MemoryStore, NewMemory, PostgresOptions, PostgresStore, Scope,
+    };
+
+    /// The server these tests run against: `scripts/test` starts one and exports its URL.
+    /// Without it they fail, saying how to get one; they never skip.
+    fn url() -> String {
+        std::env::var("ANY_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+            panic!(
+                "ANY_TEST_POSTGRES_URL is not set: any-memory's PostgreSQL tests need a real \
+                 server. Start one with `scripts/pg-test-server start DIR` (scripts/test does) \
+                 and export the URL it prints."
+            )
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn conformance_with_pgvector_where_installed() {
+        let store = PostgresStore::connect(&url()).await.unwrap();
+        if std::env::var("ANY_TEST_PGVECTOR").as_deref() == Ok("1") {
+            assert!(
+                store.uses_pgvector(),
+                "pgvector is installed but the store does not use it"
+            );
+        }
+        let r = conformance::run(Arc::new(store)).await;
+        assert!(r.is_ok(), "{}", r.unwrap_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn conformance_with_the_client_side_vector_scan() {
+        let options = PostgresOptions {
+            pgvector: false,
+            ..Default::default()
+        };
+        let store = PostgresStore::connect_with(&url(), options).await.unwrap();
+        assert!(!store.uses_pgvector());
+        let r = conformance::run(Arc::new(store)).await;
+        assert!(r.is_ok(), "{}", r.unwrap_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_pools_as_two_app_instances_lose_and_duplicate_nothing() {
+        let options = PostgresOptions {
+            pool_size: 4,
+            ..Default::default()
+        };
+        let url = url();
+        let (a, b) = tokio::join!(
+            PostgresStore::connect_with(&url, options.clone()),
+            PostgresStore::connect_with(&url, options),
+        );
+        let stores = [Arc::new(a.unwrap()), Arc::new(b.unwrap())];
+        let scope = Scope::agent(format!(
+            "two-pools-{}-{}",
+            std::process::id(),
+            any_memory::now_millis()
+        ));
+        let mut tasks = Vec::new();
+        for w in 0..12 {
+            let store = Arc::clone(&stores[w % 2]);
+            let scope = scope.clone().with_session(format!("w{w}"));
+            tasks.push(tokio::spawn(async move {
+                for i in 0..10 {
+                    store
+                        .add(NewMemory::new(
+                            scope.clone(),
+                            Role::User,
+                            format!("w{w}-{i}"),
+                        ))
+                        .await
+                        .unwrap();
+                }
+                let batch = (10..20)
+                    .map(|i| NewMemory::new(scope.clone(), Role::User, format!("w{w}-{i}")))
+                    .collect();
+                store.add_many(batch).await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for store in &stores {
+            let all = store.list(ListQuery::new(scope.clone())).await.unwrap();
+            assert_eq!(all.len(), 12 * 20);
+            let ids: HashSet<_> = all.iter().map(|r| &r.id).collect();
+            let texts: HashSet<_> = all.iter().map(|r| r.text.as_str()).collect();
+            assert_eq!(ids.len(), all.len(), "duplicate ids");
+            assert_eq!(texts.len(), all.len(), "a record was written twice");
+        }
+        assert_eq!(stores[0].clear(&scope).await.unwrap(), 240);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_url_is_a_clear_error() {
+        let err = PostgresStore::connect("postgres://no host:x/")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MemoryError::InvalidInput(_)), "{err}");
+        assert!(err.to_string().contains("postgres://no host:x/"), "{err}");
+    }
+}
