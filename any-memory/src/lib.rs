@@ -9,16 +9,22 @@
 //!   delete, clear, search — scoped by user, agent and session ([`Scope`]). A
 //!   [`MemoryRecord`] carries text, role, JSON metadata, times and an optional embedding.
 //!   [`Filter`]s select on metadata (equality, sets, ranges), role and time, with and/or/not.
-//! - Stores: [`InMemoryStore`] (tests, short-lived apps) and [`SqliteStore`] (one file, WAL,
-//!   FTS5 full-text search, vectors beside the rows; feature `sqlite`).
+//! - Stores: [`InMemoryStore`] (tests, short-lived apps), [`SqliteStore`] (one file, WAL,
+//!   FTS5 full-text search, vectors beside the rows; feature `sqlite`) and [`PostgresStore`]
+//!   (shared by many app instances: a pool, `tsvector`, pgvector; feature `postgres`).
+//! - [`MemoryLayer`] (and [`ServiceBuilderExt::memory`]): recalls the session's last turns,
+//!   relevant older memories and a summary within a token budget before each call, and
+//!   records the turn after the answer has streamed to its end.
 //! - Retrieval ([`Retrieval`]): recency, keyword (BM25), vector (cosine over embeddings
 //!   from any `EmbedService`, added by [`Embedded`]), and hybrid by reciprocal rank fusion
 //!   ([`fuse_rrf`]).
 //! - [`conformance::run`] checks any store against the trait's contract: run it on yours.
 //!
 //! Feature flags: `sqlite` (default) — `SqliteStore`, on `rusqlite` with SQLite compiled in
-//! (no system library needed). Without it the crate is the trait, the in-memory store and
-//! the layer, on tower, serde and tokio's runtime only.
+//! (no system library needed); `postgres` (default) — `PostgresStore`, on `tokio-postgres`
+//! and `deadpool-postgres`. Without them (`default-features = false`) the crate is the trait,
+//! the in-memory store, the layer and the conformance suite, on tower, serde and tokio's
+//! runtime only.
 //!
 //! ```
 //! use any_core::Role;

@@ -27,6 +27,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///   before `top_k`, and drops results below `min_score`.
 /// - A committed write survives a crash of the process (for stores that persist).
 /// - Concurrent calls from many tasks lose and duplicate nothing.
+// ANCHOR: trait
 pub trait MemoryStore: Send + Sync + std::fmt::Debug {
     /// Adds one record and returns it as stored.
     ///
@@ -93,6 +94,7 @@ pub trait MemoryStore: Send + Sync + std::fmt::Debug {
     /// ([`SearchQuery::validate`]) or the query vector's length differs from an embedding's.
     fn search(&self, query: SearchQuery) -> BoxFuture<'_, Result<Vec<Scored>>>;
 }
+// ANCHOR_END: trait
 
 macro_rules! forward_store {
     ($($ptr:ty),*) => {$(
