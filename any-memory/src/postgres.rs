@@ -307,6 +307,15 @@ async fn each_row(
     Ok(())
 }
 
+/// Without a filter, the first `n` rows are the answer: say so to the server, which can then
+/// stop early (a row stream dropped half-read is drained to its end by the client, so
+/// stopping in the client alone still transfers every row).
+fn push_limit(sql: &mut String, unfiltered: bool, n: usize) {
+    if unfiltered && n < i64::MAX as usize {
+        sql.push_str(&format!(" LIMIT {n}"));
+    }
+}
+
 fn parse_id(id: &MemoryId) -> Option<i64> {
     id.0.parse().ok()
 }
@@ -325,6 +334,7 @@ impl PostgresStore {
         );
         scope_sql(&query.scope, &mut sql, &mut args);
         sql.push_str(" ORDER BY score DESC, m.id");
+        push_limit(&mut sql, query.filter.is_none(), query.top_k);
         let conn = self.conn().await?;
         let mut hits = Vec::new();
         each_row(&conn, &sql, &args, |row| {
@@ -396,6 +406,7 @@ impl PostgresStore {
         );
         scope_sql(&query.scope, &mut sql, &mut args);
         sql.push_str(" ORDER BY m.embedding::vector <=> $1::real[]::vector, m.id");
+        push_limit(&mut sql, query.filter.is_none(), query.top_k);
         let mut hits = Vec::new();
         each_row(&conn, &sql, &args, |row| {
             let record = to_record(row)?;
@@ -492,6 +503,7 @@ impl MemoryStore for PostgresStore {
             } else {
                 " ORDER BY m.created_at, m.id"
             });
+            push_limit(&mut sql, query.filter.is_none(), limit);
             let conn = self.conn().await?;
             let mut out = Vec::new();
             each_row(&conn, &sql, &args, |row| {
