@@ -293,3 +293,79 @@ mod postgres {
         assert!(err.to_string().contains("postgres://no host:x/"), "{err}");
     }
 }
+
+mod embedded {
+    use any_core::{EmbedRequest, EmbedResponse, Error, Role};
+    use any_memory::{
+        Embedded, InMemoryStore, MemoryStore, MemoryUpdate, NewMemory, Retrieval, Scope,
+        SearchQuery,
+    };
+
+    /// A real (if simple) embedding: words hashed into 64 buckets, so texts sharing words
+    /// point the same way. Enough to test that `Embedded` embeds what it should.
+    fn bag_of_words() -> impl any_core::EmbedService + Sync {
+        tower::service_fn(|req: EmbedRequest| async move {
+            let embed = |t: &str| {
+                let mut v = vec![0.0f32; 64];
+                for w in t
+                    .to_lowercase()
+                    .split(|c: char| !c.is_alphanumeric())
+                    .filter(|w| !w.is_empty())
+                {
+                    let h = w.bytes().fold(1469598103934665603u64, |h, b| {
+                        (h ^ u64::from(b)).wrapping_mul(1099511628211)
+                    });
+                    v[(h % 64) as usize] += 1.0;
+                }
+                v
+            };
+            Ok::<_, Error>(EmbedResponse {
+                embeddings: req.inputs.iter().map(|t| embed(t)).collect(),
+                ..Default::default()
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn records_queries_and_updates_are_embedded() {
+        let store = Embedded::new(InMemoryStore::new(), bag_of_words());
+        let u = Scope::user("u");
+        let added = store
+            .add_many(vec![
+                NewMemory::new(u.clone(), Role::User, "the violin lesson is on friday"),
+                NewMemory::new(u.clone(), Role::User, "buy oat milk and bread"),
+                NewMemory::new(u.clone(), Role::User, "given vector").embedding(vec![1.0; 64]),
+            ])
+            .await
+            .unwrap();
+        assert!(
+            added
+                .iter()
+                .all(|r| r.embedding.as_ref().is_some_and(|e| e.len() == 64))
+        );
+        assert_eq!(
+            added[2].embedding,
+            Some(vec![1.0; 64]),
+            "a given embedding was replaced"
+        );
+        for mode in [Retrieval::Vector, Retrieval::Hybrid] {
+            let q = SearchQuery::new(u.clone(), mode)
+                .with_text("when is the violin lesson")
+                .top_k(1);
+            let hits = store.search(q).await.unwrap();
+            assert_eq!(
+                hits[0].record.text, "the violin lesson is on friday",
+                "{mode:?}"
+            );
+        }
+        let changed = store
+            .update(&added[1].id, MemoryUpdate::text("violin strings"))
+            .await
+            .unwrap();
+        assert!(
+            changed.embedding.is_some(),
+            "a changed text was not embedded again"
+        );
+        assert_ne!(changed.embedding, added[1].embedding);
+    }
+}

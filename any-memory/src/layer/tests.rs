@@ -322,3 +322,63 @@ async fn old_turns_are_summarised_once_they_leave_the_window() {
         .unwrap();
     assert_eq!(summaries.len(), 2);
 }
+
+/// A store whose writes fail: the layer must say so at the end of the stream.
+#[derive(Debug, Clone, Default)]
+struct ReadOnly(InMemoryStore);
+
+impl MemoryStore for ReadOnly {
+    fn add_many(
+        &self,
+        _: Vec<NewMemory>,
+    ) -> crate::BoxFuture<'_, crate::Result<Vec<MemoryRecord>>> {
+        Box::pin(async {
+            Err(crate::MemoryError::Backend {
+                store: "read-only",
+                message: "the disk is full".into(),
+                source: None,
+            })
+        })
+    }
+    fn get<'a>(
+        &'a self,
+        id: &'a crate::MemoryId,
+    ) -> crate::BoxFuture<'a, crate::Result<Option<MemoryRecord>>> {
+        self.0.get(id)
+    }
+    fn list(&self, q: ListQuery) -> crate::BoxFuture<'_, crate::Result<Vec<MemoryRecord>>> {
+        self.0.list(q)
+    }
+    fn update<'a>(
+        &'a self,
+        id: &'a crate::MemoryId,
+        u: crate::MemoryUpdate,
+    ) -> crate::BoxFuture<'a, crate::Result<MemoryRecord>> {
+        self.0.update(id, u)
+    }
+    fn delete<'a>(&'a self, id: &'a crate::MemoryId) -> crate::BoxFuture<'a, crate::Result<bool>> {
+        self.0.delete(id)
+    }
+    fn clear<'a>(&'a self, s: &'a Scope) -> crate::BoxFuture<'a, crate::Result<u64>> {
+        self.0.clear(s)
+    }
+    fn search(&self, q: SearchQuery) -> crate::BoxFuture<'_, crate::Result<Vec<crate::Scored>>> {
+        self.0.search(q)
+    }
+}
+
+#[tokio::test]
+async fn a_turn_that_could_not_be_recorded_ends_the_stream_with_the_error() {
+    let (mock, mut handle) = mock::pair::<ChatRequest, ChatStream>();
+    let svc = MemoryLayer::new(ReadOnly::default(), MemoryPolicy::default())
+        .layer(mock.map_err(Error::from_boxed));
+    let call = tokio::spawn(svc.oneshot(ask("s", None, "remember this")));
+    let (_, respond) = handle.next_request().await.unwrap();
+    respond.send_response(answer("I will."));
+    let mut stream = call.await.unwrap().unwrap();
+    assert_eq!(stream.next().await.unwrap().unwrap().text, "I will.");
+    let _finish = stream.next().await.unwrap().unwrap();
+    let err = stream.next().await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("the disk is full"), "{err}");
+    assert!(stream.next().await.is_none());
+}

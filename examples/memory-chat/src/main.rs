@@ -18,11 +18,12 @@ use tower::ServiceBuilder;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // ANCHOR: store
     let db = std::env::var("ANY_MEMORY_DB").unwrap_or_else(|_| "memory-chat.db".into());
-    let store: Box<dyn MemoryStore> = if db.starts_with("postgres://") {
-        Box::new(PostgresStore::connect(&db).await?)
-    } else {
-        Box::new(SqliteStore::open(&db)?)
-    };
+    let store: Box<dyn MemoryStore> =
+        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            Box::new(PostgresStore::connect(&db).await?)
+        } else {
+            Box::new(SqliteStore::open(&db)?)
+        };
     // ANCHOR_END: store
     let earlier = store
         .list(ListQuery::new(Scope::session("demo")))
