@@ -3,7 +3,6 @@
 use std::str::FromStr;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use futures_util::{StreamExt, pin_mut};
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
@@ -281,35 +280,52 @@ fn to_record(row: &Row) -> Result<MemoryRecord> {
     })
 }
 
-/// Runs `sql`, streaming rows into `visit` until it says stop.
+/// Rows fetched per round trip while `visit` reads them.
+const PAGE: i32 = 256;
+
+/// Runs `sql`, handing rows to `visit` until it says stop. Rows come through a portal a page
+/// at a time, so stopping early leaves the rest on the server (a plain row stream dropped
+/// half-read is drained to its end by the client).
 async fn each_row(
-    conn: &Object,
+    conn: &mut Object,
     sql: &str,
     args: &[Box<dyn ToSql + Sync + Send>],
     mut visit: impl FnMut(&Row) -> Result<bool>,
 ) -> Result<()> {
-    let stmt = conn
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(|e| engine("starting a read", e))?;
+    let stmt = tx
         .prepare_cached(sql)
         .await
         .map_err(|e| engine("preparing a query", e))?;
-    let params = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync));
-    let rows = conn
-        .query_raw(&stmt, params)
+    let params: Vec<&(dyn ToSql + Sync)> = args
+        .iter()
+        .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    let portal = tx
+        .bind(&stmt, &params)
         .await
         .map_err(|e| engine("running a query", e))?;
-    pin_mut!(rows);
-    while let Some(row) = rows.next().await {
-        let row = row.map_err(|e| engine("reading a row", e))?;
-        if !visit(&row)? {
-            break;
+    loop {
+        let rows = tx
+            .query_portal(&portal, PAGE)
+            .await
+            .map_err(|e| engine("reading rows", e))?;
+        for row in &rows {
+            if !visit(row)? {
+                return Ok(());
+            }
+        }
+        if rows.len() < PAGE as usize {
+            return Ok(());
         }
     }
-    Ok(())
 }
 
-/// Without a filter, the first `n` rows are the answer: say so to the server, which can then
-/// stop early (a row stream dropped half-read is drained to its end by the client, so
-/// stopping in the client alone still transfers every row).
+/// Without a filter, the first `n` rows are the answer: say so to the server, whose planner
+/// can then pick a top-N plan instead of ordering every row.
 fn push_limit(sql: &mut String, unfiltered: bool, n: usize) {
     if unfiltered && n < i64::MAX as usize {
         sql.push_str(&format!(" LIMIT {n}"));
@@ -335,9 +351,9 @@ impl PostgresStore {
         scope_sql(&query.scope, &mut sql, &mut args);
         sql.push_str(" ORDER BY score DESC, m.id");
         push_limit(&mut sql, query.filter.is_none(), query.top_k);
-        let conn = self.conn().await?;
+        let mut conn = self.conn().await?;
         let mut hits = Vec::new();
-        each_row(&conn, &sql, &args, |row| {
+        each_row(&mut conn, &sql, &args, |row| {
             let record = to_record(row)?;
             if passes(query.filter.as_ref(), &record) {
                 let score: f64 = row.try_get(10).map_err(|e| engine("reading a score", e))?;
@@ -354,14 +370,14 @@ impl PostgresStore {
 
     async fn vector(&self, query: &SearchQuery) -> Result<Vec<Scored>> {
         let q = query.vector.clone().unwrap_or_default();
-        let conn = self.conn().await?;
+        let mut conn = self.conn().await?;
         let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
         if !self.pgvector {
             let mut sql =
                 format!("SELECT {COLUMNS} FROM any_memory_records m WHERE m.embedding IS NOT NULL");
             scope_sql(&query.scope, &mut sql, &mut args);
             let mut top = TopK::new(query.top_k);
-            each_row(&conn, &sql, &args, |row| {
+            each_row(&mut conn, &sql, &args, |row| {
                 let record = to_record(row)?;
                 if passes(query.filter.as_ref(), &record)
                     && let Some(e) = &record.embedding
@@ -387,7 +403,7 @@ impl PostgresStore {
         scope_sql(&query.scope, &mut sql, &mut args);
         sql.push_str(" LIMIT 1");
         let mut odd = None;
-        each_row(&conn, &sql, &args, |row| {
+        each_row(&mut conn, &sql, &args, |row| {
             odd = Some((row.get::<_, i64>(0), row.get::<_, i32>(1)));
             Ok(false)
         })
@@ -408,7 +424,7 @@ impl PostgresStore {
         sql.push_str(" ORDER BY m.embedding::vector <=> $1::real[]::vector, m.id");
         push_limit(&mut sql, query.filter.is_none(), query.top_k);
         let mut hits = Vec::new();
-        each_row(&conn, &sql, &args, |row| {
+        each_row(&mut conn, &sql, &args, |row| {
             let record = to_record(row)?;
             if passes(query.filter.as_ref(), &record) {
                 let score: f64 = row.try_get(10).map_err(|e| engine("reading a score", e))?;
@@ -504,9 +520,9 @@ impl MemoryStore for PostgresStore {
                 " ORDER BY m.created_at, m.id"
             });
             push_limit(&mut sql, query.filter.is_none(), limit);
-            let conn = self.conn().await?;
+            let mut conn = self.conn().await?;
             let mut out = Vec::new();
-            each_row(&conn, &sql, &args, |row| {
+            each_row(&mut conn, &sql, &args, |row| {
                 let record = to_record(row)?;
                 if passes(query.filter.as_ref(), &record) {
                     out.push(record);

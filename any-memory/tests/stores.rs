@@ -285,6 +285,45 @@ mod postgres {
     }
 
     #[tokio::test]
+    async fn filtered_reads_page_through_many_rows() {
+        use any_memory::{Filter, SearchQuery};
+        let store = PostgresStore::connect(&url()).await.unwrap();
+        let scope = Scope::agent(format!(
+            "paging-{}-{}",
+            std::process::id(),
+            any_memory::now_millis()
+        ));
+        // More rows than one page (256) before the ones the filter keeps.
+        let batch = (0..700)
+            .map(|i| {
+                NewMemory::new(scope.clone(), Role::User, format!("note number {i}"))
+                    .metadata("n", i)
+            })
+            .collect();
+        store.add_many(batch).await.unwrap();
+        let late = Filter::range("n", Some(650.0), None);
+        let listed = store
+            .list(ListQuery::new(scope.clone()).filter(late.clone()).limit(10))
+            .await
+            .unwrap();
+        let n: Vec<i64> = listed
+            .iter()
+            .map(|r| r.metadata["n"].as_i64().unwrap())
+            .collect();
+        assert_eq!(n, (650..660).collect::<Vec<_>>());
+        let hits = store
+            .search(
+                SearchQuery::text(scope.clone(), "note")
+                    .filter(late)
+                    .top_k(60),
+            )
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), 50);
+        assert_eq!(store.clear(&scope).await.unwrap(), 700);
+    }
+
+    #[tokio::test]
     async fn a_malformed_url_is_a_clear_error() {
         let err = PostgresStore::connect("postgres://no host:x/")
             .await
