@@ -11,6 +11,7 @@ mod agent;
 mod bench;
 mod guard;
 mod local;
+mod memory;
 mod models;
 mod serve;
 
@@ -48,6 +49,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Manage model files: fetch the default model, list the cache (the default).
     Models(models::ModelsArgs),
+    /// Add, search, list and delete memories in a SQLite file or PostgreSQL (JSON output).
+    Memory(memory::MemoryArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
             Command::Bench(a) => bench::bench(a).await,
             Command::Serve(a) => serve::serve(a).await,
             Command::Models(a) => models::run(a.command.unwrap_or_default()),
+            Command::Memory(a) => memory::run(a).await,
         }
     });
     // A read of standard input still pending (`chat` left by Ctrl-C) must not hold the exit.
