@@ -1,6 +1,7 @@
 //! [`LocalModel`]: a GGUF model on this machine's CPU, as a chat service, an embedder and a
 //! scorer.
 
+mod prompt;
 mod stop;
 mod worker;
 
@@ -230,6 +231,12 @@ impl LocalModel {
         &self.inner.template
     }
 
+    /// Token ids of `text` as plain text from a user: control-token text in it stays text,
+    /// BOS only if the model asks for it.
+    pub fn tokenize_text(&self, text: &str) -> Vec<u32> {
+        self.inner.tokenizer.encode(text, EncodeOptions::default())
+    }
+
     /// Token ids of `text` as the model's raw input: special tokens parsed, BOS only if the
     /// model asks for it.
     pub fn tokenize_raw(&self, text: &str) -> Vec<u32> {
@@ -240,43 +247,6 @@ impl LocalModel {
                 parse_special: true,
             },
         )
-    }
-
-    /// The prompt a chat request renders to, through the model's template.
-    ///
-    /// # Errors
-    /// [`Error::InvalidRequest`] when the template rejects the conversation.
-    pub fn render_prompt(&self, req: &ChatRequest) -> Result<String> {
-        let messages: Vec<serde_json::Value> = req
-            .messages
-            .iter()
-            .map(|m| {
-                let mut v = serde_json::to_value(m).map_err(Error::from)?;
-                // Templates expect `content` to be a string.
-                v["content"] = serde_json::Value::String(m.content.text().into_owned());
-                Ok(v)
-            })
-            .collect::<Result<_>>()?;
-        let tools: Vec<serde_json::Value> = req
-            .tools
-            .iter()
-            .map(|t| {
-                serde_json::json!({"type": "function", "function": {
-                    "name": t.name, "description": t.description, "parameters": t.parameters}})
-            })
-            .collect();
-        let tok = &self.inner.tokenizer;
-        let piece = |id: Option<u32>| id.and_then(|i| tok.token_text(i)).unwrap_or("").to_owned();
-        self.inner
-            .template
-            .render(
-                &messages,
-                (!tools.is_empty()).then_some(&tools[..]),
-                true,
-                &piece(tok.bos_id()),
-                &piece(tok.eos_id()),
-            )
-            .map_err(|e| Error::InvalidRequest(e.to_string()))
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -501,7 +471,7 @@ impl LocalModel {
     /// [`Error::InvalidRequest`] for an empty text; [`Error::ContextLengthExceeded`] for one
     /// longer than the context window.
     pub async fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenize_raw(t)).collect();
+        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenize_text(t)).collect();
         for s in &seqs {
             self.check_context(s.len(), 0)?;
         }
@@ -537,11 +507,11 @@ impl LocalModel {
             let mut req = req.clone();
             let takes_tools = self.inner.template.source().contains("tools");
             add_tool_instructions(&mut req.messages, tools, !takes_tools);
-            self.render_prompt(&req)?
+            self.encode_prompt(&req)?
         } else {
-            self.render_prompt(&req)?
+            self.encode_prompt(&req)?
         };
-        let ids = self.tokenize_raw(&prompt);
+        let ids = prompt;
         self.generate_constrained(ids, &req.sampling, req.logprobs, constraint, tool_call)
     }
 }
@@ -682,7 +652,7 @@ impl tower::Service<EmbedRequest> for LocalModel {
     fn call(&mut self, req: EmbedRequest) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let tokens: usize = req.inputs.iter().map(|t| this.tokenize_raw(t).len()).sum();
+            let tokens: usize = req.inputs.iter().map(|t| this.tokenize_text(t).len()).sum();
             let mut embeddings = this.embed_texts(&req.inputs).await?;
             if let Some(d) = req.dimensions {
                 for e in &mut embeddings {
