@@ -239,6 +239,52 @@ async fn control_token_text_in_a_message_is_text_to_the_model() {
 }
 
 #[tokio::test]
+async fn a_self_referencing_schema_is_a_400_naming_it_and_no_error_carries_internals() {
+    let s = Running::start(local_server()).await;
+    for schema in [
+        json!({"$ref": "#"}),
+        json!({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#"}}}),
+    ] {
+        let body = json!({
+            "model": "local", "max_tokens": 4,
+            "messages": [{"role": "user", "content": "x"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "loop", "schema": schema}}
+        });
+        let (status, err) = s.post_json("/v1/chat/completions", &body).await;
+        assert_eq!(status, 400, "{err}");
+        let message = err["error"]["message"].as_str().expect("message");
+        assert!(message.contains("`$ref` cycle"), "{message}");
+        let body = json!({
+            "model": "local", "max_tokens": 4, "tool_choice": "required",
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"type": "function", "function": {"name": "t", "parameters": schema}}]
+        });
+        let (status, err) = s.post_json("/v1/chat/completions", &body).await;
+        assert_eq!(status, 400, "{err}");
+        assert!(err.to_string().contains("`$ref` cycle"), "{err}");
+    }
+    // A backend failure whose message dumps internal state: clients get its first line.
+    let dump =
+        || Error::model("constrained decoding: stopped\n<state>\nParser: {\"rows\": 1}\n</state>");
+    for in_stream in [false, true] {
+        let s = Running::start(Server::builder().chat(failing(dump, in_stream)).build()).await;
+        let mut body = json!({"messages": [{"role": "user", "content": "x"}]});
+        body["stream"] = json!(in_stream);
+        let text = s
+            .post("/v1/chat/completions", &body)
+            .await
+            .text()
+            .await
+            .expect("a body");
+        assert!(text.contains("constrained decoding: stopped"), "{text}");
+        assert!(
+            !text.contains("<state>") && !text.contains("Parser"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn embeddings_on_the_real_model_as_floats_and_base64() {
     let s = Running::start(local_server()).await;
     let body = json!({"model": "local", "input": ["a red apple", "the stock market"]});

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::json_bytes;
-use crate::wire::openai::{ChatCompletionChunk, Completion, ErrorObject};
+use crate::wire::openai::{ChatCompletionChunk, Completion};
 
 /// Where the stream is.
 enum Phase {
@@ -102,7 +102,7 @@ pub(super) fn body(
                         }
                         Some(Err(err)) => {
                             tracing::warn!(error = %err, "a streamed answer failed");
-                            let (_, object) = ErrorObject::from_error(&err);
+                            let (_, object) = super::error::public_error(&err);
                             return Some((event(&json_bytes(&object.into_response())), st));
                         }
                         None => {
