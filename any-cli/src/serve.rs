@@ -38,6 +38,14 @@ pub(crate) struct ServeArgs {
     /// Requests answered at once; one more gets 503 with Retry-After.
     #[arg(long, value_name = "N", default_value_t = any_llm::server::DEFAULT_MAX_CONCURRENCY)]
     max_concurrency: usize,
+    /// A host name requests may carry in `Host` (repeatable; `*` for any). On a loopback
+    /// address the default is localhost, 127.0.0.1 and [::1] only, against DNS rebinding.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    allowed_hosts: Vec<String>,
+    /// An origin whose web pages may call the server through CORS (repeatable;
+    /// `https://app.example`, or `*` for any). Default: none.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
@@ -89,7 +97,12 @@ async fn listen(
     id: &str,
     args: ServeArgs,
 ) -> Result<()> {
-    builder = builder.max_concurrency(args.max_concurrency);
+    builder = builder
+        .max_concurrency(args.max_concurrency)
+        .cors_origins(args.cors_origins);
+    if !args.allowed_hosts.is_empty() {
+        builder = builder.allowed_hosts(args.allowed_hosts);
+    }
     if let Some(key) = args.api_key {
         builder = builder.api_key(key);
     }

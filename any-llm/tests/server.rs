@@ -124,13 +124,16 @@ async fn read_stream(r: reqwest::Response) -> Vec<Value> {
         .collect()
 }
 
-fn local_server() -> Server {
+fn local_server_builder() -> any_llm::server::ServerBuilder {
     let model = support::shared_model().clone();
     Server::builder()
         .chat(model.clone())
         .embeddings(model)
         .models(["local", "alias"])
-        .build()
+}
+
+fn local_server() -> Server {
+    local_server_builder().build()
 }
 
 #[tokio::test]
@@ -282,6 +285,90 @@ async fn a_self_referencing_schema_is_a_400_naming_it_and_no_error_carries_inter
             "{text}"
         );
     }
+}
+
+#[tokio::test]
+async fn web_pages_cannot_use_a_loopback_server_unless_allowed() {
+    let s = Running::start(local_server()).await;
+    let chat = json!({"model": "local", "max_tokens": 1,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let send = |r: reqwest::RequestBuilder| async move {
+        let r = r.send().await.expect("answers");
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, headers, r.text().await.expect("a body"))
+    };
+    // DNS rebinding: a page from evil.example, its name now resolving to 127.0.0.1.
+    let (status, _, body) = send(
+        s.client
+            .post(s.url("/v1/chat/completions"))
+            .header("host", format!("evil.example:{}", s.addr.port()))
+            .json_body(&chat),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("host_not_allowed") && body.contains("--allowed-host"),
+        "{body}"
+    );
+    let (status, _, body) = send(
+        s.client
+            .get(s.url("/v1/models"))
+            .header("host", format!("localhost:{}", s.addr.port())),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // A page may POST `text/plain` to any origin without a preflight: refused.
+    let (status, _, body) = send(
+        s.client
+            .post(s.url("/v1/chat/completions"))
+            .header("content-type", "text/plain")
+            .body(chat.to_string()),
+    )
+    .await;
+    assert_eq!(status, 415, "{body}");
+    assert!(body.contains("application/json"), "{body}");
+    // CORS is off by default: a preflight gets no Access-Control-Allow-Origin.
+    let preflight = |s: &Running, origin: &'static str| {
+        s.client
+            .request(reqwest::Method::OPTIONS, s.url("/v1/chat/completions"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+    };
+    let (status, headers, _) = send(preflight(&s, "https://app.example")).await;
+    assert!(!(200..300).contains(&status));
+    assert!(!headers.contains_key("access-control-allow-origin"));
+
+    // Configured: the named origin is answered, any other is not; a named host is allowed.
+    let s = Running::start(
+        local_server_builder()
+            .cors_origins(["https://app.example"])
+            .allowed_hosts(["localhost", "127.0.0.1", "box.lan"])
+            .build(),
+    )
+    .await;
+    let (status, headers, _) = send(preflight(&s, "https://app.example")).await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let (status, headers, body) = send(
+        s.client
+            .post(s.url("/v1/chat/completions"))
+            .header("origin", "https://app.example")
+            .header("host", "box.lan")
+            .json_body(&chat),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let (_, headers, _) = send(preflight(&s, "https://other.example")).await;
+    assert!(!headers.contains_key("access-control-allow-origin"));
 }
 
 #[tokio::test]

@@ -13,8 +13,17 @@
 //! Every failure is an OpenAI error object, `{"error": {"message", "type", "param",
 //! "code"}}`, with the status an OpenAI client expects (the table is on
 //! [`ErrorObject::from_error`](crate::wire::openai::ErrorObject::from_error)); the server's
-//! own refusals are 401 (missing or wrong key), 404 (unknown model or route), 405, 413 (body
-//! over the limit) and 503 with `Retry-After` (every request slot taken).
+//! own refusals are 401 (missing or wrong key), 403 (a `Host` it does not answer to), 404
+//! (unknown model or route), 405, 413 (body over the limit), 415 (a POST body not sent as
+//! `application/json`) and 503 with `Retry-After` (every request slot taken).
+//!
+//! # Browsers
+//!
+//! A server on a loopback address answers only the `Host`s `localhost`, `127.0.0.1` and
+//! `[::1]` ([`ServerBuilder::allowed_hosts`] changes that), so a web page cannot reach it by
+//! DNS rebinding; POST bodies must be `application/json`, which a page cannot send to
+//! another origin without a CORS preflight; and CORS is off until
+//! [`ServerBuilder::cors_origins`] names the origins allowed.
 //!
 //! ```no_run
 //! use any_llm::server::Server;
@@ -58,6 +67,7 @@
 
 mod error;
 mod handlers;
+mod origin;
 mod sse;
 
 use std::future::Future;
@@ -124,6 +134,8 @@ where
 pub struct Server {
     state: AppState,
     max_body_bytes: usize,
+    hosts: Option<Vec<String>>,
+    cors: Vec<String>,
 }
 
 impl std::fmt::Debug for Server {
@@ -136,6 +148,8 @@ impl std::fmt::Debug for Server {
             .field("api_key", &s.api_key.as_ref().map(|_| "<set>"))
             .field("max_concurrency", &s.max_concurrency)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("allowed_hosts", &self.hosts)
+            .field("cors_origins", &self.cors)
             .finish()
     }
 }
@@ -151,6 +165,8 @@ impl Server {
             api_key: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            hosts: None,
+            cors: Vec::new(),
         }
     }
 
@@ -160,8 +176,14 @@ impl Server {
         &self.state.0.models
     }
 
-    /// The axum router, to serve or to nest in a larger app.
+    /// The axum router, to serve or to nest in a larger app. It checks `Host` only against
+    /// names set with [`ServerBuilder::allowed_hosts`] ([`Server::serve`] adds the loopback
+    /// names when it listens on a loopback address).
     pub fn into_router(self) -> Router {
+        let origins = origin::Origins {
+            hosts: self.hosts.map(Into::into),
+            cors: self.cors.into(),
+        };
         let v1 = Router::new()
             .route("/v1/chat/completions", post(handlers::chat_completions))
             .route("/v1/embeddings", post(handlers::embeddings))
@@ -177,17 +199,29 @@ impl Server {
             .fallback(handlers::not_found)
             .method_not_allowed_fallback(handlers::method_not_allowed)
             .layer(DefaultBodyLimit::max(self.max_body_bytes))
+            .layer(axum::middleware::from_fn_with_state(origins, origin::check))
             .with_state(self.state)
     }
 
-    /// Serves on `listener` until `shutdown` completes; see [`serve`].
+    /// Serves on `listener` until `shutdown` completes; see [`serve`]. On a loopback
+    /// address, and unless [`ServerBuilder::allowed_hosts`] says otherwise, only requests
+    /// whose `Host` is `localhost`, `127.0.0.1` or `[::1]` are answered (403 otherwise), so a
+    /// web page cannot reach the server by DNS rebinding.
     ///
     /// # Errors
     /// An I/O error from the listener.
-    pub async fn serve<F>(self, listener: TcpListener, shutdown: F) -> std::io::Result<()>
+    pub async fn serve<F>(mut self, listener: TcpListener, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        if self.hosts.is_none() && listener.local_addr()?.ip().is_loopback() {
+            self.hosts = Some(
+                origin::LOOPBACK_HOSTS
+                    .iter()
+                    .map(|h| (*h).to_owned())
+                    .collect(),
+            );
+        }
         serve(listener, self.into_router(), shutdown).await
     }
 }
@@ -201,6 +235,8 @@ pub struct ServerBuilder {
     api_key: Option<String>,
     max_body_bytes: usize,
     max_concurrency: usize,
+    hosts: Option<Vec<String>>,
+    cors: Vec<String>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -212,6 +248,8 @@ impl std::fmt::Debug for ServerBuilder {
             .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_concurrency", &self.max_concurrency)
+            .field("allowed_hosts", &self.hosts)
+            .field("cors_origins", &self.cors)
             .finish()
     }
 }
@@ -264,6 +302,32 @@ impl ServerBuilder {
         self
     }
 
+    /// The host names (without port; `*` for any) a request's `Host` may carry; others get
+    /// 403 `host_not_allowed`. Default: on a loopback address `localhost`, `127.0.0.1` and
+    /// `[::1]` (against DNS rebinding), elsewhere any.
+    pub fn allowed_hosts<I, T>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        let hosts = hosts.into_iter().map(|h| h.into().to_ascii_lowercase());
+        self.hosts = Some(hosts.collect());
+        self
+    }
+
+    /// Origins (`https://app.example`, or `*` for any) whose web pages may call the server:
+    /// CORS preflights from them are answered and responses carry
+    /// `Access-Control-Allow-Origin`. Default: none, so browsers keep other origins' pages
+    /// from reading answers.
+    pub fn cors_origins<I, T>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.cors = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// The server.
     pub fn build(self) -> Server {
         let models = if self.models.is_empty() {
@@ -287,6 +351,8 @@ impl ServerBuilder {
                 created,
             })),
             max_body_bytes: self.max_body_bytes,
+            hosts: self.hosts,
+            cors: self.cors,
         }
     }
 }
