@@ -391,3 +391,58 @@ fn broken_files_are_clear_errors() {
     assert!(err.contains("truncated.gguf"), "{err}");
     std::fs::remove_dir_all(&dir).expect("cleans up");
 }
+
+/// Waits until the inference thread has finished what it was doing (jobs run in order) and
+/// returns the tokens evaluated before this call's own one-token job.
+async fn evaluated_when_idle(model: &LocalModel) -> u64 {
+    model.logits(vec![1]).await.expect("logits");
+    model.evaluated_tokens() - 1
+}
+
+#[tokio::test]
+async fn a_dropped_request_stops_its_prefill_and_its_embeddings() {
+    // A model of its own: other tests' work would show in the count.
+    let model = support::open_model();
+    let long = "The quick brown fox jumps over the lazy dog. ".repeat(200);
+    let ids = model.tokenize_text(&long);
+    assert!(ids.len() > 3 * 512, "{}", ids.len());
+    let before = evaluated_when_idle(&model).await + 1;
+    let stream = model
+        .generate_ids(ids.clone(), &any_core::Sampling::default(), None)
+        .expect("starts");
+    drop(stream);
+    let spent = evaluated_when_idle(&model).await - before;
+    assert!(
+        spent <= 512,
+        "a prompt of {} tokens whose caller left still prefilled {spent} of them",
+        ids.len()
+    );
+
+    let texts: Vec<String> = (0..200).map(|i| format!("{i}: {}", &long[..200])).collect();
+    let total: usize = texts.iter().map(|t| model.tokenize_text(t).len()).sum();
+    let before = evaluated_when_idle(&model).await + 1;
+    let gave_up = tokio::time::timeout(
+        std::time::Duration::from_millis(1),
+        model.embed_texts(&texts),
+    )
+    .await;
+    assert!(gave_up.is_err(), "200 texts embedded within a millisecond");
+    let spent = evaluated_when_idle(&model).await - before;
+    assert!(
+        (spent as usize) < total / 2,
+        "embeddings whose caller left still ran {spent} of {total} tokens"
+    );
+}
+
+#[tokio::test]
+async fn embeddings_requests_have_limits_that_are_named() {
+    let many = vec!["a".to_owned(); any_llm_local::MAX_EMBED_INPUTS + 1];
+    let err = model().embed_texts(&many).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
+    assert!(err.to_string().contains("MAX_EMBED_INPUTS"), "{err}");
+    let long = "word ".repeat(2000);
+    let heavy = vec![long; any_llm_local::MAX_EMBED_TOKENS / 2000 + 1];
+    let err = model().embed_texts(&heavy).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
+    assert!(err.to_string().contains("MAX_EMBED_TOKENS"), "{err}");
+}

@@ -374,6 +374,11 @@ async fn web_pages_cannot_use_a_loopback_server_unless_allowed() {
 #[tokio::test]
 async fn embeddings_on_the_real_model_as_floats_and_base64() {
     let s = Running::start(local_server()).await;
+    let too_many =
+        json!({"model": "local", "input": vec!["a"; any_llm::local::MAX_EMBED_INPUTS + 1]});
+    let (status, err) = s.post_json("/v1/embeddings", &too_many).await;
+    assert_eq!(status, 400, "{err}");
+    assert!(err.to_string().contains("MAX_EMBED_INPUTS"), "{err}");
     let body = json!({"model": "local", "input": ["a red apple", "the stock market"]});
     let (status, floats) = s.post_json("/v1/embeddings", &body).await;
     assert_eq!(status, 200, "{floats}");

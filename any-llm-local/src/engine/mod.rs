@@ -6,6 +6,7 @@ mod stop;
 mod worker;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, mpsc};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -27,6 +28,15 @@ use worker::{Generate, Job, Worker};
 /// The context window used when none is asked for: the model's own, capped to keep the KV
 /// cache small.
 pub const DEFAULT_CONTEXT: usize = 4096;
+
+/// The most texts one embeddings request may carry (as many as OpenAI's API takes); more is
+/// an [`Error::InvalidRequest`] naming the limit.
+pub const MAX_EMBED_INPUTS: usize = 2048;
+
+/// The most tokens one embeddings request may hold across its texts; more is an
+/// [`Error::InvalidRequest`] naming the limit. A request within it still runs for minutes on
+/// a small CPU, so a client that leaves stops its request between sequences and batches.
+pub const MAX_EMBED_TOKENS: usize = 1 << 18;
 
 /// How to open a [`LocalModel`].
 #[derive(Debug, Clone, Default)]
@@ -122,6 +132,8 @@ struct Inner {
     tokenizer: Tokenizer,
     template: ChatTemplate,
     jobs: mpsc::Sender<Job>,
+    /// Tokens the inference thread has run through the model.
+    evaluated: Arc<AtomicU64>,
     /// llguidance's view of the vocabulary, built on the first constrained request.
     grammar: OnceLock<std::result::Result<Arc<GrammarEngine>, String>>,
 }
@@ -192,7 +204,15 @@ impl LocalModel {
                     .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
             });
         let (tx, rx) = mpsc::channel();
-        let worker = Worker::new(llama, tokenizer.clone(), context, options.kv_cache, pool)?;
+        let evaluated = Arc::new(AtomicU64::new(0));
+        let worker = Worker::new(
+            llama,
+            tokenizer.clone(),
+            context,
+            options.kv_cache,
+            pool,
+            evaluated.clone(),
+        )?;
         std::thread::Builder::new()
             .name("any-local-engine".into())
             .spawn(move || worker.run(rx))
@@ -212,6 +232,7 @@ impl LocalModel {
                 template,
                 jobs: tx,
                 grammar: OnceLock::new(),
+                evaluated,
             }),
         })
     }
@@ -219,6 +240,13 @@ impl LocalModel {
     /// What this model is.
     pub fn info(&self) -> &ModelInfo {
         &self.inner.info
+    }
+
+    /// How many tokens the model has run through its layers since it was opened: prompts
+    /// (less the prefix reused from the cache), generated tokens, embedded and scored texts.
+    /// A figure for metrics, and how a test sees that a request given up on stopped early.
+    pub fn evaluated_tokens(&self) -> u64 {
+        self.inner.evaluated.load(Ordering::Relaxed)
     }
 
     /// The model's tokenizer.
@@ -468,14 +496,35 @@ impl LocalModel {
     /// Mean-pooled, L2-normalised final hidden states of each text.
     ///
     /// # Errors
-    /// [`Error::InvalidRequest`] for an empty text; [`Error::ContextLengthExceeded`] for one
-    /// longer than the context window.
+    /// [`Error::InvalidRequest`] for an empty text, more than [`MAX_EMBED_INPUTS`] texts or
+    /// more than [`MAX_EMBED_TOKENS`] tokens in all; [`Error::ContextLengthExceeded`] for a
+    /// text longer than the context window.
     pub async fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        let seqs = self.embed_inputs(texts)?;
+        self.ask(|reply| Job::Embed { seqs, reply }).await
+    }
+
+    /// The token ids of each text to embed, within the limits.
+    fn embed_inputs(&self, texts: &[String]) -> Result<Vec<Vec<u32>>> {
+        if texts.len() > MAX_EMBED_INPUTS {
+            return Err(Error::InvalidRequest(format!(
+                "{} inputs in one embeddings request; the limit is {MAX_EMBED_INPUTS} \
+                 (MAX_EMBED_INPUTS): split them over several requests",
+                texts.len()
+            )));
+        }
         let seqs: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenize_text(t)).collect();
+        let total: usize = seqs.iter().map(Vec::len).sum();
+        if total > MAX_EMBED_TOKENS {
+            return Err(Error::InvalidRequest(format!(
+                "the inputs of this embeddings request hold {total} tokens in all; the limit is \
+                 {MAX_EMBED_TOKENS} (MAX_EMBED_TOKENS): split them over several requests"
+            )));
+        }
         for s in &seqs {
             self.check_context(s.len(), 0)?;
         }
-        self.ask(|reply| Job::Embed { seqs, reply }).await
+        Ok(seqs)
     }
 
     /// llguidance's view of this model's vocabulary (built once, on first use).
@@ -652,8 +701,9 @@ impl tower::Service<EmbedRequest> for LocalModel {
     fn call(&mut self, req: EmbedRequest) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let tokens: usize = req.inputs.iter().map(|t| this.tokenize_text(t).len()).sum();
-            let mut embeddings = this.embed_texts(&req.inputs).await?;
+            let seqs = this.embed_inputs(&req.inputs)?;
+            let tokens: usize = seqs.iter().map(Vec::len).sum();
+            let mut embeddings = this.ask(|reply| Job::Embed { seqs, reply }).await?;
             if let Some(d) = req.dimensions {
                 for e in &mut embeddings {
                     e.truncate(d as usize);
