@@ -886,3 +886,124 @@ async fn saturation_is_503_and_a_client_leaving_drops_the_stream() {
     }
     assert_eq!(status, 200, "the slot is released after the client left");
 }
+
+/// A raw connection that sends `bytes` and then nothing more.
+async fn send_raw(addr: SocketAddr, bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut conn = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    conn.write_all(bytes).await.expect("writes");
+    conn
+}
+
+/// What the server sends on `conn` until it closes it; `None` if it has not within 20 s.
+async fn read_until_closed(conn: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_and_connections_are_bounded() {
+    let (tx, _dropped) = oneshot::channel();
+    let server = Server::builder()
+        .chat(hanging(Arc::new(Mutex::new(Some(tx)))))
+        .header_timeout(Duration::from_millis(300))
+        .body_timeout(Duration::from_millis(300))
+        .build();
+    let s = Running::start(server).await;
+    // Headers that never end: the connection is closed.
+    let mut conn = send_raw(
+        s.addr,
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+    )
+    .await;
+    assert!(
+        read_until_closed(&mut conn).await.is_some(),
+        "half-sent headers held the connection"
+    );
+    // A body that never ends: 408.
+    let mut conn = send_raw(
+        s.addr,
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"messages\"",
+    )
+    .await;
+    let answer = read_until_closed(&mut conn).await.expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+
+    // Two connections at most: a third waits until one closes.
+    let s = Running::start(
+        Server::builder()
+            .chat(failing(|| Error::InvalidRequest("x".into()), false))
+            .max_connections(2)
+            .build(),
+    )
+    .await;
+    let idle = [send_raw(s.addr, b"").await, send_raw(s.addr, b"").await];
+    let third = s
+        .client
+        .get(s.url("/v1/models"))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(third.is_err(), "a third connection was served: {third:?}");
+    drop(idle);
+    let (status, _) = s.get_json("/v1/models").await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn shutdown_ends_streams_with_a_finish_and_does_not_wait_for_half_sent_requests() {
+    let (tx, dropped) = oneshot::channel();
+    let server = Server::builder()
+        .chat(hanging(Arc::new(Mutex::new(Some(tx)))))
+        .shutdown_grace(Duration::from_millis(300))
+        .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let addr = listener.local_addr().expect("an address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(listener, async {
+        stopped.await.ok();
+    }));
+    let body = json!({"messages": [{"role": "user", "content": "x"}], "stream": true,
+        "stream_options": {"include_usage": true}});
+    let mut answer = client()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .json_body(&body)
+        .send()
+        .await
+        .expect("answers");
+    let mut text = String::new();
+    while !text.contains("hello") {
+        let bytes = answer.chunk().await.expect("reads").expect("more");
+        text.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    let mut half_sent = send_raw(addr, b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0").await;
+    stop.send(()).expect("the server listens for shutdown");
+    while let Some(bytes) = tokio::time::timeout(Duration::from_secs(20), answer.chunk())
+        .await
+        .expect("the stream ends within the grace period")
+        .expect("reads")
+    {
+        text.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    assert!(text.contains(r#""finish_reason":"length""#), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    tokio::time::timeout(Duration::from_secs(20), serving)
+        .await
+        .expect("the server stops despite a half-sent request")
+        .expect("joins")
+        .expect("serves");
+    assert!(read_until_closed(&mut half_sent).await.is_some());
+    dropped
+        .await
+        .expect("the stream was dropped, cancelling generation");
+}

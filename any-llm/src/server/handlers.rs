@@ -167,7 +167,8 @@ pub(super) async fn chat_completions(
             Some(Err(e)) => return Err(e.into()),
             None => None,
         };
-        let body = sse::body(first, chunks, completion, include_usage, permit);
+        let ending = state.0.ending.subscribe();
+        let body = sse::body(first, chunks, completion, include_usage, permit, ending);
         Ok((
             [
                 (

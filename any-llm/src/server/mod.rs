@@ -67,12 +67,13 @@
 
 mod error;
 mod handlers;
+mod listen;
 mod origin;
 mod sse;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use any_core::{
     ChatRequest, ChatService, ChatStream, EmbedRequest, EmbedResponse, EmbedService, Error,
@@ -91,6 +92,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 << 20;
 
 /// The concurrency bound when none is set.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
+
+pub use listen::{
+    DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE,
+};
 
 /// The model id when none is set.
 pub const DEFAULT_MODEL_ID: &str = "default";
@@ -114,8 +119,12 @@ pub fn router<S: ChatService>(chat: S) -> Router {
     Server::builder().chat(chat).build().into_router()
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops accepting
-/// connections and waits for the requests in flight (streams included) to finish.
+/// Serves `router` on `listener` (HTTP/1.1) until `shutdown` completes, then stops
+/// accepting connections and waits for the requests in flight to finish, for at most
+/// [`DEFAULT_SHUTDOWN_GRACE`]. A client gets [`DEFAULT_HEADER_TIMEOUT`] to send its headers;
+/// at most [`DEFAULT_MAX_CONNECTIONS`] connections are open at once. [`Server::serve`] does
+/// the same with its own settings, and also ends its streams properly at the end of the
+/// grace period and bounds how long a body may take.
 ///
 /// # Errors
 /// An I/O error from the listener.
@@ -123,9 +132,8 @@ pub async fn serve<F>(listener: TcpListener, router: Router, shutdown: F) -> std
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = listen::Limits::new(DEFAULT_MAX_BODY_BYTES);
+    listen::run(listener, router, shutdown, limits, || {}).await
 }
 
 /// A configured OpenAI-compatible server; build one with [`Server::builder`], then
@@ -133,7 +141,7 @@ where
 #[derive(Clone)]
 pub struct Server {
     state: AppState,
-    max_body_bytes: usize,
+    limits: listen::Limits,
     hosts: Option<Vec<String>>,
     cors: Vec<String>,
 }
@@ -147,7 +155,7 @@ impl std::fmt::Debug for Server {
             .field("models", &s.models)
             .field("api_key", &s.api_key.as_ref().map(|_| "<set>"))
             .field("max_concurrency", &s.max_concurrency)
-            .field("max_body_bytes", &self.max_body_bytes)
+            .field("limits", &self.limits)
             .field("allowed_hosts", &self.hosts)
             .field("cors_origins", &self.cors)
             .finish()
@@ -163,8 +171,8 @@ impl Server {
             embed: None,
             models: Vec::new(),
             api_key: None,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            limits: listen::Limits::new(DEFAULT_MAX_BODY_BYTES),
             hosts: None,
             cors: Vec::new(),
         }
@@ -198,7 +206,11 @@ impl Server {
             .route("/health", get(handlers::health))
             .fallback(handlers::not_found)
             .method_not_allowed_fallback(handlers::method_not_allowed)
-            .layer(DefaultBodyLimit::max(self.max_body_bytes))
+            .layer(DefaultBodyLimit::max(self.limits.max_body_bytes))
+            .layer(axum::middleware::from_fn_with_state(
+                self.limits,
+                listen::read_body,
+            ))
             .layer(axum::middleware::from_fn_with_state(origins, origin::check))
             .with_state(self.state)
     }
@@ -222,7 +234,12 @@ impl Server {
                     .collect(),
             );
         }
-        serve(listener, self.into_router(), shutdown).await
+        let limits = self.limits;
+        let state = self.state.clone();
+        let end_streams = move || {
+            let _ = state.0.ending.send(true);
+        };
+        listen::run(listener, self.into_router(), shutdown, limits, end_streams).await
     }
 }
 
@@ -233,8 +250,8 @@ pub struct ServerBuilder {
     embed: Option<EmbedBox>,
     models: Vec<String>,
     api_key: Option<String>,
-    max_body_bytes: usize,
     max_concurrency: usize,
+    limits: listen::Limits,
     hosts: Option<Vec<String>>,
     cors: Vec<String>,
 }
@@ -246,8 +263,8 @@ impl std::fmt::Debug for ServerBuilder {
             .field("embeddings", &self.embed.is_some())
             .field("models", &self.models)
             .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
-            .field("max_body_bytes", &self.max_body_bytes)
             .field("max_concurrency", &self.max_concurrency)
+            .field("limits", &self.limits)
             .field("allowed_hosts", &self.hosts)
             .field("cors_origins", &self.cors)
             .finish()
@@ -290,7 +307,36 @@ impl ServerBuilder {
 
     /// The largest request body accepted (413 beyond). Default [`DEFAULT_MAX_BODY_BYTES`].
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
-        self.max_body_bytes = bytes;
+        self.limits.max_body_bytes = bytes;
+        self
+    }
+
+    /// How long a client may take to send a request's headers; the connection is closed
+    /// after that. Default [`DEFAULT_HEADER_TIMEOUT`].
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.header_timeout = timeout;
+        self
+    }
+
+    /// How long a client may take to send a request's body; 408 after that. Default
+    /// [`DEFAULT_BODY_TIMEOUT`].
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.body_timeout = timeout;
+        self
+    }
+
+    /// How many connections are open at once (at least 1); more wait in the listen backlog
+    /// until one closes. Default [`DEFAULT_MAX_CONNECTIONS`].
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.limits.max_connections = connections.max(1);
+        self
+    }
+
+    /// How long a shutdown lets requests in flight finish. After it, each open stream ends
+    /// with `finish_reason: "length"` (and its usage, and `[DONE]`), and a moment later the
+    /// connections still open are closed. Default [`DEFAULT_SHUTDOWN_GRACE`].
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.limits.grace = grace;
         self
     }
 
@@ -347,10 +393,11 @@ impl ServerBuilder {
                 api_key: self.api_key,
                 slots: Arc::new(Semaphore::new(self.max_concurrency)),
                 max_concurrency: self.max_concurrency,
-                max_body_bytes: self.max_body_bytes,
+                max_body_bytes: self.limits.max_body_bytes,
                 created,
+                ending: tokio::sync::watch::Sender::new(false),
             })),
-            max_body_bytes: self.max_body_bytes,
+            limits: self.limits,
             hosts: self.hosts,
             cors: self.cors,
         }
@@ -372,6 +419,8 @@ struct Shared {
     max_concurrency: usize,
     max_body_bytes: usize,
     created: u64,
+    /// Set at the end of a shutdown's grace period; open streams watch it.
+    ending: tokio::sync::watch::Sender<bool>,
 }
 
 fn clone_service<T: Clone>(slot: &Mutex<T>) -> T {
