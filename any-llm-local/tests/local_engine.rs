@@ -446,3 +446,39 @@ async fn embeddings_requests_have_limits_that_are_named() {
     assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
     assert!(err.to_string().contains("MAX_EMBED_TOKENS"), "{err}");
 }
+
+#[tokio::test]
+async fn a_context_too_large_for_the_machine_is_an_error_not_an_abort() {
+    for context in [1_000_000_000, usize::MAX / 2] {
+        let err = LocalModel::open_with(
+            support::default_model_path(),
+            LocalModelOptions {
+                context: Some(context),
+                threads: Some(1),
+                ..Default::default()
+            },
+        )
+        .expect_err("refused");
+        assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains(&format!("a context of {context} tokens")),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn threads_are_capped_at_the_cores_there_are() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let model = LocalModel::open_with(
+        support::default_model_path(),
+        LocalModelOptions {
+            threads: Some(1000),
+            context: Some(64),
+            ..Default::default()
+        },
+    )
+    .expect("opens");
+    assert_eq!(model.info().threads, cores);
+}

@@ -44,7 +44,8 @@ pub struct LocalModelOptions {
     /// Context window in tokens; default the model's training context capped at
     /// [`DEFAULT_CONTEXT`].
     pub context: Option<usize>,
-    /// Threads for the matrix work; default all cores.
+    /// Threads for the matrix work; default all cores, and never more than the cores the
+    /// machine runs at once (a larger number is capped, with a warning).
     pub threads: Option<usize>,
     /// The type the KV cache holds keys and values in; default f16 (llama.cpp's default).
     /// [`KvCacheType::Q8_0`] halves the cache and its reads, so a long context decodes faster.
@@ -185,11 +186,20 @@ impl LocalModel {
                 "the context window must be at least 1 token".into(),
             ));
         }
-        let threads = options
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut threads = options.threads.unwrap_or(cores);
         if threads == 0 {
             return Err(Error::InvalidRequest("threads must be at least 1".into()));
+        }
+        // More threads than cores only take turns on them, and every matrix product waits
+        // for the slowest: hundreds of them make each step crawl.
+        if threads > cores {
+            tracing::warn!(
+                asked = threads,
+                cores,
+                "more threads asked for than this machine runs at once; using {cores}"
+            );
+            threads = cores;
         }
         let pool = Pool::new(threads)
             .map_err(|e| Error::model(format!("cannot start the thread pool: {e}")))?;
