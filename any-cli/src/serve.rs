@@ -37,8 +37,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N")]
     context: Option<usize>,
     /// Requests answered at once; one more gets 503 with Retry-After.
-    #[arg(long, value_name = "N", default_value_t = any_llm::server::DEFAULT_MAX_CONCURRENCY)]
-    max_concurrency: usize,
+    #[arg(long, value_name = "N", default_value_t = any_llm::server::DEFAULT_MAX_CONCURRENCY as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_concurrency: u64,
     /// A host name requests may carry in `Host` (repeatable; `*` for any). On a loopback
     /// address the default is localhost, 127.0.0.1 and [::1] only, against DNS rebinding.
     #[arg(long = "allowed-host", value_name = "NAME")]
@@ -115,7 +116,7 @@ async fn listen(
     args: ServeArgs,
 ) -> Result<()> {
     builder = builder
-        .max_concurrency(args.max_concurrency)
+        .max_concurrency(usize::try_from(args.max_concurrency).unwrap_or(usize::MAX))
         .cors_origins(args.cors_origins)
         .header_timeout(Duration::from_secs(args.header_timeout))
         .body_timeout(Duration::from_secs(args.body_timeout))

@@ -372,6 +372,50 @@ async fn web_pages_cannot_use_a_loopback_server_unless_allowed() {
 }
 
 #[tokio::test]
+async fn requests_the_server_cannot_honour_are_refused_by_name() {
+    let s = Running::start(local_server()).await;
+    let user = json!([{"role": "user", "content": "hi"}]);
+    let tool = |name: &str, parameters: Value| json!({"type": "function", "function": {"name": name, "parameters": parameters}});
+    let stops: Vec<String> = (0..100_000).map(|i| i.to_string()).collect();
+    let cases = [
+        (
+            json!({"messages": user, "logit_bias": {"hello": 5}}),
+            "logit_bias keys must be token ids",
+        ),
+        (
+            json!({"messages": user, "logit_bias": {"42": 500}}),
+            "between -100 and 100",
+        ),
+        (
+            json!({"messages": user, "logit_bias": {"42": 5}}),
+            "logit_bias is not supported",
+        ),
+        (json!({"messages": user, "stop": stops}), "at most 64"),
+        (
+            json!({"messages": user, "tool_choice": "auto",
+                "tools": [tool("f", json!({"type": "object"})), tool("f", json!({}))]}),
+            "the name `f` is given to two tools",
+        ),
+        (
+            json!({"messages": user, "tool_choice": "auto", "tools": [tool("f", json!("broken"))]}),
+            "parameters must be a JSON Schema object",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": [
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}),
+            "image part",
+        ),
+    ];
+    for (body, expected) in cases {
+        let (status, err) = s.post_json("/v1/chat/completions", &body).await;
+        assert_eq!(status, 400, "{err}");
+        let message = err["error"]["message"].as_str().expect("message");
+        assert!(message.contains(expected), "{expected}: {message}");
+    }
+}
+
+#[tokio::test]
 async fn embeddings_on_the_real_model_as_floats_and_base64() {
     let s = Running::start(local_server()).await;
     let too_many =
@@ -794,6 +838,21 @@ async fn keys_and_body_size_are_enforced() {
         .await
         .unwrap();
     assert_eq!(right.status(), 200);
+    // The scheme is case-insensitive; a bare key is not a bearer token.
+    for (header, expected) in [
+        ("bearer s3cret", 200),
+        ("BEARER s3cret", 200),
+        ("s3cret", 401),
+    ] {
+        let r = s
+            .client
+            .get(s.url("/v1/models"))
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), expected, "Authorization: {header}");
+    }
     // Health needs no key.
     let (status, health) = s.get_json("/health").await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));

@@ -35,6 +35,14 @@ impl LocalModel {
         let mut escape = |v: serde_json::Value| {
             escape_json(tok, v, &mut escapes).map_err(|e| Error::InvalidRequest(e.to_string()))
         };
+        if let Some(i) = req.messages.iter().position(|m| {
+            matches!(&m.content, any_core::Content::Parts(parts)
+                if parts.iter().any(|p| matches!(p, any_core::ContentPart::Image { .. })))
+        }) {
+            return Err(Error::Unsupported(format!(
+                "messages[{i}] has an image part, and the local backend reads text only"
+            )));
+        }
         let messages: Vec<serde_json::Value> = req
             .messages
             .iter()
