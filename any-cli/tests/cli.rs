@@ -102,6 +102,29 @@ fn run_keeps_control_token_text_in_the_prompt_as_text() {
 }
 
 #[test]
+fn guard_names_the_line_that_is_not_utf8_or_too_long() {
+    let path = std::env::temp_dir().join(format!("any-guard-bad-{}.jsonl", std::process::id()));
+    std::fs::write(&path, b"{\"text\": \"hi\"}\n{\"text\": \"\xff\xfe\"}\n").expect("writes");
+    let (out, err, ok) = any(
+        &["guard", "--jsonl", path.to_str().expect("utf-8 path")],
+        None,
+    );
+    let _ = std::fs::remove_file(&path);
+    assert!(!ok);
+    assert_eq!(
+        out.lines().count(),
+        1,
+        "the first line is still checked: {out}"
+    );
+    assert!(err.contains("line 2 is not valid UTF-8"), "{err}");
+
+    let long = format!("hello\n{}\n", "a".repeat((16 << 20) + 1));
+    let (_, err, ok) = any(&["guard", "--guards", "pii"], Some(&long));
+    assert!(!ok);
+    assert!(err.contains("line 2 is longer than the limit"), "{err}");
+}
+
+#[test]
 fn serve_refuses_limits_of_zero() {
     for flag in ["--max-concurrency", "--max-connections", "--header-timeout"] {
         let (_, err, ok) = any(&["serve", flag, "0"], None);
