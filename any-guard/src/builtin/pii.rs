@@ -402,6 +402,16 @@ mod tests {
     }
 
     #[test]
+    fn other_spaces_do_not_split_a_card_number() {
+        for space in ['\u{2002}', '\u{A0}', '\u{2009}', '\u{3000}'] {
+            let card = format!("4111{space}1111{space}1111{space}1111");
+            let text = format!("pay with {card} today");
+            let found = labels(&text);
+            assert_eq!(found, [("CREDIT_CARD".into(), card.as_str())], "U+{:04X}", space as u32);
+        }
+    }
+
+    #[test]
     fn phone_formats_seen_in_the_tuning_half() {
         for phone in [
             "(420) 206-0479x137",
