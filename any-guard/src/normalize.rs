@@ -179,9 +179,8 @@ fn fold_leet(text: &mut String) {
 /// (`４１１１` to `4111`), other spaces to ASCII's and invisible characters dropped. `None` when there is
 /// nothing to fold, which is the common case and costs one scan.
 pub(crate) fn fold_width(text: &str) -> Option<Normalized> {
-    let foldable = |c: char| {
-        ('\u{FF01}'..='\u{FF5E}').contains(&c) || is_invisible(c) || is_wide_space(c)
-    };
+    let foldable =
+        |c: char| ('\u{FF01}'..='\u{FF5E}').contains(&c) || is_invisible(c) || is_wide_space(c);
     if text.is_ascii() || !text.chars().any(foldable) {
         return None;
     }

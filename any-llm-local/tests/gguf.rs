@@ -600,3 +600,29 @@ fn model_sizes_and_constants_that_make_no_sense_are_named() {
         assert!(err.contains(expected), "{key} = {value:?}: {err}");
     }
 }
+
+#[test]
+fn paths_that_are_not_files_are_named_without_blocking() {
+    let dir = std::env::temp_dir().join(format!("any-gguf-notfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("model.gguf");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    for (path, found) in [
+        (dir.as_path(), "a directory"),
+        (fifo.as_path(), "a FIFO"),
+        (std::path::Path::new("/dev/zero"), "a device"),
+    ] {
+        let err = GgufFile::open(path).unwrap_err();
+        assert!(matches!(err, GgufError::NotAFile { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains(&format!("{found}, not a regular file")),
+            "{err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -407,7 +407,12 @@ mod tests {
             let card = format!("4111{space}1111{space}1111{space}1111");
             let text = format!("pay with {card} today");
             let found = labels(&text);
-            assert_eq!(found, [("CREDIT_CARD".into(), card.as_str())], "U+{:04X}", space as u32);
+            assert_eq!(
+                found,
+                [("CREDIT_CARD".into(), card.as_str())],
+                "U+{:04X}",
+                space as u32
+            );
         }
     }
 
