@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod bench;
 mod guard;
 mod local;
@@ -37,6 +38,8 @@ enum Command {
     Logits(local::LogitsArgs),
     /// Print the perplexity of a text file as JSON: {"ppl", "windows", "scored"}.
     Perplexity(local::PerplexityArgs),
+    /// Run an agent on TASK: a model with tools from MCP servers, the answer streamed.
+    Agent(agent::AgentArgs),
     /// Scan texts with the built-in guardrails: one JSON verdict per line of input.
     Guard(guard::GuardArgs),
     /// Measure prefill and decode speed (tokens per second), as the llama.cpp anchor does.
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
             Command::Tokenize(a) => local::tokenize(a),
             Command::Logits(a) => local::logits(a).await,
             Command::Perplexity(a) => local::perplexity(a).await,
+            Command::Agent(a) => agent::run(a).await,
             Command::Guard(a) => guard::run(a),
             Command::Bench(a) => bench::bench(a).await,
             Command::Serve(a) => serve::serve(a).await,

@@ -40,6 +40,7 @@ fn help_lists_every_command() {
     for cmd in [
         "run",
         "chat",
+        "agent",
         "tokenize",
         "logits",
         "perplexity",
@@ -379,4 +380,71 @@ fn ctrl_c_at_the_prompt_leaves() {
     chat.interrupt();
     let (status, err) = chat.wait();
     assert!(status.success(), "{err}");
+}
+
+/// The reference MCP server `scripts/test` installs (npm `@modelcontextprotocol/server-everything`).
+fn everything_server() -> String {
+    let path = std::env::var("ANY_TEST_MCP_EVERYTHING").unwrap_or_else(|_| {
+        format!(
+            "{}/../.tools/mcp/node_modules/.bin/mcp-server-everything",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    });
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "the MCP test server is missing at {path}: run scripts/test (it installs it)"
+    );
+    format!("{path} stdio")
+}
+
+#[test]
+fn agent_calls_an_mcp_tool_on_the_local_model_and_writes_its_trace() {
+    let trace = std::env::temp_dir().join(format!("any-agent-trace-{}.json", std::process::id()));
+    let server = everything_server();
+    let trace_arg = trace.to_string_lossy().into_owned();
+    let (out, err, ok) = any(
+        &[
+            "agent",
+            "--mcp",
+            &server,
+            "--require-tool",
+            "--max-steps",
+            "3",
+            "-n",
+            "64",
+            "--trace",
+            &trace_arg,
+            "Add 2 and 3 with the get-sum tool.",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(!out.trim().is_empty(), "no answer: {err}");
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).expect("the trace file")).unwrap();
+    let _ = std::fs::remove_file(std::env::temp_dir().join(&trace_arg));
+    let steps = trace["steps"].as_array().expect("steps");
+    let tool = steps
+        .iter()
+        .find(|s| s["kind"] == "tool")
+        .expect("a tool call");
+    // The call is constrained to the server's schema, so it always reaches the tool.
+    assert_eq!(tool["error"], false, "{tool}");
+    assert!(
+        tool["output"].as_str().unwrap().starts_with("The sum of"),
+        "{tool}"
+    );
+}
+
+#[test]
+fn agent_errors_name_the_problem() {
+    let (_, err, ok) = any(&["agent", "--mcp", "/nonexistent/mcp-server", "hi"], None);
+    assert!(!ok);
+    assert!(err.contains("--mcp `/nonexistent/mcp-server`"), "{err}");
+    let (_, err, ok) = any(&["agent", "--require-tool", "hi"], None);
+    assert!(!ok);
+    assert!(err.contains("--require-tool needs tools"), "{err}");
+    let (_, err, ok) = any(&["agent", " "], None);
+    assert!(!ok);
+    assert!(err.contains("the task is empty"), "{err}");
 }

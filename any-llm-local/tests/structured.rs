@@ -275,6 +275,79 @@ async fn forced_tool_calls_are_tool_calls_with_valid_arguments() {
 }
 // ANCHOR_END: tools
 
+/// With tools it may call (`tool_choice` auto), the model chooses: an answer that starts
+/// with `{` is a call, constrained to a tool's schema; anything else is text. After a tool's
+/// result it answers in text.
+#[tokio::test]
+async fn with_tool_choice_auto_the_model_calls_a_tool_or_answers() {
+    let weather = ToolSpec::from_type::<WeatherArgs>("get_weather", "Current weather in a city.");
+    let add = ToolSpec::new(
+        "add",
+        "Adds two integers.",
+        json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+               "required": ["a", "b"], "additionalProperties": false}),
+    );
+    let ask = |prompt: &str| {
+        ChatRequest::builder()
+            .user(prompt)
+            .tool(weather.clone())
+            .tool(add.clone())
+            .temperature(0.0)
+            .max_tokens(60)
+            .build()
+    };
+    // What the first token may be: a call's `{`, or text; and once `{` is chosen, only a
+    // valid call. (A 135M model rarely decides to call a tool by itself; the grammar is what
+    // keeps every call it does make well-formed.)
+    let engine = any_llm_local::constrain::GrammarEngine::new(model().tokenizer()).unwrap();
+    let accepts = |text: &str| {
+        let mut c = engine
+            .tool_call_or_text(&[weather.clone(), add.clone()])
+            .unwrap();
+        let ids = model()
+            .tokenizer()
+            .encode(text, any_llm_local::tokenizer::EncodeOptions::default());
+        ids.iter().all(|&t| c.accept(t).is_ok())
+    };
+    assert!(accepts(
+        r#"{"name": "add", "arguments": {"a": 12, "b": 30}}"#
+    ));
+    assert!(accepts(
+        "It is sunny in Paris. {braces} are fine after the start."
+    ));
+    assert!(!accepts(r#"{"name": "subtract", "arguments": {}}"#));
+    assert!(!accepts(
+        r#"{"name": "add", "arguments": {"a": "12", "b": 30}}"#
+    ));
+
+    let chat = model()
+        .chat(ask("Write one sentence about the sea."))
+        .await
+        .unwrap();
+    assert!(chat.tool_calls().is_empty(), "{:?}", chat.tool_calls());
+    assert!(
+        chat.text().len() > 10 && !chat.text().starts_with('{'),
+        "{}",
+        chat.text()
+    );
+
+    // The call and its result go back (the template has no `tool_calls`, so the call is
+    // written into the assistant turn); the model answers in text.
+    let mut req = ask("What is the weather in Paris right now?");
+    let call = any_core::ToolCall::new(
+        "c1",
+        "get_weather",
+        r#"{"city": "Paris", "unit": "celsius"}"#,
+    );
+    req.messages
+        .push(any_core::Message::assistant_tool_calls(vec![call]));
+    req.messages
+        .push(any_core::Message::tool("c1", "Sunny, 21 degrees celsius."));
+    let answer = model().chat(req).await.unwrap();
+    assert!(answer.tool_calls().is_empty(), "{:?}", answer.tool_calls());
+    assert!(answer.text().contains("21"), "{}", answer.text());
+}
+
 // ANCHOR: typed
 /// A typed answer.
 #[derive(Debug, Deserialize, JsonSchema)]

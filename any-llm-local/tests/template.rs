@@ -237,7 +237,13 @@ fn a_template_that_loops_without_end_stops_with_a_named_error() {
     )
     .expect("parses");
     let err = looping
-        .render(&list(json!([{"role": "user", "content": "hi"}])), None, true, "", "")
+        .render(
+            &list(json!([{"role": "user", "content": "hi"}])),
+            None,
+            true,
+            "",
+            "",
+        )
         .unwrap_err();
     assert!(matches!(err, TemplateError::TooLong), "{err:?}");
     assert!(err.to_string().contains("limit of"), "{err}");

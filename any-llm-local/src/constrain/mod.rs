@@ -14,7 +14,10 @@
 //!   `format`s, array bounds, `additionalProperties`); keywords it cannot enforce are an
 //!   [`Error::Unsupported`] naming them, never silently ignored;
 //! - a forced tool call (`tool_choice` required or a named tool): the object
-//!   `{"name": <tool>, "arguments": <that tool's parameters>}` for one of the allowed tools.
+//!   `{"name": <tool>, "arguments": <that tool's parameters>}` for one of the allowed tools;
+//! - a free choice (`tool_choice` auto, or none given, with tools and a text answer): that
+//!   object, or text that does not start with `{` — the first token decides, and once it
+//!   has chosen text the answer is free.
 //!
 //! JSON is written compactly with `", "` and `": "` separators and no other whitespace:
 //! a small model given free rein over whitespace can spend its whole budget on newlines.
@@ -167,6 +170,16 @@ impl GrammarEngine {
         self.constraint(&Plan::ToolCall(tools.to_vec()))
     }
 
+    /// A constraint to either one call of one of `tools`, as [`GrammarEngine::tool_call`]
+    /// constrains it, or text that does not start with `{`: what a request with tools and
+    /// `tool_choice` auto is held to while its first token decides.
+    ///
+    /// # Errors
+    /// As [`GrammarEngine::tool_call`].
+    pub fn tool_call_or_text(&self, tools: &[ToolSpec]) -> Result<Constraint> {
+        self.constraint(&Plan::ToolOrText(tools.to_vec()))
+    }
+
     /// A fresh constraint for one answer.
     ///
     /// # Errors
@@ -176,12 +189,13 @@ impl GrammarEngine {
         refuse_cycles(plan)?;
         let grammar = match plan {
             Plan::Json(schema) => TopLevelGrammar::from_json_schema(with_compact_options(schema)),
-            Plan::ToolCall(tools) => TopLevelGrammar::from_lark(tool_call_grammar(tools)?),
+            Plan::ToolCall(tools) => TopLevelGrammar::from_lark(tool_call_grammar(tools, false)?),
+            Plan::ToolOrText(tools) => TopLevelGrammar::from_lark(tool_call_grammar(tools, true)?),
         };
         let parser = self.factory.create_parser(grammar).map_err(|e| {
             let what = match plan {
                 Plan::Json(_) => "the JSON Schema",
-                Plan::ToolCall(_) => "the tools' parameter schemas",
+                Plan::ToolCall(_) | Plan::ToolOrText(_) => "the tools' parameter schemas",
             };
             Error::Unsupported(format!(
                 "the local backend cannot constrain output to {what}: {}",
@@ -208,11 +222,26 @@ pub(crate) enum Plan {
     Json(Value),
     /// One call of one of these tools, as `{"name": ..., "arguments": ...}`.
     ToolCall(Vec<ToolSpec>),
+    /// One such call, or text that does not start with `{`.
+    ToolOrText(Vec<ToolSpec>),
+}
+
+impl Plan {
+    /// The tools a call may name, for plans that allow one.
+    pub(crate) fn tools(&self) -> Option<&[ToolSpec]> {
+        match self {
+            Plan::ToolCall(tools) | Plan::ToolOrText(tools) => Some(tools),
+            Plan::Json(_) => None,
+        }
+    }
 }
 
 impl Plan {
     /// The constraint a request asks for, if any: a forced tool call wins over the response
-    /// format (a turn that must call a tool has no answer text to format).
+    /// format (a turn that must call a tool has no answer text to format); with tools the
+    /// model may call (`tool_choice` auto or unset) and a text answer, the answer is a call
+    /// or text. A JSON response format with tools it may call stays JSON: a call and a JSON
+    /// answer could not be told apart.
     ///
     /// # Errors
     /// [`Error::InvalidRequest`] for a `false` schema (which admits nothing) or a tool name
@@ -223,6 +252,11 @@ impl Plan {
             Some(ToolChoice::Tool { name }) => {
                 let tools = req.tools.iter().filter(|t| &t.name == name).cloned();
                 return Ok(Some(Plan::ToolCall(tools.collect())));
+            }
+            Some(ToolChoice::Auto) | None if !req.tools.is_empty() => {
+                if matches!(req.response_format, ResponseFormat::Text) {
+                    return Ok(Some(Plan::ToolOrText(req.tools.clone())));
+                }
             }
             _ => {}
         }
@@ -261,8 +295,8 @@ fn with_compact_options(schema: &Value) -> Value {
 
 /// A Lark grammar for one call of one of `tools`: the fixed JSON frame around the name is
 /// literal text, each tool's arguments an embedded JSON Schema (its own root, so its
-/// `$defs` resolve).
-fn tool_call_grammar(tools: &[ToolSpec]) -> Result<String> {
+/// `$defs` resolve). With `or_text`, text that does not start with `{` is the other choice.
+fn tool_call_grammar(tools: &[ToolSpec], or_text: bool) -> Result<String> {
     if tools.is_empty() {
         return Err(Error::InvalidRequest(
             "a forced tool call needs at least one tool".into(),
@@ -298,6 +332,10 @@ fn tool_call_grammar(tools: &[ToolSpec]) -> Result<String> {
             }
         };
         rules.push_str(&format!("args_{i}: %json {params}\n"));
+    }
+    if or_text {
+        alternatives.push("TEXT".into());
+        rules.push_str("TEXT: /[^{](?s:.*)/\n");
     }
     Ok(format!("start: {}\n{rules}", alternatives.join(" | ")))
 }
@@ -387,12 +425,14 @@ fn refuse_cycles(plan: &Plan) -> Result<()> {
             Some(chain) => Err(refuse("the JSON Schema".into(), chain)),
             None => Ok(()),
         },
-        Plan::ToolCall(tools) => tools
-            .iter()
-            .try_for_each(|t| match cycles::find(&t.parameters) {
-                Some(chain) => Err(refuse(format!("tool `{}` parameters", t.name), chain)),
-                None => Ok(()),
-            }),
+        Plan::ToolCall(tools) | Plan::ToolOrText(tools) => {
+            tools
+                .iter()
+                .try_for_each(|t| match cycles::find(&t.parameters) {
+                    Some(chain) => Err(refuse(format!("tool `{}` parameters", t.name), chain)),
+                    None => Ok(()),
+                })
+        }
     }
 }
 
@@ -406,7 +446,7 @@ mod tests {
             ToolSpec::new("weather", "w", json!({"type": "object"})),
             ToolSpec::new("add", "a", json!({"type": "object", "required": ["x"]})),
         ];
-        let g = tool_call_grammar(&tools).unwrap();
+        let g = tool_call_grammar(&tools, false).unwrap();
         assert!(
             g.starts_with(r#"start: "{\"name\": \"weather\", \"arguments\": " args_0 "}" | "#),
             "{g}"
@@ -414,7 +454,7 @@ mod tests {
         assert!(g.contains("args_1: %json {"), "{g}");
         let bad = vec![ToolSpec::new("no spaces", "x", json!({}))];
         assert!(matches!(
-            tool_call_grammar(&bad),
+            tool_call_grammar(&bad, false),
             Err(Error::InvalidRequest(_))
         ));
     }

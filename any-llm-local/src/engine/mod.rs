@@ -23,7 +23,7 @@ use crate::pool::Pool;
 use crate::sampler::{self, SamplerConfig};
 use crate::template::ChatTemplate;
 use crate::tokenizer::{EncodeOptions, Tokenizer};
-use worker::{Generate, Job, Worker};
+use worker::{Generate, Job, ToolMode, Worker};
 
 /// The context window used when none is asked for: the model's own, capped to keep the KV
 /// cache small.
@@ -110,7 +110,9 @@ pub struct Perplexity {
 /// [`FinishReason::ToolCalls`](any_core::FinishReason::ToolCalls). The first constrained
 /// request prepares the vocabulary for the grammar engine (once per model). A schema keyword
 /// that cannot be enforced (`not`, `uniqueItems`, ...) is an [`Error::Unsupported`] naming
-/// it. With `tool_choice` auto the answer is free text and is not parsed for tool calls.
+/// it. With tools and `tool_choice` auto (or unset) the model chooses: an answer that starts
+/// with `{` is a call, constrained as a forced one is; any other answer is free text. (With a
+/// JSON response format as well, the answer stays JSON.)
 ///
 /// ```no_run
 /// use any_core::ChatServiceExt;
@@ -324,7 +326,7 @@ impl LocalModel {
         sampling: &any_core::Sampling,
         logprobs: Option<u8>,
     ) -> Result<ChatStream> {
-        self.generate_constrained(prompt, sampling, logprobs, None, false)
+        self.generate_constrained(prompt, sampling, logprobs, None, ToolMode::Off)
     }
 
     fn generate_constrained(
@@ -333,7 +335,7 @@ impl LocalModel {
         sampling: &any_core::Sampling,
         logprobs: Option<u8>,
         constraint: Option<Constraint>,
-        tool_call: bool,
+        tool_mode: ToolMode,
     ) -> Result<ChatStream> {
         if prompt.is_empty() {
             return Err(Error::InvalidRequest("the prompt has no tokens".into()));
@@ -344,17 +346,12 @@ impl LocalModel {
             prompt,
             sampler: SamplerConfig::from_sampling(sampling),
             max_tokens: sampling.max_tokens.map(|n| n as usize),
-            // A tool call's JSON is not text a stop sequence could end.
-            stop: if tool_call {
-                Vec::new()
-            } else {
-                sampling.stop.clone()
-            },
+            stop: sampling.stop.clone(),
             logprobs,
             model_name: self.inner.info.name.clone(),
             chunks: tx,
             constraint,
-            tool_call,
+            tool_mode,
         }))?;
         Ok(ChatStream::new(futures_util::stream::unfold(
             rx,
@@ -555,40 +552,82 @@ impl LocalModel {
     /// All of it is CPU work that grows with the prompt (and, for the first constrained
     /// request, with the vocabulary), so it runs off the caller's async thread.
     fn start_chat(&self, req: ChatRequest, plan: Option<Plan>) -> Result<ChatStream> {
-        let (constraint, tool_call) = match &plan {
-            None => (None, false),
+        let (constraint, tool_mode) = match &plan {
+            None => (None, ToolMode::Off),
             Some(plan) => (
                 Some(self.grammar_engine()?.constraint(plan)?),
-                matches!(plan, Plan::ToolCall(_)),
+                match plan {
+                    Plan::ToolCall(_) => ToolMode::Forced,
+                    Plan::ToolOrText(_) => ToolMode::Auto,
+                    Plan::Json(_) => ToolMode::Off,
+                },
             ),
         };
-        let prompt = if let Some(Plan::ToolCall(tools)) = &plan {
-            let mut req = req.clone();
-            let takes_tools = self.inner.template.source().contains("tools");
-            add_tool_instructions(&mut req.messages, tools, !takes_tools);
-            self.encode_prompt(&req)?
-        } else {
-            self.encode_prompt(&req)?
+        let source = self.inner.template.source();
+        let inline_calls =
+            !source.contains("tool_calls") && req.messages.iter().any(|m| !m.tool_calls.is_empty());
+        let prompt = match plan.as_ref().and_then(Plan::tools) {
+            None if !inline_calls => self.encode_prompt(&req)?,
+            tools => {
+                let mut req = req.clone();
+                if inline_calls {
+                    inline_tool_calls(&mut req.messages);
+                }
+                if let Some(tools) = tools {
+                    let forced = tool_mode == ToolMode::Forced;
+                    add_tool_instructions(
+                        &mut req.messages,
+                        tools,
+                        forced,
+                        !source.contains("tools"),
+                    );
+                }
+                self.encode_prompt(&req)?
+            }
         };
-        let ids = prompt;
-        self.generate_constrained(ids, &req.sampling, req.logprobs, constraint, tool_call)
+        self.generate_constrained(prompt, &req.sampling, req.logprobs, constraint, tool_mode)
     }
 }
 
-/// Tells the model that it must call a tool, and how: a system message (merged into the
-/// first one, if the conversation starts with one) saying to answer with only
-/// `{"name": <tool name>, "arguments": <arguments object>}`, listing each allowed tool with
-/// its description and parameter schema when `list_tools` (templates that render `tools`
-/// themselves list them already).
+/// Writes each assistant message's tool calls into its text, one
+/// `{"name": ..., "arguments": ...}` object a line, as the model was asked to write them: for
+/// templates that do not render `tool_calls`, which would otherwise show the model an empty
+/// turn where it called a tool.
+fn inline_tool_calls(messages: &mut [Message]) {
+    for m in messages.iter_mut().filter(|m| !m.tool_calls.is_empty()) {
+        let mut text = m.content.text().into_owned();
+        for call in &m.tool_calls {
+            let arguments: serde_json::Value = serde_json::from_str(&call.arguments)
+                .unwrap_or_else(|_| call.arguments.clone().into());
+            let object = serde_json::json!({"name": call.name, "arguments": arguments});
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(&object.to_string());
+        }
+        m.content = any_core::Content::Text(text);
+    }
+}
+
+/// Tells the model that it must (`forced`) or may call a tool, and how: a system message
+/// (merged into the first one, if the conversation starts with one) saying to answer with
+/// only `{"name": <tool name>, "arguments": <arguments object>}` to call one, listing each
+/// allowed tool with its description and parameter schema when `list_tools` (templates that
+/// render `tools` themselves list them already).
 fn add_tool_instructions(
     messages: &mut Vec<Message>,
     tools: &[any_core::ToolSpec],
+    forced: bool,
     list_tools: bool,
 ) {
-    let mut text = String::from(
+    let mut text = String::from(if forced {
         "You must call one of the tools below. Answer with only a JSON object of the form \
-         {\"name\": <tool name>, \"arguments\": <arguments object>}.",
-    );
+         {\"name\": <tool name>, \"arguments\": <arguments object>}."
+    } else {
+        "You can call the tools below. To call one, answer with only a JSON object of the \
+         form {\"name\": <tool name>, \"arguments\": <arguments object>}. When a tool's \
+         result is given, or no tool is needed, answer in plain text."
+    });
     if list_tools {
         text.push_str("\n\nTools:");
         for t in tools {

@@ -33,9 +33,21 @@ pub(crate) struct Generate {
     pub(crate) chunks: tmpsc::UnboundedSender<Result<ChatChunk>>,
     /// Only tokens this grammar allows may be sampled.
     pub(crate) constraint: Option<Constraint>,
-    /// The output is a tool call (`{"name": ..., "arguments": ...}`): hold the text back and
-    /// send it as a [`ToolCallDelta`] at the end.
-    pub(crate) tool_call: bool,
+    /// Whether the output is, or may be, a tool call.
+    pub(crate) tool_mode: ToolMode,
+}
+
+/// Whether an answer is a tool call (`{"name": ..., "arguments": ...}`, held back and sent as
+/// a [`ToolCallDelta`] at the end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ToolMode {
+    /// Text.
+    Off,
+    /// A tool call.
+    Forced,
+    /// A tool call if the answer starts with `{`, else text (the grammar keeps text from
+    /// starting with one). Once text is chosen, the grammar is dropped.
+    Auto,
 }
 
 pub(crate) enum Job {
@@ -310,7 +322,7 @@ impl Worker {
             model_name,
             chunks,
             mut constraint,
-            tool_call,
+            tool_mode,
         } = g;
         // The caller may have left while the job waited in the queue.
         if chunks.is_closed() {
@@ -346,6 +358,9 @@ impl Worker {
         let limit = max_tokens.unwrap_or(usize::MAX);
         let mut generated = 0usize;
         let mut held = String::new();
+        let mut calling = tool_mode == ToolMode::Forced;
+        let mut deciding = tool_mode == ToolMode::Auto;
+        let mut undecided = String::new();
         let send = |chunk: ChatChunk| chunks.send(Ok(chunk)).is_ok();
         let finish = loop {
             if generated >= limit {
@@ -376,23 +391,41 @@ impl Worker {
                 break FinishReason::Stop;
             }
             sampler.accept(token);
-            let piece = decoder.push(token).map_err(Error::from)?;
-            let mut chunk = match stops.push(&piece) {
-                StopScan::Emit(text) => ChatChunk::text(text),
-                StopScan::Stopped(text) => {
-                    if !text.is_empty() && !send(ChatChunk::text(text)) {
-                        return Ok(());
+            let mut piece = decoder.push(token).map_err(Error::from)?;
+            if deciding {
+                // The answer's first character says whether it is a call.
+                undecided.push_str(&piece);
+                piece = match undecided.chars().next() {
+                    None => String::new(),
+                    Some(first) => {
+                        deciding = false;
+                        calling = first == '{';
+                        if !calling {
+                            constraint = None;
+                        }
+                        std::mem::take(&mut undecided)
                     }
-                    break FinishReason::Stop;
+                };
+            }
+            let mut chunk = if calling {
+                // A tool call's JSON is not text a stop sequence could end.
+                held.push_str(&piece);
+                ChatChunk::default()
+            } else {
+                match stops.push(&piece) {
+                    StopScan::Emit(text) => ChatChunk::text(text),
+                    StopScan::Stopped(text) => {
+                        if !text.is_empty() && !send(ChatChunk::text(text)) {
+                            return Ok(());
+                        }
+                        break FinishReason::Stop;
+                    }
                 }
             };
             if let (Some(top), Some(mut raw)) = (logprobs, raw) {
                 chunk
                     .logprobs
                     .push(self.token_logprob(token, &mut raw, top));
-            }
-            if tool_call {
-                held.push_str(&std::mem::take(&mut chunk.text));
             }
             if (!chunk.text.is_empty() || !chunk.logprobs.is_empty()) && !send(chunk) {
                 // The stream was dropped: stop generating.
@@ -415,7 +448,7 @@ impl Worker {
         tail.push_str(&stops.finish());
         let mut finish = finish;
         let mut calls = Vec::new();
-        if tool_call {
+        if calling {
             held.push_str(&std::mem::take(&mut tail));
             match (finish, tool_call_delta(&held)) {
                 (FinishReason::Stop, Some(delta)) => {

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! cargo run --release --manifest-path bench/candle/Cargo.toml -- MODEL.gguf \
-//!     "$(any tokenize "$(cat shared/reference/gpl-3.txt)")" "$(any tokenize 'Once upon a time')" \
+//!     "$(any tokenize "$(cat any-cli/data/gpl-3.txt)")" "$(any tokenize 'Once upon a time')" \
 //!     [--prefill 512] [--decode 128]
 //! ```
 //!

@@ -1,0 +1,116 @@
+//! Tools from a real MCP server: the reference "everything" server from the npm package
+//! `@modelcontextprotocol/server-everything`, which `scripts/test` installs into
+//! `.tools/mcp` (or name the executable in `ANY_TEST_MCP_EVERYTHING`).
+#![cfg(feature = "mcp")]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use any_agent::mcp::McpServer;
+use any_agent::{Agent, AgentTrace, DynTool, TraceStep};
+use any_core::{
+    ChatChunk, ChatRequest, ChatServiceExt, ChatStream, Error, FinishReason, Role, ToolCall,
+    ToolCallDelta,
+};
+
+fn everything_server() -> tokio::process::Command {
+    let path = std::env::var_os("ANY_TEST_MCP_EVERYTHING")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../.tools/mcp/node_modules/.bin/mcp-server-everything")
+        });
+    assert!(
+        path.exists(),
+        "the MCP test server is missing at {}: run scripts/test, which installs the npm package \
+         @modelcontextprotocol/server-everything into .tools/mcp, or set ANY_TEST_MCP_EVERYTHING",
+        path.display()
+    );
+    let mut command = tokio::process::Command::new(path);
+    command.arg("stdio");
+    command.stderr(std::process::Stdio::null());
+    command
+}
+
+async fn tools() -> (McpServer, Vec<Arc<dyn DynTool>>) {
+    let server = tokio::time::timeout(
+        Duration::from_secs(30),
+        McpServer::stdio(everything_server()),
+    )
+    .await
+    .expect("the server starts within 30 s")
+    .unwrap();
+    let tools = server.tools().await.unwrap();
+    (server, tools)
+}
+
+#[tokio::test]
+async fn an_mcp_servers_tools_are_listed_validated_and_called() {
+    let (server, tools) = tools().await;
+    assert!(server.name().contains("everything"), "{}", server.name());
+    let names: Vec<String> = tools.iter().map(|t| t.spec().name).collect();
+    assert!(names.iter().any(|n| n == "echo"), "{names:?}");
+    let sum = tools
+        .iter()
+        .find(|t| t.spec().name == "get-sum")
+        .expect("get-sum");
+    assert!(sum.spec().parameters["properties"]["a"].is_object());
+
+    let toolbox = tools
+        .into_iter()
+        .try_fold(any_agent::Toolbox::new(), |b, t| {
+            b.with_dyn(t, Duration::from_secs(10))
+        });
+    let toolbox = toolbox.unwrap();
+    let call = |args: &str| ToolCall::new("1", "get-sum", args);
+    assert_eq!(
+        toolbox.call(&call(r#"{"a": 2, "b": 3}"#)).await.unwrap(),
+        "The sum of 2 and 3 is 5."
+    );
+    // Checked against the server's own schema before anything is sent.
+    let err = toolbox
+        .call(&call(r#"{"a": "two", "b": 3}"#))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("invalid arguments for tool `get-sum`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_agent_calls_an_mcp_tool_and_answers_with_its_result() {
+    let (_server, tools) = tools().await;
+    // A stand-in model: calls `echo` first, then repeats what the tool said.
+    let model = tower::service_fn(|req: ChatRequest| async move {
+        let last = req.messages.last().unwrap();
+        let chunks = if last.role == Role::Tool {
+            vec![ChatChunk::text(format!("The server said: {}", last.text()))]
+        } else {
+            let call = ToolCallDelta {
+                index: 0,
+                id: Some("c1".into()),
+                name: Some("echo".into()),
+                arguments: r#"{"message": "hello"}"#.into(),
+            };
+            vec![
+                ChatChunk {
+                    tool_calls: vec![call],
+                    ..Default::default()
+                },
+                ChatChunk::finish(FinishReason::ToolCalls, None),
+            ]
+        };
+        Ok::<_, Error>(ChatStream::from_chunks(chunks))
+    });
+    let agent = Agent::builder(model).tools_dyn(tools).build().unwrap();
+    let answer = agent.chat("Echo hello").await.unwrap();
+    assert_eq!(answer.text(), "The server said: Echo: hello");
+    let trace = answer.extensions.get::<AgentTrace>().unwrap();
+    assert!(matches!(
+        trace.tool_calls().next(),
+        Some(TraceStep::Tool { name, error: false, .. }) if name == "echo"
+    ));
+}
