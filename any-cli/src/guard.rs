@@ -1,6 +1,6 @@
 //! `any guard`: scan texts with the built-in guardrails, one JSON verdict per line.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 
 use any_core::{Message, Verdict};
@@ -102,6 +102,45 @@ fn joined<'a>(parts: impl Iterator<Item = &'a str>, sep: &str) -> serde_json::Va
     }
 }
 
+/// The most bytes one text (one line) may have; a longer one is an error naming its line,
+/// so that one huge line cannot take the memory or the time of the whole run.
+pub(crate) const MAX_TEXT_BYTES: usize = 16 << 20;
+
+/// The lines of `reader`, numbered from 1, each at most [`MAX_TEXT_BYTES`] and valid UTF-8
+/// (an error naming the line otherwise).
+fn lines(mut reader: impl BufRead) -> impl Iterator<Item = Result<(usize, String)>> {
+    let mut n = 0;
+    std::iter::from_fn(move || {
+        n += 1;
+        let mut buf = Vec::new();
+        let limit = MAX_TEXT_BYTES as u64 + 1;
+        match Read::take(&mut reader, limit).read_until(b'\n', &mut buf) {
+            Ok(0) => None,
+            Err(e) => Some(Err(
+                anyhow::Error::new(e).context(format!("reading line {n}"))
+            )),
+            Ok(_) => {
+                if buf.last() == Some(&b'\n') {
+                    buf.pop();
+                    if buf.last() == Some(&b'\r') {
+                        buf.pop();
+                    }
+                } else if buf.len() > MAX_TEXT_BYTES {
+                    return Some(Err(anyhow::anyhow!(
+                        "line {n} is longer than the limit of {MAX_TEXT_BYTES} bytes per text"
+                    )));
+                }
+                Some(String::from_utf8(buf).map(|text| (n, text)).map_err(|e| {
+                    anyhow::anyhow!(
+                        "line {n} is not valid UTF-8 (at byte {})",
+                        e.utf8_error().valid_up_to()
+                    )
+                }))
+            }
+        }
+    })
+}
+
 pub(crate) fn run(args: GuardArgs) -> Result<()> {
     let guards: Vec<Box<dyn Guardrail>> = args
         .guards
@@ -112,38 +151,23 @@ pub(crate) fn run(args: GuardArgs) -> Result<()> {
         Some(path) => {
             let file =
                 std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            Box::new(
-                std::io::BufReader::new(file)
-                    .lines()
-                    .enumerate()
-                    .filter_map(|(i, line)| {
-                        let line = match line {
-                            Ok(l) if l.trim().is_empty() => return None,
-                            Ok(l) => l,
-                            Err(e) => return Some(Err(e.into())),
-                        };
-                        Some(
-                            serde_json::from_str::<serde_json::Value>(&line)
-                                .ok()
-                                .and_then(|v| {
-                                    v.get("text").and_then(|t| t.as_str()).map(str::to_owned)
-                                })
-                                .with_context(|| {
-                                    format!(
-                                        "line {}: expected a JSON object with a string \"text\"",
-                                        i + 1
-                                    )
-                                }),
-                        )
-                    }),
-            )
+            Box::new(lines(std::io::BufReader::new(file)).filter_map(|line| {
+                let (n, line) = match line {
+                    Ok((_, l)) if l.trim().is_empty() => return None,
+                    Ok(numbered) => numbered,
+                    Err(e) => return Some(Err(e)),
+                };
+                Some(
+                    serde_json::from_str::<serde_json::Value>(&line)
+                        .ok()
+                        .and_then(|v| v.get("text").and_then(|t| t.as_str()).map(str::to_owned))
+                        .with_context(|| {
+                            format!("line {n}: expected a JSON object with a string \"text\"")
+                        }),
+                )
+            }))
         }
-        None => Box::new(
-            std::io::stdin()
-                .lock()
-                .lines()
-                .map(|l| l.map_err(Into::into)),
-        ),
+        None => Box::new(lines(std::io::stdin().lock()).map(|l| l.map(|(_, text)| text))),
     };
     let mut out = std::io::stdout().lock();
     for text in texts {

@@ -213,8 +213,9 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         model.tokenize_raw(&args.prompt)
     } else {
         let req = ChatRequest::builder().user(args.prompt.clone()).build();
-        model.tokenize_raw(&model.render_prompt(&req)?)
+        model.encode_prompt(&req)?
     };
+    let prompt_tokens = ids.len();
     // Log-probabilities of the chosen tokens carry their ids, which `--json` reports.
     let mut stream = model.generate_ids(ids, &sampling, args.json.then_some(0))?;
     let mut stdout = std::io::stdout().lock();
@@ -233,7 +234,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         writeln!(
             stdout,
             "{}",
-            serde_json::json!({"text": text, "ids": out_ids})
+            serde_json::json!({"text": text, "ids": out_ids, "prompt_tokens": prompt_tokens})
         )?;
     } else {
         writeln!(stdout)?;
@@ -377,7 +378,11 @@ pub(crate) async fn chat(args: ChatArgs) -> Result<()> {
 pub(crate) struct TokenizeArgs {
     #[command(flatten)]
     model: ModelName,
-    /// The text; special tokens written in it are parsed, no BOS is added.
+    /// Tokenize as plain text from a user: control-token text such as `<|im_end|>` stays
+    /// text, as message content does in a chat prompt.
+    #[arg(long)]
+    plain: bool,
+    /// The text; special tokens written in it are parsed (unless `--plain`), no BOS is added.
     text: String,
 }
 
@@ -392,7 +397,7 @@ pub(crate) fn tokenize(args: TokenizeArgs) -> Result<()> {
         &args.text,
         any_llm::local::tokenizer::EncodeOptions {
             add_special: false,
-            parse_special: true,
+            parse_special: !args.plain,
         },
     );
     println!("{}", serde_json::to_string(&ids)?);

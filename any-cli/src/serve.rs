@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use any_llm::local::{LocalModelOptions, fetch};
 use any_llm::server::Server;
@@ -36,8 +37,33 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "N")]
     context: Option<usize>,
     /// Requests answered at once; one more gets 503 with Retry-After.
-    #[arg(long, value_name = "N", default_value_t = any_llm::server::DEFAULT_MAX_CONCURRENCY)]
-    max_concurrency: usize,
+    #[arg(long, value_name = "N", default_value_t = any_llm::server::DEFAULT_MAX_CONCURRENCY as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_concurrency: u64,
+    /// A host name requests may carry in `Host` (repeatable; `*` for any). On a loopback
+    /// address the default is localhost, 127.0.0.1 and [::1] only, against DNS rebinding.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    allowed_hosts: Vec<String>,
+    /// An origin whose web pages may call the server through CORS (repeatable;
+    /// `https://app.example`, or `*` for any). Default: none.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
+    /// Seconds a client may take to send a request's headers.
+    #[arg(long, value_name = "SECS", default_value_t = any_llm::server::DEFAULT_HEADER_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Seconds a client may take to send a request's body (408 after).
+    #[arg(long, value_name = "SECS", default_value_t = any_llm::server::DEFAULT_BODY_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    body_timeout: u64,
+    /// Connections open at once; more wait until one closes.
+    #[arg(long, value_name = "N", default_value_t = any_llm::server::DEFAULT_MAX_CONNECTIONS as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Seconds a shutdown (Ctrl-C or SIGTERM) lets requests in flight finish; streams still
+    /// open then end with finish_reason "length".
+    #[arg(long, value_name = "SECS", default_value_t = any_llm::server::DEFAULT_SHUTDOWN_GRACE.as_secs())]
+    shutdown_grace: u64,
 }
 
 pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
@@ -89,7 +115,16 @@ async fn listen(
     id: &str,
     args: ServeArgs,
 ) -> Result<()> {
-    builder = builder.max_concurrency(args.max_concurrency);
+    builder = builder
+        .max_concurrency(usize::try_from(args.max_concurrency).unwrap_or(usize::MAX))
+        .cors_origins(args.cors_origins)
+        .header_timeout(Duration::from_secs(args.header_timeout))
+        .body_timeout(Duration::from_secs(args.body_timeout))
+        .max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX))
+        .shutdown_grace(Duration::from_secs(args.shutdown_grace));
+    if !args.allowed_hosts.is_empty() {
+        builder = builder.allowed_hosts(args.allowed_hosts);
+    }
     if let Some(key) = args.api_key {
         builder = builder.api_key(key);
     }
@@ -101,13 +136,42 @@ async fn listen(
     println!("listening on http://{addr}/v1 (model `{id}`)");
     builder
         .build()
-        .serve(listener, async {
-            if tokio::signal::ctrl_c().await.is_err() {
-                // No signal handler: serve until killed.
-                std::future::pending::<()>().await;
-            }
-            eprintln!("shutting down: finishing the requests in flight");
+        .serve(listener, async move {
+            let signal = shutdown_signal().await;
+            eprintln!(
+                "{signal}: shutting down, finishing the requests in flight (at most {} s)",
+                args.shutdown_grace
+            );
         })
         .await
         .context("serving")
+}
+
+/// Waits for Ctrl-C (SIGINT) or, on Unix, SIGTERM (what service managers and container
+/// runtimes send), and names the one that came. Without signal handlers it never returns:
+/// the server then runs until it is killed.
+async fn shutdown_signal() -> &'static str {
+    let interrupt = async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => "interrupted",
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+                "terminated"
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<&'static str>();
+    tokio::select! {
+        name = interrupt => name,
+        name = terminate => name,
+    }
 }

@@ -42,7 +42,7 @@ fn the_official_openai_client_drives_any_serve() {
         .spawn()
         .expect("`any serve` starts");
     let stdout = child.stdout.take().expect("stdout");
-    let server = Serving(child);
+    let mut server = Serving(child);
     let mut line = String::new();
     BufReader::new(stdout)
         .read_line(&mut line)
@@ -79,5 +79,19 @@ fn the_official_openai_client_drives_any_serve() {
             "case `{case}` did not report ok:\n{stdout}"
         );
     }
-    drop(server);
+
+    // SIGTERM (a service manager stopping it) shuts down gracefully: exit status 0.
+    let pid = server.0.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let status = (0..200)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            server.0.try_wait().expect("waits")
+        })
+        .expect("`any serve` exits within 20 s of SIGTERM");
+    assert!(status.success(), "SIGTERM ended `any serve` with {status}");
 }

@@ -59,7 +59,10 @@ mod verdict;
 pub use embed::{EmbedRequest, EmbedResponse, cosine_similarity};
 pub use error::{BoxError, Error, Result};
 pub use message::{Content, ContentPart, Message, Role, ToolCall};
-pub use request::{ChatRequest, ChatRequestBuilder, ResponseFormat, Sampling, SessionId, UserId};
+pub use request::{
+    ChatRequest, ChatRequestBuilder, MAX_STOP_BYTES, MAX_STOP_SEQUENCES, ResponseFormat, Sampling,
+    SessionId, UserId,
+};
 pub use response::{
     Accumulator, ChatChunk, ChatResponse, FinishReason, TokenLogprob, ToolCallDelta, TopLogprob,
     Usage,

@@ -5,6 +5,12 @@ use serde_json::Value;
 
 use crate::{Error, Extensions, Message, Result, ToolChoice, ToolSpec};
 
+/// The most stop sequences a request may carry ([`ChatRequest::validate`] refuses more).
+pub const MAX_STOP_SEQUENCES: usize = 64;
+
+/// The longest stop sequence a request may carry, in bytes.
+pub const MAX_STOP_BYTES: usize = 1024;
+
 /// How the next tokens are picked. Every field is optional: `None` means the service's
 /// default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -157,7 +163,9 @@ impl ChatRequest {
     }
 
     /// Checks what every service would reject: no messages, sampling parameters out of
-    /// range, a tool choice naming no given tool, a schema that is not an object.
+    /// range, more than [`MAX_STOP_SEQUENCES`] stop sequences or one longer than
+    /// [`MAX_STOP_BYTES`], tools without a name, two tools of one name, tool parameters or a
+    /// response schema that are not objects, a tool choice naming no given tool.
     ///
     /// # Errors
     /// [`Error::InvalidRequest`] naming the parameter, what was expected and what was found.
@@ -200,6 +208,37 @@ impl ChatRequest {
         }
         if matches!(self.tool_choice, Some(ToolChoice::Required)) && self.tools.is_empty() {
             return bad("tool_choice is `required` but the request has no tools".into());
+        }
+        if s.stop.len() > MAX_STOP_SEQUENCES {
+            return bad(format!(
+                "stop has {} sequences; at most {MAX_STOP_SEQUENCES} are accepted",
+                s.stop.len()
+            ));
+        }
+        if let Some(long) = s.stop.iter().find(|s| s.len() > MAX_STOP_BYTES) {
+            return bad(format!(
+                "a stop sequence is {} bytes long; at most {MAX_STOP_BYTES} are accepted",
+                long.len()
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, tool) in self.tools.iter().enumerate() {
+            if tool.name.is_empty() {
+                return bad(format!("tools[{i}] has an empty name"));
+            }
+            if !names.insert(tool.name.as_str()) {
+                return bad(format!(
+                    "tools[{i}]: the name `{}` is given to two tools; a call could not say \
+                     which it means",
+                    tool.name
+                ));
+            }
+            if !tool.parameters.is_object() && !tool.parameters.is_null() {
+                return bad(format!(
+                    "tools[{i}] (`{}`): parameters must be a JSON Schema object, found {}",
+                    tool.name, tool.parameters
+                ));
+            }
         }
         if let ResponseFormat::JsonSchema { schema, name, .. } = &self.response_format
             && !schema.is_object()

@@ -109,7 +109,8 @@ pub(crate) fn normalize(text: &str) -> Normalized {
     let mut pending_space: Option<(usize, usize)> = None;
     for (i, c) in text.char_indices() {
         let range = (i, i + c.len_utf8());
-        if is_invisible(c) {
+        // Combining marks (`g` + U+0301) decorate a letter without changing the word.
+        if is_invisible(c) || get_general_category(c) == GeneralCategory::NonspacingMark {
             continue;
         }
         if is_separator(c) {
@@ -174,11 +175,12 @@ fn fold_leet(text: &mut String) {
     *text = String::from_utf8(bytes).expect("ASCII replaced by ASCII");
 }
 
-/// Folds only what hides a token without changing its case or spacing: full-width forms to
-/// ASCII (`４１１１` to `4111`) and invisible characters dropped. `None` when there is
+/// Folds only what hides a token without changing its case: full-width forms to ASCII
+/// (`４１１１` to `4111`), other spaces to ASCII's and invisible characters dropped. `None` when there is
 /// nothing to fold, which is the common case and costs one scan.
 pub(crate) fn fold_width(text: &str) -> Option<Normalized> {
-    let foldable = |c: char| ('\u{FF01}'..='\u{FF5E}').contains(&c) || is_invisible(c);
+    let foldable =
+        |c: char| ('\u{FF01}'..='\u{FF5E}').contains(&c) || is_invisible(c) || is_wide_space(c);
     if text.is_ascii() || !text.chars().any(foldable) {
         return None;
     }
@@ -191,6 +193,8 @@ pub(crate) fn fold_width(text: &str) -> Option<Normalized> {
         }
         let c = if ('\u{FF01}'..='\u{FF5E}').contains(&c) {
             char::from_u32(c as u32 - 0xFEE0).unwrap_or(c)
+        } else if is_wide_space(c) {
+            ' '
         } else {
             c
         };
@@ -199,6 +203,12 @@ pub(crate) fn fold_width(text: &str) -> Option<Normalized> {
         origin.extend(std::iter::repeat_n(range, out.len() - before));
     }
     Some(Normalized { text: out, origin })
+}
+
+/// A space other than ASCII's (no-break, en, em, thin, ideographic, ...), which would
+/// otherwise split a number a pattern reads with plain spaces.
+fn is_wide_space(c: char) -> bool {
+    !c.is_ascii() && c.is_whitespace()
 }
 
 /// Runs `scan` on `text`, or on its width-folded form with the spans mapped back.

@@ -108,6 +108,7 @@ impl KvCache {
                 cfg.head_dim
             )));
         }
+        check_size(cfg, capacity, ty)?;
         let rows = cfg.n_head_kv * capacity;
         let plane = || match ty {
             KvCacheType::F16 => Plane::F16(vec![0; rows * cfg.head_dim]),
@@ -182,6 +183,39 @@ impl KvCache {
     pub(crate) fn values(&self, layer: usize, head: usize, len: usize) -> KvRows<'_> {
         self.rows(&self.v[layer], head, len)
     }
+}
+
+/// Refuses a cache that cannot be allocated, before trying: one whose size overflows, or
+/// that is larger than the memory the machine has available (Linux's `MemAvailable`), so
+/// that `--context 1000000000` is an error naming the sizes, not an abort.
+fn check_size(cfg: &LlamaConfig, capacity: usize, ty: KvCacheType) -> Result<()> {
+    let bytes = capacity
+        .checked_mul(cfg.n_head_kv)
+        .and_then(|rows| rows.checked_mul(ty.row_bytes(cfg.head_dim)))
+        .and_then(|plane| plane.checked_mul(2 * cfg.n_layer))
+        .and_then(|b| u64::try_from(b).ok());
+    let mib = |b: u64| b / (1 << 20);
+    match (bytes, available_memory()) {
+        (None, _) => Err(Error::InvalidRequest(format!(
+            "a context of {capacity} tokens needs a KV cache larger than this machine can \
+             address; ask for a smaller context"
+        ))),
+        (Some(bytes), Some(available)) if bytes > available => Err(Error::InvalidRequest(format!(
+            "a context of {capacity} tokens needs a {ty} KV cache of {} MiB, and this \
+                 machine has {} MiB available; ask for a smaller context",
+            mib(bytes),
+            mib(available)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The memory the kernel says is available for new allocations, where it says (Linux).
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 #[cfg(test)]

@@ -43,8 +43,8 @@ pub mod tokenizer;
 pub use llama::KvCacheType;
 
 pub use engine::{
-    ChatFuture, DEFAULT_CONTEXT, LocalModel, LocalModelOptions, LogLikelihood, ModelInfo,
-    Perplexity, top_logits,
+    ChatFuture, DEFAULT_CONTEXT, LocalModel, LocalModelOptions, LogLikelihood, MAX_EMBED_INPUTS,
+    MAX_EMBED_TOKENS, ModelInfo, Perplexity, top_logits,
 };
 
 /// The embedded default model (SmolLM2-135M-Instruct, Q4_1), or the model `ANY_MODEL` names,

@@ -66,7 +66,7 @@ impl LlamaConfig {
         let get = |k: &str| md.get_u32(&key(k)).map(|v| v as usize).map_err(e);
         let n_embd = get("embedding_length")?;
         let n_head = get("attention.head_count")?;
-        if n_head == 0 || n_embd % n_head != 0 {
+        if n_head == 0 || n_embd == 0 || n_embd % n_head != 0 {
             return Err(Error::model(format!(
                 "{arch}.embedding_length {n_embd} is not a multiple of attention.head_count {n_head}"
             )));
@@ -108,23 +108,54 @@ impl LlamaConfig {
                 )));
             }
         };
+        // Sizes are checked against the file before anything is allocated from them: each
+        // layer has nine tensors, so a count past the file's tensors is a corrupt header.
+        let n_layer = get("block_count")?;
+        let tensors = file.tensors().len();
+        if n_layer == 0 || n_layer > tensors / 9 {
+            return Err(Error::model(format!(
+                "{arch}.block_count is {n_layer}: expected 1 or more layers, and the file's \
+                 {tensors} tensors hold at most {} (nine tensors each)",
+                tensors / 9
+            )));
+        }
+        let n_ff = get("feed_forward_length")?;
+        if n_ff == 0 || n_vocab == 0 {
+            return Err(Error::model(format!(
+                "{arch}.feed_forward_length is {n_ff} and the vocabulary has {n_vocab} tokens: \
+                 both must be 1 or more"
+            )));
+        }
+        let rms_eps = md
+            .get_opt_f32(&key("attention.layer_norm_rms_epsilon"))
+            .map_err(e)?
+            .unwrap_or(1e-5);
+        if !(rms_eps.is_finite() && rms_eps > 0.0) {
+            return Err(Error::model(format!(
+                "{arch}.attention.layer_norm_rms_epsilon is {rms_eps}: expected a small \
+                 positive number such as 1e-5"
+            )));
+        }
+        let rope_base = md
+            .get_opt_f32(&key("rope.freq_base"))
+            .map_err(e)?
+            .unwrap_or(10_000.0);
+        if !(rope_base.is_finite() && rope_base > 0.0) {
+            return Err(Error::model(format!(
+                "{arch}.rope.freq_base is {rope_base}: expected a positive number such as 10000"
+            )));
+        }
         Ok(LlamaConfig {
             n_vocab,
             n_embd,
-            n_layer: get("block_count")?,
+            n_layer,
             n_head,
             n_head_kv,
             head_dim,
-            n_ff: get("feed_forward_length")?,
+            n_ff,
             n_ctx_train: get("context_length")?,
-            rms_eps: md
-                .get_opt_f32(&key("attention.layer_norm_rms_epsilon"))
-                .map_err(e)?
-                .unwrap_or(1e-5),
-            rope_base: md
-                .get_opt_f32(&key("rope.freq_base"))
-                .map_err(e)?
-                .unwrap_or(10_000.0),
+            rms_eps,
+            rope_base,
             rope_dim,
             rope_freq_scale,
         })

@@ -510,3 +510,119 @@ fn opening_a_corrupt_model_keeps_the_gguf_error_as_its_source() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The llama configuration read from a file of one layer's worth of tensors whose metadata
+/// is a small model's with `changes` made.
+fn llama_config_with(
+    changes: &[(&str, MetadataValue)],
+) -> Result<any_llm_local::llama::LlamaConfig, any_core::Error> {
+    let base = [
+        ("general.architecture", MetadataValue::from("llama")),
+        ("llama.embedding_length", MetadataValue::U32(8)),
+        ("llama.attention.head_count", MetadataValue::U32(2)),
+        ("llama.feed_forward_length", MetadataValue::U32(16)),
+        ("llama.context_length", MetadataValue::U32(32)),
+        ("llama.vocab_size", MetadataValue::U32(4)),
+        ("llama.block_count", MetadataValue::U32(1)),
+    ];
+    let mut w = GgufWriter::new();
+    for (k, v) in &base {
+        let v = changes.iter().find(|(c, _)| c == k).map_or(v, |(_, v)| v);
+        w.add_metadata(*k, v.clone()).unwrap();
+    }
+    for (k, v) in changes {
+        if !base.iter().any(|(b, _)| b == k) {
+            w.add_metadata(*k, v.clone()).unwrap();
+        }
+    }
+    for i in 0..9 {
+        w.add_tensor(
+            format!("blk.0.t{i}"),
+            &[1],
+            GgmlType::F32,
+            f32_bytes(&[0.0]),
+        )
+        .unwrap();
+    }
+    let file = GgufFile::from_bytes(w.to_bytes()).unwrap();
+    any_llm_local::llama::LlamaConfig::from_gguf(&file)
+}
+
+#[test]
+fn model_sizes_and_constants_that_make_no_sense_are_named() {
+    assert!(llama_config_with(&[]).is_ok());
+    let cases = [
+        (
+            "llama.block_count",
+            MetadataValue::U32(0),
+            "block_count is 0",
+        ),
+        (
+            "llama.block_count",
+            MetadataValue::U32(1 << 31),
+            "block_count is 2147483648",
+        ),
+        (
+            "llama.embedding_length",
+            MetadataValue::U32(0),
+            "embedding_length 0",
+        ),
+        (
+            "llama.feed_forward_length",
+            MetadataValue::U32(0),
+            "feed_forward_length is 0",
+        ),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            MetadataValue::F32(f32::NAN),
+            "layer_norm_rms_epsilon is NaN",
+        ),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            MetadataValue::F32(-1e-5),
+            "layer_norm_rms_epsilon is -0.00001",
+        ),
+        (
+            "llama.rope.freq_base",
+            MetadataValue::F32(0.0),
+            "rope.freq_base is 0",
+        ),
+        (
+            "llama.rope.freq_base",
+            MetadataValue::F32(-10.0),
+            "rope.freq_base is -10",
+        ),
+    ];
+    for (key, value, expected) in cases {
+        let err = llama_config_with(&[(key, value.clone())])
+            .expect_err(&format!("{key} = {value:?} is refused"))
+            .to_string();
+        assert!(err.contains(expected), "{key} = {value:?}: {err}");
+    }
+}
+
+#[test]
+fn paths_that_are_not_files_are_named_without_blocking() {
+    let dir = std::env::temp_dir().join(format!("any-gguf-notfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("model.gguf");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    for (path, found) in [
+        (dir.as_path(), "a directory"),
+        (fifo.as_path(), "a FIFO"),
+        (std::path::Path::new("/dev/zero"), "a device"),
+    ] {
+        let err = GgufFile::open(path).unwrap_err();
+        assert!(matches!(err, GgufError::NotAFile { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .contains(&format!("{found}, not a regular file")),
+            "{err}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -399,3 +399,42 @@ async fn what_cannot_be_enforced_is_named() {
         .unwrap_err();
     assert!(matches!(err, Error::InvalidRequest(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn self_referencing_schemas_are_refused_by_name_without_internals() {
+    let cycles = [
+        json!({"$ref": "#"}),
+        json!({"$ref": "#/$defs/a", "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}}),
+        json!({"type": "object", "properties": {"x": {"allOf": [{"$ref": "#"}]}}, "allOf": [{"$ref": "#"}]}),
+    ];
+    for schema in cycles {
+        let err = model()
+            .chat(schema_request("x", "cyclic", &schema, 10))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, Error::InvalidRequest(_) | Error::Unsupported(_)),
+            "{schema}: {err:?}"
+        );
+        assert!(text.contains("$ref"), "{schema}: {text}");
+        assert!(text.len() < 400, "{schema}: {text}");
+        let tools = ChatRequest::builder()
+            .user("x")
+            .tool(any_core::ToolSpec::new("t", "a tool", schema.clone()))
+            .tool_choice(any_core::ToolChoice::Required)
+            .max_tokens(10)
+            .build();
+        let err = model().chat(tools).await.unwrap_err();
+        assert!(err.to_string().contains("$ref"), "{schema}: {err}");
+        assert!(err.to_string().len() < 400, "{schema}: {err}");
+    }
+    // Recursion through a property is a tree, which has values: still accepted.
+    let tree = json!({"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string"},
+        "children": {"type": "array", "items": {"$ref": "#"}}}});
+    model()
+        .chat(schema_request("A tree", "tree", &tree, 8))
+        .await
+        .expect("a recursive schema with values is accepted");
+}

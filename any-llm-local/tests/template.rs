@@ -229,3 +229,22 @@ fn jinja_features_of_real_templates_render_as_jinja2_does() {
          \"object\",\n        \"properties\": {}\n    }\n}\n1. User: hi;\n2. Assistant: yo\n"
     );
 }
+
+#[test]
+fn a_template_that_loops_without_end_stops_with_a_named_error() {
+    let looping = ChatTemplate::new(
+        "{% for i in range(10000) %}{% for j in range(10000) %}{{ '' }}{% endfor %}{% endfor %}",
+    )
+    .expect("parses");
+    let err = looping
+        .render(
+            &list(json!([{"role": "user", "content": "hi"}])),
+            None,
+            true,
+            "",
+            "",
+        )
+        .unwrap_err();
+    assert!(matches!(err, TemplateError::TooLong), "{err:?}");
+    assert!(err.to_string().contains("limit of"), "{err}");
+}

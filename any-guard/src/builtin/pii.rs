@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use any_core::Span;
 use regex::Regex;
 
-use super::{from_findings, push_disjoint, standalone};
+use super::{Findings, from_findings, standalone};
 use crate::redact::{RedactionMap, disjoint};
 use crate::{Check, Guardrail, StreamScope, Subject};
 
@@ -211,7 +211,7 @@ impl Pii {
     }
 
     fn scan_plain(&self, text: &str) -> Vec<Span> {
-        let mut spans = Vec::new();
+        let mut found = Findings::default();
         for &kind in &self.kinds {
             let label = kind.label();
             match kind {
@@ -220,7 +220,7 @@ impl Pii {
                         let digits: Vec<u8> =
                             m.as_str().bytes().filter(u8::is_ascii_digit).collect();
                         if card_shaped(&digits) && luhn(&digits) {
-                            push_disjoint(&mut spans, m.start(), m.end(), label);
+                            found.push(m.start(), m.end(), label);
                         }
                     }
                 }
@@ -232,12 +232,7 @@ impl Pii {
                         loop {
                             let compact: String = candidate.chars().filter(|c| *c != ' ').collect();
                             if iban_valid(&compact) {
-                                push_disjoint(
-                                    &mut spans,
-                                    m.start(),
-                                    m.start() + candidate.len(),
-                                    label,
-                                );
+                                found.push(m.start(), m.start() + candidate.len(), label);
                                 break;
                             }
                             match candidate.rfind(' ') {
@@ -250,21 +245,21 @@ impl Pii {
                 PiiKind::Ssn => {
                     for m in SSN.find_iter(text) {
                         if ssn_valid(m.as_str()) && standalone(text, m.start(), m.end(), b"-") {
-                            push_disjoint(&mut spans, m.start(), m.end(), label);
+                            found.push(m.start(), m.end(), label);
                         }
                     }
                 }
                 PiiKind::Email => {
                     for m in EMAIL.find_iter(text) {
-                        push_disjoint(&mut spans, m.start(), m.end(), label);
+                        found.push(m.start(), m.end(), label);
                     }
                 }
                 PiiKind::Phone => {
-                    let found = PHONE_INTL
+                    let candidates = PHONE_INTL
                         .find_iter(text)
                         .chain(PHONE_NANP.find_iter(text))
                         .chain(PHONE_NATIONAL.find_iter(text));
-                    for m in found {
+                    for m in candidates {
                         // Digits of the number itself, without an extension.
                         let number = m.as_str().split(['x', 'e']).next().unwrap_or("");
                         let digits = number.bytes().filter(u8::is_ascii_digit).count();
@@ -272,7 +267,7 @@ impl Pii {
                             && !NOT_PHONE.is_match(m.as_str())
                             && standalone(text, m.start(), m.end(), b"")
                         {
-                            push_disjoint(&mut spans, m.start(), m.end(), label);
+                            found.push(m.start(), m.end(), label);
                         }
                     }
                 }
@@ -281,7 +276,7 @@ impl Pii {
                         if m.as_str().parse::<Ipv4Addr>().is_ok()
                             && standalone(text, m.start(), m.end(), b".")
                         {
-                            push_disjoint(&mut spans, m.start(), m.end(), label);
+                            found.push(m.start(), m.end(), label);
                         }
                     }
                     for m in IPV6.find_iter(text) {
@@ -291,14 +286,13 @@ impl Pii {
                             && s.parse::<Ipv6Addr>().is_ok()
                             && standalone(text, m.start(), m.end(), b":")
                         {
-                            push_disjoint(&mut spans, m.start(), m.end(), label);
+                            found.push(m.start(), m.end(), label);
                         }
                     }
                 }
             }
         }
-        spans.sort_by_key(|s| s.start);
-        spans
+        found.into_spans()
     }
 
     /// Redacts `text` with numbered placeholders (`[EMAIL_1]`) recorded in `map`, so the
@@ -405,6 +399,21 @@ mod tests {
             ("CREDIT_CARD".into(), "\u{FF14}111\u{200B}1111 1111 1111")
         );
         assert_eq!(found[1], ("EMAIL".into(), "ADA@EXAMPLE.COM"));
+    }
+
+    #[test]
+    fn other_spaces_do_not_split_a_card_number() {
+        for space in ['\u{2002}', '\u{A0}', '\u{2009}', '\u{3000}'] {
+            let card = format!("4111{space}1111{space}1111{space}1111");
+            let text = format!("pay with {card} today");
+            let found = labels(&text);
+            assert_eq!(
+                found,
+                [("CREDIT_CARD".into(), card.as_str())],
+                "U+{:04X}",
+                space as u32
+            );
+        }
     }
 
     #[test]

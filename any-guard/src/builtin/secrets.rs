@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use any_core::Span;
 use regex::Regex;
 
-use super::{from_findings, push_disjoint, standalone};
+use super::{Findings, from_findings, standalone};
 use crate::{Check, Guardrail, StreamScope, Subject};
 
 /// Known token shapes, most specific first, with their labels.
@@ -112,10 +112,10 @@ impl Secrets {
     }
 
     fn scan_plain(&self, text: &str) -> Vec<Span> {
-        let mut spans = Vec::new();
+        let mut found = Findings::default();
         for (label, re) in PATTERNS.iter() {
             for m in re.find_iter(text) {
-                push_disjoint(&mut spans, m.start(), m.end(), label);
+                found.push(m.start(), m.end(), label);
             }
         }
         if let Some(threshold) = self.entropy_threshold {
@@ -125,12 +125,11 @@ impl Secrets {
                     && s.bytes().any(|b| b.is_ascii_uppercase())
                     && s.bytes().any(|b| b.is_ascii_lowercase());
                 if mixed && entropy(s) >= threshold && standalone(text, m.start(), m.end(), b"") {
-                    push_disjoint(&mut spans, m.start(), m.end(), "HIGH_ENTROPY");
+                    found.push(m.start(), m.end(), "HIGH_ENTROPY");
                 }
             }
         }
-        spans.sort_by_key(|s| s.start);
-        spans
+        found.into_spans()
     }
 }
 

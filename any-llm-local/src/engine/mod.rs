@@ -1,10 +1,12 @@
 //! [`LocalModel`]: a GGUF model on this machine's CPU, as a chat service, an embedder and a
 //! scorer.
 
+mod prompt;
 mod stop;
 mod worker;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, mpsc};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -27,13 +29,23 @@ use worker::{Generate, Job, ToolMode, Worker};
 /// cache small.
 pub const DEFAULT_CONTEXT: usize = 4096;
 
+/// The most texts one embeddings request may carry (as many as OpenAI's API takes); more is
+/// an [`Error::InvalidRequest`] naming the limit.
+pub const MAX_EMBED_INPUTS: usize = 2048;
+
+/// The most tokens one embeddings request may hold across its texts; more is an
+/// [`Error::InvalidRequest`] naming the limit. A request within it still runs for minutes on
+/// a small CPU, so a client that leaves stops its request between sequences and batches.
+pub const MAX_EMBED_TOKENS: usize = 1 << 18;
+
 /// How to open a [`LocalModel`].
 #[derive(Debug, Clone, Default)]
 pub struct LocalModelOptions {
     /// Context window in tokens; default the model's training context capped at
     /// [`DEFAULT_CONTEXT`].
     pub context: Option<usize>,
-    /// Threads for the matrix work; default all cores.
+    /// Threads for the matrix work; default all cores, and never more than the cores the
+    /// machine runs at once (a larger number is capped, with a warning).
     pub threads: Option<usize>,
     /// The type the KV cache holds keys and values in; default f16 (llama.cpp's default).
     /// [`KvCacheType::Q8_0`] halves the cache and its reads, so a long context decodes faster.
@@ -123,6 +135,8 @@ struct Inner {
     tokenizer: Tokenizer,
     template: ChatTemplate,
     jobs: mpsc::Sender<Job>,
+    /// Tokens the inference thread has run through the model.
+    evaluated: Arc<AtomicU64>,
     /// llguidance's view of the vocabulary, built on the first constrained request.
     grammar: OnceLock<std::result::Result<Arc<GrammarEngine>, String>>,
 }
@@ -174,11 +188,20 @@ impl LocalModel {
                 "the context window must be at least 1 token".into(),
             ));
         }
-        let threads = options
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut threads = options.threads.unwrap_or(cores);
         if threads == 0 {
             return Err(Error::InvalidRequest("threads must be at least 1".into()));
+        }
+        // More threads than cores only take turns on them, and every matrix product waits
+        // for the slowest: hundreds of them make each step crawl.
+        if threads > cores {
+            tracing::warn!(
+                asked = threads,
+                cores,
+                "more threads asked for than this machine runs at once; using {cores}"
+            );
+            threads = cores;
         }
         let pool = Pool::new(threads)
             .map_err(|e| Error::model(format!("cannot start the thread pool: {e}")))?;
@@ -193,7 +216,15 @@ impl LocalModel {
                     .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
             });
         let (tx, rx) = mpsc::channel();
-        let worker = Worker::new(llama, tokenizer.clone(), context, options.kv_cache, pool)?;
+        let evaluated = Arc::new(AtomicU64::new(0));
+        let worker = Worker::new(
+            llama,
+            tokenizer.clone(),
+            context,
+            options.kv_cache,
+            pool,
+            evaluated.clone(),
+        )?;
         std::thread::Builder::new()
             .name("any-local-engine".into())
             .spawn(move || worker.run(rx))
@@ -213,6 +244,7 @@ impl LocalModel {
                 template,
                 jobs: tx,
                 grammar: OnceLock::new(),
+                evaluated,
             }),
         })
     }
@@ -220,6 +252,13 @@ impl LocalModel {
     /// What this model is.
     pub fn info(&self) -> &ModelInfo {
         &self.inner.info
+    }
+
+    /// How many tokens the model has run through its layers since it was opened: prompts
+    /// (less the prefix reused from the cache), generated tokens, embedded and scored texts.
+    /// A figure for metrics, and how a test sees that a request given up on stopped early.
+    pub fn evaluated_tokens(&self) -> u64 {
+        self.inner.evaluated.load(Ordering::Relaxed)
     }
 
     /// The model's tokenizer.
@@ -232,6 +271,12 @@ impl LocalModel {
         &self.inner.template
     }
 
+    /// Token ids of `text` as plain text from a user: control-token text in it stays text,
+    /// BOS only if the model asks for it.
+    pub fn tokenize_text(&self, text: &str) -> Vec<u32> {
+        self.inner.tokenizer.encode(text, EncodeOptions::default())
+    }
+
     /// Token ids of `text` as the model's raw input: special tokens parsed, BOS only if the
     /// model asks for it.
     pub fn tokenize_raw(&self, text: &str) -> Vec<u32> {
@@ -242,43 +287,6 @@ impl LocalModel {
                 parse_special: true,
             },
         )
-    }
-
-    /// The prompt a chat request renders to, through the model's template.
-    ///
-    /// # Errors
-    /// [`Error::InvalidRequest`] when the template rejects the conversation.
-    pub fn render_prompt(&self, req: &ChatRequest) -> Result<String> {
-        let messages: Vec<serde_json::Value> = req
-            .messages
-            .iter()
-            .map(|m| {
-                let mut v = serde_json::to_value(m).map_err(Error::from)?;
-                // Templates expect `content` to be a string.
-                v["content"] = serde_json::Value::String(m.content.text().into_owned());
-                Ok(v)
-            })
-            .collect::<Result<_>>()?;
-        let tools: Vec<serde_json::Value> = req
-            .tools
-            .iter()
-            .map(|t| {
-                serde_json::json!({"type": "function", "function": {
-                    "name": t.name, "description": t.description, "parameters": t.parameters}})
-            })
-            .collect();
-        let tok = &self.inner.tokenizer;
-        let piece = |id: Option<u32>| id.and_then(|i| tok.token_text(i)).unwrap_or("").to_owned();
-        self.inner
-            .template
-            .render(
-                &messages,
-                (!tools.is_empty()).then_some(&tools[..]),
-                true,
-                &piece(tok.bos_id()),
-                &piece(tok.eos_id()),
-            )
-            .map_err(|e| Error::InvalidRequest(e.to_string()))
     }
 
     fn send(&self, job: Job) -> Result<()> {
@@ -495,14 +503,35 @@ impl LocalModel {
     /// Mean-pooled, L2-normalised final hidden states of each text.
     ///
     /// # Errors
-    /// [`Error::InvalidRequest`] for an empty text; [`Error::ContextLengthExceeded`] for one
-    /// longer than the context window.
+    /// [`Error::InvalidRequest`] for an empty text, more than [`MAX_EMBED_INPUTS`] texts or
+    /// more than [`MAX_EMBED_TOKENS`] tokens in all; [`Error::ContextLengthExceeded`] for a
+    /// text longer than the context window.
     pub async fn embed_texts(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenize_raw(t)).collect();
+        let seqs = self.embed_inputs(texts)?;
+        self.ask(|reply| Job::Embed { seqs, reply }).await
+    }
+
+    /// The token ids of each text to embed, within the limits.
+    fn embed_inputs(&self, texts: &[String]) -> Result<Vec<Vec<u32>>> {
+        if texts.len() > MAX_EMBED_INPUTS {
+            return Err(Error::InvalidRequest(format!(
+                "{} inputs in one embeddings request; the limit is {MAX_EMBED_INPUTS} \
+                 (MAX_EMBED_INPUTS): split them over several requests",
+                texts.len()
+            )));
+        }
+        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| self.tokenize_text(t)).collect();
+        let total: usize = seqs.iter().map(Vec::len).sum();
+        if total > MAX_EMBED_TOKENS {
+            return Err(Error::InvalidRequest(format!(
+                "the inputs of this embeddings request hold {total} tokens in all; the limit is \
+                 {MAX_EMBED_TOKENS} (MAX_EMBED_TOKENS): split them over several requests"
+            )));
+        }
         for s in &seqs {
             self.check_context(s.len(), 0)?;
         }
-        self.ask(|reply| Job::Embed { seqs, reply }).await
+        Ok(seqs)
     }
 
     /// llguidance's view of this model's vocabulary (built once, on first use).
@@ -538,7 +567,7 @@ impl LocalModel {
         let inline_calls =
             !source.contains("tool_calls") && req.messages.iter().any(|m| !m.tool_calls.is_empty());
         let prompt = match plan.as_ref().and_then(Plan::tools) {
-            None if !inline_calls => self.render_prompt(&req)?,
+            None if !inline_calls => self.encode_prompt(&req)?,
             tools => {
                 let mut req = req.clone();
                 if inline_calls {
@@ -553,11 +582,10 @@ impl LocalModel {
                         !source.contains("tools"),
                     );
                 }
-                self.render_prompt(&req)?
+                self.encode_prompt(&req)?
             }
         };
-        let ids = self.tokenize_raw(&prompt);
-        self.generate_constrained(ids, &req.sampling, req.logprobs, constraint, tool_mode)
+        self.generate_constrained(prompt, &req.sampling, req.logprobs, constraint, tool_mode)
     }
 }
 
@@ -722,8 +750,9 @@ impl tower::Service<EmbedRequest> for LocalModel {
     fn call(&mut self, req: EmbedRequest) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let tokens: usize = req.inputs.iter().map(|t| this.tokenize_raw(t).len()).sum();
-            let mut embeddings = this.embed_texts(&req.inputs).await?;
+            let seqs = this.embed_inputs(&req.inputs)?;
+            let tokens: usize = seqs.iter().map(Vec::len).sum();
+            let mut embeddings = this.ask(|reply| Job::Embed { seqs, reply }).await?;
             if let Some(d) = req.dimensions {
                 for e in &mut embeddings {
                     e.truncate(d as usize);

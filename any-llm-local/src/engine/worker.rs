@@ -123,6 +123,13 @@ pub(crate) struct Worker {
     logits: Vec<f32>,
     /// The last token's hidden state, copied out of the scratch for the output head.
     last: Vec<f32>,
+    /// Tokens run through the model so far, shared with the [`LocalModel`](super::LocalModel).
+    evaluated: Arc<AtomicU64>,
+}
+
+/// The error a job that was given up on stops with; nobody is left to read it.
+fn cancelled_error() -> Error {
+    Error::model("the request was cancelled")
 }
 
 impl Worker {
@@ -132,6 +139,7 @@ impl Worker {
         context: usize,
         kv_cache: KvCacheType,
         pool: Pool,
+        evaluated: Arc<AtomicU64>,
     ) -> Result<Self> {
         let kv = KvCache::new(llama.config(), context, kv_cache)?;
         Ok(Worker {
@@ -143,6 +151,7 @@ impl Worker {
             canonical: 0,
             logits: Vec::new(),
             last: Vec::new(),
+            evaluated,
         })
     }
 
@@ -162,10 +171,24 @@ impl Worker {
                 }
             }
             Job::Score { ids, from, reply } => {
-                let _ = reply.send(self.score(&ids, from));
+                if !reply.is_closed() {
+                    let _ = reply.send(self.score(&ids, from));
+                }
             }
             Job::Embed { seqs, reply } => {
-                let _ = reply.send(seqs.iter().map(|s| self.embed(s)).collect());
+                // A caller that went away (a dropped request) stops the batch between
+                // sequences and between prefill batches within one.
+                let mut out = Vec::with_capacity(seqs.len());
+                for s in &seqs {
+                    match self.embed(s, &|| reply.is_closed()) {
+                        Ok(e) => out.push(e),
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                let _ = reply.send(Ok(out));
             }
             Job::TimePrefill { ids, reply } => {
                 let _ = reply.send(self.time_prefill(&ids));
@@ -203,8 +226,16 @@ impl Worker {
     /// sequence would split it (at multiples of [`PREFILL_BATCH`]); the last batch's hidden
     /// states stay in the scratch.
     fn eval(&mut self, ids: &[u32]) -> Result<()> {
+        self.eval_unless(ids, &|| false)
+    }
+
+    /// [`Worker::eval`], stopping between batches once `cancelled` says so.
+    fn eval_unless(&mut self, ids: &[u32], cancelled: &dyn Fn() -> bool) -> Result<()> {
         let mut done = 0;
         while done < ids.len() {
+            if cancelled() {
+                return Err(cancelled_error());
+            }
             let start = self.kv.len;
             let end = (start / PREFILL_BATCH + 1) * PREFILL_BATCH;
             let batch = &ids[done..ids.len().min(done + end - start)];
@@ -218,6 +249,8 @@ impl Worker {
     fn forward(&mut self, batch: &[u32]) -> Result<()> {
         let start = self.kv.len;
         self.llama.forward(batch, &mut self.kv, &mut self.scratch)?;
+        self.evaluated
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.cached.extend_from_slice(batch);
         if batch.len() > 1 && self.canonical == start {
             self.canonical += batch.len();
@@ -248,6 +281,8 @@ impl Worker {
         self.cached.clear();
         let start = Instant::now();
         self.llama.forward(ids, &mut self.kv, &mut self.scratch)?;
+        self.evaluated
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
         self.cached.extend_from_slice(ids);
         let d = self.n_embd();
         let h = self.scratch.hidden();
@@ -271,6 +306,7 @@ impl Worker {
             let token = sampler::argmax(&self.logits);
             self.llama
                 .forward(&[token], &mut self.kv, &mut self.scratch)?;
+            self.evaluated.fetch_add(1, Ordering::Relaxed);
             self.cached.push(token);
         }
         Ok(start.elapsed())
@@ -288,6 +324,10 @@ impl Worker {
             mut constraint,
             tool_mode,
         } = g;
+        // The caller may have left while the job waited in the queue.
+        if chunks.is_closed() {
+            return Ok(());
+        }
         // Reuse the longest cached prefix, but always evaluate at least the last prompt token:
         // its logits pick the first new token.
         let common = self
@@ -305,7 +345,7 @@ impl Worker {
             reuse -= 1;
         }
         self.truncate(reuse);
-        self.eval(&prompt[reuse..])?;
+        self.eval_unless(&prompt[reuse..], &|| chunks.is_closed())?;
 
         let mut sampler = Sampler::new(sampler);
         for &t in &prompt {
@@ -401,6 +441,7 @@ impl Worker {
             }
             self.llama
                 .forward(&[token], &mut self.kv, &mut self.scratch)?;
+            self.evaluated.fetch_add(1, Ordering::Relaxed);
             self.cached.push(token);
         };
         let mut tail = decoder.flush();
@@ -492,7 +533,7 @@ impl Worker {
         Ok(Scored { logprobs, greedy })
     }
 
-    fn embed(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
+    fn embed(&mut self, ids: &[u32], cancelled: &dyn Fn() -> bool) -> Result<Vec<f32>> {
         self.truncate(0);
         if ids.is_empty() {
             return Err(Error::InvalidRequest("cannot embed an empty text".into()));
@@ -500,6 +541,9 @@ impl Worker {
         let d = self.n_embd();
         let mut sum = vec![0.0f32; d];
         for batch in ids.chunks(PREFILL_BATCH) {
+            if cancelled() {
+                return Err(cancelled_error());
+            }
             self.forward(batch)?;
             for row in self.scratch.hidden().chunks_exact(d) {
                 sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);

@@ -23,6 +23,15 @@ pub enum GgufError {
         #[source]
         source: std::io::Error,
     },
+    /// The path names a directory, a device, a FIFO or a socket: nothing a model is read
+    /// from (and a FIFO would block the open until a writer came).
+    #[error("GGUF file {}: {found}, not a regular file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead: `a directory`, `a FIFO`, `a device`, ...
+        found: &'static str,
+    },
     /// The file does not start with `GGUF`.
     #[error(
         "not a GGUF file: expected magic bytes 47 47 55 46 (\"GGUF\"), found {}",

@@ -166,6 +166,14 @@ impl GgufFile {
             path: path.to_owned(),
             source,
         };
+        // Checked before opening: opening a FIFO blocks until something writes to it.
+        let kind = std::fs::metadata(path).map_err(io)?.file_type();
+        if !kind.is_file() {
+            return Err(GgufError::NotAFile {
+                path: path.to_owned(),
+                found: file_kind(kind),
+            });
+        }
         let file = File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         // Mapping an empty file fails on some platforms; it is not GGUF either way.
@@ -260,4 +268,26 @@ fn map_file(file: &File) -> std::io::Result<Mmap> {
     // truncating a model file while it is open is undefined behaviour for every mmap-based
     // loader; like llama.cpp we document that model files must not be modified while in use.
     unsafe { Mmap::map(file) }
+}
+
+/// What a path that is not a regular file is, for the error naming it.
+fn file_kind(kind: std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return "a device";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+    }
+    if kind.is_dir() {
+        "a directory"
+    } else {
+        "something other than a file"
+    }
 }

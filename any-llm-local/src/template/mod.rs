@@ -44,6 +44,11 @@ pub const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + messa
     {{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 const NAME: &str = "chat_template";
+
+/// How many instructions one render may run: a real template over a long conversation
+/// takes a few hundred thousand; a template that loops without end (nested `range(10000)`)
+/// stops here, after about a second, with [`TemplateError::TooLong`].
+pub const TEMPLATE_FUEL: u64 = 5_000_000;
 const PROBE: &str = "\u{1}probe-text\u{1}";
 
 /// A `Result` whose error is [`TemplateError`].
@@ -77,6 +82,12 @@ pub enum TemplateError {
         /// What went wrong.
         message: String,
     },
+    /// The render ran past [`TEMPLATE_FUEL`] instructions.
+    #[error(
+        "the chat template ran past its limit of {TEMPLATE_FUEL} steps (a loop that does \
+         not end, or a conversation far too long)"
+    )]
+    TooLong,
     /// A message is not a JSON object.
     #[error("message {index} is not a JSON object with a role: {found}")]
     BadMessage {
@@ -136,6 +147,7 @@ impl ChatTemplate {
     pub fn new(source: &str) -> Result<Self> {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(
@@ -321,6 +333,9 @@ fn convert(err: &Error, source: &str, compiling: bool) -> TemplateError {
                 None => s.to_owned(),
             }
         });
+    if err.kind() == ErrorKind::OutOfFuel {
+        return TemplateError::TooLong;
+    }
     let syntax = compiling || err.kind() == ErrorKind::SyntaxError;
     let message = match err.detail() {
         Some(detail) if syntax => detail.to_owned(),

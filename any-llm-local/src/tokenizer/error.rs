@@ -68,6 +68,16 @@ pub enum TokenizerError {
         /// The vocabulary size.
         vocab_size: usize,
     },
+    /// One prompt's messages hold more distinct control-token texts and private-use chars
+    /// than there are placeholders for them.
+    #[error(
+        "the messages hold more than {limit} distinct control-token texts and private-use \
+         chars; they cannot be kept apart from the template's own control tokens"
+    )]
+    TooManyEscapes {
+        /// How many placeholders there are.
+        limit: usize,
+    },
 }
 
 /// The typed error stays reachable as the [`any_core::Error::Model`]'s

@@ -12,6 +12,9 @@
 //! Special tokens (control and user-defined types) are found in the input before either
 //! algorithm runs and are never split; control tokens only when the caller asks
 //! ([`EncodeOptions::parse_special`]), since text from users should not be able to forge them.
+//! A rendered chat prompt mixes both: [`Tokenizer::escape_special`] marks the text that came
+//! from messages before rendering and [`Tokenizer::encode_escaped`] parses control tokens only
+//! in the template's own text.
 //! The rules follow llama.cpp's, and the tests hold the ids to llama.cpp's on the default model.
 //!
 //! ```no_run
@@ -29,6 +32,7 @@
 mod bpe;
 mod decode;
 mod error;
+mod escape;
 mod gguf;
 mod pretokenize;
 mod special;
@@ -39,6 +43,7 @@ use std::sync::Arc;
 
 pub use decode::{DecodeOptions, StreamDecoder};
 pub use error::{Result, TokenizerError};
+pub use escape::Escapes;
 pub use pretokenize::PreTokenizer;
 
 use special::{Fragment, SpecialMatcher};
@@ -163,8 +168,9 @@ pub struct EncodeOptions {
     /// Add BOS in front and EOS at the end where the model asks for them
     /// ([`Tokenizer::add_bos`], [`Tokenizer::add_eos`]).
     pub add_special: bool,
-    /// Match control tokens written in the text (`<|im_start|>`) as those tokens. Set it for
-    /// rendered chat templates; leave it off for text from users.
+    /// Match control tokens written in the text (`<|im_start|>`) as those tokens. Leave it
+    /// off for text from users; a rendered chat prompt holds both, and is encoded with
+    /// [`Tokenizer::encode_escaped`].
     pub parse_special: bool,
 }
 
@@ -336,20 +342,32 @@ impl Tokenizer {
 
     /// Encodes `text` to token ids.
     pub fn encode(&self, text: &str, options: EncodeOptions) -> Vec<u32> {
-        let inner = &*self.inner;
-        let mut out = Vec::with_capacity(text.len() / 3 + 2);
-        if options.add_special && inner.add_bos {
-            out.extend(inner.bos);
-        }
         let mut fragments = Vec::new();
-        inner
+        self.inner
             .specials
             .partition(text, options.parse_special, &mut fragments);
+        self.encode_fragments(&fragments, options.add_special)
+    }
+
+    /// Token ids of text already split around its special tokens.
+    fn encode_fragments(&self, fragments: &[Fragment<'_>], add_special: bool) -> Vec<u32> {
+        let inner = &*self.inner;
+        let len: usize = fragments
+            .iter()
+            .map(|f| match f {
+                Fragment::Text(t) => t.len() / 3,
+                Fragment::Token(_) => 1,
+            })
+            .sum();
+        let mut out = Vec::with_capacity(len + 2);
+        if add_special && inner.add_bos {
+            out.extend(inner.bos);
+        }
         match &inner.model {
             Model::Bpe(bpe) => {
                 let mut scratch = bpe::Scratch::default();
                 let mut words = Vec::new();
-                for fragment in fragments {
+                for &fragment in fragments {
                     match fragment {
                         Fragment::Token(id) => out.push(id),
                         Fragment::Text(t) => {
@@ -368,7 +386,7 @@ impl Tokenizer {
                 // control token.
                 let mut after_special = true;
                 let mut buf = String::new();
-                for fragment in fragments {
+                for &fragment in fragments {
                     match fragment {
                         Fragment::Token(id) => {
                             out.push(id);
@@ -392,7 +410,7 @@ impl Tokenizer {
                 }
             }
         }
-        if options.add_special && inner.add_eos {
+        if add_special && inner.add_eos {
             out.extend(inner.eos);
         }
         out

@@ -20,6 +20,8 @@ pub(crate) struct SpecialMatcher {
     /// User-defined tokens only: matched always, as they are ordinary vocabulary a
     /// model adds (llama.cpp does the same).
     user: Option<(AhoCorasick, Vec<u32>)>,
+    /// Control and unknown tokens: the ones text from a message must not produce.
+    control: Option<(AhoCorasick, Vec<u32>)>,
 }
 
 fn build(vocab: &Vocab, keep: impl Fn(TokenType) -> bool) -> Option<(AhoCorasick, Vec<u32>)> {
@@ -60,7 +62,15 @@ impl SpecialMatcher {
                 )
             }),
             user: build(vocab, |t| t == TokenType::UserDefined),
+            control: build(vocab, |t| {
+                matches!(t, TokenType::Control | TokenType::Unknown)
+            }),
         }
+    }
+
+    /// The matcher of control and unknown tokens' texts, if the vocabulary has any.
+    pub(crate) fn control(&self) -> Option<&(AhoCorasick, Vec<u32>)> {
+        self.control.as_ref()
     }
 
     /// Splits `text` into text fragments and the special tokens between them.

@@ -73,9 +73,25 @@ impl ApiError {
     }
 }
 
+/// The status and error object a client is sent for `err`. A server-side failure's message
+/// is cut to its first line (at most 300 bytes): what follows in a backend's message (a
+/// parser's state, a grammar) is for the log, which gets the whole error, not for clients.
+pub(crate) fn public_error(err: &Error) -> (u16, ErrorObject) {
+    let (status, mut object) = ErrorObject::from_error(err);
+    if status >= 500 {
+        let line = object.message.lines().next().unwrap_or("").trim_end();
+        let line = match line.char_indices().nth(300) {
+            Some((cut, _)) => format!("{}…", &line[..cut]),
+            None => line.to_owned(),
+        };
+        object.message = line;
+    }
+    (status, object)
+}
+
 impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
-        let (status, object) = ErrorObject::from_error(&err);
+        let (status, object) = public_error(&err);
         if status >= 500 {
             tracing::warn!(error = %err, status, "request failed");
         } else {

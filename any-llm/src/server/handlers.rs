@@ -38,12 +38,20 @@ pub(super) async fn authorize(State(state): State<AppState>, req: Request, next:
     let Some(key) = &state.0.api_key else {
         return next.run(req).await;
     };
-    let given = req
+    // The scheme is case-insensitive (RFC 9110); a key without it is not a bearer token.
+    let header = req
         .headers()
         .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes())
-        .map(|v| v.strip_prefix(b"Bearer ").unwrap_or(v));
+        .map(|v| v.as_bytes());
+    let given = header.and_then(|v| {
+        let (scheme, rest) = v.split_at_checked(7)?;
+        scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
+    });
     match given {
+        None if header.is_some() => ApiError::unauthorized(
+            "the Authorization header is not `Bearer <key>`: send the key as a bearer token",
+        )
+        .into_response(),
         None => ApiError::unauthorized(
             "no API key: send it as the header `Authorization: Bearer <key>`",
         )
@@ -167,7 +175,8 @@ pub(super) async fn chat_completions(
             Some(Err(e)) => return Err(e.into()),
             None => None,
         };
-        let body = sse::body(first, chunks, completion, include_usage, permit);
+        let ending = state.0.ending.subscribe();
+        let body = sse::body(first, chunks, completion, include_usage, permit, ending);
         Ok((
             [
                 (

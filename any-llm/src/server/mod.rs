@@ -13,8 +13,17 @@
 //! Every failure is an OpenAI error object, `{"error": {"message", "type", "param",
 //! "code"}}`, with the status an OpenAI client expects (the table is on
 //! [`ErrorObject::from_error`](crate::wire::openai::ErrorObject::from_error)); the server's
-//! own refusals are 401 (missing or wrong key), 404 (unknown model or route), 405, 413 (body
-//! over the limit) and 503 with `Retry-After` (every request slot taken).
+//! own refusals are 401 (missing or wrong key), 403 (a `Host` it does not answer to), 404
+//! (unknown model or route), 405, 413 (body over the limit), 415 (a POST body not sent as
+//! `application/json`) and 503 with `Retry-After` (every request slot taken).
+//!
+//! # Browsers
+//!
+//! A server on a loopback address answers only the `Host`s `localhost`, `127.0.0.1` and
+//! `[::1]` ([`ServerBuilder::allowed_hosts`] changes that), so a web page cannot reach it by
+//! DNS rebinding; POST bodies must be `application/json`, which a page cannot send to
+//! another origin without a CORS preflight; and CORS is off until
+//! [`ServerBuilder::cors_origins`] names the origins allowed.
 //!
 //! ```no_run
 //! use any_llm::server::Server;
@@ -58,11 +67,13 @@
 
 mod error;
 mod handlers;
+mod listen;
+mod origin;
 mod sse;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use any_core::{
     ChatRequest, ChatService, ChatStream, EmbedRequest, EmbedResponse, EmbedService, Error,
@@ -81,6 +92,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 << 20;
 
 /// The concurrency bound when none is set.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
+
+pub use listen::{
+    DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_GRACE,
+};
 
 /// The model id when none is set.
 pub const DEFAULT_MODEL_ID: &str = "default";
@@ -104,8 +119,12 @@ pub fn router<S: ChatService>(chat: S) -> Router {
     Server::builder().chat(chat).build().into_router()
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then stops accepting
-/// connections and waits for the requests in flight (streams included) to finish.
+/// Serves `router` on `listener` (HTTP/1.1) until `shutdown` completes, then stops
+/// accepting connections and waits for the requests in flight to finish, for at most
+/// [`DEFAULT_SHUTDOWN_GRACE`]. A client gets [`DEFAULT_HEADER_TIMEOUT`] to send its headers;
+/// at most [`DEFAULT_MAX_CONNECTIONS`] connections are open at once. [`Server::serve`] does
+/// the same with its own settings, and also ends its streams properly at the end of the
+/// grace period and bounds how long a body may take.
 ///
 /// # Errors
 /// An I/O error from the listener.
@@ -113,9 +132,8 @@ pub async fn serve<F>(listener: TcpListener, router: Router, shutdown: F) -> std
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = listen::Limits::new(DEFAULT_MAX_BODY_BYTES);
+    listen::run(listener, router, shutdown, limits, || {}).await
 }
 
 /// A configured OpenAI-compatible server; build one with [`Server::builder`], then
@@ -123,7 +141,9 @@ where
 #[derive(Clone)]
 pub struct Server {
     state: AppState,
-    max_body_bytes: usize,
+    limits: listen::Limits,
+    hosts: Option<Vec<String>>,
+    cors: Vec<String>,
 }
 
 impl std::fmt::Debug for Server {
@@ -135,7 +155,9 @@ impl std::fmt::Debug for Server {
             .field("models", &s.models)
             .field("api_key", &s.api_key.as_ref().map(|_| "<set>"))
             .field("max_concurrency", &s.max_concurrency)
-            .field("max_body_bytes", &self.max_body_bytes)
+            .field("limits", &self.limits)
+            .field("allowed_hosts", &self.hosts)
+            .field("cors_origins", &self.cors)
             .finish()
     }
 }
@@ -149,8 +171,10 @@ impl Server {
             embed: None,
             models: Vec::new(),
             api_key: None,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            limits: listen::Limits::new(DEFAULT_MAX_BODY_BYTES),
+            hosts: None,
+            cors: Vec::new(),
         }
     }
 
@@ -160,8 +184,14 @@ impl Server {
         &self.state.0.models
     }
 
-    /// The axum router, to serve or to nest in a larger app.
+    /// The axum router, to serve or to nest in a larger app. It checks `Host` only against
+    /// names set with [`ServerBuilder::allowed_hosts`] ([`Server::serve`] adds the loopback
+    /// names when it listens on a loopback address).
     pub fn into_router(self) -> Router {
+        let origins = origin::Origins {
+            hosts: self.hosts.map(Into::into),
+            cors: self.cors.into(),
+        };
         let v1 = Router::new()
             .route("/v1/chat/completions", post(handlers::chat_completions))
             .route("/v1/embeddings", post(handlers::embeddings))
@@ -176,19 +206,40 @@ impl Server {
             .route("/health", get(handlers::health))
             .fallback(handlers::not_found)
             .method_not_allowed_fallback(handlers::method_not_allowed)
-            .layer(DefaultBodyLimit::max(self.max_body_bytes))
+            .layer(DefaultBodyLimit::max(self.limits.max_body_bytes))
+            .layer(axum::middleware::from_fn_with_state(
+                self.limits,
+                listen::read_body,
+            ))
+            .layer(axum::middleware::from_fn_with_state(origins, origin::check))
             .with_state(self.state)
     }
 
-    /// Serves on `listener` until `shutdown` completes; see [`serve`].
+    /// Serves on `listener` until `shutdown` completes; see [`serve`]. On a loopback
+    /// address, and unless [`ServerBuilder::allowed_hosts`] says otherwise, only requests
+    /// whose `Host` is `localhost`, `127.0.0.1` or `[::1]` are answered (403 otherwise), so a
+    /// web page cannot reach the server by DNS rebinding.
     ///
     /// # Errors
     /// An I/O error from the listener.
-    pub async fn serve<F>(self, listener: TcpListener, shutdown: F) -> std::io::Result<()>
+    pub async fn serve<F>(mut self, listener: TcpListener, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        serve(listener, self.into_router(), shutdown).await
+        if self.hosts.is_none() && listener.local_addr()?.ip().is_loopback() {
+            self.hosts = Some(
+                origin::LOOPBACK_HOSTS
+                    .iter()
+                    .map(|h| (*h).to_owned())
+                    .collect(),
+            );
+        }
+        let limits = self.limits;
+        let state = self.state.clone();
+        let end_streams = move || {
+            let _ = state.0.ending.send(true);
+        };
+        listen::run(listener, self.into_router(), shutdown, limits, end_streams).await
     }
 }
 
@@ -199,8 +250,10 @@ pub struct ServerBuilder {
     embed: Option<EmbedBox>,
     models: Vec<String>,
     api_key: Option<String>,
-    max_body_bytes: usize,
     max_concurrency: usize,
+    limits: listen::Limits,
+    hosts: Option<Vec<String>>,
+    cors: Vec<String>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -210,8 +263,10 @@ impl std::fmt::Debug for ServerBuilder {
             .field("embeddings", &self.embed.is_some())
             .field("models", &self.models)
             .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
-            .field("max_body_bytes", &self.max_body_bytes)
             .field("max_concurrency", &self.max_concurrency)
+            .field("limits", &self.limits)
+            .field("allowed_hosts", &self.hosts)
+            .field("cors_origins", &self.cors)
             .finish()
     }
 }
@@ -252,7 +307,36 @@ impl ServerBuilder {
 
     /// The largest request body accepted (413 beyond). Default [`DEFAULT_MAX_BODY_BYTES`].
     pub fn max_body_bytes(mut self, bytes: usize) -> Self {
-        self.max_body_bytes = bytes;
+        self.limits.max_body_bytes = bytes;
+        self
+    }
+
+    /// How long a client may take to send a request's headers; the connection is closed
+    /// after that. Default [`DEFAULT_HEADER_TIMEOUT`].
+    pub fn header_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.header_timeout = timeout;
+        self
+    }
+
+    /// How long a client may take to send a request's body; 408 after that. Default
+    /// [`DEFAULT_BODY_TIMEOUT`].
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.body_timeout = timeout;
+        self
+    }
+
+    /// How many connections are open at once (at least 1); more wait in the listen backlog
+    /// until one closes. Default [`DEFAULT_MAX_CONNECTIONS`].
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.limits.max_connections = connections.max(1);
+        self
+    }
+
+    /// How long a shutdown lets requests in flight finish. After it, each open stream ends
+    /// with `finish_reason: "length"` (and its usage, and `[DONE]`), and a moment later the
+    /// connections still open are closed. Default [`DEFAULT_SHUTDOWN_GRACE`].
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.limits.grace = grace;
         self
     }
 
@@ -261,6 +345,32 @@ impl ServerBuilder {
     /// [`DEFAULT_MAX_CONCURRENCY`].
     pub fn max_concurrency(mut self, requests: usize) -> Self {
         self.max_concurrency = requests.max(1);
+        self
+    }
+
+    /// The host names (without port; `*` for any) a request's `Host` may carry; others get
+    /// 403 `host_not_allowed`. Default: on a loopback address `localhost`, `127.0.0.1` and
+    /// `[::1]` (against DNS rebinding), elsewhere any.
+    pub fn allowed_hosts<I, T>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        let hosts = hosts.into_iter().map(|h| h.into().to_ascii_lowercase());
+        self.hosts = Some(hosts.collect());
+        self
+    }
+
+    /// Origins (`https://app.example`, or `*` for any) whose web pages may call the server:
+    /// CORS preflights from them are answered and responses carry
+    /// `Access-Control-Allow-Origin`. Default: none, so browsers keep other origins' pages
+    /// from reading answers.
+    pub fn cors_origins<I, T>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.cors = origins.into_iter().map(Into::into).collect();
         self
     }
 
@@ -283,10 +393,13 @@ impl ServerBuilder {
                 api_key: self.api_key,
                 slots: Arc::new(Semaphore::new(self.max_concurrency)),
                 max_concurrency: self.max_concurrency,
-                max_body_bytes: self.max_body_bytes,
+                max_body_bytes: self.limits.max_body_bytes,
                 created,
+                ending: tokio::sync::watch::Sender::new(false),
             })),
-            max_body_bytes: self.max_body_bytes,
+            limits: self.limits,
+            hosts: self.hosts,
+            cors: self.cors,
         }
     }
 }
@@ -306,6 +419,8 @@ struct Shared {
     max_concurrency: usize,
     max_body_bytes: usize,
     created: u64,
+    /// Set at the end of a shutdown's grace period; open streams watch it.
+    ending: tokio::sync::watch::Sender<bool>,
 }
 
 fn clone_service<T: Clone>(slot: &Mutex<T>) -> T {

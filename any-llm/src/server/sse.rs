@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::json_bytes;
-use crate::wire::openai::{ChatCompletionChunk, Completion, ErrorObject};
+use crate::wire::openai::{ChatCompletionChunk, Completion};
 
 /// Where the stream is.
 enum Phase {
@@ -32,6 +32,8 @@ struct State {
     include_usage: bool,
     usage: Option<Usage>,
     finished: bool,
+    /// Turns true when a shutdown's grace period is over: the answer then ends here.
+    ending: tokio::sync::watch::Receiver<bool>,
     // Held until the stream ends or is dropped: a stream occupies a request slot.
     _permit: OwnedSemaphorePermit,
 }
@@ -45,6 +47,26 @@ fn event(bytes: &Bytes) -> Bytes {
 }
 
 impl State {
+    /// The service's next chunk; at the end of a shutdown's grace period, a `length`
+    /// finish instead (the answer was cut short), with generation cancelled.
+    async fn next_or_end(&mut self) -> Option<any_core::Result<ChatChunk>> {
+        let ending = tokio::select! {
+            biased;
+            next = self.chunks.next() => return next,
+            ended = async { self.ending.wait_for(|e| *e).await.is_ok() } => ended,
+        };
+        if !ending {
+            // The server is gone without ending us: go on to the end of the answer.
+            return self.chunks.next().await;
+        }
+        if !self.finished {
+            tracing::info!("server shutting down: a streamed answer ends unfinished");
+            self.chunks = ChatStream::from_chunks(Vec::new());
+            return Some(Ok(ChatChunk::finish(FinishReason::Length, None)));
+        }
+        None
+    }
+
     /// The event for a service chunk, or `None` if it says nothing on the wire.
     fn chunk_event(&mut self, chunk: ChatChunk) -> Option<Bytes> {
         if chunk.usage.is_some() {
@@ -67,6 +89,7 @@ pub(super) fn body(
     completion: Completion,
     include_usage: bool,
     permit: OwnedSemaphorePermit,
+    ending: tokio::sync::watch::Receiver<bool>,
 ) -> Body {
     let state = State {
         phase: Phase::Role,
@@ -76,6 +99,7 @@ pub(super) fn body(
         include_usage,
         usage: None,
         finished: false,
+        ending,
         _permit: permit,
     };
     let events = futures_util::stream::unfold(state, |mut st| {
@@ -93,7 +117,7 @@ pub(super) fn body(
                             return Some((e, st));
                         }
                     }
-                    Phase::Chunks => match st.chunks.next().await {
+                    Phase::Chunks => match st.next_or_end().await {
                         Some(Ok(chunk)) => {
                             st.phase = Phase::Chunks;
                             if let Some(e) = st.chunk_event(chunk) {
@@ -102,7 +126,7 @@ pub(super) fn body(
                         }
                         Some(Err(err)) => {
                             tracing::warn!(error = %err, "a streamed answer failed");
-                            let (_, object) = ErrorObject::from_error(&err);
+                            let (_, object) = super::error::public_error(&err);
                             return Some((event(&json_bytes(&object.into_response())), st));
                         }
                         None => {

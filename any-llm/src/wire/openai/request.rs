@@ -88,6 +88,11 @@ pub struct ChatCompletionRequest {
     /// An id for the end user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Biases by token id (`{"50256": -100}`). Read so that it is refused rather than
+    /// silently ignored: keys must be token ids and values in -100..=100, and a non-empty
+    /// map is unsupported (the vocabulary has no logit bias).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logit_bias: Option<serde_json::Map<String, Value>>,
 }
 
 /// Options for a streamed answer.
@@ -408,6 +413,28 @@ impl ChatCompletionRequest {
             }
             _ => None,
         };
+        if let Some(bias) = &self.logit_bias {
+            for (key, value) in bias {
+                if key.parse::<u32>().is_err() {
+                    return bad(format!(
+                        "logit_bias keys must be token ids (non-negative integers), found {key:?}"
+                    ));
+                }
+                if !value
+                    .as_f64()
+                    .is_some_and(|v| (-100.0..=100.0).contains(&v))
+                {
+                    return bad(format!(
+                        "logit_bias[{key:?}] must be a number between -100 and 100, found {value}"
+                    ));
+                }
+            }
+            if !bias.is_empty() {
+                return Err(Error::Unsupported(
+                    "logit_bias is not supported by this server".into(),
+                ));
+            }
+        }
         let messages = self
             .messages
             .into_iter()
@@ -560,6 +587,7 @@ impl ChatCompletionRequest {
             stream: None,
             stream_options: None,
             user: req.extensions.get::<UserId>().map(|u| u.0.clone()),
+            logit_bias: None,
         }
     }
 }

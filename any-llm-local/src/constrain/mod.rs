@@ -24,6 +24,8 @@
 //! `oneOf` is enforced as `anyOf` (what `schemars` emits for enums with data, whose branches
 //! exclude each other anyway); `chat_typed` validates the result against the real schema.
 
+mod cycles;
+
 use std::sync::Arc;
 
 use any_core::{Error, ResponseFormat, Result, ToolChoice, ToolSpec};
@@ -184,6 +186,7 @@ impl GrammarEngine {
     /// [`Error::Unsupported`] naming what llguidance cannot enforce (a schema keyword, say);
     /// [`Error::InvalidRequest`] for a grammar that cannot be built from the request.
     pub(crate) fn constraint(&self, plan: &Plan) -> Result<Constraint> {
+        refuse_cycles(plan)?;
         let grammar = match plan {
             Plan::Json(schema) => TopLevelGrammar::from_json_schema(with_compact_options(schema)),
             Plan::ToolCall(tools) => TopLevelGrammar::from_lark(tool_call_grammar(tools, false)?),
@@ -195,13 +198,15 @@ impl GrammarEngine {
                 Plan::ToolCall(_) | Plan::ToolOrText(_) => "the tools' parameter schemas",
             };
             Error::Unsupported(format!(
-                "the local backend cannot constrain output to {what}: {e}"
+                "the local backend cannot constrain output to {what}: {}",
+                summary(&e.to_string())
             ))
         })?;
         let matcher = Matcher::new(Ok(parser));
         if let Some(e) = matcher.get_error() {
             return Err(Error::Unsupported(format!(
-                "the local backend cannot constrain output: {e}"
+                "the local backend cannot constrain output: {}",
+                summary(&e)
             )));
         }
         Ok(Constraint {
@@ -383,12 +388,52 @@ impl Constraint {
     }
 }
 
-/// llguidance's error, kept as the source.
+/// llguidance's error, kept as the source; the message carries only its first line, as
+/// the rest is the parser's internal state, which a client must not see.
 fn constraint_err<E>(e: E) -> Error
 where
     E: std::fmt::Display + Into<any_core::BoxError>,
 {
-    Error::model_with_source(format!("constrained decoding: {e}"), e)
+    Error::model_with_source(
+        format!("constrained decoding: {}", summary(&e.to_string())),
+        e,
+    )
+}
+
+/// The first line of an llguidance message, at most 300 bytes: what went wrong, without the
+/// parser state and grammar dump that follow it.
+fn summary(message: &str) -> String {
+    let line = message.lines().next().unwrap_or("").trim();
+    match line.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_owned(),
+    }
+}
+
+/// [`Error::InvalidRequest`] naming the chain of `$ref`s when a schema of `plan` refers to
+/// itself without reaching a value.
+fn refuse_cycles(plan: &Plan) -> Result<()> {
+    let refuse = |what: String, chain: Vec<String>| {
+        Error::InvalidRequest(format!(
+            "{what}: `$ref` cycle {} never reaches a value (recursion must go through a \
+             property or an array item)",
+            chain.join(" -> ")
+        ))
+    };
+    match plan {
+        Plan::Json(schema) => match cycles::find(schema) {
+            Some(chain) => Err(refuse("the JSON Schema".into(), chain)),
+            None => Ok(()),
+        },
+        Plan::ToolCall(tools) | Plan::ToolOrText(tools) => {
+            tools
+                .iter()
+                .try_for_each(|t| match cycles::find(&t.parameters) {
+                    Some(chain) => Err(refuse(format!("tool `{}` parameters", t.name), chain)),
+                    None => Ok(()),
+                })
+        }
+    }
 }
 
 #[cfg(test)]
