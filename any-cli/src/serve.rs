@@ -41,7 +41,7 @@ pub(crate) struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     max_concurrency: u64,
     /// A host name requests may carry in `Host` (repeatable; `*` for any). On a loopback
-    /// address the default is localhost, 127.0.0.1 and [::1] only, against DNS rebinding.
+    /// address the default is localhost, 127.0.0.1 and `[::1]` only, against DNS rebinding.
     #[arg(long = "allowed-host", value_name = "NAME")]
     allowed_hosts: Vec<String>,
     /// An origin whose web pages may call the server through CORS (repeatable;
