@@ -283,6 +283,30 @@ fn to_record(row: &Row) -> Result<MemoryRecord> {
 /// Rows fetched per round trip while `visit` reads them.
 const PAGE: i32 = 256;
 
+/// The rows of a scored query (the record's columns, then the score), as hits that pass the
+/// query's filter, until `top_k` are found.
+async fn scored_rows(
+    conn: &mut Object,
+    sql: &str,
+    args: &[Box<dyn ToSql + Sync + Send>],
+    query: &SearchQuery,
+) -> Result<Vec<Scored>> {
+    let mut hits = Vec::new();
+    each_row(conn, sql, args, |row| {
+        let record = to_record(row)?;
+        if passes(query.filter.as_ref(), &record) {
+            let score: f64 = row.try_get(10).map_err(|e| engine("reading a score", e))?;
+            hits.push(Scored {
+                record,
+                score: score as f32,
+            });
+        }
+        Ok(hits.len() < query.top_k)
+    })
+    .await?;
+    Ok(hits)
+}
+
 /// Runs `sql`, handing rows to `visit` until it says stop. Rows come through a portal a page
 /// at a time, so stopping early leaves the rest on the server (a plain row stream dropped
 /// half-read is drained to its end by the client).
@@ -352,20 +376,7 @@ impl PostgresStore {
         sql.push_str(" ORDER BY score DESC, m.id");
         push_limit(&mut sql, query.filter.is_none(), query.top_k);
         let mut conn = self.conn().await?;
-        let mut hits = Vec::new();
-        each_row(&mut conn, &sql, &args, |row| {
-            let record = to_record(row)?;
-            if passes(query.filter.as_ref(), &record) {
-                let score: f64 = row.try_get(10).map_err(|e| engine("reading a score", e))?;
-                hits.push(Scored {
-                    record,
-                    score: score as f32,
-                });
-            }
-            Ok(hits.len() < query.top_k)
-        })
-        .await?;
-        Ok(hits)
+        scored_rows(&mut conn, &sql, &args, query).await
     }
 
     async fn vector(&self, query: &SearchQuery) -> Result<Vec<Scored>> {
@@ -423,20 +434,7 @@ impl PostgresStore {
         scope_sql(&query.scope, &mut sql, &mut args);
         sql.push_str(" ORDER BY m.embedding::vector <=> $1::real[]::vector, m.id");
         push_limit(&mut sql, query.filter.is_none(), query.top_k);
-        let mut hits = Vec::new();
-        each_row(&mut conn, &sql, &args, |row| {
-            let record = to_record(row)?;
-            if passes(query.filter.as_ref(), &record) {
-                let score: f64 = row.try_get(10).map_err(|e| engine("reading a score", e))?;
-                hits.push(Scored {
-                    record,
-                    score: score as f32,
-                });
-            }
-            Ok(hits.len() < query.top_k)
-        })
-        .await?;
-        Ok(hits)
+        scored_rows(&mut conn, &sql, &args, query).await
     }
 }
 
