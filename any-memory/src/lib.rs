@@ -59,6 +59,7 @@ pub mod conformance;
 mod embedded;
 mod error;
 mod filter;
+mod hnsw;
 mod in_memory;
 pub mod layer;
 #[cfg(feature = "postgres")]
@@ -72,6 +73,7 @@ mod store;
 pub use embedded::Embedded;
 pub use error::{MemoryError, Result};
 pub use filter::Filter;
+pub use hnsw::HnswParams;
 pub use in_memory::InMemoryStore;
 pub use layer::{Memory, MemoryLayer, MemoryPolicy, ResponseFuture, ServiceBuilderExt};
 #[cfg(feature = "postgres")]
@@ -79,5 +81,5 @@ pub use postgres::{PostgresOptions, PostgresStore};
 pub use record::{MemoryId, MemoryRecord, MemoryUpdate, NewMemory, Scope, now_millis};
 pub use search::{ListQuery, RRF_K, Retrieval, Scored, SearchQuery, fuse_rrf};
 #[cfg(feature = "sqlite")]
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, VectorSearch};
 pub use store::{BoxFuture, MemoryStore};

@@ -23,7 +23,10 @@ mod sqlite {
     use std::process::{Command, Stdio};
 
     use any_core::Role;
-    use any_memory::{ListQuery, MemoryStore, NewMemory, Scope, SearchQuery, SqliteStore};
+    use any_memory::{
+        HnswParams, ListQuery, MemoryStore, NewMemory, Scope, SearchQuery, SqliteStore,
+        VectorSearch,
+    };
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn conformance_in_a_file() {
@@ -37,6 +40,112 @@ mod sqlite {
     async fn conformance_in_memory_database() {
         let r = conformance::run(Arc::new(SqliteStore::open_in_memory().unwrap())).await;
         assert!(r.is_ok(), "{}", r.unwrap_err());
+    }
+
+    /// The index answers even the suite's small scopes.
+    fn always_indexed(store: SqliteStore) -> SqliteStore {
+        store.with_vector_search(VectorSearch::Approximate {
+            params: HnswParams::default(),
+            min_records: 1,
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance_with_the_vector_index_always_on() {
+        let store = always_indexed(SqliteStore::open_in_memory().unwrap());
+        let r = conformance::run(Arc::new(store)).await;
+        assert!(r.is_ok(), "{}", r.unwrap_err());
+    }
+
+    /// Seeded points around a few centres, as embeddings cluster.
+    fn clustered(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut x = seed;
+        let mut unit = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        let centres: Vec<Vec<f32>> = (0..20)
+            .map(|_| (0..dims).map(|_| unit()).collect())
+            .collect();
+        (0..n)
+            .map(|i| centres[i % 20].iter().map(|c| c + 0.5 * unit()).collect())
+            .collect()
+    }
+
+    /// The index agrees with the exact scan, follows this store's writes, and notices another
+    /// connection's.
+    #[tokio::test]
+    async fn the_vector_index_agrees_with_the_scan_and_follows_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.db");
+        let indexed = always_indexed(SqliteStore::open(&path).unwrap());
+        let exact = SqliteStore::open(&path)
+            .unwrap()
+            .with_vector_search(VectorSearch::Exact);
+        let (ada, bob) = (Scope::user("ada"), Scope::user("bob"));
+        let vectors = clustered(3000, 48, 3);
+        let batch = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let scope = if i % 2 == 0 { &ada } else { &bob };
+                NewMemory::new(scope.clone(), Role::User, format!("record {i}"))
+                    .embedding(v.clone())
+            })
+            .collect();
+        indexed.add_many(batch).await.unwrap();
+        assert_eq!(indexed.build_vector_index().await.unwrap(), 3000);
+        let queries = clustered(40, 48, 99);
+        let (mut agree, mut total) = (0, 0);
+        for q in &queries {
+            let ask = SearchQuery::vector(ada.clone(), q.clone()).top_k(10);
+            let truth = exact.search(ask.clone()).await.unwrap();
+            let got = indexed.search(ask).await.unwrap();
+            assert!(
+                got.iter()
+                    .all(|h| h.record.scope.user.as_deref() == Some("ada"))
+            );
+            for t in &truth {
+                total += 1;
+                if let Some(g) = got.iter().find(|g| g.record.id == t.record.id) {
+                    agree += 1;
+                    assert!(
+                        (g.score - t.score).abs() < 1e-4,
+                        "{} vs {}",
+                        g.score,
+                        t.score
+                    );
+                }
+            }
+        }
+        assert!(
+            agree as f64 >= 0.9 * total as f64,
+            "recall@10 {agree}/{total}"
+        );
+        // This store's own writes: an added record is found, a deleted one is not.
+        let probe = vec![3.0; 48];
+        let added = indexed
+            .add(NewMemory::new(ada.clone(), Role::User, "probe").embedding(probe.clone()))
+            .await
+            .unwrap();
+        let top = |s: SqliteStore, v: Vec<f32>| async move {
+            s.search(SearchQuery::vector(Scope::user("ada"), v).top_k(1))
+                .await
+                .unwrap()
+                .remove(0)
+                .record
+        };
+        assert_eq!(top(indexed.clone(), probe.clone()).await.id, added.id);
+        assert!(indexed.delete(&added.id).await.unwrap());
+        assert_ne!(top(indexed.clone(), probe.clone()).await.id, added.id);
+        // Another connection's write is seen on the next search.
+        let other = exact
+            .add(NewMemory::new(ada.clone(), Role::User, "elsewhere").embedding(probe.clone()))
+            .await
+            .unwrap();
+        assert_eq!(top(indexed.clone(), probe).await.id, other.id);
     }
 
     #[tokio::test]

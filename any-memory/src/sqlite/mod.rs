@@ -1,5 +1,9 @@
 //! [`SqliteStore`]: one SQLite file, the embedded default (feature `sqlite`).
 
+mod vector;
+
+pub use vector::VectorSearch;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -9,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::filter::passes;
 use crate::in_memory::recent;
 use crate::record::{now_millis, role_from_str};
-use crate::search::{TopK, cosine, finish, fuse_rrf, hybrid_candidates, words};
+use crate::search::{finish, fuse_rrf, hybrid_candidates, words};
 use crate::{
     BoxFuture, ListQuery, MemoryError, MemoryId, MemoryRecord, MemoryStore, MemoryUpdate,
     NewMemory, Result, Retrieval, Scope, Scored, SearchQuery,
@@ -59,8 +63,10 @@ const COLUMNS: &str = "m.id, m.user_id, m.agent_id, m.session_id, m.role, m.text
 /// - **Keyword search:** an FTS5 index kept beside the rows by triggers (Porter stemming,
 ///   Unicode folding), ranked by BM25; the query's words are OR-ed, so a record sharing any
 ///   word is a candidate.
-/// - **Vector search:** embeddings stored as little-endian `f32` blobs in the row, searched
-///   by an exact cosine scan over the scope's records.
+/// - **Vector search:** embeddings stored as little-endian `f32` blobs in the row. Small
+///   stores are scanned exactly (cosine over the scope's embeddings); from 20,000 embeddings
+///   on, an HNSW index kept in memory answers ([`VectorSearch`] says when and how; the index
+///   is rebuilt from the file, never stored in it).
 /// - **Concurrency:** one connection behind a mutex; calls run on tokio's blocking pool. Other
 ///   processes may open the same file (a 5 s busy timeout waits for their writes).
 ///
@@ -85,6 +91,8 @@ const COLUMNS: &str = "m.id, m.user_id, m.agent_id, m.session_id, m.role, m.text
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: Option<PathBuf>,
+    vectors: VectorSearch,
+    ann: Arc<Mutex<vector::Ann>>,
 }
 
 fn engine(what: &str, e: rusqlite::Error) -> MemoryError {
@@ -155,7 +163,35 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path,
+            vectors: VectorSearch::default(),
+            ann: Arc::default(),
         })
+    }
+
+    /// Sets how vector searches are answered (by default, [`VectorSearch::default`]: an
+    /// HNSW index from 20,000 embeddings on).
+    #[must_use]
+    pub fn with_vector_search(mut self, how: VectorSearch) -> Self {
+        self.vectors = how;
+        self.ann = Arc::default();
+        self
+    }
+
+    /// Builds the vector index now, whatever the store's size, rather than on the first
+    /// search that needs it (which then waits for the build: about a minute per 500,000
+    /// 384-dimension embeddings on one core). Returns how many embeddings it holds; 0 with
+    /// [`VectorSearch::Exact`], or when the file holds embeddings of several lengths (which
+    /// only the exact scan searches).
+    ///
+    /// # Errors
+    /// [`MemoryError::Backend`] when the rows cannot be read.
+    pub async fn build_vector_index(&self) -> Result<usize> {
+        let VectorSearch::Approximate { params, .. } = self.vectors else {
+            return Ok(0);
+        };
+        let ann = Arc::clone(&self.ann);
+        self.with(move |conn| vector::lock(&ann).build(conn, params))
+            .await
     }
 
     /// Checks the file: SQLite's `PRAGMA integrity_check` on the tables and indexes, and
@@ -356,27 +392,6 @@ fn keyword(conn: &Connection, query: &SearchQuery) -> Result<Vec<Scored>> {
     Ok(hits)
 }
 
-fn vector(conn: &Connection, query: &SearchQuery) -> Result<Vec<Scored>> {
-    let q = query.vector.as_deref().unwrap_or_default();
-    let mut args = Vec::new();
-    let mut sql = format!("SELECT {COLUMNS} FROM memories m WHERE m.embedding IS NOT NULL");
-    scope_sql(&query.scope, &mut sql, &mut args);
-    let mut top = TopK::new(query.top_k);
-    each_record(conn, &sql, &args, |record, _| {
-        if passes(query.filter.as_ref(), &record)
-            && let Some(e) = &record.embedding
-        {
-            top.push(cosine(q, &record, e)?, record);
-        }
-        Ok(true)
-    })?;
-    Ok(top
-        .into_sorted()
-        .into_iter()
-        .map(|(score, record)| Scored { record, score })
-        .collect())
-}
-
 fn parse_id(id: &MemoryId) -> Option<i64> {
     id.0.parse().ok()
 }
@@ -387,6 +402,7 @@ impl MemoryStore for SqliteStore {
             for m in &memories {
                 m.validate()?;
             }
+            let ann = Arc::clone(&self.ann);
             self.with(move |conn| {
                 let now = now_millis();
                 let tx = conn
@@ -420,6 +436,12 @@ impl MemoryStore for SqliteStore {
                     }
                 }
                 tx.commit().map_err(|e| engine("committing records", e))?;
+                let mut ann = vector::lock(&ann);
+                for record in &added {
+                    if let Some(key) = parse_id(&record.id) {
+                        ann.wrote(key, Some(record));
+                    }
+                }
                 Ok(added)
             })
             .await
@@ -470,6 +492,7 @@ impl MemoryStore for SqliteStore {
         Box::pin(async move {
             let missing = || MemoryError::NotFound(id.0.clone());
             let rowid = parse_id(id).ok_or_else(missing)?;
+            let ann = Arc::clone(&self.ann);
             let changed = self
                 .with(move |conn| {
                     let tx = conn
@@ -492,6 +515,7 @@ impl MemoryStore for SqliteStore {
                     )
                     .map_err(|e| engine("updating a record", e))?;
                     tx.commit().map_err(|e| engine("committing an update", e))?;
+                    vector::lock(&ann).wrote(rowid, Some(&record));
                     Ok(Some(record))
                 })
                 .await?;
@@ -504,10 +528,14 @@ impl MemoryStore for SqliteStore {
             let Some(rowid) = parse_id(id) else {
                 return Ok(false);
             };
+            let ann = Arc::clone(&self.ann);
             self.with(move |conn| {
-                conn.execute("DELETE FROM memories WHERE id = ?1", [rowid])
+                let deleted = conn
+                    .execute("DELETE FROM memories WHERE id = ?1", [rowid])
                     .map(|n| n > 0)
-                    .map_err(|e| engine("deleting a record", e))
+                    .map_err(|e| engine("deleting a record", e))?;
+                vector::lock(&ann).wrote(rowid, None);
+                Ok(deleted)
             })
             .await
         })
@@ -517,15 +545,19 @@ impl MemoryStore for SqliteStore {
         Box::pin(async move {
             scope.require_some("clear")?;
             let scope = scope.clone();
+            let ann = Arc::clone(&self.ann);
             self.with(move |conn| {
                 let mut args = Vec::new();
                 let mut sql = String::from("DELETE FROM memories AS m WHERE 1 = 1");
                 scope_sql(&scope, &mut sql, &mut args);
                 let params: Vec<&dyn ToSql> =
                     args.iter().map(|a| a.as_ref() as &dyn ToSql).collect();
-                conn.execute(&sql, params.as_slice())
+                let n = conn
+                    .execute(&sql, params.as_slice())
                     .map(|n| n as u64)
-                    .map_err(|e| engine("clearing a scope", e))
+                    .map_err(|e| engine("clearing a scope", e))?;
+                vector::lock(&ann).invalidate();
+                Ok(n)
             })
             .await
         })
@@ -542,12 +574,16 @@ impl MemoryStore for SqliteStore {
                 }
                 Retrieval::Vector => {
                     let q = query.clone();
-                    self.with(move |conn| vector(conn, &q)).await?
+                    let (ann, how) = (Arc::clone(&self.ann), self.vectors);
+                    self.with(move |conn| vector::search(conn, &ann, how, &q))
+                        .await?
                 }
                 Retrieval::Hybrid => {
                     let wide = hybrid_candidates(&query);
+                    let (ann, how) = (Arc::clone(&self.ann), self.vectors);
                     self.with(move |conn| {
-                        Ok(fuse_rrf(&[keyword(conn, &wide)?, vector(conn, &wide)?]))
+                        let vector = vector::search(conn, &ann, how, &wide)?;
+                        Ok(fuse_rrf(&[keyword(conn, &wide)?, vector]))
                     })
                     .await?
                 }
