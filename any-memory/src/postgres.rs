@@ -1,6 +1,7 @@
 //! [`PostgresStore`]: the store many app instances share (feature `postgres`).
 
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use serde_json::Value;
@@ -12,8 +13,8 @@ use crate::in_memory::recent;
 use crate::record::{now_millis, role_from_str};
 use crate::search::{TopK, cosine, finish, fuse_rrf, hybrid_candidates, words};
 use crate::{
-    BoxFuture, ListQuery, MemoryError, MemoryId, MemoryRecord, MemoryStore, MemoryUpdate,
-    NewMemory, Result, Retrieval, Scope, Scored, SearchQuery,
+    BoxFuture, HnswParams, ListQuery, MemoryError, MemoryId, MemoryRecord, MemoryStore,
+    MemoryUpdate, NewMemory, Result, Retrieval, Scope, Scored, SearchQuery,
 };
 
 /// The schema, version by version; `any_memory_schema.version` says how many are applied.
@@ -89,6 +90,12 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     pool: Pool,
     pgvector: bool,
+    /// pgvector 0.8 or later: HNSW scans continue past `ef_search` when a scope filters
+    /// out candidates.
+    iterative: bool,
+    /// Embedding lengths with an HNSW index, as found on open or made by this store.
+    indexed: Arc<RwLock<Vec<usize>>>,
+    ef_search: usize,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -96,6 +103,7 @@ impl std::fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("pool", &self.pool.status())
             .field("pgvector", &self.pgvector)
+            .field("indexed", &self.indexed)
             .finish()
     }
 }
@@ -137,9 +145,101 @@ impl PostgresStore {
         let mut store = PostgresStore {
             pool,
             pgvector: false,
+            iterative: false,
+            indexed: Arc::default(),
+            ef_search: HnswParams::default().ef_search,
         };
         store.pgvector = store.migrate(options.pgvector).await?;
+        if store.pgvector {
+            store.find_vector_indexes().await?;
+        }
         Ok(store)
+    }
+
+    /// Reads which HNSW indexes exist, and the pgvector version.
+    async fn find_vector_indexes(&mut self) -> Result<()> {
+        let conn = self.conn().await?;
+        let version: String = conn
+            .query_one(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
+                &[],
+            )
+            .await
+            .map_err(|e| engine("reading the pgvector version", e))?
+            .get(0);
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        self.iterative = (major, minor) >= (0, 8);
+        let rows = conn
+            .query(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'any_memory_records' \
+                 AND indexname LIKE 'any_memory_records_hnsw_%'",
+                &[],
+            )
+            .await
+            .map_err(|e| engine("listing vector indexes", e))?;
+        let dims = rows
+            .iter()
+            .filter_map(|r| {
+                r.get::<_, String>(0)
+                    .strip_prefix("any_memory_records_hnsw_")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        *self.indexed.write().unwrap_or_else(|e| e.into_inner()) = dims;
+        Ok(())
+    }
+
+    /// Creates pgvector's HNSW index for embeddings of `dims` dimensions (if it does not
+    /// exist), with `params`' graph settings; vector searches of that length use it from
+    /// then on, in this store and in any store connected afterwards. Searches run with
+    /// `params.ef_search`.
+    ///
+    /// The index is built by the server, over every record at once; it is approximate:
+    /// the book's Performance chapter has its recall against the exact search. Without an
+    /// index (the default) vector search is exact. A scope that filters out most of the
+    /// index's candidates is answered exactly; so is a metadata filter the index cannot
+    /// fill.
+    ///
+    /// # Errors
+    /// [`MemoryError::InvalidInput`] without pgvector, or for `dims` outside 1–2000 (the
+    /// most pgvector indexes); [`MemoryError::Backend`] when the server fails to build it.
+    pub async fn create_vector_index(&self, dims: usize, params: HnswParams) -> Result<()> {
+        if !self.pgvector {
+            return Err(MemoryError::InvalidInput(
+                "a vector index needs the pgvector extension, which this database lacks".to_owned(),
+            ));
+        }
+        if !(1..=2000).contains(&dims) {
+            return Err(MemoryError::InvalidInput(format!(
+                "pgvector indexes vectors of 1 to 2000 dimensions, not {dims}"
+            )));
+        }
+        let (m, ef) = (
+            params.m.clamp(2, 100),
+            params.ef_construction.clamp(4, 1000),
+        );
+        let conn = self.conn().await?;
+        conn.batch_execute(&format!(
+            "CREATE INDEX IF NOT EXISTS any_memory_records_hnsw_{dims} ON any_memory_records \
+             USING hnsw ((embedding::vector({dims})) vector_cosine_ops) \
+             WITH (m = {m}, ef_construction = {ef}) WHERE cardinality(embedding) = {dims}"
+        ))
+        .await
+        .map_err(|e| engine("creating the vector index", e))?;
+        let mut indexed = self.indexed.write().unwrap_or_else(|e| e.into_inner());
+        if !indexed.contains(&dims) {
+            indexed.push(dims);
+        }
+        Ok(())
+    }
+
+    /// Sets the candidate list of index searches (pgvector's `hnsw.ef_search`, default 64).
+    #[must_use]
+    pub fn with_ef_search(mut self, ef_search: usize) -> Self {
+        self.ef_search = ef_search.clamp(1, 1000);
+        self
     }
 
     /// Whether vector search runs in the database on pgvector.
@@ -291,8 +391,19 @@ async fn scored_rows(
     args: &[Box<dyn ToSql + Sync + Send>],
     query: &SearchQuery,
 ) -> Result<Vec<Scored>> {
+    scored_rows_after(conn, "", sql, args, query).await
+}
+
+/// [`scored_rows`] after `setup`, as [`each_row_after`].
+async fn scored_rows_after(
+    conn: &mut Object,
+    setup: &str,
+    sql: &str,
+    args: &[Box<dyn ToSql + Sync + Send>],
+    query: &SearchQuery,
+) -> Result<Vec<Scored>> {
     let mut hits = Vec::new();
-    each_row(conn, sql, args, |row| {
+    each_row_after(conn, setup, sql, args, |row| {
         let record = to_record(row)?;
         if passes(query.filter.as_ref(), &record) {
             let score: f64 = row.try_get(10).map_err(|e| engine("reading a score", e))?;
@@ -314,12 +425,28 @@ async fn each_row(
     conn: &mut Object,
     sql: &str,
     args: &[Box<dyn ToSql + Sync + Send>],
+    visit: impl FnMut(&Row) -> Result<bool>,
+) -> Result<()> {
+    each_row_after(conn, "", sql, args, visit).await
+}
+
+/// [`each_row`], with `setup` (`SET LOCAL` statements) run first in the same transaction.
+async fn each_row_after(
+    conn: &mut Object,
+    setup: &str,
+    sql: &str,
+    args: &[Box<dyn ToSql + Sync + Send>],
     mut visit: impl FnMut(&Row) -> Result<bool>,
 ) -> Result<()> {
     let tx = conn
         .transaction()
         .await
         .map_err(|e| engine("starting a read", e))?;
+    if !setup.is_empty() {
+        tx.batch_execute(setup)
+            .await
+            .map_err(|e| engine("setting up a read", e))?;
+    }
     let stmt = tx
         .prepare_cached(sql)
         .await
@@ -404,6 +531,14 @@ impl PostgresStore {
                 .map(|(score, record)| Scored { record, score })
                 .collect());
         }
+        let indexed = self
+            .indexed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&q.len());
+        if indexed && let Some(hits) = self.indexed_vector(&mut conn, query).await? {
+            return Ok(hits);
+        }
         // pgvector refuses vectors of different lengths with a bare error: find one first,
         // to say which record it is.
         args.push(Box::new(q.len() as i32));
@@ -435,6 +570,59 @@ impl PostgresStore {
         sql.push_str(" ORDER BY m.embedding::vector <=> $1::real[]::vector, m.id");
         push_limit(&mut sql, query.filter.is_none(), query.top_k);
         scored_rows(&mut conn, &sql, &args, query).await
+    }
+}
+
+impl PostgresStore {
+    /// A vector search through the HNSW index, or `None` when it cannot be sure of the
+    /// answer (too few candidates survived the scope or the filter: the exact query then
+    /// runs, and names any embedding of another length).
+    async fn indexed_vector(
+        &self,
+        conn: &mut Object,
+        query: &SearchQuery,
+    ) -> Result<Option<Vec<Scored>>> {
+        let q = query.vector.clone().unwrap_or_default();
+        let d = q.len();
+        let k = if query.filter.is_some() {
+            query.top_k.saturating_mul(4)
+        } else {
+            query.top_k
+        };
+        if k > 1000 {
+            return Ok(None);
+        }
+        let mut setup = format!("SET LOCAL hnsw.ef_search = {};", self.ef_search.max(k));
+        if self.iterative {
+            setup.push_str(" SET LOCAL hnsw.iterative_scan = relaxed_order;");
+        }
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(q)];
+        // The inner query is what the index answers (ordered by distance alone, limited);
+        // the outer one restores the exact order a relaxed iterative scan may not keep.
+        let mut sql = format!(
+            "SELECT * FROM (SELECT {COLUMNS}, \
+             1 - (m.embedding::vector({d}) <=> $1::real[]::vector({d}))::float8 AS score \
+             FROM any_memory_records m WHERE cardinality(m.embedding) = {d}"
+        );
+        scope_sql(&query.scope, &mut sql, &mut args);
+        sql.push_str(&format!(
+            " ORDER BY m.embedding::vector({d}) <=> $1::real[]::vector({d}) LIMIT {k}) r \
+             ORDER BY r.score DESC, r.id"
+        ));
+        let mut hits = Vec::new();
+        each_row_after(conn, &setup, &sql, &args, |row| {
+            let record = to_record(row)?;
+            if hits.len() < query.top_k && passes(query.filter.as_ref(), &record) {
+                let score: f64 = row.try_get(10).map_err(|e| engine("reading a score", e))?;
+                hits.push(Scored {
+                    record,
+                    score: score as f32,
+                });
+            }
+            Ok(true)
+        })
+        .await?;
+        Ok((hits.len() == query.top_k).then_some(hits))
     }
 }
 

@@ -5,6 +5,23 @@ use std::sync::Arc;
 
 use any_memory::conformance;
 
+/// Seeded points around a few centres, as embeddings cluster.
+fn clustered(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut x = seed;
+    let mut unit = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    let centres: Vec<Vec<f32>> = (0..20)
+        .map(|_| (0..dims).map(|_| unit()).collect())
+        .collect();
+    (0..n)
+        .map(|i| centres[i % 20].iter().map(|c| c + 0.5 * unit()).collect())
+        .collect()
+}
+
 mod in_memory {
     use super::*;
     use any_memory::InMemoryStore;
@@ -57,23 +74,6 @@ mod sqlite {
         assert!(r.is_ok(), "{}", r.unwrap_err());
     }
 
-    /// Seeded points around a few centres, as embeddings cluster.
-    fn clustered(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut x = seed;
-        let mut unit = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        };
-        let centres: Vec<Vec<f32>> = (0..20)
-            .map(|_| (0..dims).map(|_| unit()).collect())
-            .collect();
-        (0..n)
-            .map(|i| centres[i % 20].iter().map(|c| c + 0.5 * unit()).collect())
-            .collect()
-    }
-
     /// The index agrees with the exact scan, follows this store's writes, and notices another
     /// connection's.
     #[tokio::test]
@@ -85,7 +85,7 @@ mod sqlite {
             .unwrap()
             .with_vector_search(VectorSearch::Exact);
         let (ada, bob) = (Scope::user("ada"), Scope::user("bob"));
-        let vectors = clustered(3000, 48, 3);
+        let vectors = super::clustered(3000, 48, 3);
         let batch = vectors
             .iter()
             .enumerate()
@@ -97,7 +97,7 @@ mod sqlite {
             .collect();
         indexed.add_many(batch).await.unwrap();
         assert_eq!(indexed.build_vector_index().await.unwrap(), 3000);
-        let queries = clustered(40, 48, 99);
+        let queries = super::clustered(40, 48, 99);
         let (mut agree, mut total) = (0, 0);
         for q in &queries {
             let ask = SearchQuery::vector(ada.clone(), q.clone()).top_k(10);
@@ -301,7 +301,8 @@ mod postgres {
 
     use any_core::Role;
     use any_memory::{
-        ListQuery, MemoryError, MemoryStore, NewMemory, PostgresOptions, PostgresStore, Scope,
+        HnswParams, ListQuery, MemoryError, MemoryStore, NewMemory, PostgresOptions, PostgresStore,
+        Scope, SearchQuery,
     };
 
     /// The server these tests run against: `scripts/test` starts one and exports its URL.
@@ -327,6 +328,77 @@ mod postgres {
         }
         let r = conformance::run(Arc::new(store)).await;
         assert!(r.is_ok(), "{}", r.unwrap_err());
+    }
+
+    /// pgvector's HNSW index: the conformance suite through it, and its answers against the
+    /// exact search. Without pgvector, creating one is a clear error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_vector_index_agrees_with_the_exact_search() {
+        let store = PostgresStore::connect(&url()).await.unwrap();
+        if !store.uses_pgvector() {
+            assert!(std::env::var("ANY_TEST_PGVECTOR").as_deref() != Ok("1"));
+            let err = store.create_vector_index(3, HnswParams::default()).await;
+            assert!(matches!(err, Err(MemoryError::InvalidInput(_))), "{err:?}");
+            return;
+        }
+        // The suite's embeddings have three dimensions.
+        store
+            .create_vector_index(3, HnswParams::default())
+            .await
+            .unwrap();
+        let r = conformance::run(Arc::new(store.clone())).await;
+        assert!(r.is_ok(), "{}", r.unwrap_err());
+        let err = store.create_vector_index(2001, HnswParams::default()).await;
+        assert!(matches!(err, Err(MemoryError::InvalidInput(_))), "{err:?}");
+
+        // 37 dimensions: no other test's, so this index covers only these records.
+        let scope = Scope::user(format!("hnsw-{}", any_memory::now_millis()));
+        let batch = super::clustered(3000, 37, 5)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| NewMemory::new(scope.clone(), Role::User, format!("r{i}")).embedding(v))
+            .collect();
+        store.add_many(batch).await.unwrap();
+        store
+            .create_vector_index(37, HnswParams::default())
+            .await
+            .unwrap();
+        // A store connected afterwards finds the index; the client-side scan is exact.
+        let indexed = PostgresStore::connect(&url()).await.unwrap();
+        let exact = PostgresStore::connect_with(
+            &url(),
+            PostgresOptions {
+                pgvector: false,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let (mut agree, mut total) = (0, 0);
+        for q in super::clustered(30, 37, 77) {
+            let ask = SearchQuery::vector(scope.clone(), q).top_k(10);
+            let truth = exact.search(ask.clone()).await.unwrap();
+            let got = indexed.search(ask).await.unwrap();
+            assert_eq!(got.len(), 10);
+            assert!(got.windows(2).all(|w| w[0].score >= w[1].score));
+            for t in &truth {
+                total += 1;
+                if let Some(g) = got.iter().find(|g| g.record.id == t.record.id) {
+                    agree += 1;
+                    assert!(
+                        (g.score - t.score).abs() < 1e-4,
+                        "{} vs {}",
+                        g.score,
+                        t.score
+                    );
+                }
+            }
+        }
+        assert!(
+            agree as f64 >= 0.9 * total as f64,
+            "recall@10 {agree}/{total}"
+        );
+        store.clear(&scope).await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
