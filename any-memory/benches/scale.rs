@@ -1,61 +1,33 @@
 //! The scale benchmark: insert and search latency of the SQLite and PostgreSQL stores as they
-//! grow. Run with
+//! grow, exact and through the approximate (HNSW) index, with the index's recall. Run with
 //!
 //! ```text
-//! cargo bench -p any-memory --bench scale -- 10000 100000
-//! ANY_BENCH_POSTGRES_URL=postgres://... cargo bench -p any-memory --bench scale -- 10000
+//! cargo bench -p any-memory --bench scale -- 10000 100000 1000000
+//! ANY_BENCH_POSTGRES_URL=postgres://... cargo bench -p any-memory --bench scale -- 10000 100000
 //! ```
 //!
-//! Records are synthetic (a few words from a fixed vocabulary, 384-dimension embeddings from a
-//! seeded generator) in one user scope, inserted in batches of 1000. For each size it prints
-//! the insert rate and the median latency of keyword, vector (exact) and recency searches
-//! (top 5) as a Markdown row. Sizes are cumulative: the store grows from one to the next.
+//! Records are synthetic: eight words drawn from a 4,096-word vocabulary by a Zipf law (as
+//! words in text are), and a 384-dimension embedding near one of 256 centres (embeddings of
+//! real text cluster by topic), all seeded. They go into one user scope in batches of 1000.
+//! Queries are two words, and a vector near a random record's. For each size it prints, as
+//! Markdown rows: the insert rate of the step that grew the store; median latencies (top 10)
+//! of keyword, exact vector and recency searches; the index's build time, its median latency
+//! and its recall@10 against the exact answers. Sizes are cumulative.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use any_core::Role;
 use any_memory::{
-    MemoryStore, NewMemory, PostgresOptions, PostgresStore, Retrieval, Scope, SearchQuery,
-    SqliteStore,
+    HnswParams, MemoryStore, NewMemory, PostgresOptions, PostgresStore, Retrieval, Scope,
+    SearchQuery, SqliteStore, VectorSearch,
 };
 
 const DIMS: usize = 384;
 const BATCH: usize = 1000;
-const WORDS: &[&str] = &[
-    "garden",
-    "flight",
-    "recipe",
-    "meeting",
-    "doctor",
-    "budget",
-    "guitar",
-    "holiday",
-    "sister",
-    "report",
-    "train",
-    "coffee",
-    "music",
-    "school",
-    "rent",
-    "paint",
-    "hotel",
-    "running",
-    "tax",
-    "cat",
-    "dinner",
-    "deadline",
-    "sleep",
-    "bank",
-    "chess",
-    "window",
-    "birthday",
-    "airport",
-    "pasta",
-    "insurance",
-    "hiking",
-    "email",
-];
+const VOCABULARY: usize = 4096;
+const CENTRES: usize = 256;
+const QUERIES: usize = 21;
 
 /// A small, seeded generator (xorshift): the same records on every run.
 struct Rng(u64);
@@ -68,17 +40,61 @@ impl Rng {
         self.0
     }
 
+    /// Uniform in [0, 1).
+    fn float(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        self.float() as f32 - 0.5
+    }
+
+    /// A word: rank r with probability about 1/r (a Zipf law), spelled from syllables.
+    fn word(&mut self) -> String {
+        let rank = (VOCABULARY as f64).powf(self.float()) as usize;
+        const SYLLABLES: [&str; 16] = [
+            "ka", "lo", "mi", "ne", "su", "ta", "ri", "po", "de", "va", "gu", "ze", "ba", "fi",
+            "ho", "ju",
+        ];
+        (0..3).map(|i| SYLLABLES[(rank >> (4 * i)) & 15]).collect()
     }
 }
 
-fn record(rng: &mut Rng, scope: &Scope) -> NewMemory {
-    let text: Vec<&str> = (0..8)
-        .map(|_| WORDS[rng.next() as usize % WORDS.len()])
-        .collect();
-    let embedding = (0..DIMS).map(|_| rng.unit()).collect();
-    NewMemory::new(scope.clone(), Role::User, text.join(" ")).embedding(embedding)
+struct Data {
+    rng: Rng,
+    centres: Vec<Vec<f32>>,
+}
+
+impl Data {
+    fn new() -> Self {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let centres = (0..CENTRES)
+            .map(|_| (0..DIMS).map(|_| rng.unit()).collect())
+            .collect();
+        Data { rng, centres }
+    }
+
+    fn vector(&mut self) -> Vec<f32> {
+        let c = self.rng.next() as usize % CENTRES;
+        let rng = &mut self.rng;
+        self.centres[c]
+            .iter()
+            .map(|x| x + 0.4 * rng.unit())
+            .collect()
+    }
+
+    fn record(&mut self, scope: &Scope) -> NewMemory {
+        let text: Vec<String> = (0..8).map(|_| self.rng.word()).collect();
+        NewMemory::new(scope.clone(), Role::User, text.join(" ")).embedding(self.vector())
+    }
+
+    fn query(&mut self, scope: &Scope, mode: Retrieval) -> SearchQuery {
+        let text = format!("{} {}", self.rng.word(), self.rng.word());
+        SearchQuery::new(scope.clone(), mode)
+            .with_text(text)
+            .with_vector(self.vector())
+            .top_k(10)
+    }
 }
 
 fn median(mut d: Vec<Duration>) -> Duration {
@@ -86,68 +102,126 @@ fn median(mut d: Vec<Duration>) -> Duration {
     d[d.len() / 2]
 }
 
-async fn measure(name: &str, store: Arc<dyn MemoryStore>, sizes: &[usize]) {
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Runs `queries` on `store`: the median latency and the answers' ids.
+async fn run(store: &dyn MemoryStore, queries: &[SearchQuery]) -> (Duration, Vec<Vec<String>>) {
+    let mut times = Vec::new();
+    let mut answers = Vec::new();
+    for q in queries {
+        let t = Instant::now();
+        let hits = store.search(q.clone()).await.expect("search");
+        times.push(t.elapsed());
+        answers.push(hits.into_iter().map(|h| h.record.id.0).collect());
+    }
+    (median(times), answers)
+}
+
+fn recall(exact: &[Vec<String>], approx: &[Vec<String>]) -> f64 {
+    let (mut hit, mut total) = (0, 0);
+    for (e, a) in exact.iter().zip(approx) {
+        total += e.len();
+        hit += e.iter().filter(|id| a.contains(id)).count();
+    }
+    hit as f64 / total.max(1) as f64
+}
+
+/// The index under test: built on `approx` (which may be `exact`'s file or database).
+trait Index {
+    async fn build(&self) -> Duration;
+    async fn drop_index(&self) {}
+}
+
+struct Sqlite(SqliteStore);
+
+impl Index for Sqlite {
+    async fn build(&self) -> Duration {
+        let t = Instant::now();
+        self.0.build_vector_index().await.expect("build the index");
+        t.elapsed()
+    }
+}
+
+struct Postgres {
+    url: String,
+    store: PostgresStore,
+}
+
+impl Index for Postgres {
+    async fn build(&self) -> Duration {
+        let t = Instant::now();
+        self.store
+            .create_vector_index(DIMS, HnswParams::default())
+            .await
+            .expect("build the index");
+        t.elapsed()
+    }
+
+    async fn drop_index(&self) {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "DROP INDEX IF EXISTS any_memory_records_hnsw_{DIMS}"
+            ))
+            .await
+            .expect("drop the index");
+    }
+}
+
+async fn measure(
+    name: &str,
+    exact: Arc<dyn MemoryStore>,
+    approx: impl AsyncFn() -> Arc<dyn MemoryStore>,
+    index: &impl Index,
+    sizes: &[usize],
+) {
     let scope = Scope::user(format!("bench-{}", any_memory::now_millis()));
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut data = Data::new();
     let mut have = 0;
     for &size in sizes {
+        index.drop_index().await;
         let started = Instant::now();
         while have < size {
             let n = BATCH.min(size - have);
-            let batch = (0..n).map(|_| record(&mut rng, &scope)).collect();
-            store.add_many(batch).await.expect("insert");
+            let batch = (0..n).map(|_| data.record(&scope)).collect();
+            exact.add_many(batch).await.expect("insert");
             have += n;
         }
-        let inserted = started.elapsed();
-        let times = |mode: Retrieval, runs: usize, rng: &mut Rng| {
-            let queries: Vec<SearchQuery> = (0..runs)
-                .map(|_| {
-                    let text = format!(
-                        "{} {}",
-                        WORDS[rng.next() as usize % WORDS.len()],
-                        WORDS[rng.next() as usize % WORDS.len()]
-                    );
-                    let vector = (0..DIMS).map(|_| rng.unit()).collect();
-                    SearchQuery::new(scope.clone(), mode)
-                        .with_text(text)
-                        .with_vector(vector)
-                        .top_k(5)
-                })
-                .collect();
-            let store = Arc::clone(&store);
-            async move {
-                let mut d = Vec::new();
-                for q in queries {
-                    let t = Instant::now();
-                    store.search(q).await.expect("search");
-                    d.push(t.elapsed());
-                }
-                median(d)
-            }
+        let rate = (size
+            - sizes
+                .iter()
+                .copied()
+                .filter(|&s| s < size)
+                .max()
+                .unwrap_or(0)) as f64
+            / started.elapsed().as_secs_f64();
+        let queries = |mode, data: &mut Data| -> Vec<SearchQuery> {
+            (0..QUERIES).map(|_| data.query(&scope, mode)).collect()
         };
-        let keyword = times(Retrieval::Keyword, 21, &mut rng).await;
-        let vector = times(Retrieval::Vector, 5, &mut rng).await;
-        let recent = times(Retrieval::Recent, 21, &mut rng).await;
+        let (keyword, _) = run(exact.as_ref(), &queries(Retrieval::Keyword, &mut data)).await;
+        let (recent, _) = run(exact.as_ref(), &queries(Retrieval::Recent, &mut data)).await;
+        let vector_queries = queries(Retrieval::Vector, &mut data);
+        let (vector, truth) = run(exact.as_ref(), &vector_queries).await;
+        let built = index.build().await;
+        let approx = approx().await;
+        let (ann, answers) = run(approx.as_ref(), &vector_queries).await;
         println!(
-            "| {name} | {size} | {:.0} records/s | {:.1} ms | {:.1} ms | {:.1} ms |",
-            inserted_rate(size, sizes, inserted),
-            keyword.as_secs_f64() * 1e3,
-            vector.as_secs_f64() * 1e3,
-            recent.as_secs_f64() * 1e3,
+            "| {name} | {size} | {rate:.0} records/s | {} | {} | {} | {:.1} s | {} | {:.3} |",
+            ms(keyword),
+            ms(recent),
+            ms(vector),
+            built.as_secs_f64(),
+            ms(ann),
+            recall(&truth, &answers),
         );
     }
-    store.clear(&scope).await.expect("clear");
-}
-
-/// Records per second of the step that grew the store to `size`.
-fn inserted_rate(size: usize, sizes: &[usize], took: Duration) -> f64 {
-    let before = sizes
-        .iter()
-        .copied()
-        .filter(|&s| s < size)
-        .max()
-        .unwrap_or(0);
-    (size - before) as f64 / took.as_secs_f64()
+    exact.clear(&scope).await.expect("clear");
+    index.drop_index().await;
 }
 
 #[tokio::main]
@@ -161,29 +235,67 @@ async fn main() {
     }
     sizes.sort_unstable();
     println!(
-        "| store | records | insert (batches of {BATCH}) | keyword top 5 | vector top 5 (exact, {DIMS} dims) | recent 5 |"
+        "| store | records | insert (batches of {BATCH}) | keyword top 10 | recent 10 | vector top 10, exact ({DIMS} dims) | index build | vector top 10, index | recall@10 |"
     );
-    println!("|---|---|---|---|---|---|");
-    let dir = std::env::temp_dir().join(format!("any-memory-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a temporary directory");
-    let sqlite = SqliteStore::open(dir.join("bench.db")).expect("open SQLite");
-    measure("SQLite", Arc::new(sqlite), &sizes).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let sqlite_only = std::env::var("ANY_BENCH_POSTGRES_URL").is_ok()
+        && std::env::var("ANY_BENCH_SKIP_SQLITE").is_ok();
+    if !sqlite_only {
+        let dir = std::env::temp_dir().join(format!("any-memory-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let path = dir.join("bench.db");
+        let exact = SqliteStore::open(&path)
+            .expect("open SQLite")
+            .with_vector_search(VectorSearch::Exact);
+        // The indexed handle is opened on the same file; it builds when asked and answers
+        // from the index (a store this size is past the default threshold anyway).
+        let indexed = SqliteStore::open(&path)
+            .expect("open SQLite")
+            .with_vector_search(VectorSearch::Approximate {
+                params: HnswParams::default(),
+                min_records: 1,
+            });
+        let handle = indexed.clone();
+        measure(
+            "SQLite",
+            Arc::new(exact),
+            async || Arc::new(handle.clone()) as Arc<dyn MemoryStore>,
+            &Sqlite(indexed),
+            &sizes,
+        )
+        .await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     if let Ok(url) = std::env::var("ANY_BENCH_POSTGRES_URL") {
-        for pgvector in [true, false] {
+        let connect = async |pgvector| {
             let options = PostgresOptions {
                 pgvector,
                 ..Default::default()
             };
-            let store = PostgresStore::connect_with(&url, options)
+            PostgresStore::connect_with(&url, options)
                 .await
-                .expect("connect");
-            let name = if store.uses_pgvector() {
-                "PostgreSQL + pgvector"
-            } else {
-                "PostgreSQL, client scan"
-            };
-            measure(name, Arc::new(store), &sizes).await;
-        }
+                .expect("connect")
+        };
+        let exact = connect(true).await;
+        assert!(
+            exact.uses_pgvector(),
+            "the benchmark's database needs pgvector"
+        );
+        let index = Postgres {
+            url: url.clone(),
+            store: exact.clone(),
+        };
+        index.drop_index().await;
+        // The exact handle connected before the index existed, so it scans; a handle
+        // connected after the build finds the index.
+        let exact = Arc::new(connect(true).await);
+        measure(
+            "PostgreSQL + pgvector",
+            exact,
+            async || Arc::new(connect(true).await) as Arc<dyn MemoryStore>,
+            &index,
+            &sizes,
+        )
+        .await;
     }
 }
