@@ -45,6 +45,7 @@ fn help_lists_every_command() {
         "logits",
         "perplexity",
         "guard",
+        "memory",
         "bench",
         "serve",
         "models",
@@ -447,4 +448,111 @@ fn agent_errors_name_the_problem() {
     let (_, err, ok) = any(&["agent", " "], None);
     assert!(!ok);
     assert!(err.contains("the task is empty"), "{err}");
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+}
+
+/// `any memory` against a store: add (with metadata and, through the local model,
+/// embeddings), keyword and hybrid search, list, delete one and delete the scope.
+fn memory_round_trip(db: &str, session: &str) {
+    let scope = ["--db", db, "--user", "ada", "--session", session];
+    let with = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .chain(scope.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (out, err, ok) = any(&args, None);
+        assert!(ok, "any {args:?} failed: {err}");
+        json(&out)
+    };
+    let bike = run(with(&[
+        "memory",
+        "add",
+        "--meta",
+        "kind=fact",
+        "--meta",
+        "rank=2",
+        "--embedder",
+        "local:default",
+        "I keep my bicycle in the garden shed",
+    ]));
+    assert_eq!(bike["text"], "I keep my bicycle in the garden shed");
+    assert_eq!(bike["metadata"]["kind"], "fact");
+    assert_eq!(bike["metadata"]["rank"], 2);
+    assert!(bike["embedding"].as_array().is_some_and(|e| !e.is_empty()));
+    run(with(&[
+        "memory",
+        "add",
+        "--role",
+        "assistant",
+        "--embedder",
+        "local:default",
+        "It rained all afternoon in Lisbon",
+    ]));
+    let hits = run(with(&["memory", "search", "where is the bicycle"]));
+    assert_eq!(hits[0]["record"]["text"], bike["text"], "{hits}");
+    let hits = run(with(&[
+        "memory",
+        "search",
+        "--mode",
+        "hybrid",
+        "--embedder",
+        "local:default",
+        "--top-k",
+        "1",
+        "bicycle shed",
+    ]));
+    assert_eq!(hits.as_array().map(Vec::len), Some(1));
+    assert_eq!(hits[0]["record"]["id"], bike["id"]);
+    let listed = run(with(&["memory", "list"]));
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+    assert_eq!(listed[1]["role"], "assistant");
+    let id = bike["id"].as_str().expect("an id");
+    assert_eq!(run(with(&["memory", "delete", id]))["deleted"], 1);
+    assert_eq!(run(with(&["memory", "delete", id]))["deleted"], 0);
+    assert_eq!(run(with(&["memory", "delete", "--all"]))["deleted"], 1);
+    assert_eq!(run(with(&["memory", "list"])), serde_json::json!([]));
+}
+
+#[test]
+fn memory_commands_in_a_sqlite_file() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let db = dir.path().join("memory.db");
+    memory_round_trip(db.to_str().expect("a UTF-8 path"), "cli");
+}
+
+/// The same commands against the PostgreSQL server `scripts/test` starts; without it this
+/// fails, saying how to get one (as any-memory's own tests do).
+#[test]
+fn memory_commands_in_postgresql() {
+    let url = std::env::var("ANY_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "ANY_TEST_POSTGRES_URL is not set: start a server with \
+             `scripts/pg-test-server start DIR` (scripts/test does) and export the URL it prints"
+        )
+    });
+    let session = format!("cli-{}", std::process::id());
+    memory_round_trip(&url, &session);
+}
+
+#[test]
+fn memory_errors_name_the_problem() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let db = dir.path().join("m.db");
+    let db = db.to_str().expect("a UTF-8 path");
+    let (_, err, ok) = any(&["memory", "search", "--db", db, "--user", "a", "--mode", "vector", "x"], None);
+    assert!(!ok && err.contains("--embedder"), "{err}");
+    let (_, err, ok) = any(&["memory", "add", "--db", db, "--user", "a", "--meta", "novalue", "x"], None);
+    assert!(!ok && err.contains("KEY=VALUE"), "{err}");
+    let (_, err, ok) = any(&["memory", "add", "--db", db, "x"], None);
+    assert!(!ok && err.contains("scope"), "a record without user, agent or session: {err}");
+    let (_, err, ok) = any(&["memory", "delete", "--db", db, "--user", "a"], None);
+    assert!(!ok && err.contains("--all"), "{err}");
+    let (_, err, ok) = any(&["memory", "list", "--db", "postgres://nobody@127.0.0.1:1/none", "--user", "a"], None);
+    assert!(!ok && err.contains("postgres"), "{err}");
 }

@@ -69,7 +69,12 @@ mod sqlite {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn conformance_with_the_vector_index_always_on() {
+        // In memory the index is built on the spot; in a file, in the background.
         let store = always_indexed(SqliteStore::open_in_memory().unwrap());
+        let r = conformance::run(Arc::new(store)).await;
+        assert!(r.is_ok(), "{}", r.unwrap_err());
+        let dir = tempfile::tempdir().unwrap();
+        let store = always_indexed(SqliteStore::open(dir.path().join("m.db")).unwrap());
         let r = conformance::run(Arc::new(store)).await;
         assert!(r.is_ok(), "{}", r.unwrap_err());
     }
@@ -146,6 +151,56 @@ mod sqlite {
             .await
             .unwrap();
         assert_eq!(top(indexed.clone(), probe).await.id, other.id);
+    }
+
+    /// Past `min_records`, the first search starts a build in the background and scans;
+    /// writes made meanwhile reach the index once it is ready.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_index_builds_in_the_background_and_catches_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("m.db"))
+            .unwrap()
+            .with_vector_search(VectorSearch::Approximate {
+                params: HnswParams::default(),
+                min_records: 100,
+            });
+        let ada = Scope::user("ada");
+        let vectors = super::clustered(400, 16, 8);
+        let batch = vectors
+            .iter()
+            .map(|v| NewMemory::new(ada.clone(), Role::User, "r").embedding(v.clone()))
+            .collect();
+        let added = store.add_many(batch).await.unwrap();
+        let ask = |v: &Vec<f32>| SearchQuery::vector(ada.clone(), v.clone()).top_k(1);
+        // The first search starts the build and is answered by the scan.
+        assert_eq!(
+            store.search(ask(&vectors[5])).await.unwrap()[0].record.id,
+            added[5].id
+        );
+        assert_eq!(store.vector_index_len(), None);
+        // Writes while it builds.
+        let probe = vec![5.0; 16];
+        let new = store
+            .add(NewMemory::new(ada.clone(), Role::User, "probe").embedding(probe.clone()))
+            .await
+            .unwrap();
+        assert!(store.delete(&added[7].id).await.unwrap());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while store.vector_index_len().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the index never became ready"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            store.search(ask(&probe)).await.unwrap();
+        }
+        assert_eq!(store.vector_index_len(), Some(400));
+        assert_eq!(
+            store.search(ask(&probe)).await.unwrap()[0].record.id,
+            new.id
+        );
+        let hit = store.search(ask(&vectors[7])).await.unwrap();
+        assert_ne!(hit[0].record.id, added[7].id);
     }
 
     #[tokio::test]

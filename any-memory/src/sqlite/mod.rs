@@ -177,9 +177,16 @@ impl SqliteStore {
         self
     }
 
-    /// Builds the vector index now, whatever the store's size, rather than on the first
-    /// search that needs it (which then waits for the build: about a minute per 500,000
-    /// 384-dimension embeddings on one core). Returns how many embeddings it holds; 0 with
+    /// How many embeddings the vector index answers for: `Some` once it is built and in
+    /// step with the file (a search picks up a build that finished in the background),
+    /// `None` while searches scan exactly.
+    pub fn vector_index_len(&self) -> Option<usize> {
+        vector::lock(&self.ann).len()
+    }
+
+    /// Builds the vector index now, whatever the store's size, and waits for it (about
+    /// 100 s for 100,000 384-dimension embeddings on one busy core), rather than in the
+    /// background after the first search that needs it. Returns how many embeddings it holds; 0 with
     /// [`VectorSearch::Exact`], or when the file holds embeddings of several lengths (which
     /// only the exact scan searches).
     ///
@@ -574,15 +581,15 @@ impl MemoryStore for SqliteStore {
                 }
                 Retrieval::Vector => {
                     let q = query.clone();
-                    let (ann, how) = (Arc::clone(&self.ann), self.vectors);
-                    self.with(move |conn| vector::search(conn, &ann, how, &q))
+                    let (ann, how, path) = (Arc::clone(&self.ann), self.vectors, self.path.clone());
+                    self.with(move |conn| vector::search(conn, path.as_deref(), &ann, how, &q))
                         .await?
                 }
                 Retrieval::Hybrid => {
                     let wide = hybrid_candidates(&query);
-                    let (ann, how) = (Arc::clone(&self.ann), self.vectors);
+                    let (ann, how, path) = (Arc::clone(&self.ann), self.vectors, self.path.clone());
                     self.with(move |conn| {
-                        let vector = vector::search(conn, &ann, how, &wide)?;
+                        let vector = vector::search(conn, path.as_deref(), &ann, how, &wide)?;
                         Ok(fuse_rrf(&[keyword(conn, &wide)?, vector]))
                     })
                     .await?

@@ -2,9 +2,10 @@
 //! in-memory HNSW index that answers once the store is large enough for it to pay.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::path::Path;
+use std::sync::{Mutex, mpsc};
 
-use rusqlite::{Connection, ToSql};
+use rusqlite::{Connection, OpenFlags, ToSql};
 
 use super::{each_record, engine, get_row, scope_sql};
 use crate::filter::passes;
@@ -36,10 +37,12 @@ pub enum VectorSearch {
     /// Answer from an HNSW index kept in memory once the store holds `min_records`
     /// embeddings, and the exact scan below that.
     ///
-    /// The index is built on the first vector search that finds the store that large (or by
-    /// [`SqliteStore::build_vector_index`](super::SqliteStore::build_vector_index)), then kept
-    /// in step with this store's own writes. A write by another connection to the same file
-    /// (another process) is noticed on the next search, which rebuilds the index. A query
+    /// The first vector search that finds the store that large starts building the index on
+    /// a thread of its own, from its own connection to the file; searches scan exactly until
+    /// it is ready ([`SqliteStore::build_vector_index`](super::SqliteStore::build_vector_index)
+    /// builds it at once instead). It then follows this store's own writes, including those
+    /// made while it was built. A write by another connection to the same file (another
+    /// process) is noticed on the next search, which starts a new build. A query
     /// scope holding fewer than `min_records` embeddings, or a small fraction of the store,
     /// is scanned exactly; so is a filtered search the index cannot fill. Embeddings of mixed
     /// lengths in one file are only ever scanned (so the scan can name the odd record).
@@ -62,26 +65,42 @@ impl Default for VectorSearch {
     }
 }
 
+/// A built index, and the scopes it filters by.
+#[derive(Debug)]
+struct Built {
+    index: Hnsw,
+    /// Interned user, agent and session of each indexed key (0 for none).
+    scopes: HashMap<i64, [u32; 3]>,
+    names: [HashMap<String, u32>; 3],
+    counts: [HashMap<u32, usize>; 3],
+}
+
+/// A write to follow: the key's scope and embedding now, or `None` when it has none.
+type Write = (i64, Option<(Scope, Vec<f32>)>);
+
 #[derive(Debug, Default)]
 enum State {
     #[default]
     Unbuilt,
-    Built(Box<Hnsw>),
-    /// Embeddings of several lengths: only the scan can answer.
+    /// Being built on another thread, from its own connection to the file; searches scan
+    /// meanwhile, and this store's writes wait in `pending`.
+    Building {
+        from_version: i64,
+        pending: Vec<Write>,
+        done: mpsc::Receiver<Result<Option<Built>>>,
+    },
+    Built(Box<Built>),
+    /// Embeddings of several lengths (or a damaged one): only the scan can answer.
     Mixed,
 }
 
-/// The index and what it needs to filter by scope.
+/// The vector index of one store handle.
 #[derive(Debug, Default)]
 pub(super) struct Ann {
     state: State,
     /// `PRAGMA data_version` when the index was last in step with the file: it changes when
     /// another connection commits.
     version: i64,
-    /// Interned user, agent and session of each indexed key (0 for none).
-    scopes: HashMap<i64, [u32; 3]>,
-    names: [HashMap<String, u32>; 3],
-    counts: [HashMap<u32, usize>; 3],
 }
 
 pub(super) fn lock(ann: &Mutex<Ann>) -> std::sync::MutexGuard<'_, Ann> {
@@ -114,9 +133,45 @@ fn data_version(conn: &Connection) -> Result<i64> {
         .map_err(|e| engine("reading the data version", e))
 }
 
-impl Ann {
-    fn reset(&mut self) {
-        *self = Ann::default();
+impl Built {
+    /// Every embedding in the file; `None` when their lengths differ or one is damaged.
+    fn from_file(conn: &Connection, params: HnswParams) -> Result<Option<Built>> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, user_id, agent_id, session_id, embedding FROM memories \
+                 WHERE embedding IS NOT NULL ORDER BY id",
+            )
+            .map_err(|e| engine("preparing the index build", e))?;
+        let mut rows = stmt
+            .query([])
+            .map_err(|e| engine("reading embeddings for the index", e))?;
+        let mut built: Option<Built> = None;
+        while let Some(row) = rows.next().map_err(|e| engine("reading a row", e))? {
+            let read = |e| engine("reading a row", e);
+            let key: i64 = row.get(0).map_err(read)?;
+            let scope = Scope {
+                user: row.get(1).map_err(read)?,
+                agent: row.get(2).map_err(read)?,
+                session: row.get(3).map_err(read)?,
+            };
+            let blob = row
+                .get_ref(4)
+                .and_then(|v| v.as_blob().map_err(Into::into))
+                .map_err(read)?;
+            let Some(embedding) = decode(blob) else {
+                return Ok(None);
+            };
+            let built = built.get_or_insert_with(|| Built {
+                index: Hnsw::new(embedding.len(), params),
+                scopes: HashMap::new(),
+                names: Default::default(),
+                counts: Default::default(),
+            });
+            if !built.apply(key, Some((&scope, &embedding))) {
+                return Ok(None);
+            }
+        }
+        Ok(built)
     }
 
     fn intern(&mut self, scope: &Scope) -> [u32; 3] {
@@ -144,124 +199,34 @@ impl Ann {
         }
     }
 
-    fn index(&mut self, key: i64, scope: &Scope, embedding: &[f32]) {
-        let State::Built(index) = &mut self.state else {
-            return;
-        };
-        if embedding.len() != index.dims() {
-            self.state = State::Mixed;
-            return;
-        }
-        index.insert(key, embedding);
+    /// Follows one write; false when the embedding's length is not the index's.
+    fn apply(&mut self, key: i64, now: Option<(&Scope, &[f32])>) -> bool {
         self.forget(key);
-        let ids = self.intern(scope);
-        self.scopes.insert(key, ids);
-    }
-
-    /// Records this store's own committed writes (`None`: the key was deleted or lost its
-    /// embedding).
-    pub(super) fn wrote(&mut self, key: i64, now: Option<&MemoryRecord>) {
-        match (
-            &mut self.state,
-            now.and_then(|r| r.embedding.as_deref().map(|e| (r, e))),
-        ) {
-            (State::Unbuilt, _) => {}
-            (State::Mixed, _) => self.reset(),
-            (State::Built(_), Some((record, embedding))) => {
-                self.index(key, &record.scope, embedding);
-            }
-            (State::Built(index), None) => {
-                index.remove(key);
-                // Mostly tombstones: searches route through dead nodes, so start again.
-                if index.dead() > index.live() {
-                    self.reset();
-                } else {
-                    self.forget(key);
+        match now {
+            Some((scope, embedding)) => {
+                if embedding.len() != self.index.dims() {
+                    return false;
                 }
+                self.index.insert(key, embedding);
+                let ids = self.intern(scope);
+                self.scopes.insert(key, ids);
+            }
+            None => {
+                self.index.remove(key);
             }
         }
+        true
     }
 
-    /// Forgets everything: after a write this store cannot follow key by key (`clear`).
-    pub(super) fn invalidate(&mut self) {
-        self.reset();
-    }
-
-    /// Builds the index from every embedding in the file; returns how many it holds.
-    pub(super) fn build(&mut self, conn: &Connection, params: HnswParams) -> Result<usize> {
-        self.reset();
-        self.version = data_version(conn)?;
-        let mut stmt = conn
-            .prepare(
-                "SELECT id, user_id, agent_id, session_id, embedding FROM memories \
-                 WHERE embedding IS NOT NULL ORDER BY id",
-            )
-            .map_err(|e| engine("preparing the index build", e))?;
-        let mut rows = stmt
-            .query([])
-            .map_err(|e| engine("reading embeddings for the index", e))?;
-        let mut index: Option<Hnsw> = None;
-        while let Some(row) = rows.next().map_err(|e| engine("reading a row", e))? {
-            let key: i64 = row.get(0).map_err(|e| engine("reading a row", e))?;
-            let scope = Scope {
-                user: row.get(1).map_err(|e| engine("reading a row", e))?,
-                agent: row.get(2).map_err(|e| engine("reading a row", e))?,
-                session: row.get(3).map_err(|e| engine("reading a row", e))?,
-            };
-            let blob = row
-                .get_ref(4)
-                .and_then(|v| v.as_blob().map_err(Into::into))
-                .map_err(|e| engine("reading a row", e))?;
-            let Some(embedding) = decode(blob) else {
-                // A corrupt blob: the scan reports it by record.
-                self.state = State::Mixed;
-                return Ok(0);
-            };
-            let index = index.get_or_insert_with(|| Hnsw::new(embedding.len(), params));
-            if embedding.len() != index.dims() {
-                self.state = State::Mixed;
-                return Ok(0);
-            }
-            index.insert(key, &embedding);
-            let ids = self.intern(&scope);
-            self.scopes.insert(key, ids);
-        }
-        let n = index.as_ref().map_or(0, Hnsw::live);
-        if let Some(index) = index {
-            self.state = State::Built(Box::new(index));
-        }
-        Ok(n)
-    }
-
-    /// Answers `query` from the index, or `None` when the exact scan should.
+    /// Answers `query`, or `None` when the exact scan should.
     fn search(
-        &mut self,
+        &self,
         conn: &Connection,
         params: HnswParams,
         min_records: usize,
         query: &SearchQuery,
     ) -> Result<Option<Vec<Scored>>> {
-        if data_version(conn)? != self.version {
-            self.reset();
-        }
-        if matches!(self.state, State::Unbuilt) {
-            let n: i64 = conn
-                .query_row(
-                    "SELECT count(*) FROM memories WHERE embedding IS NOT NULL",
-                    [],
-                    |r| r.get(0),
-                )
-                .map_err(|e| engine("counting embeddings", e))?;
-            if (n as usize) < min_records.max(1) {
-                return Ok(None);
-            }
-            let started = std::time::Instant::now();
-            let n = self.build(conn, params)?;
-            tracing::info!(records = n, took = ?started.elapsed(), "built the vector index");
-        }
-        let State::Built(index) = &self.state else {
-            return Ok(None);
-        };
+        let index = &self.index;
         let q = query.vector.as_deref().unwrap_or_default();
         if q.len() != index.dims() {
             return Ok(None);
@@ -290,9 +255,8 @@ impl Ann {
             query.top_k
         };
         let ef = params.ef_search.saturating_mul(ratio).max(k);
-        let scopes = &self.scopes;
         let hits = index.search(q, k, ef, |key| {
-            scopes.get(&key).is_some_and(|ids| {
+            self.scopes.get(&key).is_some_and(|ids| {
                 want.iter()
                     .zip(ids)
                     .all(|(w, id)| w.is_none_or(|w| w == *id))
@@ -318,9 +282,172 @@ impl Ann {
     }
 }
 
+impl Ann {
+    fn reset(&mut self) {
+        *self = Ann::default();
+    }
+
+    /// Follows this store's own committed write to `key` (`None`: deleted, or no longer
+    /// embedded).
+    pub(super) fn wrote(&mut self, key: i64, now: Option<&MemoryRecord>) {
+        let now = now.and_then(|r| r.embedding.as_deref().map(|e| (&r.scope, e)));
+        match &mut self.state {
+            State::Unbuilt => {}
+            State::Mixed => self.reset(),
+            State::Building { pending, .. } => {
+                pending.push((key, now.map(|(s, e)| (s.clone(), e.to_vec()))));
+            }
+            State::Built(built) => {
+                if !built.apply(key, now) {
+                    self.state = State::Mixed;
+                } else if built.index.dead() > built.index.live() {
+                    // Mostly tombstones: searches route through dead nodes, so start again.
+                    self.reset();
+                }
+            }
+        }
+    }
+
+    /// How many embeddings the index answers for, once built.
+    pub(super) fn len(&self) -> Option<usize> {
+        match &self.state {
+            State::Built(built) => Some(built.index.live()),
+            _ => None,
+        }
+    }
+
+    /// Forgets everything: after a write this store cannot follow key by key (`clear`).
+    pub(super) fn invalidate(&mut self) {
+        self.reset();
+    }
+
+    /// Builds the index now, on this connection; returns how many embeddings it holds.
+    pub(super) fn build(&mut self, conn: &Connection, params: HnswParams) -> Result<usize> {
+        self.reset();
+        self.version = data_version(conn)?;
+        match Built::from_file(conn, params)? {
+            Some(built) => {
+                let n = built.index.live();
+                self.state = State::Built(Box::new(built));
+                Ok(n)
+            }
+            None => {
+                self.state = State::Mixed;
+                Ok(0)
+            }
+        }
+    }
+
+    /// Starts building on another thread (a file's store), or builds now (an in-memory one,
+    /// which no other connection can read).
+    fn start(&mut self, conn: &Connection, path: Option<&Path>, params: HnswParams) -> Result<()> {
+        let Some(path) = path else {
+            self.build(conn, params)?;
+            return Ok(());
+        };
+        let from_version = data_version(conn)?;
+        let (tx, done) = mpsc::channel();
+        let path = path.to_path_buf();
+        let spawned = std::thread::Builder::new()
+            .name("any-memory-index".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let built = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .map_err(|e| engine("opening the file to index it", e))
+                    .and_then(|c| Built::from_file(&c, params));
+                if let Ok(Some(b)) = &built {
+                    tracing::info!(records = b.index.live(), took = ?started.elapsed(), "built the vector index");
+                }
+                let _ = tx.send(built);
+            });
+        match spawned {
+            Ok(_) => {
+                self.state = State::Building {
+                    from_version,
+                    pending: Vec::new(),
+                    done,
+                };
+                Ok(())
+            }
+            // No thread to be had: build here rather than never.
+            Err(_) => self.build(conn, params).map(drop),
+        }
+    }
+
+    /// Answers `query` from the index, or `None` when the exact scan should.
+    fn search(
+        &mut self,
+        conn: &Connection,
+        path: Option<&Path>,
+        params: HnswParams,
+        min_records: usize,
+        query: &SearchQuery,
+    ) -> Result<Option<Vec<Scored>>> {
+        let version = data_version(conn)?;
+        if let State::Building {
+            from_version,
+            pending,
+            done,
+        } = &mut self.state
+        {
+            if *from_version != version {
+                // Another connection wrote while the build read: start again.
+                self.reset();
+            } else {
+                match done.try_recv() {
+                    Err(mpsc::TryRecvError::Empty) => return Ok(None),
+                    Ok(Ok(Some(mut built))) => {
+                        let mixed = std::mem::take(pending)
+                            .into_iter()
+                            .any(|(k, w)| !built.apply(k, w.as_ref().map(|(s, e)| (s, &e[..]))));
+                        self.version = version;
+                        self.state = if mixed {
+                            State::Mixed
+                        } else {
+                            State::Built(Box::new(built))
+                        };
+                    }
+                    Ok(Ok(None)) => {
+                        self.version = version;
+                        self.state = State::Mixed;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "building the vector index failed; scanning");
+                        self.reset();
+                        self.version = version;
+                        self.state = State::Mixed;
+                    }
+                    Err(mpsc::TryRecvError::Disconnected) => self.reset(),
+                }
+            }
+        } else if version != self.version {
+            self.reset();
+        }
+        if matches!(self.state, State::Unbuilt) {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM memories WHERE embedding IS NOT NULL",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| engine("counting embeddings", e))?;
+            if (n as usize) < min_records.max(1) {
+                self.version = version;
+                return Ok(None);
+            }
+            self.start(conn, path, params)?;
+        }
+        match &self.state {
+            State::Built(built) => built.search(conn, params, min_records, query),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// Vector search as `how` says.
 pub(super) fn search(
     conn: &Connection,
+    path: Option<&Path>,
     ann: &Mutex<Ann>,
     how: VectorSearch,
     query: &SearchQuery,
@@ -329,7 +456,7 @@ pub(super) fn search(
         params,
         min_records,
     } = how
-        && let Some(hits) = lock(ann).search(conn, params, min_records, query)?
+        && let Some(hits) = lock(ann).search(conn, path, params, min_records, query)?
     {
         return Ok(hits);
     }
