@@ -1,13 +1,41 @@
 //! Evaluation for any-suite: datasets, metrics, a runner and reports, over any
-//! `ChatService`.
+//! `ChatService` — a bare model, a guarded stack with memory, an agent, a remote provider.
 //!
 //! Part of [any-suite](https://docs.rs/any-core): small crates that each define one trait,
 //! composed as `tower` layers over any model. Every crate of the family speaks the types of
 //! [`any_core`].
 //!
-//! - [`text`]: the text-overlap metrics as plain functions — exact match, token F1, ROUGE-1/2/L
-//!   (as Google's `rouge-score` computes them), BLEU (as `sacrebleu`), Levenshtein
-//!   similarity — checked against those reference implementations on committed examples.
+//! - [`Dataset`]: cases from JSONL or CSV ([`Case`]: an input, expected answers, choices,
+//!   context, metadata); a malformed line is an error naming the file, line and field.
+//! - [`Metric`] is the trait; [`Builtin`] holds the built-in ones by name: exact match,
+//!   contains, regex, token F1, ROUGE-1/2/L, BLEU, Levenshtein similarity, JSON validity,
+//!   latency, time to first token, tokens per second, token usage.
+//! - [`text`]: the text metrics as plain functions; ROUGE as Google's `rouge-score` and BLEU
+//!   as `sacrebleu` compute them, checked against both on committed examples.
+//! - [`Runner`]: a dataset through a service with bounded concurrency, retries of
+//!   retryable errors, an output cache, a seed, a progress line on a terminal, and a stop
+//!   signal that keeps what finished.
+//! - [`Report`]: per-case results and aggregates (means with bootstrap intervals) of several
+//!   services side by side, as JSON and Markdown.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use any_eval::{Builtin, Dataset, Metric, Report, Runner};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> any_eval::Result<()> {
+//! let data = Dataset::from_jsonl(r#"{"input": "Say hello", "expected": "hello"}"#, "inline")?;
+//! let echo = tower::service_fn(|req: any_core::ChatRequest| async move {
+//!     let last = req.messages.last().map(|m| m.text().into_owned()).unwrap_or_default();
+//!     Ok::<_, any_core::Error>(any_core::ChatStream::from_chunks(vec![any_core::ChatChunk::text(last)]))
+//! });
+//! let metrics: Vec<Arc<dyn Metric>> = vec![Arc::new(Builtin::from_name("contains")?)];
+//! let run = Runner::new().run("echo", echo, &data, &metrics).await;
+//! let report = Report { dataset: data.name, metrics: vec!["contains".into()], services: vec![run] };
+//! assert!(report.to_markdown().contains("| echo | 1 | 0 | 1.000 |"));
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
@@ -16,4 +44,15 @@
     unreachable_pub
 )]
 
+mod dataset;
+mod error;
+mod metric;
+mod report;
+mod runner;
 pub mod text;
+
+pub use dataset::{Case, Dataset, Input};
+pub use error::{EvalError, Result};
+pub use metric::{BUILTIN_NAMES, BoxFuture, Builtin, Metric, Output, Score};
+pub use report::{Aggregate, CaseResult, Report, ServiceReport, mean_with_ci};
+pub use runner::Runner;
