@@ -50,3 +50,419 @@ mod text {
         assert!((corpus - w).abs() < 1e-9, "corpus BLEU {corpus} vs {w}");
     }
 }
+
+mod dataset {
+    use any_eval::{Dataset, EvalError, Input};
+
+    fn error(text: &str) -> String {
+        let e = Dataset::from_jsonl(text, "cases.jsonl").unwrap_err();
+        assert!(matches!(e, EvalError::Dataset { .. }), "{e:?}");
+        e.to_string()
+    }
+
+    #[test]
+    fn jsonl_cases_with_every_field() {
+        let d = Dataset::from_jsonl(
+            concat!(
+                r#"{"id": "q1", "input": "Capital of France?", "expected": ["Paris", "paris"], "context": "France's capital is Paris.", "metadata": {"topic": "geo"}}"#,
+                "\n\n",
+                r#"{"input": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}], "expected": 4}"#,
+                "\n",
+                r#"{"input": "Pick one", "choices": ["red", "blue"], "expected": "blue"}"#,
+            ),
+            "cases.jsonl",
+        )
+        .unwrap();
+        assert_eq!(d.cases.len(), 3);
+        let q1 = &d.cases[0];
+        assert_eq!((q1.id.as_str(), q1.expected.len()), ("q1", 2));
+        assert_eq!(q1.messages().len(), 2, "context becomes a system message");
+        assert_eq!(q1.metadata["topic"], "geo");
+        assert_eq!(d.cases[1].id, "3", "the line number when there is no id");
+        assert!(matches!(&d.cases[1].input, Input::Messages(m) if m.len() == 2));
+        assert_eq!(d.cases[1].expected, ["4"]);
+        assert_eq!(d.cases[2].choices, ["red", "blue"]);
+    }
+
+    #[test]
+    fn malformed_lines_name_the_file_line_and_field() {
+        let e = error("{\"input\": \"ok\"}\n{\"input\": \"x\", \"expected\": {\"a\": 1}}");
+        assert!(e.starts_with("cases.jsonl:2: field `expected`:"), "{e}");
+        assert!(error("{\"expected\": \"x\"}").contains(":1: field `input`: missing"));
+        assert!(error("{\"input\": 5}").contains("field `input`"));
+        assert!(error("[1, 2]").contains(":1: expected a JSON object"));
+        assert!(error("{\"input\": \"a\"}\nnot json").contains(":2: not JSON"));
+        assert!(
+            error("{\"input\": \"a\", \"expect\": \"typo\"}")
+                .contains("field `expect`: unknown field")
+        );
+        assert!(
+            error("{\"id\": 1, \"input\": \"a\"}\n{\"id\": \"1\", \"input\": \"b\"}")
+                .contains(":2: field `id`")
+        );
+        assert!(
+            error("{\"input\": [{\"role\": \"wizard\", \"content\": \"x\"}]}")
+                .contains("field `input`")
+        );
+        assert!(
+            error("{\"input\": \"a\", \"choices\": [\"x\", \"y\"], \"expected\": \"z\"}")
+                .contains("one of `choices`")
+        );
+    }
+
+    #[test]
+    fn csv_with_quotes_several_answers_and_metadata() {
+        let text = "id,input,expected,expected_2,choice_a,choice_b,topic\n\
+                    a,\"Say \"\"hi\"\", please\",hi,hello,,,greeting\n\
+                    b,\"two\nlines\",x,,,,misc\n";
+        let d = Dataset::from_csv(text, "cases.csv").unwrap();
+        assert_eq!(d.cases.len(), 2);
+        assert!(matches!(&d.cases[0].input, Input::Text(t) if t == "Say \"hi\", please"));
+        assert_eq!(d.cases[0].expected, ["hi", "hello"]);
+        assert_eq!(d.cases[0].metadata["topic"], "greeting");
+        assert!(matches!(&d.cases[1].input, Input::Text(t) if t == "two\nlines"));
+        let e = Dataset::from_csv("input,expected\na,b\nc\n", "cases.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("cases.csv:3: 1 fields, the header has 2"),
+            "{e}"
+        );
+        let e = Dataset::from_csv("question\nx\n", "cases.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no `input` column"), "{e}");
+        let e = Dataset::from_csv("input\n\"open\n", "cases.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cases.csv:2: a quoted field is not closed"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_file_names_the_dataset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("capitals.jsonl");
+        std::fs::write(&path, "{\"input\": \"x\"}\n").unwrap();
+        assert_eq!(Dataset::open(&path).unwrap().name, "capitals");
+        let e = Dataset::open(dir.path().join("missing.jsonl")).unwrap_err();
+        assert!(matches!(e, EvalError::Io { .. }) && e.to_string().contains("missing.jsonl"));
+    }
+}
+
+mod metrics {
+    use any_eval::{Builtin, Case, Metric, Output};
+    use std::time::Duration;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn score(metric: &str, expected: &[&str], text: &str) -> f64 {
+        let mut case = Case::new("c", "q", "");
+        case.expected = expected.iter().map(|s| s.to_string()).collect();
+        let out = Output {
+            text: text.into(),
+            latency: Duration::from_millis(500),
+            ttft: Some(Duration::from_millis(100)),
+            usage: Some(any_core::Usage {
+                prompt_tokens: 10,
+                completion_tokens: 20,
+                cached_prompt_tokens: None,
+            }),
+            ..Output::default()
+        };
+        let m = Builtin::from_name(metric).unwrap();
+        block_on(m.score(&case, &out)).unwrap().value
+    }
+
+    #[test]
+    fn known_cases() {
+        assert_eq!(score("exact", &["The Paris"], "paris."), 1.0);
+        assert_eq!(score("exact", &["Paris"], "Paris, France"), 0.0);
+        assert_eq!(score("contains", &["x", "PARIS"], "It is Paris."), 1.0);
+        assert_eq!(score("contains_all", &["x", "paris"], "It is Paris."), 0.0);
+        assert_eq!(score("regex:^\\d+$", &[], "1234"), 1.0);
+        assert_eq!(score("regex:^\\d+$", &[], "12a"), 0.0);
+        assert!((score("f1", &["a cat sat down"], "the cat sat") - 0.8).abs() < 1e-9);
+        assert_eq!(score("json", &[], " {\"a\": [1, 2]} "), 1.0);
+        assert_eq!(score("json", &[], "{\"a\": "), 0.0);
+        assert!((score("levenshtein", &["kitten"], "sitting") - (1.0 - 3.0 / 7.0)).abs() < 1e-9);
+        assert_eq!(score("latency", &[], ""), 0.5);
+        assert_eq!(score("ttft", &[], ""), 0.1);
+        assert_eq!(score("tokens", &[], ""), 30.0);
+        assert_eq!(score("tokens_per_second", &[], ""), 40.0);
+        let bleu = score(
+            "bleu",
+            &["the cat sat on the mat"],
+            "the cat sat on the mat",
+        );
+        assert!((bleu - 100.0).abs() < 1e-9, "{bleu}");
+    }
+
+    #[test]
+    fn bad_names_and_missing_answers_are_errors() {
+        let e = Builtin::from_name("rouge3").unwrap_err().to_string();
+        assert!(
+            e.contains("unknown metric `rouge3`") && e.contains("rougeL"),
+            "{e}"
+        );
+        assert!(
+            Builtin::from_name("regex:(")
+                .unwrap_err()
+                .to_string()
+                .contains("does not compile")
+        );
+        let case = Case {
+            expected: vec![],
+            ..Case::new("c", "q", "")
+        };
+        let m = Builtin::from_name("exact").unwrap();
+        let e = block_on(m.score(&case, &Output::default())).unwrap_err();
+        assert!(e.to_string().contains("no `expected`"), "{e}");
+    }
+}
+
+mod runner {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use any_core::{ChatChunk, ChatRequest, ChatStream, Error, FinishReason, Usage};
+    use any_eval::{Builtin, Case, Dataset, Metric, Report, Runner};
+
+    fn dataset(n: usize) -> Dataset {
+        Dataset {
+            name: "echo".into(),
+            cases: (0..n)
+                .map(|i| {
+                    let text = format!("say {i} back to me");
+                    Case::new(format!("c{i}"), text.clone(), text)
+                })
+                .collect(),
+        }
+    }
+
+    fn metrics() -> Vec<Arc<dyn Metric>> {
+        ["exact", "bleu", "latency"]
+            .iter()
+            .map(|m| Arc::new(Builtin::from_name(m).unwrap()) as Arc<dyn Metric>)
+            .collect()
+    }
+
+    /// Echoes the last message, after `delay`; counts calls and the most in flight at once.
+    #[derive(Clone)]
+    struct Echo {
+        delay: Duration,
+        calls: Arc<AtomicUsize>,
+        in_flight: Arc<AtomicUsize>,
+        most: Arc<AtomicUsize>,
+        /// Case ids that fail with a rate limit this many times first.
+        flaky: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    }
+
+    impl Echo {
+        fn new(delay_ms: u64) -> Self {
+            Echo {
+                delay: Duration::from_millis(delay_ms),
+                calls: Arc::default(),
+                in_flight: Arc::default(),
+                most: Arc::default(),
+                flaky: Arc::default(),
+            }
+        }
+    }
+
+    impl tower::Service<ChatRequest> for Echo {
+        type Response = ChatStream;
+        type Error = Error;
+        type Future =
+            std::pin::Pin<Box<dyn std::future::Future<Output = Result<ChatStream, Error>> + Send>>;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: ChatRequest) -> Self::Future {
+            let me = self.clone();
+            Box::pin(async move {
+                me.calls.fetch_add(1, Ordering::SeqCst);
+                let now = me.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                me.most.fetch_max(now, Ordering::SeqCst);
+                // Counted out when the call ends or is dropped.
+                struct Out(Arc<AtomicUsize>);
+                impl Drop for Out {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
+                let out = Out(Arc::clone(&me.in_flight));
+                tokio::time::sleep(me.delay).await;
+                drop(out);
+                let text = req
+                    .messages
+                    .last()
+                    .map(|m| m.text().into_owned())
+                    .unwrap_or_default();
+                if text.starts_with("say 3 ") {
+                    return Err(Error::InvalidRequest("case 3 is refused".into()));
+                }
+                if let Some(left) = me.flaky.lock().unwrap().get_mut(&text)
+                    && *left > 0
+                {
+                    *left -= 1;
+                    return Err(Error::RateLimited {
+                        message: "slow down".into(),
+                        retry_after: Some(Duration::from_millis(5)),
+                    });
+                }
+                Ok(ChatStream::from_chunks(vec![
+                    ChatChunk::text(text),
+                    ChatChunk::finish(
+                        FinishReason::Stop,
+                        Some(Usage {
+                            prompt_tokens: 3,
+                            completion_tokens: 2,
+                            cached_prompt_tokens: None,
+                        }),
+                    ),
+                ]))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn scores_every_case_within_the_concurrency_and_records_errors() {
+        let echo = Echo::new(20);
+        echo.flaky
+            .lock()
+            .unwrap()
+            .insert("say 5 back to me".into(), 2);
+        let data = dataset(12);
+        let run = Runner::new()
+            .concurrency(3)
+            .progress(false)
+            .run("echo", echo.clone(), &data, &metrics())
+            .await;
+        assert_eq!(echo.most.load(Ordering::SeqCst), 3, "at most 3 in flight");
+        assert_eq!(run.cases.len(), 12);
+        assert_eq!(
+            run.cases.iter().map(|c| c.id.as_str()).collect::<Vec<_>>()[..3],
+            ["c0", "c1", "c2"]
+        );
+        assert_eq!(run.errors, 1);
+        assert!(
+            run.cases[3]
+                .output
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("refused"))
+        );
+        assert!(run.cases[3].scores.is_empty());
+        // Case 5 was rate-limited twice, then answered (12 cases + 2 retries = 14 calls).
+        assert_eq!(echo.calls.load(Ordering::SeqCst), 14);
+        assert_eq!(run.cases[5].scores["exact"].value, 1.0);
+        let exact = &run.aggregates["exact"];
+        assert_eq!(
+            (exact.value, exact.n, exact.ci95),
+            (1.0, 11, Some((1.0, 1.0)))
+        );
+        assert!((run.aggregates["bleu"].value - 100.0).abs() < 1e-9);
+        assert!(run.aggregates["latency"].value >= 0.02);
+        let report = Report {
+            dataset: data.name.clone(),
+            metrics: vec!["exact".into(), "bleu".into()],
+            services: vec![run],
+        };
+        let md = report.to_markdown();
+        assert!(
+            md.contains("| echo | 12 | 1 | 1.000 [1.000, 1.000] | 100.0 |"),
+            "{md}"
+        );
+        assert!(md.contains("| c3 | say 3 back to me | error: "), "{md}");
+        let back: Report = serde_json::from_str(&report.to_json()).unwrap();
+        assert_eq!(back.services[0].cases[5].scores["exact"].value, 1.0);
+    }
+
+    #[tokio::test]
+    async fn no_retries_means_the_rate_limit_is_the_answer() {
+        let echo = Echo::new(1);
+        echo.flaky
+            .lock()
+            .unwrap()
+            .insert("say 0 back to me".into(), 1);
+        let run = Runner::new()
+            .retries(0)
+            .progress(false)
+            .run("echo", echo.clone(), &dataset(1), &metrics())
+            .await;
+        assert!(
+            run.cases[0]
+                .output
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("slow down"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cache_answers_a_rerun_without_calling() {
+        let dir = tempfile::tempdir().unwrap();
+        let runner = Runner::new().cache_dir(dir.path()).seed(7).progress(false);
+        let echo = Echo::new(1);
+        let first = runner
+            .run("echo", echo.clone(), &dataset(4), &metrics())
+            .await;
+        assert_eq!(echo.calls.load(Ordering::SeqCst), 4);
+        let second = runner
+            .run("echo", echo.clone(), &dataset(4), &metrics())
+            .await;
+        // The refused case 3 is not cached, so it is called again; the rest are not.
+        assert_eq!(echo.calls.load(Ordering::SeqCst), 5);
+        assert!(second.cases[0].output.cached && !first.cases[0].output.cached);
+        assert_eq!(second.cases[1].output.text, "say 1 back to me");
+        // Another label, another seed: other keys.
+        runner
+            .run("other", echo.clone(), &dataset(4), &metrics())
+            .await;
+        assert_eq!(echo.calls.load(Ordering::SeqCst), 9);
+        Runner::new()
+            .cache_dir(dir.path())
+            .seed(8)
+            .progress(false)
+            .run("echo", echo.clone(), &dataset(4), &metrics())
+            .await;
+        assert_eq!(echo.calls.load(Ordering::SeqCst), 13);
+        assert_eq!(runner.request(&dataset(1).cases[0]).sampling.seed, Some(7));
+    }
+
+    #[tokio::test]
+    async fn a_stop_keeps_what_finished() {
+        let echo = Echo::new(100);
+        let stop = tokio::time::sleep(Duration::from_millis(250));
+        let run = Runner::new()
+            .concurrency(1)
+            .progress(false)
+            .run_until("echo", echo.clone(), &dataset(20), &metrics(), stop)
+            .await;
+        assert!(run.stopped);
+        assert!(
+            (1..=3).contains(&run.cases.len()),
+            "{} finished",
+            run.cases.len()
+        );
+        assert!(run.cases.iter().all(|c| c.scores.contains_key("exact")));
+        // In-flight work was dropped: nothing is still running.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(echo.in_flight.load(Ordering::SeqCst), 0);
+        assert!(echo.calls.load(Ordering::SeqCst) <= run.cases.len() + 1);
+    }
+}
