@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod agent;
 mod bench;
+mod eval;
 mod guard;
 mod local;
 mod memory;
@@ -41,6 +42,8 @@ enum Command {
     Perplexity(local::PerplexityArgs),
     /// Run an agent on TASK: a model with tools from MCP servers, the answer streamed.
     Agent(agent::AgentArgs),
+    /// Evaluate models on a dataset: scores per case and overall, report.json and report.md.
+    Eval(eval::EvalArgs),
     /// Scan texts with the built-in guardrails: one JSON verdict per line of input.
     Guard(guard::GuardArgs),
     /// Measure prefill and decode speed (tokens per second), as the llama.cpp anchor does.
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
             Command::Logits(a) => local::logits(a).await,
             Command::Perplexity(a) => local::perplexity(a).await,
             Command::Agent(a) => agent::run(a).await,
+            Command::Eval(a) => eval::run(a).await,
             Command::Guard(a) => guard::run(a),
             Command::Bench(a) => bench::bench(a).await,
             Command::Serve(a) => serve::serve(a).await,

@@ -41,6 +41,7 @@ fn help_lists_every_command() {
         "run",
         "chat",
         "agent",
+        "eval",
         "tokenize",
         "logits",
         "perplexity",
@@ -545,14 +546,127 @@ fn memory_errors_name_the_problem() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let db = dir.path().join("m.db");
     let db = db.to_str().expect("a UTF-8 path");
-    let (_, err, ok) = any(&["memory", "search", "--db", db, "--user", "a", "--mode", "vector", "x"], None);
+    let (_, err, ok) = any(
+        &[
+            "memory", "search", "--db", db, "--user", "a", "--mode", "vector", "x",
+        ],
+        None,
+    );
     assert!(!ok && err.contains("--embedder"), "{err}");
-    let (_, err, ok) = any(&["memory", "add", "--db", db, "--user", "a", "--meta", "novalue", "x"], None);
+    let (_, err, ok) = any(
+        &[
+            "memory", "add", "--db", db, "--user", "a", "--meta", "novalue", "x",
+        ],
+        None,
+    );
     assert!(!ok && err.contains("KEY=VALUE"), "{err}");
     let (_, err, ok) = any(&["memory", "add", "--db", db, "x"], None);
-    assert!(!ok && err.contains("scope"), "a record without user, agent or session: {err}");
+    assert!(
+        !ok && err.contains("scope"),
+        "a record without user, agent or session: {err}"
+    );
     let (_, err, ok) = any(&["memory", "delete", "--db", db, "--user", "a"], None);
     assert!(!ok && err.contains("--all"), "{err}");
-    let (_, err, ok) = any(&["memory", "list", "--db", "postgres://nobody@127.0.0.1:1/none", "--user", "a"], None);
+    let (_, err, ok) = any(
+        &[
+            "memory",
+            "list",
+            "--db",
+            "postgres://nobody@127.0.0.1:1/none",
+            "--user",
+            "a",
+        ],
+        None,
+    );
     assert!(!ok && err.contains("postgres"), "{err}");
+}
+
+/// `any eval` on the local default model, bare and behind the guardrails: both reports
+/// written, the injection blocked in the guarded stack only, and a rerun answered from the
+/// cache.
+#[test]
+fn eval_compares_the_bare_and_guarded_model_and_caches() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out = dir.path().join("out");
+    let dataset = concat!(env!("CARGO_MANIFEST_DIR"), "/../any-eval/data/smoke.jsonl");
+    let args = [
+        "eval",
+        dataset,
+        "--guarded",
+        "--metric",
+        "contains",
+        "--metric",
+        "rougeL",
+        "--metric",
+        "latency",
+        "-n",
+        "12",
+        "--out",
+        out.to_str().expect("UTF-8"),
+    ];
+    let (stdout, err, ok) = any(&args, None);
+    assert!(ok, "{err}");
+    assert!(
+        stdout.contains("| service | cases | errors | contains | rougeL | latency |"),
+        "{stdout}"
+    );
+    let report = json(&std::fs::read_to_string(out.join("report.json")).expect("report.json"));
+    let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    assert_eq!(md.trim(), stdout.trim());
+    let services = report["services"].as_array().expect("services");
+    assert_eq!(services.len(), 2);
+    let (bare, guarded) = (&services[0], &services[1]);
+    assert!(
+        guarded["label"]
+            .as_str()
+            .is_some_and(|l| l.ends_with(" + guards"))
+    );
+    assert_eq!(bare["cases"].as_array().map(Vec::len), Some(6));
+    let injection = |s: &serde_json::Value| s["cases"][4]["output"].clone();
+    assert!(injection(bare)["error"].is_null(), "{}", injection(bare));
+    assert!(
+        injection(guarded)["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("injection")),
+        "{}",
+        injection(guarded)
+    );
+    assert_eq!(guarded["errors"], 1);
+    for s in services {
+        let agg = &s["aggregates"];
+        let contains = agg["contains"]["value"].as_f64().expect("a contains mean");
+        assert!((0.0..=1.0).contains(&contains));
+        assert!(agg["latency"]["value"].as_f64().is_some_and(|l| l > 0.0));
+    }
+    // Greedy decoding with a cache: the rerun calls nothing and says the same.
+    let (again, err, ok) = any(&args, None);
+    assert!(ok, "{err}");
+    let rerun = json(&std::fs::read_to_string(out.join("report.json")).expect("report.json"));
+    assert_eq!(rerun["services"][0]["cases"][0]["output"]["cached"], true);
+    assert_eq!(
+        rerun["services"][0]["cases"][0]["output"]["text"],
+        report["services"][0]["cases"][0]["output"]["text"]
+    );
+    assert!(again.contains("| service | cases | errors |"), "{again}");
+}
+
+#[test]
+fn eval_errors_name_the_problem() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"input\": \"ok\"}\n{\"inptu\": \"typo\"}\n").expect("writes");
+    let (_, err, ok) = any(&["eval", bad.to_str().expect("UTF-8")], None);
+    assert!(
+        !ok && err.contains("bad.jsonl:2") && err.contains("inptu"),
+        "{err}"
+    );
+    let good = dir.path().join("good.jsonl");
+    std::fs::write(&good, "{\"input\": \"ok\"}\n").expect("writes");
+    let (_, err, ok) = any(
+        &["eval", good.to_str().expect("UTF-8"), "--metric", "rouge9"],
+        None,
+    );
+    assert!(!ok && err.contains("unknown metric `rouge9`"), "{err}");
+    let (_, err, ok) = any(&["eval", "missing.jsonl"], None);
+    assert!(!ok && err.contains("missing.jsonl"), "{err}");
 }

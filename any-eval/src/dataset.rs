@@ -230,7 +230,23 @@ impl Dataset {
                         ),
                     ));
                 }
-                None => return Err(bad(file, line, Some("input"), "missing")),
+                None => {
+                    let known = ["id", "expected", "choices", "context", "metadata"];
+                    let unknown: Vec<String> = obj
+                        .keys()
+                        .filter(|k| !known.contains(&k.as_str()))
+                        .map(|k| format!("`{k}`"))
+                        .collect();
+                    let hint = if unknown.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " (the line has unknown fields {}: a misspelling?)",
+                            unknown.join(", ")
+                        )
+                    };
+                    return Err(bad(file, line, Some("input"), format!("missing{hint}")));
+                }
             };
             let id = match obj.remove("id") {
                 None => line.to_string(),

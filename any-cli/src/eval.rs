@@ -1,0 +1,175 @@
+//! `any eval`: a dataset through one or more models (or guarded stacks), scored, with
+//! reports written as JSON and Markdown.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use any_core::{BoxChatService, ChatServiceExt};
+use any_eval::{BUILTIN_NAMES, Builtin, Dataset, Metric, Report, Runner};
+use any_guard::{Guards, InvisibleText, Pii, PromptInjection, Secrets, ServiceBuilderExt};
+use anyhow::{Context, Result};
+use clap::Args;
+use tower::ServiceBuilder;
+
+use crate::local::{ModelChoice, open_file};
+
+/// `any eval`.
+#[derive(Debug, Args)]
+pub(crate) struct EvalArgs {
+    /// The dataset: JSONL (one case per line: `input`, `expected`, `choices`, `context`,
+    /// `id`, `metadata`) or CSV with a header (`input`, `expected…` columns).
+    dataset: PathBuf,
+    /// A model to evaluate: a GGUF path, a `provider:model` id, or `local` (the default
+    /// model). Repeat to compare several side by side (default: the local default model).
+    #[arg(long, short = 'm', value_name = "PATH|ID")]
+    model: Vec<PathBuf>,
+    /// Also evaluate each model behind the built-in guardrails (prompt injection, invisible
+    /// text and PII on the way in, secrets on the way out), as "MODEL + guards".
+    #[arg(long)]
+    guarded: bool,
+    /// A metric (repeatable; default: exact, f1, rougeL, latency). Built in: exact,
+    /// contains, contains_all, regex:PATTERN, f1, rouge1, rouge2, rougeL, bleu, levenshtein,
+    /// json, latency, ttft, tokens_per_second, tokens.
+    #[arg(long = "metric", value_name = "NAME")]
+    metrics: Vec<String>,
+    /// Cases in flight at once, per model.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    concurrency: usize,
+    /// The most tokens per answer.
+    #[arg(
+        short = 'n',
+        long = "max-tokens",
+        value_name = "N",
+        default_value_t = 128
+    )]
+    max_tokens: u32,
+    /// Sampling seed sent with every request.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// Sampling temperature (default 0: greedy, so reruns agree).
+    #[arg(long, value_name = "T", default_value_t = 0.0)]
+    temperature: f32,
+    /// Where report.json, report.md and the output cache go.
+    #[arg(long, value_name = "DIR", default_value = "eval-out")]
+    out: PathBuf,
+    /// Call the models even for cases the cache has answered before.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+fn service(value: &std::path::Path) -> Result<(String, BoxChatService)> {
+    match ModelChoice::of(value)? {
+        ModelChoice::Registry(id) => {
+            let model = any_llm::model(&id).with_context(|| format!("model `{id}`"))?;
+            Ok((id, model))
+        }
+        ModelChoice::Local(path) => {
+            let path = match path {
+                Some(p) => p,
+                None => any_llm::local::fetch::default_model_path()?,
+            };
+            let model = open_file(&path, Default::default())?;
+            Ok((model.info().name.clone(), model.boxed_chat()))
+        }
+    }
+}
+
+fn guarded(model: BoxChatService) -> BoxChatService {
+    BoxChatService::new(
+        ServiceBuilder::new()
+            .guard_input(
+                Guards::new()
+                    .block(PromptInjection::default())
+                    .block(InvisibleText)
+                    .redact(Pii::default()),
+            )
+            .guard_output(Guards::new().redact(Secrets::default()))
+            .service(model),
+    )
+}
+
+pub(crate) async fn run(args: EvalArgs) -> Result<()> {
+    let dataset = Dataset::open(&args.dataset)?;
+    anyhow::ensure!(
+        !dataset.cases.is_empty(),
+        "{} has no cases",
+        args.dataset.display()
+    );
+    let names = if args.metrics.is_empty() {
+        ["exact", "f1", "rougeL", "latency"]
+            .map(String::from)
+            .to_vec()
+    } else {
+        args.metrics.clone()
+    };
+    let metrics = names
+        .iter()
+        .map(|n| Builtin::from_name(n).map(|m| Arc::new(m) as Arc<dyn Metric>))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("--metric (known: {})", BUILTIN_NAMES.join(", ")))?;
+    let values = if args.model.is_empty() {
+        vec![PathBuf::from("local")]
+    } else {
+        args.model.clone()
+    };
+    let mut services = Vec::new();
+    for value in &values {
+        let (label, model) = service(value)?;
+        if args.guarded {
+            services.push((format!("{label} + guards"), guarded(model.clone())));
+        }
+        services.push((label, model));
+    }
+    if args.guarded {
+        // Bare first, then guarded, model by model.
+        for pair in services.chunks_mut(2) {
+            pair.reverse();
+        }
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let mut runner = Runner::new()
+        .concurrency(args.concurrency)
+        .seed(args.seed)
+        .temperature(args.temperature)
+        .max_tokens(args.max_tokens);
+    if !args.no_cache {
+        runner = runner.cache_dir(args.out.join("cache"));
+    }
+    let mut report = Report {
+        dataset: dataset.name.clone(),
+        metrics: metrics.iter().map(|m| m.name()).collect(),
+        services: Vec::new(),
+    };
+    let mut interrupted = false;
+    for (label, model) in services {
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let run = runner
+            .run_until(&label, model, &dataset, &metrics, stop)
+            .await;
+        interrupted = run.stopped;
+        report.services.push(run);
+        if interrupted {
+            break;
+        }
+    }
+    let write = |name: &str, text: String| {
+        let path = args.out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    write("report.json", report.to_json())?;
+    let md = report.to_markdown();
+    write("report.md", md.clone())?;
+    println!("{md}");
+    eprintln!(
+        "wrote {} and {}",
+        args.out.join("report.json").display(),
+        args.out.join("report.md").display()
+    );
+    if interrupted {
+        anyhow::bail!("interrupted: the reports hold the cases that finished");
+    }
+    Ok(())
+}
