@@ -1,5 +1,5 @@
 //! `any eval`: a dataset through one or more models (or guarded stacks), scored, with
-//! reports written as JSON and Markdown.
+//! reports written as JSON, Markdown and HTML.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,7 +49,7 @@ pub(crate) struct EvalArgs {
     /// Sampling temperature (default 0: greedy, so reruns agree).
     #[arg(long, value_name = "T", default_value_t = 0.0)]
     temperature: f32,
-    /// Where report.json, report.md and the output cache go.
+    /// Where report.json, report.md, report.html and the output cache go.
     #[arg(long, value_name = "DIR", default_value = "eval-out")]
     out: PathBuf,
     /// Call the models even for cases the cache has answered before.
@@ -160,13 +160,13 @@ pub(crate) async fn run(args: EvalArgs) -> Result<()> {
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
     };
     write("report.json", report.to_json())?;
+    write("report.html", report.to_html())?;
     let md = report.to_markdown();
     write("report.md", md.clone())?;
     println!("{md}");
     eprintln!(
-        "wrote {} and {}",
-        args.out.join("report.json").display(),
-        args.out.join("report.md").display()
+        "wrote report.json, report.md and report.html in {}",
+        args.out.display()
     );
     if interrupted {
         anyhow::bail!("interrupted: the reports hold the cases that finished");

@@ -612,6 +612,10 @@ fn eval_compares_the_bare_and_guarded_model_and_caches() {
     );
     let report = json(&std::fs::read_to_string(out.join("report.json")).expect("report.json"));
     let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
+    assert_eq!(html.matches("<svg class=\"metric-chart\"").count(), 3);
+    assert!(html.contains("+ guards") && html.contains("blocked by guardrail"));
+    assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
     assert_eq!(md.trim(), stdout.trim());
     let services = report["services"].as_array().expect("services");
     assert_eq!(services.len(), 2);

@@ -16,7 +16,7 @@
 //!   retryable errors, an output cache, a seed, a progress line on a terminal, and a stop
 //!   signal that keeps what finished.
 //! - [`Report`]: per-case results and aggregates (means with bootstrap intervals) of several
-//!   services side by side, as JSON and Markdown.
+//!   services side by side, as JSON, Markdown and one self-contained HTML page with charts.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -46,6 +46,7 @@
 
 mod dataset;
 mod error;
+mod html;
 mod metric;
 mod report;
 mod runner;

@@ -145,11 +145,16 @@ fn cell(text: &str, max: usize) -> String {
     s
 }
 
-fn number(v: f64) -> String {
-    if v.abs() >= 100.0 {
+/// A value with three significant figures or so: `0.833`, `123.4`, `4.5e-4`.
+pub(crate) fn number(v: f64) -> String {
+    if !v.is_finite() {
+        "–".into()
+    } else if v == 0.0 || v.abs() >= 0.01 && v.abs() < 100.0 {
+        format!("{v:.3}")
+    } else if v.abs() >= 100.0 {
         format!("{v:.1}")
     } else {
-        format!("{v:.3}")
+        format!("{v:.1e}")
     }
 }
 

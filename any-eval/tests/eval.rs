@@ -466,3 +466,142 @@ mod runner {
         assert!(echo.calls.load(Ordering::SeqCst) <= run.cases.len() + 1);
     }
 }
+
+/// The HTML report in a real browser: headless Chromium (the distribution's package, which
+/// `.ci/run` installs) renders it; the test fails when the page is blank or a chart is
+/// missing or empty, and leaves the screenshot for a person to look at.
+mod html {
+    use std::process::Command;
+    use std::sync::Arc;
+
+    use any_core::{ChatChunk, ChatRequest, ChatStream};
+    use any_eval::{Builtin, Case, Dataset, Metric, Report, Runner};
+
+    fn chromium() -> String {
+        for name in ["chromium", "chromium-browser", "google-chrome"] {
+            if Command::new(name)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
+                return name.to_owned();
+            }
+        }
+        panic!("no Chromium on PATH: install the distribution's `chromium` package (.ci/run does)");
+    }
+
+    async fn report() -> Report {
+        let cases = vec![
+            Case::new("a", "Capital of France?", "Paris"),
+            Case::new("b", "2 + 2 = ?", "4"),
+            Case::new("c", "Colour of the sky?", "blue <b>not bold</b>"),
+        ];
+        let data = Dataset {
+            name: "capitals & sums".into(),
+            cases,
+        };
+        let metrics: Vec<Arc<dyn Metric>> = ["contains", "f1", "latency"]
+            .iter()
+            .map(|m| Arc::new(Builtin::from_name(m).unwrap()) as Arc<dyn Metric>)
+            .collect();
+        let answer = |text: &'static str| {
+            tower::service_fn(move |_req: ChatRequest| async move {
+                Ok::<_, any_core::Error>(ChatStream::from_chunks(vec![ChatChunk::text(text)]))
+            })
+        };
+        let runner = Runner::new().progress(false);
+        let a = runner
+            .run("always Paris", answer("Paris"), &data, &metrics)
+            .await;
+        let b = runner
+            .run(
+                "says 4 and blue",
+                answer("It is 4, or blue."),
+                &data,
+                &metrics,
+            )
+            .await;
+        Report {
+            dataset: data.name,
+            metrics: vec!["contains".into(), "f1".into(), "latency".into()],
+            services: vec![a, b],
+        }
+    }
+
+    #[tokio::test]
+    async fn the_report_renders_its_charts_in_chromium() {
+        let browser = chromium();
+        let html = report().await.to_html();
+        assert!(
+            html.contains("capitals &amp; sums")
+                && html.contains("blue &lt;b&gt;not bold&lt;/b&gt;")
+        );
+        assert!(
+            !html.contains("<script") && !html.contains("src=\"http"),
+            "self-contained, no scripts"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        // The page itself has no script; the test adds one that measures what was drawn.
+        let probe = "<script>addEventListener('load',()=>{const c=[...document.querySelectorAll('svg.metric-chart')];\
+            document.body.dataset.charts=c.length;\
+            document.body.dataset.drawn=c.filter(s=>{const r=s.getBoundingClientRect();\
+            const bars=[...s.querySelectorAll('rect.bar')].filter(b=>b.getBoundingClientRect().width>0);\
+            return r.width>100&&r.height>50&&bars.length>0}).length;\
+            document.body.dataset.text=document.body.innerText.length})</script>";
+        let page = dir.path().join("report.html");
+        std::fs::write(&page, html.replace("</body>", &format!("{probe}</body>"))).unwrap();
+        let url = format!("file://{}", page.display());
+        let common = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1200,1400",
+        ];
+        let dom = Command::new(&browser)
+            .args(common)
+            .args(["--virtual-time-budget=2000", "--dump-dom", &url])
+            .output()
+            .unwrap();
+        assert!(
+            dom.status.success(),
+            "{}",
+            String::from_utf8_lossy(&dom.stderr)
+        );
+        let dom = String::from_utf8_lossy(&dom.stdout);
+        assert!(
+            dom.contains("data-charts=\"3\""),
+            "not three charts:\n{}",
+            &dom[..dom.len().min(600)]
+        );
+        assert!(
+            dom.contains("data-drawn=\"3\""),
+            "a chart was not drawn:\n{}",
+            &dom[..dom.len().min(600)]
+        );
+        let shot = std::env::var_os("ANY_EVAL_SCREENSHOT")
+            .map_or_else(|| dir.path().join("report.png"), Into::into);
+        let out = Command::new(&browser)
+            .args(common)
+            .arg(format!(
+                "--screenshot={}",
+                std::path::Path::new(&shot).display()
+            ))
+            .arg(&url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let png = std::fs::read(&shot).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        // A blank 1200×1400 page compresses to a few kilobytes; text and charts do not.
+        assert!(
+            png.len() > 20_000,
+            "the screenshot is {} bytes: a blank page?",
+            png.len()
+        );
+    }
+}
