@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use any_core::{BoxChatService, ChatServiceExt};
-use any_eval::{BUILTIN_NAMES, Builtin, Dataset, Metric, Report, Runner};
+use any_eval::{BUILTIN_NAMES, Builtin, Dataset, Judge, Metric, Report, Runner};
 use any_guard::{Guards, InvisibleText, Pii, PromptInjection, Secrets, ServiceBuilderExt};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -32,6 +32,14 @@ pub(crate) struct EvalArgs {
     /// json, latency, ttft, tokens_per_second, tokens.
     #[arg(long = "metric", value_name = "NAME")]
     metrics: Vec<String>,
+    /// Also grade every answer with this model as a judge (a GGUF path, a `provider:model`
+    /// id or `local`): pass or fail with its reasoning, by --rubric.
+    #[arg(long, value_name = "PATH|ID")]
+    judge: Option<PathBuf>,
+    /// What the judge checks (default: the answer says what the expected answer says and
+    /// adds nothing false).
+    #[arg(long, value_name = "TEXT", requires = "judge")]
+    rubric: Option<String>,
     /// Cases in flight at once, per model.
     #[arg(long, value_name = "N", default_value_t = 1)]
     concurrency: usize,
@@ -107,6 +115,15 @@ pub(crate) async fn run(args: EvalArgs) -> Result<()> {
         .map(|n| Builtin::from_name(n).map(|m| Arc::new(m) as Arc<dyn Metric>))
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("--metric (known: {})", BUILTIN_NAMES.join(", ")))?;
+    let mut metrics = metrics;
+    if let Some(value) = &args.judge {
+        let (_, judge) = service(value).context("--judge")?;
+        let mut judge = Judge::new(judge);
+        if let Some(r) = &args.rubric {
+            judge = judge.rubric(r.clone());
+        }
+        metrics.push(Arc::new(judge));
+    }
     let values = if args.model.is_empty() {
         vec![PathBuf::from("local")]
     } else {

@@ -674,3 +674,45 @@ fn eval_errors_name_the_problem() {
     let (_, err, ok) = any(&["eval", "missing.jsonl"], None);
     assert!(!ok && err.contains("missing.jsonl"), "{err}");
 }
+
+/// `--judge local`: the local model grades each answer through constrained JSON, so every
+/// case gets a verdict with reasoning, never a parse error.
+#[test]
+fn eval_with_the_local_model_as_judge() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().join("two.jsonl");
+    std::fs::write(
+        &data,
+        "{\"input\": \"What is the capital of France? One word.\", \"expected\": \"Paris\"}\n\
+         {\"input\": \"What is 2 + 2? A number.\", \"expected\": \"4\"}\n",
+    )
+    .expect("writes");
+    let out = dir.path().join("out");
+    let (stdout, err, ok) = any(
+        &[
+            "eval",
+            data.to_str().expect("UTF-8"),
+            "--judge",
+            "local",
+            "--metric",
+            "contains",
+            "-n",
+            "12",
+            "--out",
+            out.to_str().expect("UTF-8"),
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert!(stdout.contains("| contains | judge |"), "{stdout}");
+    let report = json(&std::fs::read_to_string(out.join("report.json")).expect("report.json"));
+    for case in report["services"][0]["cases"].as_array().expect("cases") {
+        let verdict = &case["scores"]["judge"];
+        assert!(verdict["pass"].is_boolean(), "{case}");
+        assert!(
+            verdict["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{case}"
+        );
+        assert!(case["metric_errors"].is_null(), "{case}");
+    }
+}

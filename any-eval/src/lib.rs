@@ -9,7 +9,8 @@
 //!   context, metadata); a malformed line is an error naming the file, line and field.
 //! - [`Metric`] is the trait; [`Builtin`] holds the built-in ones by name: exact match,
 //!   contains, regex, token F1, ROUGE-1/2/L, BLEU, Levenshtein similarity, JSON validity,
-//!   latency, time to first token, tokens per second, token usage.
+//!   latency, time to first token, tokens per second, token usage; [`Judge`] grades by a
+//!   rubric with any model.
 //! - [`text`]: the text metrics as plain functions; ROUGE as Google's `rouge-score` and BLEU
 //!   as `sacrebleu` compute them, checked against both on committed examples.
 //! - [`Runner`]: a dataset through a service with bounded concurrency, retries of
@@ -47,6 +48,7 @@
 mod dataset;
 mod error;
 mod html;
+mod judge;
 mod metric;
 mod report;
 mod runner;
@@ -54,6 +56,7 @@ pub mod text;
 
 pub use dataset::{Case, Dataset, Input};
 pub use error::{EvalError, Result};
+pub use judge::{DEFAULT_RUBRIC, Judge};
 pub use metric::{BUILTIN_NAMES, BoxFuture, Builtin, Metric, Output, Score};
 pub use report::{Aggregate, CaseResult, Report, ServiceReport, mean_with_ci};
 pub use runner::Runner;

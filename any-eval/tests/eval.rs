@@ -605,3 +605,70 @@ mod html {
         );
     }
 }
+
+mod judge {
+    use any_core::{ChatChunk, ChatRequest, ChatStream, ResponseFormat};
+    use any_eval::{Case, Judge, Metric, Output};
+
+    fn replying(text: &'static str) -> impl any_core::ChatService + Sync {
+        tower::service_fn(move |_req: ChatRequest| async move {
+            Ok::<_, any_core::Error>(ChatStream::from_chunks(vec![ChatChunk::text(text)]))
+        })
+    }
+
+    fn case_and_answer() -> (Case, Output) {
+        let out = Output {
+            text: "Lyon".into(),
+            ..Output::default()
+        };
+        (Case::new("q", "Capital of France?", "Paris"), out)
+    }
+
+    #[tokio::test]
+    async fn verdicts_reasons_and_broken_replies() {
+        let (case, out) = case_and_answer();
+        let fail = Judge::new(replying(
+            r#"{"reasoning": "Lyon is not Paris.", "pass": false}"#,
+        ))
+        .named("strict");
+        let s = fail.score(&case, &out).await.unwrap();
+        assert_eq!(
+            (s.value, s.pass, s.reason.as_deref()),
+            (0.0, Some(false), Some("Lyon is not Paris."))
+        );
+        assert_eq!(fail.name(), "strict");
+        let e = Judge::new(replying("I think it passes"))
+            .score(&case, &out)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("not JSON") && e.to_string().contains("case `q`"),
+            "{e}"
+        );
+        let e = Judge::new(replying(r#"{"reasoning": "ok"}"#))
+            .score(&case, &out)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("no boolean `pass`"), "{e}");
+    }
+
+    #[test]
+    fn the_request_carries_the_rubric_the_case_and_a_schema() {
+        let (case, out) = case_and_answer();
+        let judge = Judge::new(replying("{}")).rubric("Answers must name a city.");
+        let req = judge.request(&case, &out);
+        let prompt = req.messages.last().unwrap().text().into_owned();
+        for part in [
+            "Answers must name a city.",
+            "Capital of France?",
+            "Paris",
+            "Lyon",
+        ] {
+            assert!(prompt.contains(part), "{part} missing from {prompt}");
+        }
+        assert_eq!(req.sampling.temperature, Some(0.0));
+        assert!(
+            matches!(&req.response_format, ResponseFormat::JsonSchema { schema, .. } if schema["required"] == serde_json::json!(["reasoning", "pass"]))
+        );
+    }
+}
