@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use any_core::{BoxChatService, ChatServiceExt};
-use any_eval::{BUILTIN_NAMES, Builtin, Dataset, Judge, Metric, Report, Runner};
+use any_eval::{BUILTIN_NAMES, Builtin, Dataset, Judge, LogLikelihood, Metric, Report, Runner};
 use any_guard::{Guards, InvisibleText, Pii, PromptInjection, Secrets, ServiceBuilderExt};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -32,6 +32,11 @@ pub(crate) struct EvalArgs {
     /// json, latency, ttft, tokens_per_second, tokens.
     #[arg(long = "metric", value_name = "NAME")]
     metrics: Vec<String>,
+    /// Score multiple-choice cases by log-likelihood (acc and acc_norm, as
+    /// lm-evaluation-harness) instead of generating answers: the context is each case's
+    /// input, each choice a continuation. Local GGUF models only.
+    #[arg(long, conflicts_with_all = ["guarded", "judge", "metrics"])]
+    likelihood: bool,
     /// Also grade every answer with this model as a judge (a GGUF path, a `provider:model`
     /// id or `local`): pass or fail with its reasoning, by --rubric.
     #[arg(long, value_name = "PATH|ID")]
@@ -96,6 +101,52 @@ fn guarded(model: BoxChatService) -> BoxChatService {
     )
 }
 
+/// The local backend as a likelihood scorer.
+struct Scorer(any_llm::local::LocalModel);
+
+impl LogLikelihood for Scorer {
+    fn log_likelihood<'a>(
+        &'a self,
+        context: &'a str,
+        continuation: &'a str,
+    ) -> any_eval::BoxFuture<'a, any_eval::Result<f64>> {
+        Box::pin(async move {
+            self.0
+                .log_likelihood(context, continuation)
+                .await
+                .map(|l| l.logprob)
+                .map_err(|e| any_eval::EvalError::Metric {
+                    metric: "log-likelihood".into(),
+                    message: e.to_string(),
+                })
+        })
+    }
+}
+
+/// `--likelihood`: each model scores the multiple-choice cases.
+async fn likelihood(dataset: &Dataset, values: &[PathBuf]) -> Result<Report> {
+    let mut report = Report {
+        dataset: dataset.name.clone(),
+        metrics: vec!["acc".into(), "acc_norm".into()],
+        services: Vec::new(),
+    };
+    for value in values {
+        let path = match ModelChoice::of(value)? {
+            ModelChoice::Local(Some(p)) => p,
+            ModelChoice::Local(None) => any_llm::local::fetch::default_model_path()?,
+            ModelChoice::Registry(id) => anyhow::bail!(
+                "--likelihood scores continuations, which needs a local GGUF model, not `{id}`"
+            ),
+        };
+        let model = open_file(&path, Default::default())?;
+        let label = model.info().name.clone();
+        report
+            .services
+            .push(any_eval::multiple_choice(&label, &Scorer(model), dataset).await?);
+    }
+    Ok(report)
+}
+
 pub(crate) async fn run(args: EvalArgs) -> Result<()> {
     let dataset = Dataset::open(&args.dataset)?;
     anyhow::ensure!(
@@ -129,6 +180,12 @@ pub(crate) async fn run(args: EvalArgs) -> Result<()> {
     } else {
         args.model.clone()
     };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    if args.likelihood {
+        let report = likelihood(&dataset, &values).await?;
+        return write_reports(&args, &report, false);
+    }
     let mut services = Vec::new();
     for value in &values {
         let (label, model) = service(value)?;
@@ -143,8 +200,6 @@ pub(crate) async fn run(args: EvalArgs) -> Result<()> {
             pair.reverse();
         }
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
     let mut runner = Runner::new()
         .concurrency(args.concurrency)
         .seed(args.seed)
@@ -172,6 +227,11 @@ pub(crate) async fn run(args: EvalArgs) -> Result<()> {
             break;
         }
     }
+    write_reports(&args, &report, interrupted)
+}
+
+/// Writes report.json, report.md and report.html and prints the Markdown.
+fn write_reports(args: &EvalArgs, report: &Report, interrupted: bool) -> Result<()> {
     let write = |name: &str, text: String| {
         let path = args.out.join(name);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))

@@ -16,6 +16,8 @@
 //! - [`Runner`]: a dataset through a service with bounded concurrency, retries of
 //!   retryable errors, an output cache, a seed, a progress line on a terminal, and a stop
 //!   signal that keeps what finished.
+//! - [`multiple_choice`]: likelihood evaluation (`acc`, `acc_norm` as lm-evaluation-harness
+//!   defines them) over any [`LogLikelihood`] model, such as the local backend.
 //! - [`Report`]: per-case results and aggregates (means with bootstrap intervals) of several
 //!   services side by side, as JSON, Markdown and one self-contained HTML page with charts.
 //!
@@ -49,6 +51,7 @@ mod dataset;
 mod error;
 mod html;
 mod judge;
+mod likelihood;
 mod metric;
 mod report;
 mod runner;
@@ -57,6 +60,7 @@ pub mod text;
 pub use dataset::{Case, Dataset, Input};
 pub use error::{EvalError, Result};
 pub use judge::{DEFAULT_RUBRIC, Judge};
+pub use likelihood::{LogLikelihood, TARGET_DELIMITER, multiple_choice};
 pub use metric::{BUILTIN_NAMES, BoxFuture, Builtin, Metric, Output, Score};
 pub use report::{Aggregate, CaseResult, Report, ServiceReport, mean_with_ci};
 pub use runner::Runner;

@@ -672,3 +672,90 @@ mod judge {
         );
     }
 }
+
+mod likelihood {
+    use any_eval::{BoxFuture, Case, Dataset, LogLikelihood, multiple_choice};
+
+    /// Log-likelihood -1 per character, except that "long right answer" is likelier per
+    /// character than its length suggests: acc prefers short choices, acc_norm the right one.
+    struct ByLength;
+
+    impl LogLikelihood for ByLength {
+        fn log_likelihood<'a>(
+            &'a self,
+            _context: &'a str,
+            continuation: &'a str,
+        ) -> BoxFuture<'a, any_eval::Result<f64>> {
+            let ll = if continuation == " long right answer" {
+                -9.0
+            } else {
+                -(continuation.len() as f64)
+            };
+            Box::pin(async move { Ok(ll) })
+        }
+    }
+
+    fn mc(id: &str, choices: &[&str], answer: &str) -> Case {
+        Case {
+            choices: choices.iter().map(|c| c.to_string()).collect(),
+            ..Case::new(id, "Question?", answer)
+        }
+    }
+
+    #[tokio::test]
+    async fn acc_and_acc_norm_as_the_harness_defines_them() {
+        let data = Dataset {
+            name: "mc".into(),
+            cases: vec![
+                mc("a", &["no", "long right answer"], "long right answer"),
+                mc("b", &["yes", "nope"], "yes"),
+            ],
+        };
+        let run = multiple_choice("by length", &ByLength, &data)
+            .await
+            .unwrap();
+        // a: lls [-3, -9] → acc picks "no"; per character [-1, -0.5] → acc_norm picks right.
+        assert_eq!(run.cases[0].scores["acc"].value, 0.0);
+        assert_eq!(run.cases[0].scores["acc_norm"].value, 1.0);
+        assert_eq!(run.cases[0].output.text, "no");
+        assert!(
+            run.cases[0].scores["acc"]
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("-9"))
+        );
+        // b: " yes" (-4) beats " nope" (-5) both ways.
+        assert_eq!(
+            (
+                run.aggregates["acc"].value,
+                run.aggregates["acc_norm"].value
+            ),
+            (0.5, 1.0)
+        );
+    }
+
+    #[tokio::test]
+    async fn cases_that_are_not_multiple_choice_are_errors() {
+        for (case, msg) in [
+            (Case::new("x", "Q?", "a"), "at least two `choices`"),
+            (mc("y", &["a", "b"], "c"), "not one of the choices"),
+            (
+                Case {
+                    expected: vec![],
+                    ..mc("z", &["a", "b"], "a")
+                },
+                "exactly one `expected`",
+            ),
+        ] {
+            let data = Dataset {
+                name: "bad".into(),
+                cases: vec![case],
+            };
+            let e = multiple_choice("m", &ByLength, &data)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(msg), "{e}");
+        }
+    }
+}
