@@ -22,6 +22,24 @@ fn clustered(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// How many of the exact answers the approximate ones found (checking that each found one
+/// has the exact score), and how many there were.
+fn agreement(exact: &[any_memory::Scored], approx: &[any_memory::Scored]) -> (usize, usize) {
+    let mut found = 0;
+    for t in exact {
+        if let Some(g) = approx.iter().find(|g| g.record.id == t.record.id) {
+            found += 1;
+            assert!(
+                (g.score - t.score).abs() < 1e-4,
+                "{} vs {}",
+                g.score,
+                t.score
+            );
+        }
+    }
+    (found, exact.len())
+}
+
 mod in_memory {
     use super::*;
     use any_memory::InMemoryStore;
@@ -90,7 +108,7 @@ mod sqlite {
             .unwrap()
             .with_vector_search(VectorSearch::Exact);
         let (ada, bob) = (Scope::user("ada"), Scope::user("bob"));
-        let vectors = super::clustered(3000, 48, 3);
+        let vectors = super::clustered(1500, 24, 3);
         let batch = vectors
             .iter()
             .enumerate()
@@ -101,8 +119,8 @@ mod sqlite {
             })
             .collect();
         indexed.add_many(batch).await.unwrap();
-        assert_eq!(indexed.build_vector_index().await.unwrap(), 3000);
-        let queries = super::clustered(40, 48, 99);
+        assert_eq!(indexed.build_vector_index().await.unwrap(), 1500);
+        let queries = super::clustered(40, 24, 99);
         let (mut agree, mut total) = (0, 0);
         for q in &queries {
             let ask = SearchQuery::vector(ada.clone(), q.clone()).top_k(10);
@@ -112,25 +130,15 @@ mod sqlite {
                 got.iter()
                     .all(|h| h.record.scope.user.as_deref() == Some("ada"))
             );
-            for t in &truth {
-                total += 1;
-                if let Some(g) = got.iter().find(|g| g.record.id == t.record.id) {
-                    agree += 1;
-                    assert!(
-                        (g.score - t.score).abs() < 1e-4,
-                        "{} vs {}",
-                        g.score,
-                        t.score
-                    );
-                }
-            }
+            let (a, t) = super::agreement(&truth, &got);
+            (agree, total) = (agree + a, total + t);
         }
         assert!(
             agree as f64 >= 0.9 * total as f64,
             "recall@10 {agree}/{total}"
         );
         // This store's own writes: an added record is found, a deleted one is not.
-        let probe = vec![3.0; 48];
+        let probe = vec![3.0; 24];
         let added = indexed
             .add(NewMemory::new(ada.clone(), Role::User, "probe").embedding(probe.clone()))
             .await
@@ -436,18 +444,8 @@ mod postgres {
             let got = indexed.search(ask).await.unwrap();
             assert_eq!(got.len(), 10);
             assert!(got.windows(2).all(|w| w[0].score >= w[1].score));
-            for t in &truth {
-                total += 1;
-                if let Some(g) = got.iter().find(|g| g.record.id == t.record.id) {
-                    agree += 1;
-                    assert!(
-                        (g.score - t.score).abs() < 1e-4,
-                        "{} vs {}",
-                        g.score,
-                        t.score
-                    );
-                }
-            }
+            let (a, t) = super::agreement(&truth, &got);
+            (agree, total) = (agree + a, total + t);
         }
         assert!(
             agree as f64 >= 0.9 * total as f64,
