@@ -1,11 +1,12 @@
-//! `any agent`: one task, run by an agent over a model with tools from MCP servers.
+//! `any agent`: one task, run by an agent over a model with tools from MCP servers; or, with
+//! `--serve-mcp`, that agent served to an MCP client over stdio as a tool.
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use any_agent::mcp::McpServer;
-use any_agent::{Agent, AgentError, AgentTrace};
-use any_core::{ChatRequest, ChatServiceExt, ToolChoice};
+use any_agent::mcp::{McpServer, McpToolServer};
+use any_agent::{Agent, AgentError, AgentTrace, Flow, Hook, Toolbox};
+use any_core::{ChatRequest, ChatServiceExt, Role, ToolChoice};
 use anyhow::{Context, Result};
 use clap::Args;
 use futures_util::StreamExt;
@@ -43,13 +44,23 @@ pub(crate) struct AgentArgs {
     /// fails.
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
+    /// Instead of running a task, serve the agent to one MCP client over standard input and
+    /// output, as a tool (named after --name) that takes a task and answers it; this
+    /// command's flags apply to every run.
+    #[arg(long, conflicts_with_all = ["task", "trace"])]
+    serve_mcp: bool,
+    /// The agent's name: its tool's name under --serve-mcp.
+    #[arg(long, value_name = "NAME", default_value = "any")]
+    name: String,
     /// The task.
-    task: String,
+    #[arg(required_unless_present = "serve_mcp")]
+    task: Option<String>,
 }
 
 pub(crate) async fn run(args: AgentArgs) -> Result<()> {
+    let task = args.task.clone().unwrap_or_default();
     anyhow::ensure!(
-        !args.task.trim().is_empty(),
+        args.serve_mcp || !task.trim().is_empty(),
         "the task is empty: pass what the agent should do, e.g. `any agent --mcp \"mcp-server-time\" \"What time is it in Tokyo?\"`"
     );
     let mut servers = Vec::new();
@@ -78,15 +89,38 @@ pub(crate) async fn run(args: AgentArgs) -> Result<()> {
     );
     let (_, model) = args.model.chat_service()?;
     let mut builder = Agent::builder(model)
-        .name("any")
+        .name(args.name.clone())
         .tools_dyn(tools)
         .max_steps(args.max_steps);
     if let Some(instructions) = &args.instructions {
         builder = builder.instructions(instructions.clone());
     }
+    if args.serve_mcp {
+        builder = builder.hook(Sampling {
+            max_tokens: args.max_tokens,
+            require_tool: args.require_tool,
+        });
+        let agent = builder.build()?;
+        let description = args.instructions.clone().unwrap_or_else(|| {
+            "An agent that carries out a task given in words, and answers with the result."
+                .to_owned()
+        });
+        let tools = Toolbox::new().with(agent.into_tool(args.name.clone(), description))?;
+        eprintln!(
+            "serving the agent as the MCP tool `{}` on standard input and output",
+            args.name
+        );
+        McpToolServer::new(tools)
+            .name(args.name)
+            .version(env!("CARGO_PKG_VERSION"))
+            .serve_stdio()
+            .await?;
+        drop(servers);
+        return Ok(());
+    }
     let agent = builder.build()?;
     let mut request = ChatRequest::builder()
-        .user(args.task.clone())
+        .user(task)
         .max_tokens(args.max_tokens)
         .temperature(0.0);
     if args.require_tool {
@@ -108,6 +142,25 @@ pub(crate) async fn run(args: AgentArgs) -> Result<()> {
     }
     drop(servers);
     result.map(drop)
+}
+
+/// What a task's request says in a run from the command line, for runs whose requests come
+/// from an MCP client: the token limit per model call, greedy sampling, and a tool call
+/// first when asked for.
+struct Sampling {
+    max_tokens: u32,
+    require_tool: bool,
+}
+
+impl Hook for Sampling {
+    fn before_model(&self, request: &mut ChatRequest) -> Flow {
+        request.sampling.max_tokens.get_or_insert(self.max_tokens);
+        request.sampling.temperature.get_or_insert(0.0);
+        if self.require_tool && !request.messages.iter().any(|m| m.role == Role::Tool) {
+            request.tool_choice = Some(ToolChoice::Required);
+        }
+        Flow::Continue
+    }
 }
 
 /// Streams the agent's answer to standard output and returns the run's trace.
