@@ -3,9 +3,10 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use any_agent::mcp::{McpServer, McpToolServer};
-use any_agent::{Agent, AgentError, AgentTrace, Flow, Hook, Toolbox};
+use any_agent::{Agent, AgentError, AgentTrace, DynTool, Flow, Hook, Toolbox};
 use any_core::{ChatRequest, ChatServiceExt, Role, ToolChoice};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -22,6 +23,10 @@ pub(crate) struct AgentArgs {
     /// (repeat for several servers), e.g. --mcp "mcp-server-time --local-timezone=UTC".
     #[arg(long = "mcp", value_name = "COMMAND")]
     mcp: Vec<String>,
+    /// An MCP server to take tools from over streamable HTTP, by its URL (repeat for several),
+    /// e.g. --mcp-http http://127.0.0.1:3001/mcp.
+    #[arg(long = "mcp-http", value_name = "URL")]
+    mcp_http: Vec<String>,
     /// Instructions for the agent (its system message).
     #[arg(long, value_name = "TEXT")]
     instructions: Option<String>,
@@ -63,29 +68,10 @@ pub(crate) async fn run(args: AgentArgs) -> Result<()> {
         args.serve_mcp || !task.trim().is_empty(),
         "the task is empty: pass what the agent should do, e.g. `any agent --mcp \"mcp-server-time\" \"What time is it in Tokyo?\"`"
     );
-    let mut servers = Vec::new();
-    let mut tools = Vec::new();
-    for line in &args.mcp {
-        let mut words = line.split_whitespace();
-        let program = words
-            .next()
-            .with_context(|| "--mcp is empty: give the command that starts an MCP server")?;
-        let mut command = tokio::process::Command::new(program);
-        command.args(words);
-        let server = McpServer::stdio(command)
-            .await
-            .with_context(|| format!("--mcp `{line}`"))?;
-        tools.extend(
-            server
-                .tools()
-                .await
-                .with_context(|| format!("--mcp `{line}`"))?,
-        );
-        servers.push(server);
-    }
+    let (servers, tools) = connect(&args).await?;
     anyhow::ensure!(
         !args.require_tool || !tools.is_empty(),
-        "--require-tool needs tools: name an MCP server with --mcp"
+        "--require-tool needs tools: name an MCP server with --mcp or --mcp-http"
     );
     let (_, model) = args.model.chat_service()?;
     let mut builder = Agent::builder(model)
@@ -142,6 +128,33 @@ pub(crate) async fn run(args: AgentArgs) -> Result<()> {
     }
     drop(servers);
     result.map(drop)
+}
+
+/// Connects to the MCP servers of --mcp and --mcp-http, and takes all their tools.
+async fn connect(args: &AgentArgs) -> Result<(Vec<McpServer>, Vec<Arc<dyn DynTool>>)> {
+    let mut servers = Vec::new();
+    let mut tools = Vec::new();
+    let stdio = args.mcp.iter().map(|line| (true, line));
+    for (is_stdio, target) in stdio.chain(args.mcp_http.iter().map(|url| (false, url))) {
+        let flag = if is_stdio { "--mcp" } else { "--mcp-http" };
+        let server = if is_stdio {
+            let mut words = target.split_whitespace();
+            let program = words
+                .next()
+                .with_context(|| "--mcp is empty: give the command that starts an MCP server")?;
+            let mut command = tokio::process::Command::new(program);
+            command.args(words);
+            McpServer::stdio(command).await
+        } else {
+            let client = any_llm::http::HttpClient::shared()?.reqwest().clone();
+            McpServer::http(target, client).await
+        };
+        let server = server.with_context(|| format!("{flag} `{target}`"))?;
+        let listed = server.tools().await;
+        tools.extend(listed.with_context(|| format!("{flag} `{target}`"))?);
+        servers.push(server);
+    }
+    Ok((servers, tools))
 }
 
 /// What a task's request says in a run from the command line, for runs whose requests come
