@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use any_agent::mcp::{McpServer, McpToolServer};
 use any_agent::{Agent, AgentError, AgentTrace, DynTool, Flow, Hook, Toolbox};
-use any_core::{ChatRequest, ChatServiceExt, Role, ToolChoice};
+use any_core::{ChatRequest, ChatServiceExt, ToolChoice};
 use anyhow::{Context, Result};
 use clap::Args;
 use futures_util::StreamExt;
@@ -84,8 +84,10 @@ pub(crate) async fn run(args: AgentArgs) -> Result<()> {
     if args.serve_mcp {
         builder = builder.hook(Sampling {
             max_tokens: args.max_tokens,
-            require_tool: args.require_tool,
         });
+        if args.require_tool {
+            builder = builder.first_tool_choice(ToolChoice::Required);
+        }
         let agent = builder.build()?;
         let description = args.instructions.clone().unwrap_or_else(|| {
             "An agent that carries out a task given in words, and answers with the result."
@@ -158,20 +160,15 @@ async fn connect(args: &AgentArgs) -> Result<(Vec<McpServer>, Vec<Arc<dyn DynToo
 }
 
 /// What a task's request says in a run from the command line, for runs whose requests come
-/// from an MCP client: the token limit per model call, greedy sampling, and a tool call
-/// first when asked for.
+/// from an MCP client: the token limit per model call, and greedy sampling.
 struct Sampling {
     max_tokens: u32,
-    require_tool: bool,
 }
 
 impl Hook for Sampling {
     fn before_model(&self, request: &mut ChatRequest) -> Flow {
         request.sampling.max_tokens.get_or_insert(self.max_tokens);
         request.sampling.temperature.get_or_insert(0.0);
-        if self.require_tool && !request.messages.iter().any(|m| m.role == Role::Tool) {
-            request.tool_choice = Some(ToolChoice::Required);
-        }
         Flow::Continue
     }
 }
