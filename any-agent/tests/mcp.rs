@@ -200,3 +200,115 @@ async fn an_mcp_server_over_streamable_http_is_listed_and_called() {
         "{gone}"
     );
 }
+
+/// Our tools served with `McpToolServer`, called by rmcp's client over an in-memory pipe:
+/// typed schemas listed, calls validated, failures, time-outs and panics as error results.
+#[cfg(feature = "mcp-server")]
+#[tokio::test]
+async fn a_toolbox_served_over_mcp_is_listed_and_called() {
+    use any_agent::mcp::McpToolServer;
+    use any_agent::{ToolError, Toolbox, tool_fn};
+    use rmcp::ServiceExt;
+    use rmcp::model::CallToolRequestParams;
+
+    /// Arguments of `add`.
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    struct Add {
+        /// The first number.
+        a: i64,
+        /// The second number.
+        b: i64,
+    }
+    let tools = Toolbox::new()
+        .with(tool_fn("add", "Adds a and b.", |x: Add| async move {
+            Ok::<_, ToolError>(x.a + x.b)
+        }))
+        .unwrap()
+        .with(tool_fn("fail", "Always fails.", |_: Add| async move {
+            Err::<i64, _>(ToolError::failed("out of order"))
+        }))
+        .unwrap()
+        .with(tool_fn("boom", "Panics.", |_: Add| async move {
+            if true {
+                panic!("kaboom");
+            }
+            Ok::<i64, ToolError>(0)
+        }))
+        .unwrap()
+        .with_timeout(
+            tool_fn("slow", "Takes too long.", |_: Add| async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Ok::<i64, ToolError>(0)
+            }),
+            Duration::from_millis(50),
+        )
+        .unwrap();
+    let (server_end, client_end) = tokio::io::duplex(1 << 16);
+    let (server_read, server_write) = tokio::io::split(server_end);
+    let serving = tokio::spawn(
+        McpToolServer::new(tools)
+            .name("ours")
+            .instructions("Arithmetic.")
+            .serve(server_read, server_write),
+    );
+    let client = ().serve(tokio::io::split(client_end)).await.unwrap();
+    let info = client.peer_info().unwrap();
+    assert_eq!(info.server_info.as_ref().unwrap().name, "ours");
+    assert_eq!(info.instructions.as_deref(), Some("Arithmetic."));
+
+    let listed = client.list_all_tools().await.unwrap();
+    let names: Vec<&str> = listed.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(names, ["add", "fail", "boom", "slow"]);
+    let schema = &listed[0].input_schema;
+    assert_eq!(schema["properties"]["a"]["type"], "integer", "{schema:?}");
+    assert_eq!(listed[0].description.as_deref(), Some("Adds a and b."));
+
+    let call = |name: &str, args: serde_json::Value| {
+        let serde_json::Value::Object(map) = args else {
+            unreachable!()
+        };
+        CallToolRequestParams::new(name.to_owned()).with_arguments(map)
+    };
+    let text = |r: &rmcp::model::CallToolResult| {
+        r.content
+            .iter()
+            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+            .collect::<String>()
+    };
+    let ok = client
+        .call_tool(call("add", serde_json::json!({"a": 2, "b": 40})))
+        .await
+        .unwrap();
+    assert_eq!((text(&ok).as_str(), ok.is_error), ("42", Some(false)));
+    for (name, args, expected) in [
+        (
+            "add",
+            serde_json::json!({"a": "two", "b": 1}),
+            "invalid arguments for tool `add`",
+        ),
+        ("fail", serde_json::json!({"a": 1, "b": 1}), "out of order"),
+        ("boom", serde_json::json!({"a": 1, "b": 1}), "kaboom"),
+        ("slow", serde_json::json!({"a": 1, "b": 1}), "slow"),
+    ] {
+        let result = client.call_tool(call(name, args)).await.unwrap();
+        assert_eq!(result.is_error, Some(true), "{name}: {result:?}");
+        assert!(
+            text(&result).contains(expected),
+            "{name}: {}",
+            text(&result)
+        );
+    }
+    let unknown = client
+        .call_tool(call("nope", serde_json::json!({})))
+        .await
+        .unwrap_err();
+    assert!(unknown.to_string().contains("nope"), "{unknown}");
+
+    // The server ends when the client closes the session.
+    client.cancel().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), serving)
+        .await
+        .expect("the server ends")
+        .unwrap()
+        .unwrap();
+}
