@@ -23,7 +23,8 @@
 //!   refuse or stop.
 //!
 //! Feature flags: `mcp` — tools from MCP servers over stdio ([`mcp`]), on the official
-//! Rust SDK (`rmcp`). Runs need a tokio runtime with its timer (tool time limits and the
+//! Rust SDK (`rmcp`); `mcp-server` — tools, or a whole agent, served to MCP clients over
+//! stdio (`mcp::McpToolServer`). Runs need a tokio runtime with its timer (tool time limits and the
 //! run's wall-time limit).
 //!
 //! ```

@@ -663,6 +663,31 @@ async fn the_callers_tool_choice_applies_to_the_first_turn_only() {
 }
 
 #[tokio::test]
+async fn the_agents_first_tool_choice_applies_when_the_caller_sets_none() {
+    let (model, mut handle) = scripted();
+    let agent = Agent::builder(model)
+        .tool(add_tool())
+        .first_tool_choice(any_core::ToolChoice::Required)
+        .build()
+        .unwrap();
+    let run = start(agent.clone(), "Add 1 and 2.");
+    let first = reply(&mut handle, calls(&[("1", "add", r#"{"a": 1, "b": 2}"#)])).await;
+    assert_eq!(first.tool_choice, Some(any_core::ToolChoice::Required));
+    let second = reply(&mut handle, answer(&["3"])).await;
+    assert_eq!(second.tool_choice, Some(any_core::ToolChoice::Auto));
+    assert_eq!(run.await.unwrap().unwrap().text(), "3");
+    // The caller's own choice wins.
+    let request = ChatRequest::builder()
+        .user("Say hi.")
+        .tool_choice(any_core::ToolChoice::None)
+        .build();
+    let run = start(agent, request);
+    let only = reply(&mut handle, answer(&["hi"])).await;
+    assert_eq!(only.tool_choice, Some(any_core::ToolChoice::None));
+    assert_eq!(run.await.unwrap().unwrap().text(), "hi");
+}
+
+#[tokio::test]
 async fn a_repeated_call_makes_the_next_turn_answer_without_tools() {
     let (model, mut handle) = scripted();
     let agent = Agent::builder(model).tool(add_tool()).build().unwrap();

@@ -449,6 +449,14 @@ fn agent_errors_name_the_problem() {
     let (_, err, ok) = any(&["agent", " "], None);
     assert!(!ok);
     assert!(err.contains("the task is empty"), "{err}");
+    // Port 9 (discard) on loopback: nothing speaks MCP there.
+    let url = "http://127.0.0.1:9/mcp";
+    let (_, err, ok) = any(&["agent", "--mcp-http", url, "hi"], None);
+    assert!(!ok);
+    assert!(err.contains(&format!("--mcp-http `{url}`")), "{err}");
+    let (_, err, ok) = any(&["agent", "--serve-mcp", "hi"], None);
+    assert!(!ok);
+    assert!(err.contains("cannot be used with"), "{err}");
 }
 
 fn json(out: &str) -> serde_json::Value {

@@ -1,10 +1,11 @@
-//! The official OpenAI Python client drives the real `any serve` on the default model.
+//! Official Python clients drive the real `any` servers on the default model: the OpenAI
+//! client `any serve`, the MCP SDK's client `any agent --serve-mcp`.
 //!
-//! The client lives in `.venv-test` at the workspace root, which `scripts/test` installs; a
+//! The clients live in `.venv-test` at the workspace root, which `scripts/test` installs; a
 //! missing one is a failure that says so, not a skip.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 /// Kills the server when the test ends, however it ends.
@@ -17,15 +18,60 @@ impl Drop for Serving {
     }
 }
 
-#[test]
-fn the_official_openai_client_drives_any_serve() {
+/// The workspace root and the test venv's Python, which must be there.
+fn python() -> (PathBuf, PathBuf) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let python = root.join(".venv-test/bin/python");
     assert!(
         python.exists(),
-        "{} is missing: run scripts/test, which installs the `openai` package there",
+        "{} is missing: run scripts/test, which installs the `openai` and `mcp` packages there",
         python.display()
     );
+    (root, python)
+}
+
+/// Runs a client script of `tests/` and checks that it reported every case ok.
+fn run_client(python: &Path, script: PathBuf, args: &[&str], cases: &[&str]) {
+    let out = Command::new(python)
+        .arg(&script)
+        .args(args)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{} failed\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        script.display()
+    );
+    for case in cases {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&format!("ok {case}"))),
+            "case `{case}` did not report ok:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn the_official_mcp_client_lists_and_calls_the_agent_served_by_any_agent() {
+    let (root, python) = python();
+    run_client(
+        &python,
+        root.join("any-cli/tests/mcp_client.py"),
+        &[env!("CARGO_BIN_EXE_any")],
+        &[
+            "initialize",
+            "list tools",
+            "call",
+            "invalid arguments",
+            "unknown tool",
+        ],
+    );
+}
+
+#[test]
+fn the_official_openai_client_drives_any_serve() {
+    let (root, python) = python();
     let key = "test-key";
     let mut child = Command::new(env!("CARGO_BIN_EXE_any"))
         .args([
@@ -54,31 +100,20 @@ fn the_official_openai_client_drives_any_serve() {
         .unwrap_or_else(|| panic!("no address in the first line: {line:?}"))
         .to_owned();
 
-    let out = Command::new(&python)
-        .arg(root.join("any-cli/tests/openai_client.py"))
-        .args([&base_url, key, "local"])
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the client script failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    run_client(
+        &python,
+        root.join("any-cli/tests/openai_client.py"),
+        &[&base_url, key, "local"],
+        &[
+            "plain chat",
+            "streaming chat",
+            "tool calls",
+            "json schema",
+            "embeddings",
+            "models",
+            "errors",
+        ],
     );
-    for case in [
-        "plain chat",
-        "streaming chat",
-        "tool calls",
-        "json schema",
-        "embeddings",
-        "models",
-        "errors",
-    ] {
-        assert!(
-            stdout.lines().any(|l| l.starts_with(&format!("ok {case}"))),
-            "case `{case}` did not report ok:\n{stdout}"
-        );
-    }
 
     // SIGTERM (a service manager stopping it) shuts down gracefully: exit status 0.
     let pid = server.0.id().to_string();

@@ -7,7 +7,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use any_core::schema::Schema;
-use any_core::{ChatFuture, ChatRequest, ChatService, ChatStream, Error, Message, Result};
+use any_core::{
+    ChatFuture, ChatRequest, ChatService, ChatStream, Error, Message, Result, ToolChoice,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -51,6 +53,7 @@ pub(crate) struct Config {
     pub(crate) tool_concurrency: usize,
     pub(crate) hooks: Vec<Arc<dyn Hook>>,
     pub(crate) answer_on_repeat: bool,
+    pub(crate) first_tool_choice: Option<ToolChoice>,
 }
 
 /// An agent: a model, instructions and tools, run as a loop — the model answers or asks for
@@ -152,6 +155,7 @@ impl<S> Agent<S> {
             tool_concurrency: 4,
             hooks: Vec::new(),
             answer_on_repeat: true,
+            first_tool_choice: None,
         }
     }
 
@@ -265,6 +269,7 @@ pub struct AgentBuilder<S> {
     tool_concurrency: usize,
     hooks: Vec<Arc<dyn Hook>>,
     answer_on_repeat: bool,
+    first_tool_choice: Option<ToolChoice>,
 }
 
 impl<S> std::fmt::Debug for AgentBuilder<S> {
@@ -364,6 +369,15 @@ impl<S> AgentBuilder<S> {
         self
     }
 
+    /// The `tool_choice` of a run's first model call when the caller's request sets none —
+    /// [`ToolChoice::Required`] makes a small model's first turn a tool call even for
+    /// callers that cannot ask for one (an HTTP client of a served agent sends no tools, and
+    /// a request may not require a tool it does not carry). Later calls choose freely.
+    pub fn first_tool_choice(mut self, choice: ToolChoice) -> Self {
+        self.first_tool_choice = Some(choice);
+        self
+    }
+
     /// Adds a hook; hooks run in the order added.
     pub fn hook(mut self, hook: impl Hook) -> Self {
         self.hooks.push(Arc::new(hook));
@@ -397,6 +411,7 @@ impl<S> AgentBuilder<S> {
                 tool_concurrency: self.tool_concurrency,
                 hooks: self.hooks,
                 answer_on_repeat: self.answer_on_repeat,
+                first_tool_choice: self.first_tool_choice,
             }),
         })
     }

@@ -48,6 +48,9 @@ pub(super) fn prepare(config: &Config, mut request: ChatRequest) -> Result<Prepa
     }
     request.tools = config.tools.specs();
     request.tools.extend(caller_tools.iter().cloned());
+    if request.tool_choice.is_none() {
+        request.tool_choice = config.first_tool_choice.clone();
+    }
     // Checked with the agent's tools in: `tool_choice` may name one of them.
     request.validate()?;
     Ok(Prepared {

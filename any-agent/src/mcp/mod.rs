@@ -1,5 +1,8 @@
-//! Tools from MCP servers (feature `mcp`): start a server as a child process speaking the Model
-//! Context Protocol over stdio, list its tools, and give them to an agent.
+//! The Model Context Protocol, both ways: tools from MCP servers for an agent (feature `mcp`),
+//! and an agent's tools served to MCP clients (feature `mcp-server`, [`McpToolServer`]).
+//!
+//! [`McpServer`] starts a server as a child process speaking MCP over stdio, lists its tools,
+//! and gives them to an agent.
 //!
 //! Each MCP tool becomes a [`DynTool`]: its name, description and input schema as the server
 //! declares them; a call sends the arguments (already validated against that schema by the
@@ -28,10 +31,16 @@ use rmcp::{RoleClient, ServiceExt};
 
 use crate::tool::{DynTool, ToolError, ToolFuture};
 
+#[cfg(feature = "mcp-server")]
+mod serve;
+#[cfg(feature = "mcp-server")]
+pub use serve::McpToolServer;
+
 type Session = RunningService<RoleClient, ()>;
 
-/// A running MCP server, connected over stdio. Dropping it (and every tool taken from it)
-/// ends the session and the child process.
+/// A running MCP server, connected over stdio or (feature `mcp-http`) streamable HTTP.
+/// Dropping it (and every tool taken from it) ends the session, and a child process it
+/// started.
 #[derive(Clone)]
 pub struct McpServer {
     session: Arc<Session>,
@@ -60,15 +69,44 @@ impl McpServer {
             .to_string_lossy()
             .into_owned();
         let transport = TokioChildProcess::new(command)?;
+        Self::connect(transport, program).await
+    }
+
+    /// Connects to the MCP server at `url` over the streamable HTTP transport (feature
+    /// `mcp-http`), sending its requests with `client`.
+    ///
+    /// The client is any reqwest client; `any_llm::http::HttpClient::shared()` (crate
+    /// `any-llm`, feature `http`) has one with TLS set up, and a plain `http://` URL needs
+    /// none. Requests in flight when the server is dropped are abandoned, and the session is
+    /// ended with the server.
+    ///
+    /// # Errors
+    /// [`Error::Provider`] (provider `mcp`) when nothing at `url` completes the MCP
+    /// handshake.
+    #[cfg(feature = "mcp-http")]
+    pub async fn http(url: &str, client: reqwest::Client) -> Result<Self> {
+        use rmcp::transport::StreamableHttpClientTransport;
+        use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+        let config = StreamableHttpClientTransportConfig::with_uri(url);
+        let transport = StreamableHttpClientTransport::with_client(client, config);
+        Self::connect(transport, url.to_owned()).await
+    }
+
+    async fn connect<T, E, A>(transport: T, label: String) -> Result<Self>
+    where
+        T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let session = ().serve(transport).await.map_err(|e| Error::Provider {
             provider: "mcp".into(),
             status: None,
-            message: format!("`{program}` did not start an MCP session: {e}"),
+            message: format!("`{label}` did not start an MCP session: {e}"),
         })?;
         let name = session
             .peer_info()
             .and_then(|info| info.server_info.as_ref().map(|s| s.name.clone()))
-            .unwrap_or(program);
+            .unwrap_or(label);
         Ok(McpServer {
             session: Arc::new(session),
             name,
