@@ -56,7 +56,8 @@ pub enum VectorSearch {
 
 impl Default for VectorSearch {
     /// The index from 20,000 embeddings on: there the exact scan of 384-dimension
-    /// embeddings passes ~10 ms on one core (the book's Performance chapter has the figures).
+    /// embeddings takes about 40 ms on one busy core, the index about half a millisecond
+    /// (the book's Performance chapter has the figures).
     fn default() -> Self {
         VectorSearch::Approximate {
             params: HnswParams::default(),
