@@ -5,8 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use any_core::{BoxChatService, ChatServiceExt};
-use any_eval::{BUILTIN_NAMES, Builtin, Dataset, Judge, LogLikelihood, Metric, Report, Runner};
-use any_guard::{Guards, InvisibleText, Pii, PromptInjection, Secrets, ServiceBuilderExt};
+use any_eval::{
+    BUILTIN_NAMES, Builtin, Dataset, Judge, LogLikelihood, Metric, Report, Runner, Score, metric_fn,
+};
+use any_guard::{
+    Guardrail, Guards, InvisibleText, Pii, PromptInjection, Secrets, ServiceBuilderExt, Subject,
+};
 use anyhow::{Context, Result};
 use clap::Args;
 use tower::ServiceBuilder;
@@ -29,7 +33,8 @@ pub(crate) struct EvalArgs {
     guarded: bool,
     /// A metric (repeatable; default: exact, f1, rougeL, latency). Built in: exact,
     /// contains, contains_all, regex:PATTERN, f1, rouge1, rouge2, rougeL, bleu, levenshtein,
-    /// json, latency, ttft, tokens_per_second, tokens.
+    /// json, schema:PATH (a JSON Schema file), latency, ttft, tokens_per_second, tokens; and
+    /// guard:pii|secrets|injection|invisible (a guardrail on the answer).
     #[arg(long = "metric", value_name = "NAME")]
     metrics: Vec<String>,
     /// Score multiple-choice cases by log-likelihood (acc and acc_norm, as
@@ -101,6 +106,30 @@ fn guarded(model: BoxChatService) -> BoxChatService {
     )
 }
 
+/// A `--metric` by name: a built-in one, or `guard:NAME`, a built-in guardrail run on the
+/// answer (pass when it finds nothing).
+fn metric(name: &str) -> Result<Arc<dyn Metric>> {
+    if let Some(g) = name.strip_prefix("guard:") {
+        let guard = crate::guard::guardrail(g).with_context(|| format!("--metric {name}"))?;
+        return Ok(Arc::new(metric_fn(name.to_owned(), move |_case, out| {
+            let verdict = guard.check_now(&Subject::text(&out.text));
+            let score = Score::pass(verdict.valid);
+            match verdict.explanation {
+                Some(why) if !verdict.valid => score.because(why),
+                _ => score,
+            }
+        })));
+    }
+    Builtin::from_name(name)
+        .map(|m| Arc::new(m) as Arc<dyn Metric>)
+        .with_context(|| {
+            format!(
+                "--metric (known: {}, and guard:pii|secrets|injection|invisible)",
+                BUILTIN_NAMES.join(", ")
+            )
+        })
+}
+
 /// The local backend as a likelihood scorer.
 struct Scorer(any_llm::local::LocalModel);
 
@@ -163,9 +192,8 @@ pub(crate) async fn run(args: EvalArgs) -> Result<()> {
     };
     let metrics = names
         .iter()
-        .map(|n| Builtin::from_name(n).map(|m| Arc::new(m) as Arc<dyn Metric>))
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("--metric (known: {})", BUILTIN_NAMES.join(", ")))?;
+        .map(|n| metric(n))
+        .collect::<Result<Vec<_>>>()?;
     let mut metrics = metrics;
     if let Some(value) = &args.judge {
         let (_, judge) = service(value).context("--judge")?;

@@ -36,7 +36,7 @@ pub(crate) struct GuardArgs {
     jsonl: Option<PathBuf>,
 }
 
-fn guardrail(name: &str) -> Result<Box<dyn Guardrail>> {
+pub(crate) fn guardrail(name: &str) -> Result<Box<dyn Guardrail>> {
     Ok(match name.trim() {
         "pii" => Box::new(Pii::default()),
         "secrets" => Box::new(Secrets::default()),

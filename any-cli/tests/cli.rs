@@ -607,6 +607,8 @@ fn eval_compares_the_bare_and_guarded_model_and_caches() {
         "rougeL",
         "--metric",
         "latency",
+        "--metric",
+        "guard:pii",
         "-n",
         "12",
         "--out",
@@ -615,13 +617,13 @@ fn eval_compares_the_bare_and_guarded_model_and_caches() {
     let (stdout, err, ok) = any(&args, None);
     assert!(ok, "{err}");
     assert!(
-        stdout.contains("| service | cases | errors | contains | rougeL | latency |"),
+        stdout.contains("| service | cases | errors | contains | rougeL | latency | guard:pii |"),
         "{stdout}"
     );
     let report = json(&std::fs::read_to_string(out.join("report.json")).expect("report.json"));
     let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
     let html = std::fs::read_to_string(out.join("report.html")).expect("report.html");
-    assert_eq!(html.matches("<svg class=\"metric-chart\"").count(), 3);
+    assert_eq!(html.matches("<svg class=\"metric-chart\"").count(), 4);
     assert!(html.contains("+ guards") && html.contains("blocked by guardrail"));
     assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
     assert_eq!(md.trim(), stdout.trim());
@@ -679,6 +681,16 @@ fn eval_errors_name_the_problem() {
         None,
     );
     assert!(!ok && err.contains("unknown metric `rouge9`"), "{err}");
+    let (_, err, ok) = any(
+        &[
+            "eval",
+            good.to_str().expect("UTF-8"),
+            "--metric",
+            "guard:nope",
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("unknown guardrail `nope`"), "{err}");
     let (_, err, ok) = any(&["eval", "missing.jsonl"], None);
     assert!(!ok && err.contains("missing.jsonl"), "{err}");
 }

@@ -61,6 +61,6 @@ pub use dataset::{Case, Dataset, Input};
 pub use error::{EvalError, Result};
 pub use judge::{DEFAULT_RUBRIC, Judge};
 pub use likelihood::{LogLikelihood, TARGET_DELIMITER, multiple_choice};
-pub use metric::{BUILTIN_NAMES, BoxFuture, Builtin, Metric, Output, Score};
+pub use metric::{BUILTIN_NAMES, BoxFuture, Builtin, Metric, Output, Score, metric_fn};
 pub use report::{Aggregate, CaseResult, Report, ServiceReport, mean_with_ci};
 pub use runner::Runner;

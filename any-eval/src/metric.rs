@@ -177,6 +177,9 @@ pub enum Builtin {
     Levenshtein,
     /// `json`: the output parses as JSON (pass/fail).
     JsonValid,
+    /// `schema:PATH`: the output is JSON valid under the JSON Schema in the file PATH
+    /// (pass/fail, the violations as the reason).
+    JsonSchema(Box<any_core::Schema>, String),
     /// `latency`: seconds from request to the stream's end.
     Latency,
     /// `ttft`: seconds to the first text.
@@ -200,6 +203,7 @@ pub const BUILTIN_NAMES: &[&str] = &[
     "bleu",
     "levenshtein",
     "json",
+    "schema:PATH",
     "latency",
     "ttft",
     "tokens_per_second",
@@ -228,6 +232,19 @@ impl Builtin {
             "ttft" => Builtin::Ttft,
             "tokens_per_second" => Builtin::TokensPerSecond,
             "tokens" => Builtin::Tokens,
+            _ if name.starts_with("schema:") => {
+                let path = &name["schema:".len()..];
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    EvalError::InvalidInput(format!("metric `{name}`: reading {path}: {e}"))
+                })?;
+                let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                    EvalError::InvalidInput(format!("metric `{name}`: {path} is not JSON: {e}"))
+                })?;
+                let schema = any_core::Schema::compile(&value).map_err(|e| {
+                    EvalError::InvalidInput(format!("metric `{name}`: {path}: {e}"))
+                })?;
+                Builtin::JsonSchema(Box::new(schema), path.to_owned())
+            }
             _ => match name.strip_prefix("regex:") {
                 Some(p) => Builtin::Regex(regex::Regex::new(p).map_err(|e| {
                     EvalError::InvalidInput(format!(
@@ -289,6 +306,10 @@ impl Builtin {
                     Err(e) => Score::pass(false).because(e.to_string()),
                 }
             }
+            Builtin::JsonSchema(schema, _) => match schema.parse(out.text.trim()) {
+                Ok(_) => Score::pass(true),
+                Err(e) => Score::pass(false).because(e.to_string()),
+            },
             Builtin::Latency => Score::value(out.latency.as_secs_f64()),
             Builtin::Ttft => match out.ttft {
                 Some(t) => Score::value(t.as_secs_f64()),
@@ -334,6 +355,7 @@ impl Metric for Builtin {
             Builtin::Bleu => "bleu".into(),
             Builtin::Levenshtein => "levenshtein".into(),
             Builtin::JsonValid => "json".into(),
+            Builtin::JsonSchema(_, path) => format!("schema:{path}"),
             Builtin::Latency => "latency".into(),
             Builtin::Ttft => "ttft".into(),
             Builtin::TokensPerSecond => "tokens_per_second".into(),
@@ -354,5 +376,43 @@ impl Metric for Builtin {
             )),
             _ => None,
         }
+    }
+}
+
+/// A metric from a function of the case and the output: the shortest way to plug a check
+/// (a guardrail, a domain rule) into the runner.
+///
+/// ```
+/// use any_eval::{Metric, Score, metric_fn};
+///
+/// let short = metric_fn("short", |_case, out| Score::pass(out.text.len() <= 80));
+/// assert_eq!(short.name(), "short");
+/// ```
+pub fn metric_fn<F>(name: impl Into<String>, f: F) -> impl Metric
+where
+    F: Fn(&Case, &Output) -> Score + Send + Sync,
+{
+    FnMetric {
+        name: name.into(),
+        f,
+    }
+}
+
+struct FnMetric<F> {
+    name: String,
+    f: F,
+}
+
+impl<F> Metric for FnMetric<F>
+where
+    F: Fn(&Case, &Output) -> Score + Send + Sync,
+{
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn score<'a>(&'a self, case: &'a Case, output: &'a Output) -> BoxFuture<'a, Result<Score>> {
+        let score = (self.f)(case, output);
+        Box::pin(async move { Ok(score) })
     }
 }

@@ -206,6 +206,50 @@ mod metrics {
     }
 
     #[test]
+    fn json_schema_conformance_and_metrics_from_functions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("person.json");
+        std::fs::write(
+            &path,
+            r#"{"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0}}, "required": ["name"]}"#,
+        )
+        .unwrap();
+        let name = format!("schema:{}", path.display());
+        assert_eq!(score(&name, &[], r#" {"name": "Ada", "age": 36} "#), 1.0);
+        assert_eq!(score(&name, &[], r#"{"age": -1}"#), 0.0);
+        assert_eq!(score(&name, &[], "not json"), 0.0);
+        let m = Builtin::from_name(&name).unwrap();
+        assert_eq!(m.name(), name);
+        let out = Output {
+            text: r#"{"age": -1}"#.into(),
+            ..Output::default()
+        };
+        let s = block_on(m.score(&Case::new("c", "q", ""), &out)).unwrap();
+        assert!(
+            s.reason.as_deref().is_some_and(|r| r.contains("name")),
+            "{s:?}"
+        );
+        let e = Builtin::from_name("schema:/nonexistent.json")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent.json"), "{e}");
+        std::fs::write(&path, r#"{"type": 12}"#).unwrap();
+        assert!(Builtin::from_name(&name).is_err());
+
+        let short = any_eval::metric_fn("short", |_c, o| any_eval::Score::pass(o.text.len() < 5));
+        let out = Output {
+            text: "hello world".into(),
+            ..Output::default()
+        };
+        assert_eq!(
+            block_on(short.score(&Case::new("c", "q", ""), &out))
+                .unwrap()
+                .pass,
+            Some(false)
+        );
+    }
+
+    #[test]
     fn bad_names_and_missing_answers_are_errors() {
         let e = Builtin::from_name("rouge3").unwrap_err().to_string();
         assert!(
