@@ -1,8 +1,9 @@
 //! Folding text to a canonical form before matching, with a map back to the original bytes.
 //!
 //! Evasions this undoes: case, look-alike letters from other scripts (Cyrillic `а` for Latin
-//! `a`), full-width forms, invisible characters inside words, runs of spaces and separators,
-//! and words spelled out letter by letter (`i g n o r e`).
+//! `a`), full-width forms, diacritics (combining marks, precomposed Latin letters such as `í`,
+//! and letters with a stroke such as `ø`), invisible characters inside words, runs of spaces
+//! and separators, and words spelled out letter by letter (`i g n o r e`).
 
 use unicode_general_category::{GeneralCategory, get_general_category};
 
@@ -69,6 +70,16 @@ fn fold_confusable(c: char) -> Option<char> {
         'υ' | 'Υ' => 'u',
         'χ' | 'Χ' => 'x',
         'Ζ' => 'z',
+        // Latin letters with a stroke or bar, which have no decomposition
+        'ø' | 'Ø' => 'o',
+        'ł' | 'Ł' => 'l',
+        'đ' | 'Đ' => 'd',
+        'ħ' | 'Ħ' => 'h',
+        'ŧ' | 'Ŧ' => 't',
+        'ƀ' | 'Ƀ' => 'b',
+        'ɨ' | 'Ɨ' => 'i',
+        'ƶ' | 'Ƶ' => 'z',
+        'ɇ' | 'Ɇ' => 'e',
         // Latin variants that render like ASCII letters
         'ı' => 'i',
         'ɑ' => 'a',
@@ -91,6 +102,18 @@ fn fold_confusable(c: char) -> Option<char> {
     })
 }
 
+/// Combining marks (`g` + U+0301) decorate a letter without changing the word.
+fn is_mark(c: char) -> bool {
+    get_general_category(c) == GeneralCategory::NonspacingMark
+}
+
+/// Whether `c` is in the Latin blocks whose letters decompose to a base letter and marks
+/// (Latin-1 Supplement, Latin Extended-A and -B, Latin Extended Additional). Other scripts
+/// keep their precomposed letters (Hangul syllables, for one, would turn into jamo).
+fn is_accented_latin(c: char) -> bool {
+    matches!(c, '\u{C0}'..='\u{24F}' | '\u{1E00}'..='\u{1EFF}')
+}
+
 /// Characters that separate words for matching: whitespace and the punctuation people put
 /// between letters to dodge filters.
 fn is_separator(c: char) -> bool {
@@ -109,8 +132,7 @@ pub(crate) fn normalize(text: &str) -> Normalized {
     let mut pending_space: Option<(usize, usize)> = None;
     for (i, c) in text.char_indices() {
         let range = (i, i + c.len_utf8());
-        // Combining marks (`g` + U+0301) decorate a letter without changing the word.
-        if is_invisible(c) || get_general_category(c) == GeneralCategory::NonspacingMark {
+        if is_invisible(c) || is_mark(c) {
             continue;
         }
         if is_separator(c) {
@@ -123,15 +145,25 @@ pub(crate) fn normalize(text: &str) -> Normalized {
             out.push(' ');
             origin.push(sp);
         }
-        let folded = fold_confusable(c);
         let mut push = |ch: char| {
             let before = out.len();
             out.push(ch);
             origin.extend(std::iter::repeat_n(range, out.len() - before));
         };
-        match folded {
-            Some(a) => push(a),
-            None => c.to_lowercase().for_each(&mut push),
+        let mut fold = |ch: char| {
+            if is_mark(ch) {
+                return;
+            }
+            match fold_confusable(ch) {
+                Some(a) => push(a),
+                None => ch.to_lowercase().for_each(&mut push),
+            }
+        };
+        // A precomposed Latin letter (`í`, U+00ED) is its base letter and a combining mark.
+        if is_accented_latin(c) {
+            unicode_normalization::char::decompose_canonical(c, fold);
+        } else {
+            fold(c);
         }
     }
     fold_leet(&mut out);
@@ -287,6 +319,15 @@ mod tests {
         assert_eq!(normalize("a b c").text, "abc");
         assert_eq!(normalize("a b").text, "a b");
         assert_eq!(normalize("𝐢𝐠𝐧𝐨𝐫𝐞").text, "ignore");
+        assert_eq!(
+            normalize("\u{ED}GN\u{D6}R\u{1EB8} \u{F8}\u{142}d").text,
+            "ignore old"
+        );
+        // Each folded letter maps back to its whole precomposed char.
+        let n = normalize("a\u{E9}b");
+        assert_eq!(n.text, "aeb");
+        assert_eq!(n.original(1, 2), (1, 3));
+        assert_eq!(normalize("한국어").text, "한국어");
     }
 
     #[test]

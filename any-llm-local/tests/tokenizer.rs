@@ -173,6 +173,30 @@ fn smollm() -> &'static Tokenizer {
     })
 }
 
+#[test]
+fn bytes_without_a_token_never_become_a_control_token() {
+    // SmolLM2 has no token for some control bytes and names `<|endoftext|>` (id 0) as its
+    // unknown token: "a\u{6}b" was [81, 0, 82], ending the text in the middle of a message.
+    // Found by the `tokenizer` fuzz target.
+    let tok = smollm();
+    let plain = EncodeOptions {
+        add_special: false,
+        parse_special: false,
+    };
+    let ids = tok.encode("a\u{6}b\u{4}c", plain);
+    assert!(
+        ids.iter()
+            .all(|&id| tok.token_type(id) != Some(TokenType::Control)),
+        "{ids:?}"
+    );
+    // The bytes without a token are dropped, as llama.cpp drops them.
+    let letters: Vec<u32> = ["a", "b", "c"]
+        .iter()
+        .map(|t| tok.token_id(t).expect("letters are tokens"))
+        .collect();
+    assert_eq!(ids, letters);
+}
+
 fn reference(name: &str) -> Value {
     let path = support::reference_dir().join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -20,6 +20,9 @@
 //! - `server`: `server`, an OpenAI-compatible HTTP server (axum) for any chat service.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "local")]

@@ -3,6 +3,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
+use super::TokenType;
 use super::pretokenize::PreTokenizer;
 use super::vocab::Vocab;
 
@@ -192,7 +193,14 @@ impl Bpe {
             let sym = s.symbols[i];
             if sym.id != NO_TOKEN {
                 out.push(sym.id);
-            } else if let Some(unk) = vocab.unk {
+            } else if let Some(unk) = vocab
+                .unk
+                .filter(|&u| vocab.token_type(u) == TokenType::Unknown)
+            {
+                // A byte the vocabulary has no token for. Only a real unknown token stands in
+                // for it: SmolLM2 names `<|endoftext|>` as its unknown token, and a control
+                // byte in a message must not end the text. Otherwise the byte is dropped, as
+                // llama.cpp does.
                 out.push(unk);
             }
             i = sym.next;

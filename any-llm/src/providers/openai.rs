@@ -380,6 +380,35 @@ impl StreamState {
     }
 }
 
+/// The chunks a stream body decodes to (the `fuzzing` feature's entry point): its events
+/// through the same state as a live stream, up to the first error.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_stream(body: &[u8]) -> Vec<Result<ChatChunk>> {
+    use futures_util::FutureExt;
+    let events: Vec<Result<crate::http::sse::SseEvent>> = crate::http::sse::decode_all(body)
+        .into_iter()
+        .map(Ok)
+        .collect();
+    let mut state = StreamState {
+        events: futures_util::stream::iter(events).boxed(),
+        provider: "fuzz".into(),
+        finished: false,
+        ended: false,
+    };
+    let mut out = Vec::new();
+    // The events are all there: every poll is ready.
+    while let Some(Some(item)) = state.next_chunk().now_or_never() {
+        out.push(item);
+    }
+    out
+}
+
+/// A whole (not streamed) answer's body decoded (the `fuzzing` feature's entry point).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_response(body: &[u8]) -> Result<any_core::ChatResponse> {
+    parse_json::<ChatCompletion>("fuzz", body)?.into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

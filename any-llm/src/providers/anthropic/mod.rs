@@ -200,6 +200,40 @@ impl Inner {
     }
 }
 
+/// The chunks a stream body decodes to (the `fuzzing` feature's entry point): each event
+/// through the mapper a live stream uses, up to the first error or `message_stop`.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_stream(
+    body: &[u8],
+    format_tool: Option<&str>,
+) -> Vec<Result<any_core::ChatChunk>> {
+    let mut mapper = EventMapper::new(format_tool.map(Into::into));
+    let mut out = Vec::new();
+    for event in crate::http::sse::decode_all(body) {
+        match mapper.event(&event.data) {
+            Ok(chunk) => out.extend(chunk.map(Ok)),
+            Err(e) => {
+                out.push(Err(e));
+                break;
+            }
+        }
+        if mapper.is_done() {
+            break;
+        }
+    }
+    out
+}
+
+/// A whole (not streamed) answer's body decoded (the `fuzzing` feature's entry point).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_response(
+    body: &[u8],
+    format_tool: Option<&str>,
+) -> Result<Vec<any_core::ChatChunk>> {
+    let message: MessagesResponse = crate::http::parse_json("fuzz", body)?;
+    Ok(EventMapper::new(format_tool.map(Into::into)).response(message))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
