@@ -190,11 +190,10 @@ pub(crate) async fn run(args: EvalArgs) -> Result<()> {
     } else {
         args.metrics.clone()
     };
-    let metrics = names
+    let mut metrics = names
         .iter()
         .map(|n| metric(n))
         .collect::<Result<Vec<_>>>()?;
-    let mut metrics = metrics;
     if let Some(value) = &args.judge {
         let (_, judge) = service(value).context("--judge")?;
         let mut judge = Judge::new(judge);

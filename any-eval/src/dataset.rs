@@ -94,7 +94,8 @@ pub struct Dataset {
     pub cases: Vec<Case>,
 }
 
-const FIELDS: &str = "id, input, expected, choices, context, metadata";
+/// The fields a JSONL case may have.
+const FIELDS: [&str; 6] = ["id", "input", "expected", "choices", "context", "metadata"];
 
 fn bad(file: &Path, line: usize, field: Option<&str>, message: impl Into<String>) -> EvalError {
     EvalError::Dataset {
@@ -231,10 +232,9 @@ impl Dataset {
                     ));
                 }
                 None => {
-                    let known = ["id", "expected", "choices", "context", "metadata"];
                     let unknown: Vec<String> = obj
                         .keys()
-                        .filter(|k| !known.contains(&k.as_str()))
+                        .filter(|k| !FIELDS.contains(&k.as_str()))
                         .map(|k| format!("`{k}`"))
                         .collect();
                     let hint = if unknown.is_empty() {
@@ -319,7 +319,10 @@ impl Dataset {
                     file,
                     line,
                     Some(unknown),
-                    format!("unknown field (a case has {FIELDS}; put anything else in `metadata`)"),
+                    format!(
+                        "unknown field (a case has {}; put anything else in `metadata`)",
+                        FIELDS.join(", ")
+                    ),
                 ));
             }
             cases.push(Case {

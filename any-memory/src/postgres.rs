@@ -609,19 +609,7 @@ impl PostgresStore {
             " ORDER BY m.embedding::vector({d}) <=> $1::real[]::vector({d}) LIMIT {k}) r \
              ORDER BY r.score DESC, r.id"
         ));
-        let mut hits = Vec::new();
-        each_row_after(conn, &setup, &sql, &args, |row| {
-            let record = to_record(row)?;
-            if hits.len() < query.top_k && passes(query.filter.as_ref(), &record) {
-                let score: f64 = row.try_get(10).map_err(|e| engine("reading a score", e))?;
-                hits.push(Scored {
-                    record,
-                    score: score as f32,
-                });
-            }
-            Ok(true)
-        })
-        .await?;
+        let hits = scored_rows_after(conn, &setup, &sql, &args, query).await?;
         Ok((hits.len() == query.top_k).then_some(hits))
     }
 }
