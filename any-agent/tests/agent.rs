@@ -738,6 +738,11 @@ async fn spans_follow_the_genai_conventions() {
         .with_ansi(false)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // While a single dispatcher is registered, tracing-core caches a callsite's
+    // interest from the default of whichever thread reaches it first; another
+    // test's thread, which has no subscriber, would then switch the `chat` span
+    // off for this one too. A second live dispatcher makes it ask all of them.
+    let _second = tracing::Dispatch::new(tracing_subscriber::registry());
     let (model, mut handle) = scripted();
     let agent = Agent::builder(model)
         .name("calc")
