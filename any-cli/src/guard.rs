@@ -4,7 +4,9 @@ use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 
 use any_core::{Message, Verdict};
-use any_guard::{Guardrail, InvisibleText, Pii, PromptInjection, Secrets, Subject};
+use any_guard::{
+    Guardrail, InjectionClassifier, InvisibleText, Pii, PromptInjection, Secrets, Subject,
+};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
@@ -41,8 +43,11 @@ pub(crate) fn guardrail(name: &str) -> Result<Box<dyn Guardrail>> {
         "pii" => Box::new(Pii::default()),
         "secrets" => Box::new(Secrets::default()),
         "injection" | "prompt_injection" => Box::new(PromptInjection::default()),
+        "classifier" | "injection_classifier" => Box::new(InjectionClassifier::default()),
         "invisible" | "invisible_text" => Box::new(InvisibleText),
-        other => bail!("unknown guardrail `{other}`; known: pii, secrets, injection, invisible"),
+        other => bail!(
+            "unknown guardrail `{other}`; known: pii, secrets, injection, classifier, invisible"
+        ),
     })
 }
 

@@ -42,8 +42,8 @@ mod normalize;
 mod redact;
 
 pub use builtin::{
-    DenyList, InvisibleText, JsonValid, LengthLimit, Pii, PiiKind, PromptInjection, RegexGuard,
-    Secrets, approx_tokens,
+    DenyList, InjectionClassifier, InvisibleText, JsonValid, LengthLimit, ModelError, Pii, PiiKind,
+    PromptInjection, RegexGuard, Secrets, approx_tokens,
 };
 pub use guard::{
     Direction, Guard, GuardLayer, Guards, Policy, ResponseFuture, ServiceBuilderExt, Verdicts,

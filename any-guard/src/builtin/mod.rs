@@ -3,6 +3,7 @@
 mod deny;
 mod injection;
 mod json;
+mod learned;
 mod length;
 mod pattern;
 mod pii;
@@ -12,6 +13,7 @@ mod unicode;
 pub use deny::DenyList;
 pub use injection::PromptInjection;
 pub use json::JsonValid;
+pub use learned::{InjectionClassifier, ModelError};
 pub use length::{LengthLimit, approx_tokens};
 pub use pattern::RegexGuard;
 pub use pii::{Pii, PiiKind};
