@@ -163,6 +163,14 @@ impl<S: ChatService> Run<S> {
         for step in 1..=max_steps {
             let response = self.model_step(step).await?;
             let calls = response.tool_calls().to_vec();
+            if let (Some(call), Some(FinishReason::Length)) = (calls.last(), response.finish_reason)
+            {
+                return Err(AgentError::CallCutOff {
+                    tool: call.name.clone(),
+                    trace: self.trace_now(),
+                }
+                .into());
+            }
             if calls.is_empty() || calls.iter().any(|c| self.is_callers(c)) {
                 return self.finish(response, calls);
             }
