@@ -17,6 +17,11 @@ use tokio::task::JoinHandle;
 use tower::ServiceExt;
 use tower_test::mock;
 
+// On in the workspace, where the crate's dev-dependency on itself turns `otel` on.
+#[cfg(feature = "otel")]
+#[path = "agent/otel.rs"]
+mod otel;
+
 type Handle = mock::Handle<ChatRequest, ChatStream>;
 
 /// Arguments of the arithmetic tools.
