@@ -228,15 +228,20 @@ enum Unit {
 }
 
 // ANCHOR: tools
-#[tokio::test]
-async fn forced_tool_calls_are_tool_calls_with_valid_arguments() {
-    let weather = ToolSpec::from_type::<WeatherArgs>("get_weather", "Current weather in a city.");
-    let add = ToolSpec::new(
+/// A tool declared with a hand-written schema.
+fn add_tool() -> ToolSpec {
+    ToolSpec::new(
         "add",
         "Adds two integers.",
         json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
                "required": ["a", "b"], "additionalProperties": false}),
-    );
+    )
+}
+
+#[tokio::test]
+async fn forced_tool_calls_are_tool_calls_with_valid_arguments() {
+    let weather = ToolSpec::from_type::<WeatherArgs>("get_weather", "Current weather in a city.");
+    let add = add_tool();
     for (choice, expect) in [
         (
             ToolChoice::Tool {
@@ -283,12 +288,7 @@ async fn forced_tool_calls_are_tool_calls_with_valid_arguments() {
 #[tokio::test]
 async fn with_tool_choice_auto_the_model_calls_a_tool_or_answers() {
     let weather = ToolSpec::from_type::<WeatherArgs>("get_weather", "Current weather in a city.");
-    let add = ToolSpec::new(
-        "add",
-        "Adds two integers.",
-        json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-               "required": ["a", "b"], "additionalProperties": false}),
-    );
+    let add = add_tool();
     let ask = |prompt: &str| {
         ChatRequest::builder()
             .user(prompt)
@@ -400,12 +400,7 @@ fn weather_conversation(tools: &[ToolSpec], city: &str) -> ChatRequest {
 #[tokio::test]
 async fn tool_calls_stream_the_name_then_the_arguments_in_fragments() {
     let weather = ToolSpec::from_type::<WeatherArgs>("get_weather", "Current weather in a city.");
-    let add = ToolSpec::new(
-        "add",
-        "Adds two integers.",
-        json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-               "required": ["a", "b"], "additionalProperties": false}),
-    );
+    let add = add_tool();
     let tools = [weather.clone(), add.clone()];
     let forced = ChatRequest::builder()
         .user("What is the weather in Paris, in celsius?")
