@@ -452,8 +452,9 @@ impl Worker {
                     }
                 }
             } else {
-                // Cut off before the tool's name was complete: what there is goes out as
-                // text, so the caller sees why there is no call.
+                // Cut off before the call started (in the name, or the fixed text between
+                // it and the arguments): what there is goes out as text, so the caller sees
+                // why there is no call.
                 tail = call.into_text();
             }
         }
