@@ -36,6 +36,19 @@ pub enum AgentError {
         /// What happened.
         trace: Box<AgentTrace>,
     },
+    /// The model's answer was cut off (finish reason `length`: `max_tokens` or the context
+    /// window) in the middle of a tool call. A cut-off call is not run: its arguments are
+    /// incomplete.
+    #[error(
+        "the model's call of `{tool}` was cut off (finish reason `length`) before its \
+         arguments were complete: raise max_tokens"
+    )]
+    CallCutOff {
+        /// The tool it was calling.
+        tool: String,
+        /// What happened.
+        trace: Box<AgentTrace>,
+    },
     /// A hook stopped the run.
     #[error("a hook stopped the agent: {reason}")]
     Stopped {
@@ -53,6 +66,7 @@ impl AgentError {
             AgentError::StepLimit { trace, .. }
             | AgentError::TokenLimit { trace, .. }
             | AgentError::TimeLimit { trace, .. }
+            | AgentError::CallCutOff { trace, .. }
             | AgentError::Stopped { trace, .. } => trace,
         }
     }

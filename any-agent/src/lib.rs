@@ -23,8 +23,10 @@
 //!   refuse or stop.
 //!
 //! Feature flags: `mcp` — tools from MCP servers over stdio ([`mcp`]), on the official
-//! Rust SDK (`rmcp`); `mcp-server` — tools, or a whole agent, served to MCP clients over
-//! stdio (`mcp::McpToolServer`). Runs need a tokio runtime with its timer (tool time limits and the
+//! Rust SDK (`rmcp`); `mcp-http` — MCP servers over streamable HTTP too; `mcp-server` —
+//! tools, or a whole agent, served to MCP clients over stdio (`mcp::McpToolServer`); `otel`
+//! — the spans exported through OpenTelemetry with any tracer provider and exporter
+//! ([`otel::layer`]). Runs need a tokio runtime with its timer (tool time limits and the
 //! run's wall-time limit).
 //!
 //! ```
@@ -64,6 +66,8 @@ mod error;
 mod hook;
 #[cfg(feature = "mcp")]
 pub mod mcp;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod tool;
 mod toolbox;
 mod trace;

@@ -17,6 +17,11 @@ use tokio::task::JoinHandle;
 use tower::ServiceExt;
 use tower_test::mock;
 
+// On in the workspace, where the crate's dev-dependency on itself turns `otel` on.
+#[cfg(feature = "otel")]
+#[path = "agent/otel.rs"]
+mod otel;
+
 type Handle = mock::Handle<ChatRequest, ChatStream>;
 
 /// Arguments of the arithmetic tools.
@@ -362,6 +367,46 @@ async fn the_token_limit_ends_a_run() {
             })
         ),
         "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_call_cut_off_by_max_tokens_is_not_run() {
+    let (model, mut handle) = scripted();
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = ran.clone();
+    let add = tool_fn("add", "Adds a and b.", move |p: Pair| {
+        flag.store(true, Ordering::SeqCst);
+        std::future::ready(Ok::<_, ToolError>(p.a + p.b))
+    });
+    let agent = Agent::builder(model).tool(add).build().unwrap();
+    let run = start(agent, "Add 1 and 2.");
+    // As a provider streams a call that max_tokens cuts off: id and name, then part of the
+    // arguments, then finish reason `length`.
+    let cut = ChatStream::from_chunks(vec![
+        ChatChunk {
+            tool_calls: vec![ToolCallDelta {
+                index: 0,
+                id: Some("c1".into()),
+                name: Some("add".into()),
+                arguments: r#"{"a": 1, "b""#.into(),
+            }],
+            ..Default::default()
+        },
+        ChatChunk::finish(FinishReason::Length, Some(usage(10, 8))),
+    ]);
+    reply(&mut handle, cut).await;
+    let err = run.await.unwrap().unwrap_err();
+    assert!(
+        matches!(AgentError::find(&err), Some(AgentError::CallCutOff { tool, .. }) if tool == "add"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("cut off"), "{err}");
+    assert!(!ran.load(Ordering::SeqCst), "a cut-off call was run");
+    assert_eq!(
+        AgentError::find(&err).unwrap().trace().model_calls(),
+        1,
+        "the cut-off turn is in the trace"
     );
 }
 

@@ -82,6 +82,41 @@ assert call.function.name == "get_weather", call
 assert isinstance(json.loads(call.function.arguments)["city"], str), call
 ok("tool calls")
 
+# Streamed tool calls: the first delta carries the call's id and the tool's name, later ones
+# the arguments in pieces; put together, they are the call of the same greedy request
+# unstreamed.
+forced = dict(
+    model=model,
+    messages=[{"role": "user", "content": "What is the weather in Lyon?"}],
+    tools=tools,
+    tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    max_tokens=64,
+    temperature=0,
+)
+whole = client.chat.completions.create(**forced)
+expected = whole.choices[0].message.tool_calls[0]
+ids, names, fragments, finish = [], [], [], None
+for chunk in client.chat.completions.create(**forced, stream=True):
+    if not chunk.choices:
+        continue
+    finish = chunk.choices[0].finish_reason or finish
+    for delta in chunk.choices[0].delta.tool_calls or []:
+        assert delta.index == 0, delta
+        if delta.id:
+            assert delta.type == "function", delta
+            ids.append(delta.id)
+        if delta.function and delta.function.name:
+            names.append(delta.function.name)
+        if delta.function and delta.function.arguments:
+            fragments.append(delta.function.arguments)
+assert finish == whole.choices[0].finish_reason == "tool_calls", finish
+assert len(ids) == 1 and ids[0].startswith("call_"), ids
+assert names == [expected.function.name] == ["get_weather"], names
+assert len(fragments) >= 3, fragments
+assert "".join(fragments) == expected.function.arguments, (fragments, expected)
+assert isinstance(json.loads(expected.function.arguments)["city"], str), expected
+ok("streamed tool calls")
+
 # JSON Schema output: constrained decoding, so it always parses and conforms.
 schema = {
     "type": "object",

@@ -108,6 +108,7 @@ fn the_official_openai_client_drives_any_serve() {
             "plain chat",
             "streaming chat",
             "tool calls",
+            "streamed tool calls",
             "json schema",
             "embeddings",
             "models",

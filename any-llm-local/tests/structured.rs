@@ -5,9 +5,11 @@ mod support;
 
 use any_core::schema::Schema;
 use any_core::{
-    ChatRequest, ChatServiceExt, Error, FinishReason, ResponseFormat, ToolChoice, ToolSpec,
+    ChatRequest, ChatServiceExt, Error, FinishReason, ResponseFormat, ToolCallDelta, ToolChoice,
+    ToolSpec,
 };
 use any_llm_local::LocalModel;
+use futures_util::StreamExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -226,15 +228,20 @@ enum Unit {
 }
 
 // ANCHOR: tools
-#[tokio::test]
-async fn forced_tool_calls_are_tool_calls_with_valid_arguments() {
-    let weather = ToolSpec::from_type::<WeatherArgs>("get_weather", "Current weather in a city.");
-    let add = ToolSpec::new(
+/// A tool declared with a hand-written schema.
+fn add_tool() -> ToolSpec {
+    ToolSpec::new(
         "add",
         "Adds two integers.",
         json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
                "required": ["a", "b"], "additionalProperties": false}),
-    );
+    )
+}
+
+#[tokio::test]
+async fn forced_tool_calls_are_tool_calls_with_valid_arguments() {
+    let weather = ToolSpec::from_type::<WeatherArgs>("get_weather", "Current weather in a city.");
+    let add = add_tool();
     for (choice, expect) in [
         (
             ToolChoice::Tool {
@@ -281,12 +288,7 @@ async fn forced_tool_calls_are_tool_calls_with_valid_arguments() {
 #[tokio::test]
 async fn with_tool_choice_auto_the_model_calls_a_tool_or_answers() {
     let weather = ToolSpec::from_type::<WeatherArgs>("get_weather", "Current weather in a city.");
-    let add = ToolSpec::new(
-        "add",
-        "Adds two integers.",
-        json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-               "required": ["a", "b"], "additionalProperties": false}),
-    );
+    let add = add_tool();
     let ask = |prompt: &str| {
         ChatRequest::builder()
             .user(prompt)
@@ -346,6 +348,154 @@ async fn with_tool_choice_auto_the_model_calls_a_tool_or_answers() {
     let answer = model().chat(req).await.unwrap();
     assert!(answer.tool_calls().is_empty(), "{:?}", answer.tool_calls());
     assert!(answer.text().contains("21"), "{}", answer.text());
+}
+
+/// What a streamed answer carried: its tool-call deltas in order, its text and its finish
+/// reason.
+async fn streamed(req: ChatRequest) -> (Vec<ToolCallDelta>, String, Option<FinishReason>) {
+    let mut stream = model().stream(req).await.unwrap();
+    let (mut deltas, mut text, mut finish) = (Vec::new(), String::new(), None);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        deltas.extend(chunk.tool_calls);
+        text.push_str(&chunk.text);
+        finish = chunk.finish_reason.or(finish);
+    }
+    (deltas, text, finish)
+}
+
+/// A turn where the model called `get_weather` and answered from its result, so that the
+/// model, asked again, calls the tool of its own accord (`tool_choice` auto).
+fn weather_conversation(tools: &[ToolSpec], city: &str) -> ChatRequest {
+    let mut req = ChatRequest::builder()
+        .user("What is the weather in Rome, in celsius?")
+        .temperature(0.0)
+        .max_tokens(60)
+        .build();
+    req.tools = tools.to_vec();
+    req.messages
+        .push(any_core::Message::assistant_tool_calls(vec![
+            any_core::ToolCall::new(
+                "c1",
+                "get_weather",
+                r#"{"city": "Rome", "unit": "celsius"}"#,
+            ),
+        ]));
+    req.messages
+        .push(any_core::Message::tool("c1", "Sunny, 24 degrees celsius."));
+    req.messages.push(any_core::Message::assistant(
+        "It is sunny in Rome, 24 degrees celsius.",
+    ));
+    req.messages.push(any_core::Message::user(format!(
+        "What is the weather in {city}, in celsius?"
+    )));
+    req
+}
+
+// ANCHOR: streamed_tools
+/// Tool calls stream as the HTTP providers stream them: first the call's id and the tool's
+/// name, then the arguments' JSON text in fragments as it is generated, which add up to
+/// exactly the arguments of the collected call — forced to a named tool, and chosen by the
+/// model with `tool_choice` auto.
+#[tokio::test]
+async fn tool_calls_stream_the_name_then_the_arguments_in_fragments() {
+    let weather = ToolSpec::from_type::<WeatherArgs>("get_weather", "Current weather in a city.");
+    let add = add_tool();
+    let tools = [weather.clone(), add.clone()];
+    let forced = ChatRequest::builder()
+        .user("What is the weather in Paris, in celsius?")
+        .tool(weather.clone())
+        .tool(add.clone())
+        .tool_choice(ToolChoice::Tool {
+            name: "get_weather".into(),
+        })
+        .temperature(0.0)
+        .max_tokens(120)
+        .build();
+    let auto = weather_conversation(&tools, "Oslo");
+    assert_eq!(auto.tool_choice, None, "auto: the model chooses");
+    for (case, req) in [("named tool", forced), ("auto", auto)] {
+        let collected = model().chat(req.clone()).await.unwrap();
+        assert_eq!(
+            collected.finish_reason,
+            Some(FinishReason::ToolCalls),
+            "{case}: {:?} {}",
+            collected.tool_calls(),
+            collected.text()
+        );
+        let call = &collected.tool_calls()[0];
+        let (deltas, text, finish) = streamed(req).await;
+        assert_eq!(finish, Some(FinishReason::ToolCalls), "{case}");
+        assert_eq!(text, "", "{case}: a call is not text");
+        let (first, rest) = deltas.split_first().expect("deltas");
+        assert_eq!(first.name.as_deref(), Some(call.name.as_str()), "{case}");
+        assert!(
+            first
+                .id
+                .as_deref()
+                .is_some_and(|id| id.starts_with("call_local_"))
+        );
+        assert!(
+            rest.iter()
+                .all(|d| d.index == 0 && d.id.is_none() && d.name.is_none()),
+            "{case}: {deltas:?}"
+        );
+        // Streamed: the arguments came in several pieces, not at the end in one.
+        assert!(rest.len() >= 3, "{case}: {deltas:?}");
+        let fragments: String = deltas.iter().map(|d| d.arguments.as_str()).collect();
+        assert_eq!(fragments, call.arguments, "{case}");
+        let args: Value = serde_json::from_str(&fragments).unwrap();
+        assert!(args["city"].is_string(), "{case}: {args}");
+    }
+}
+// ANCHOR_END: streamed_tools
+
+/// A call cut off by `max_tokens` ends with finish reason `length`: the id, the name and the
+/// arguments generated so far are streamed, but never the `}` that may close the envelope,
+/// so the arguments do not parse and the call cannot pass for a complete one.
+#[tokio::test]
+async fn a_call_cut_off_by_max_tokens_says_length_and_its_arguments_do_not_parse() {
+    let weather = ToolSpec::from_type::<WeatherArgs>("get_weather", "Current weather in a city.");
+    // On the default model, greedy: 11 tokens end with `"arguments":`, the 12th is ` {"`.
+    let (mut before, mut during) = (0, 0);
+    for max_tokens in [4, 11, 14, 23] {
+        let req = ChatRequest::builder()
+            .user("What is the weather in Paris, in celsius?")
+            .tool(weather.clone())
+            .tool_choice(ToolChoice::Required)
+            .temperature(0.0)
+            .max_tokens(max_tokens)
+            .build();
+        let collected = model().chat(req.clone()).await.unwrap();
+        assert_eq!(collected.finish_reason, Some(FinishReason::Length));
+        let (deltas, text, _) = streamed(req).await;
+        match collected.tool_calls() {
+            // Cut before the name was complete: no call, the text says what there was.
+            [] => {
+                before += 1;
+                assert!(deltas.is_empty());
+                assert!(text.starts_with("{\"name\""), "{max_tokens}: {text}");
+            }
+            [call] => {
+                during += 1;
+                assert_eq!(call.name, "get_weather");
+                assert_eq!(text, "");
+                let fragments: String = deltas.iter().map(|d| d.arguments.as_str()).collect();
+                assert_eq!(fragments, call.arguments);
+                assert!(
+                    serde_json::from_str::<Value>(&call.arguments).is_err(),
+                    "{max_tokens}: {}",
+                    call.arguments
+                );
+            }
+            more => panic!("{max_tokens}: {more:?}"),
+        }
+    }
+    assert_eq!(
+        (before, during),
+        (2, 2),
+        "cuts before and after the call started"
+    );
 }
 
 // ANCHOR: typed

@@ -163,6 +163,14 @@ impl<S: ChatService> Run<S> {
         for step in 1..=max_steps {
             let response = self.model_step(step).await?;
             let calls = response.tool_calls().to_vec();
+            if let (Some(call), Some(FinishReason::Length)) = (calls.last(), response.finish_reason)
+            {
+                return Err(AgentError::CallCutOff {
+                    tool: call.name.clone(),
+                    trace: self.trace_now(),
+                }
+                .into());
+            }
             if calls.is_empty() || calls.iter().any(|c| self.is_callers(c)) {
                 return self.finish(response, calls);
             }
@@ -211,9 +219,13 @@ impl<S: ChatService> Run<S> {
         }
         let span = tracing::info_span!(
             "chat",
-            otel.name = format!("chat {}", request.model.as_deref().unwrap_or("")),
+            otel.name = match request.model.as_deref() {
+                Some(model) => format!("chat {model}"),
+                None => "chat".to_owned(),
+            },
+            otel.kind = "client",
             gen_ai.operation.name = "chat",
-            gen_ai.request.model = request.model.as_deref().unwrap_or(""),
+            gen_ai.request.model = request.model.as_deref(),
             gen_ai.usage.input_tokens = field::Empty,
             gen_ai.usage.output_tokens = field::Empty,
             gen_ai.response.finish_reasons = field::Empty,
@@ -242,7 +254,10 @@ impl<S: ChatService> Run<S> {
             add_usage(&mut self.trace.usage, u);
         }
         if let Some(r) = response.finish_reason {
-            span.record("gen_ai.response.finish_reasons", format!("{r:?}").as_str());
+            // The wire name (`tool_calls`); the convention's array holds one value here.
+            let name = serde_json::to_value(r).ok();
+            let name = name.as_ref().and_then(|v| v.as_str()).unwrap_or("other");
+            span.record("gen_ai.response.finish_reasons", name);
         }
         let flow = first_flow(&self.config.hooks, |h| h.after_model(&mut response));
         self.trace.steps.push(TraceStep::Model {
@@ -298,6 +313,7 @@ impl<S: ChatService> Run<S> {
                 gen_ai.tool.name = %call.name,
                 gen_ai.tool.call.id = %call.id,
                 error.r#type = field::Empty,
+                otel.status_code = field::Empty,
             );
             async move {
                 let started = Instant::now();
@@ -307,6 +323,7 @@ impl<S: ChatService> Run<S> {
                 };
                 if let Err(e) = &result {
                     span.record("error.type", tool_error_kind(e));
+                    span.record("otel.status_code", "error");
                 }
                 (call, result, started.elapsed())
             }

@@ -3,6 +3,7 @@
 
 mod prompt;
 mod stop;
+mod tool_call;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -107,7 +108,13 @@ pub struct Perplexity {
 /// `tool_choice` [`Required`](any_core::ToolChoice::Required) or a named tool the answer is
 /// one call of an allowed tool, `{"name": ..., "arguments": ...}` with arguments valid under
 /// the tool's schema, returned as a tool call with
-/// [`FinishReason::ToolCalls`](any_core::FinishReason::ToolCalls). The first constrained
+/// [`FinishReason::ToolCalls`](any_core::FinishReason::ToolCalls). A call streams as the
+/// HTTP providers stream one: a first [`ToolCallDelta`](any_core::ToolCallDelta) with the
+/// id, the tool's name and the start of the arguments, then the rest of the arguments' JSON
+/// text as it is generated; the fragments add up to exactly the call's arguments (the text
+/// the model wrote). A call cut off by `max_tokens` ends with
+/// [`FinishReason::Length`](any_core::FinishReason::Length) and arguments that are not
+/// complete (the `}` that may close the call's wrapper is never sent). The first constrained
 /// request prepares the vocabulary for the grammar engine (once per model). A schema keyword
 /// that cannot be enforced (`not`, `uniqueItems`, ...) is an [`Error::Unsupported`] naming
 /// it. With tools and `tool_choice` auto (or unset) the model chooses: an answer that starts

@@ -6,12 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use any_core::{
-    ChatChunk, Error, FinishReason, Result, TokenLogprob, ToolCallDelta, TopLogprob, Usage,
-};
+use any_core::{ChatChunk, Error, FinishReason, Result, TokenLogprob, TopLogprob, Usage};
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
 use super::stop::{StopMatcher, StopScan};
+use super::tool_call::StreamedCall;
 use crate::constrain::Constraint;
 use crate::kv_cache::KvCache;
 use crate::llama::{KvCacheType, Llama, Scratch};
@@ -37,8 +36,8 @@ pub(crate) struct Generate {
     pub(crate) tool_mode: ToolMode,
 }
 
-/// Whether an answer is a tool call (`{"name": ..., "arguments": ...}`, held back and sent as
-/// a [`ToolCallDelta`] at the end).
+/// Whether an answer is a tool call (`{"name": ..., "arguments": ...}`, streamed as
+/// [`ToolCallDelta`](any_core::ToolCallDelta)s: see [`StreamedCall`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ToolMode {
     /// Text.
@@ -83,23 +82,6 @@ pub(crate) enum Job {
 }
 
 /// What a [`Job::Score`] returns.
-/// The tool-call delta a complete constrained tool-call text stands for.
-fn tool_call_delta(text: &str) -> Option<ToolCallDelta> {
-    static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
-    let name = value.get("name")?.as_str()?.to_owned();
-    let arguments = value.get("arguments")?.to_string();
-    Some(ToolCallDelta {
-        index: 0,
-        id: Some(format!(
-            "call_local_{}",
-            NEXT_ID.fetch_add(1, Ordering::Relaxed)
-        )),
-        name: Some(name),
-        arguments,
-    })
-}
-
 #[derive(Debug, Clone)]
 pub(crate) struct Scored {
     /// `logprobs[j]` is the log-probability of `ids[from + j]`.
@@ -357,7 +339,7 @@ impl Worker {
         let mut stops = StopMatcher::new(&stop);
         let limit = max_tokens.unwrap_or(usize::MAX);
         let mut generated = 0usize;
-        let mut held = String::new();
+        let mut call = StreamedCall::new();
         let mut calling = tool_mode == ToolMode::Forced;
         let mut deciding = tool_mode == ToolMode::Auto;
         let mut undecided = String::new();
@@ -409,8 +391,10 @@ impl Worker {
             }
             let mut chunk = if calling {
                 // A tool call's JSON is not text a stop sequence could end.
-                held.push_str(&piece);
-                ChatChunk::default()
+                ChatChunk {
+                    tool_calls: call.push(&piece).into_iter().collect(),
+                    ..Default::default()
+                }
             } else {
                 match stops.push(&piece) {
                     StopScan::Emit(text) => ChatChunk::text(text),
@@ -427,7 +411,9 @@ impl Worker {
                     .logprobs
                     .push(self.token_logprob(token, &mut raw, top));
             }
-            if (!chunk.text.is_empty() || !chunk.logprobs.is_empty()) && !send(chunk) {
+            let empty =
+                chunk.text.is_empty() && chunk.tool_calls.is_empty() && chunk.logprobs.is_empty();
+            if !empty && !send(chunk) {
                 // The stream was dropped: stop generating.
                 return Ok(());
             }
@@ -449,17 +435,30 @@ impl Worker {
         let mut finish = finish;
         let mut calls = Vec::new();
         if calling {
-            held.push_str(&std::mem::take(&mut tail));
-            match (finish, tool_call_delta(&held)) {
-                (FinishReason::Stop, Some(delta)) => {
-                    calls.push(delta);
-                    finish = FinishReason::ToolCalls;
+            calls.extend(call.push(&std::mem::take(&mut tail)));
+            if call.started() {
+                match call.finish() {
+                    Ok(rest) => {
+                        calls.push(rest);
+                        finish = FinishReason::ToolCalls;
+                    }
+                    // Cut off by max_tokens or the context: the call stays as streamed, its
+                    // arguments incomplete, and the finish reason says `length`.
+                    Err(_) if finish == FinishReason::Length => {}
+                    Err(what) => {
+                        return Err(Error::model(format!(
+                            "the constrained tool call did not come out as one call: {what}"
+                        )));
+                    }
                 }
-                // Cut off by max_tokens or the context: what there is goes out as text, so
-                // the caller sees why there is no call.
-                _ => tail = held,
+            } else {
+                // Cut off before the call started (in the name, or the fixed text between
+                // it and the arguments): what there is goes out as text, so the caller sees
+                // why there is no call.
+                tail = call.into_text();
             }
         }
+        calls.retain(|d| d.id.is_some() || !d.arguments.is_empty());
         let mut last = ChatChunk::finish(
             finish,
             Some(Usage {
