@@ -425,6 +425,7 @@ mod runner {
             dataset: data.name.clone(),
             metrics: vec!["exact".into(), "bleu".into()],
             services: vec![run],
+            definitions: Default::default(),
         };
         let md = report.to_markdown();
         assert!(
@@ -569,6 +570,7 @@ mod html {
             dataset: data.name,
             metrics: vec!["contains".into(), "f1".into(), "latency".into()],
             services: vec![a, b],
+            definitions: Default::default(),
         }
     }
 
@@ -801,5 +803,212 @@ mod likelihood {
                 .to_string();
             assert!(e.contains(msg), "{e}");
         }
+    }
+}
+
+mod perplexity {
+    use any_eval::{
+        BoxFuture, Case, Dataset, PERPLEXITY_METRICS, Report, RollingLogLikelihood,
+        TextLogLikelihood, Window, perplexity, rolling_windows, word_count,
+    };
+
+    /// lm-evaluation-harness's own test of its rolling windows (34 tokens, a prefix token,
+    /// `max_seq_len` 10, one token of context), as (input, predicted) pairs: here the
+    /// sequence is the prefix (-100) followed by the tokens 0..34.
+    #[test]
+    fn windows_are_the_harnesses() {
+        let seq: Vec<i64> = std::iter::once(-100).chain(0..34).collect();
+        let gold: [(Vec<i64>, Vec<i64>); 4] = [
+            (
+                std::iter::once(-100).chain(0..9).collect(),
+                (0..10).collect(),
+            ),
+            ((9..19).collect(), (10..20).collect()),
+            ((19..29).collect(), (20..30).collect()),
+            ((23..33).collect(), (30..34).collect()),
+        ];
+        let windows = rolling_windows(seq.len(), 10).expect("windows");
+        assert_eq!(windows.len(), gold.len());
+        for (w, (input, predicted)) in windows.iter().zip(&gold) {
+            // The model reads all but the window's last token and predicts the last `scored`.
+            assert_eq!(&seq[w.start..w.end - 1], input.as_slice(), "{w:?}");
+            assert_eq!(&seq[w.end - w.scored..w.end], predicted.as_slice(), "{w:?}");
+        }
+        // Every token but the first scored once, whatever the window.
+        for (len, max) in [
+            (2, 1),
+            (5, 1),
+            (7, 3),
+            (11, 10),
+            (12, 10),
+            (40, 7),
+            (3, 100),
+        ] {
+            let windows = rolling_windows(len, max).expect("windows");
+            let mut scored = vec![0; len];
+            for w in &windows {
+                assert!(w.end - w.start <= max + 1 && w.scored <= max, "{w:?}");
+                for n in &mut scored[w.end - w.scored..w.end] {
+                    *n += 1;
+                }
+            }
+            assert_eq!(scored[0], 0);
+            assert!(
+                scored[1..].iter().all(|&n| n == 1),
+                "{len}/{max}: {scored:?}"
+            );
+        }
+        assert_eq!(
+            rolling_windows(1, 4).expect("windows"),
+            Vec::<Window>::new()
+        );
+        assert!(rolling_windows(9, 0).is_err());
+    }
+
+    /// Python's `len(re.split(r"\s+", text))`, the values Python 3.11 gives.
+    #[test]
+    fn words_are_counted_as_the_harness_counts_them() {
+        for (text, words) in [
+            ("The cat sat.", 3),
+            (" two  words\n", 4),
+            ("", 1),
+            ("a\tb\u{a0}c\u{2003}d", 4),
+            ("x\u{1c}y", 2),
+            ("one\u{200b}two", 1),
+            ("end \n\n", 2),
+        ] {
+            assert_eq!(word_count(text), words, "{text:?}");
+        }
+    }
+
+    /// A stand-in model: log-likelihood −0.5 per byte over one token per four bytes, and
+    /// an error for a document that says "fail".
+    struct PerByte;
+
+    impl RollingLogLikelihood for PerByte {
+        fn rolling_log_likelihood<'a>(
+            &'a self,
+            text: &'a str,
+        ) -> BoxFuture<'a, any_eval::Result<TextLogLikelihood>> {
+            Box::pin(async move {
+                if text == "fail" {
+                    return Err(any_eval::EvalError::InvalidInput("cannot score".into()));
+                }
+                Ok(TextLogLikelihood {
+                    logprob: -0.5 * text.len() as f64,
+                    tokens: text.len().div_ceil(4),
+                })
+            })
+        }
+    }
+
+    fn doc(id: &str, text: &str) -> Case {
+        Case {
+            expected: Vec::new(),
+            ..Case::new(id, text, "")
+        }
+    }
+
+    #[tokio::test]
+    async fn aggregates_are_weighted_over_the_set() {
+        let texts = [
+            "one two three four",
+            "a much longer document of seven words",
+        ];
+        let data = Dataset {
+            name: "docs".into(),
+            cases: vec![doc("a", texts[0]), doc("b", texts[1]), doc("c", "fail")],
+        };
+        let run = perplexity("per byte", &PerByte, &data).await.expect("runs");
+        assert_eq!(run.errors, 1);
+        assert_eq!(
+            run.cases[2].output.error.as_deref(),
+            Some("cannot score"),
+            "a failed document is recorded, not dropped"
+        );
+        let ll: Vec<f64> = texts.iter().map(|t| -0.5 * t.len() as f64).collect();
+        let words = [4.0, 7.0];
+        let bytes: Vec<f64> = texts.iter().map(|t| t.len() as f64).collect();
+        let tokens: Vec<f64> = texts.iter().map(|t| t.len().div_ceil(4) as f64).collect();
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs().max(1.0);
+        // Per document: its own numbers.
+        for (i, case) in run.cases[..2].iter().enumerate() {
+            let s = |m: &str| case.scores[m].value;
+            assert!(close(s("token_perplexity"), (-ll[i] / tokens[i]).exp()));
+            assert!(close(s("word_perplexity"), (-ll[i] / words[i]).exp()));
+            assert!(close(s("byte_perplexity"), 0.5f64.exp()));
+            assert!(close(s("bits_per_byte"), 0.5 / std::f64::consts::LN_2));
+            let detail = case.scores["word_perplexity"]
+                .detail
+                .clone()
+                .expect("detail");
+            assert_eq!(detail["words"], words[i] as u64);
+            assert_eq!(detail["bytes"], bytes[i] as u64);
+        }
+        // Over the set: sums of log-likelihoods over sums of words, bytes, tokens — not a
+        // mean of the documents' perplexities.
+        let sum = |v: &[f64]| v.iter().sum::<f64>();
+        let agg = |m: &str| run.aggregates[m].value;
+        let word = (-sum(&ll) / sum(&words)).exp();
+        assert!(close(agg("word_perplexity"), word));
+        let mean_of_docs = ((-ll[0] / 4.0).exp() + (-ll[1] / 7.0).exp()) / 2.0;
+        assert!((word - mean_of_docs).abs() > 0.1);
+        assert!(close(
+            agg("token_perplexity"),
+            (-sum(&ll) / sum(&tokens)).exp()
+        ));
+        assert!(close(
+            agg("byte_perplexity"),
+            (-sum(&ll) / sum(&bytes)).exp()
+        ));
+        assert!(close(
+            agg("bits_per_byte"),
+            -sum(&ll) / sum(&bytes) / std::f64::consts::LN_2
+        ));
+        assert_eq!(run.aggregates["word_perplexity"].n, 2);
+        let (lo, hi) = run.aggregates["word_perplexity"].ci95.expect("an interval");
+        assert!(lo <= word && word <= hi, "{lo} {word} {hi}");
+        // The reports state the definitions.
+        let report = Report {
+            dataset: data.name.clone(),
+            metrics: PERPLEXITY_METRICS
+                .iter()
+                .map(|(m, _)| m.to_string())
+                .collect(),
+            services: vec![run],
+            definitions: PERPLEXITY_METRICS
+                .iter()
+                .map(|(m, d)| (m.to_string(), d.to_string()))
+                .collect(),
+        };
+        let md = report.to_markdown();
+        assert!(
+            md.contains("- `word_perplexity`: exp(−ΣLL / Σwords)"),
+            "{md}"
+        );
+        assert!(report.to_html().contains("<dt>bits_per_byte</dt>"));
+    }
+
+    #[tokio::test]
+    async fn documents_must_be_text() {
+        let chat = Dataset::from_jsonl(
+            r#"{"input": [{"role": "user", "content": "hi"}]}"#,
+            "chat.jsonl",
+        )
+        .expect("parses");
+        let e = perplexity("m", &PerByte, &chat)
+            .await
+            .expect_err("a conversation is not a document")
+            .to_string();
+        assert!(e.contains("not a conversation"), "{e}");
+        let docs = Dataset::from_jsonl(r#"{"text": "a document"}"#, "docs.jsonl").expect("parses");
+        assert_eq!(
+            docs.cases[0].input,
+            any_eval::Input::Text("a document".into())
+        );
+        let both = Dataset::from_jsonl(r#"{"input": "a", "text": "b"}"#, "both.jsonl")
+            .expect_err("input and text")
+            .to_string();
+        assert!(both.contains("both.jsonl:1: field `text`"), "{both}");
     }
 }

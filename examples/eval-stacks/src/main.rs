@@ -49,6 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             runner.run("bare", bare, &data, &metrics).await,
             runner.run("guarded", guarded, &data, &metrics).await,
         ],
+        definitions: Default::default(),
     };
     // ANCHOR_END: stacks
     println!("{}", report.to_markdown());
