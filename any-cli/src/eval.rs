@@ -53,13 +53,20 @@ pub(crate) struct EvalArgs {
     #[arg(long, value_name = "N", requires = "perplexity")]
     ctx: Option<usize>,
     /// Also grade every answer with this model as a judge (a GGUF path, a `provider:model`
-    /// id or `local`): pass or fail with its reasoning, by --rubric.
+    /// id or `local`): pass or fail with its reasoning, by --rubric (or a score, with
+    /// --judge-scale).
     #[arg(long, value_name = "PATH|ID")]
     judge: Option<PathBuf>,
     /// What the judge checks (default: the answer says what the expected answer says and
     /// adds nothing false).
     #[arg(long, value_name = "TEXT", requires = "judge")]
     rubric: Option<String>,
+    /// Have the judge score each answer on this scale of digits (as 1-5) instead of pass or
+    /// fail, G-Eval style: the score is the expectation over the scale under the judge's
+    /// probabilities at the score's token, mapped onto 0..1; where the judge gives no
+    /// log-probabilities, the sampled score, marked so in the report.
+    #[arg(long, value_name = "LO-HI", requires = "judge")]
+    judge_scale: Option<String>,
     /// Cases in flight at once, per model.
     #[arg(long, value_name = "N", default_value_t = 1)]
     concurrency: usize,
@@ -294,6 +301,15 @@ pub(crate) async fn run(args: EvalArgs) -> Result<()> {
         let mut judge = Judge::new(judge);
         if let Some(r) = &args.rubric {
             judge = judge.rubric(r.clone());
+        }
+        if let Some(scale) = &args.judge_scale {
+            let (lo, hi) = scale
+                .split_once('-')
+                .and_then(|(lo, hi)| Some((lo.trim().parse().ok()?, hi.trim().parse().ok()?)))
+                .with_context(|| format!("--judge-scale {scale}: expected LO-HI, as 1-5"))?;
+            judge = judge
+                .scale(lo, hi)
+                .with_context(|| format!("--judge-scale {scale}"))?;
         }
         metrics.push(Arc::new(judge));
     }

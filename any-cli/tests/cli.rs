@@ -695,18 +695,24 @@ fn eval_errors_name_the_problem() {
     assert!(!ok && err.contains("missing.jsonl"), "{err}");
 }
 
-/// `--judge local`: the local model grades each answer through constrained JSON, so every
-/// case gets a verdict with reasoning, never a parse error.
-#[test]
-fn eval_with_the_local_model_as_judge() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let data = dir.path().join("two.jsonl");
+/// A dataset of two questions with short expected answers, for the judge tests.
+fn two_questions(dir: &std::path::Path) -> std::path::PathBuf {
+    let data = dir.join("two.jsonl");
     std::fs::write(
         &data,
         "{\"input\": \"What is the capital of France? One word.\", \"expected\": \"Paris\"}\n\
          {\"input\": \"What is 2 + 2? A number.\", \"expected\": \"4\"}\n",
     )
     .expect("writes");
+    data
+}
+
+/// `--judge local`: the local model grades each answer through constrained JSON, so every
+/// case gets a verdict with reasoning, never a parse error.
+#[test]
+fn eval_with_the_local_model_as_judge() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = two_questions(dir.path());
     let out = dir.path().join("out");
     let (stdout, err, ok) = any(
         &[
@@ -962,4 +968,70 @@ fn perplexity_eval_agrees_with_any_perplexity_and_llama_cpp() {
         None,
     );
     assert!(!ok && err.contains("--ctx 0"), "{err}");
+}
+
+/// `--judge local --judge-scale 1-5`: the local model scores each answer G-Eval style, from
+/// its log-probabilities at the score's token (the local backend gives them under
+/// constrained decoding), so every score is an expectation in range, not a sampled integer.
+#[test]
+fn eval_with_the_local_model_as_a_scoring_judge() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = two_questions(dir.path());
+    let out = dir.path().join("out");
+    let (data, out) = (data.to_str().expect("UTF-8"), out.to_str().expect("UTF-8"));
+    let args = |scale| {
+        [
+            "eval",
+            data,
+            "--judge",
+            "local",
+            "--judge-scale",
+            scale,
+            "-n",
+            "12",
+            "--out",
+            out,
+        ]
+    };
+    let (stdout, err, ok) = any(&args("1-5"), None);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("| judge |"), "{stdout}");
+    let report = json(
+        &std::fs::read_to_string(std::path::Path::new(out).join("report.json"))
+            .expect("report.json"),
+    );
+    for case in report["services"][0]["cases"].as_array().expect("cases") {
+        let score = &case["scores"]["judge"];
+        let detail = &score["detail"];
+        assert_eq!(detail["from"], "logprobs", "{case}");
+        let value = score["value"].as_f64().expect("a value");
+        let expected = detail["expected"].as_f64().expect("an expectation");
+        assert!((0.0..=1.0).contains(&value), "{case}");
+        assert!((value - (expected - 1.0) / 4.0).abs() < 1e-12, "{case}");
+        let total: f64 = detail["probabilities"]
+            .as_object()
+            .expect("probabilities")
+            .values()
+            .map(|p| p.as_f64().expect("a probability"))
+            .sum();
+        assert!((total - 1.0).abs() < 1e-9, "{case}");
+        // Greedy under the schema samples the likeliest of the scale's tokens: the
+        // distribution was read at the score's own position.
+        let likeliest = detail["probabilities"]
+            .as_object()
+            .expect("probabilities")
+            .iter()
+            .max_by(|a, b| {
+                let p = |v: &serde_json::Value| v.as_f64().expect("a probability");
+                p(a.1).total_cmp(&p(b.1))
+            })
+            .map(|(score, _)| score.clone());
+        assert_eq!(
+            likeliest.as_deref(),
+            Some(detail["sampled"].to_string().as_str()),
+            "{case}"
+        );
+    }
+    let (_, err, ok) = any(&args("1-10"), None);
+    assert!(!ok && err.contains("not 1-10"), "{err}");
 }

@@ -10,7 +10,8 @@
 //! - [`Metric`] is the trait; [`Builtin`] holds the built-in ones by name: exact match,
 //!   contains, regex, token F1, ROUGE-1/2/L, BLEU, Levenshtein similarity, JSON validity,
 //!   latency, time to first token, tokens per second, token usage; [`Judge`] grades by a
-//!   rubric with any model.
+//!   rubric with any model, pass/fail with reasoning or a G-Eval-style score weighted by the
+//!   judge's log-probabilities ([`Judge::scale`]).
 //! - [`text`]: the text metrics as plain functions; ROUGE as Google's `rouge-score` and BLEU
 //!   as `sacrebleu` compute them, checked against both on committed examples.
 //! - [`Runner`]: a dataset through a service with bounded concurrency, retries of

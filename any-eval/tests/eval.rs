@@ -653,7 +653,7 @@ mod html {
 }
 
 mod judge {
-    use any_core::{ChatChunk, ChatRequest, ChatStream, ResponseFormat};
+    use any_core::{ChatChunk, ChatRequest, ChatStream, ResponseFormat, TokenLogprob, TopLogprob};
     use any_eval::{Case, Judge, Metric, Output};
 
     fn replying(text: &'static str) -> impl any_core::ChatService + Sync {
@@ -715,6 +715,173 @@ mod judge {
         assert_eq!(req.sampling.temperature, Some(0.0));
         assert!(
             matches!(&req.response_format, ResponseFormat::JsonSchema { schema, .. } if schema["required"] == serde_json::json!(["reasoning", "pass"]))
+        );
+    }
+
+    /// A scoring judge's reply, `{"reasoning": …, "score": 4}` in three tokens, the score's
+    /// with the alternatives and log-probabilities given (or none, as a provider without them).
+    fn scoring(with_logprobs: bool) -> impl any_core::ChatService + Sync {
+        tower::service_fn(move |_req: ChatRequest| async move {
+            let token = |text: &str, p: f32, top: Vec<TopLogprob>| TokenLogprob {
+                token: text.into(),
+                id: None,
+                logprob: p.ln(),
+                top,
+            };
+            let alt = |text: &str, p: f32| TopLogprob {
+                token: text.into(),
+                id: None,
+                logprob: p.ln(),
+            };
+            let pieces = [
+                token(
+                    r#"{"reasoning": "It gets 2 of 3 facts right.", "score":"#,
+                    0.9,
+                    vec![],
+                ),
+                token(" 4", 0.5, TOP.iter().map(|&(t, p)| alt(t, p)).collect()),
+                token("}", 0.99, vec![]),
+            ];
+            let chunks = pieces
+                .into_iter()
+                .map(|t| ChatChunk {
+                    text: t.token.clone(),
+                    logprobs: if with_logprobs { vec![t] } else { Vec::new() },
+                    ..ChatChunk::default()
+                })
+                .collect();
+            Ok::<_, any_core::Error>(ChatStream::from_chunks(chunks))
+        })
+    }
+
+    /// The alternatives at the score's position: " 4" (sampled), " 3", " 5" and " 2" are the
+    /// scale's; " 7" is off the scale, "4" and " four" are other tokens.
+    const TOP: [(&str, f32); 7] = [
+        (" 4", 0.5),
+        (" 3", 0.2),
+        (" 5", 0.1),
+        (" 7", 0.05),
+        ("4", 0.05),
+        (" four", 0.02),
+        (" 2", 0.01),
+    ];
+
+    #[tokio::test]
+    async fn a_scale_score_is_the_expectation_over_the_scales_tokens() {
+        let (case, out) = case_and_answer();
+        let judge = Judge::new(scoring(true)).scale(1, 5).unwrap();
+        let s = judge.score(&case, &out).await.unwrap();
+        // Renormalised over " 2", " 3", " 4", " 5", from the f32 log-probabilities given.
+        let p = |score: &str| f64::from(TOP.iter().find(|t| t.0 == score).unwrap().1.ln()).exp();
+        let mass = p(" 2") + p(" 3") + p(" 4") + p(" 5");
+        let expected = (2.0 * p(" 2") + 3.0 * p(" 3") + 4.0 * p(" 4") + 5.0 * p(" 5")) / mass;
+        assert!((s.value - (expected - 1.0) / 4.0).abs() < 1e-12, "{s:?}");
+        let detail = s.detail.clone().unwrap();
+        assert_eq!(detail["from"], "logprobs");
+        assert_eq!(detail["sampled"], 4);
+        assert!((detail["expected"].as_f64().unwrap() - expected).abs() < 1e-12);
+        assert!((detail["probabilities"]["3"].as_f64().unwrap() - p(" 3") / mass).abs() < 1e-12);
+        assert!(
+            detail["probabilities"].get("1").is_none()
+                && detail["probabilities"].get("7").is_none()
+        );
+        assert!(
+            s.reason
+                .as_deref()
+                .unwrap()
+                .ends_with("It gets 2 of 3 facts right."),
+            "{s:?}"
+        );
+        assert_eq!(s.pass, None);
+    }
+
+    #[tokio::test]
+    async fn without_logprobs_the_sampled_score_is_used_and_says_so() {
+        let (case, out) = case_and_answer();
+        let judge = Judge::new(scoring(false)).scale(1, 5).unwrap();
+        let s = judge.score(&case, &out).await.unwrap();
+        assert_eq!(s.value, 0.75);
+        let detail = s.detail.clone().unwrap();
+        assert_eq!(detail["from"], "sampled");
+        assert_eq!(detail["why"], "the judge returned no log-probabilities");
+        assert!(
+            s.reason
+                .as_deref()
+                .unwrap()
+                .starts_with("sampled score 4 on 1–5"),
+            "{s:?}"
+        );
+        // A score off the scale is an error, not a guess.
+        let e = Judge::new(replying(r#"{"reasoning": "fine", "score": 7}"#))
+            .scale(1, 5)
+            .unwrap()
+            .score(&case, &out)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("no integer `score` from 1 to 5"),
+            "{e}"
+        );
+    }
+
+    /// A provider that refuses log-probabilities (as the Anthropic one does) is asked again
+    /// without them, and the result says so.
+    #[tokio::test]
+    async fn a_judge_that_refuses_logprobs_is_asked_again_without() {
+        let (case, out) = case_and_answer();
+        let refusing = tower::service_fn(|req: ChatRequest| async move {
+            if req.logprobs.is_some() {
+                return Err(any_core::Error::Unsupported(
+                    "no log-probabilities here".into(),
+                ));
+            }
+            Ok(ChatStream::from_chunks(vec![ChatChunk::text(
+                r#"{"reasoning": "Wrong city.", "score": 2}"#,
+            )]))
+        });
+        let s = Judge::new(refusing)
+            .scale(1, 5)
+            .unwrap()
+            .score(&case, &out)
+            .await
+            .unwrap();
+        assert_eq!(s.value, 0.25);
+        let detail = s.detail.unwrap();
+        assert_eq!(detail["from"], "sampled");
+        assert_eq!(
+            detail["why"],
+            "the judge gives no log-probabilities: no log-probabilities here"
+        );
+    }
+
+    #[test]
+    fn a_scale_asks_for_a_score_and_logprobs() {
+        let (case, out) = case_and_answer();
+        let req = Judge::new(replying("{}"))
+            .scale(1, 5)
+            .unwrap()
+            .request(&case, &out);
+        assert_eq!(req.logprobs, Some(20));
+        assert!(
+            matches!(&req.response_format, ResponseFormat::JsonSchema { schema, .. }
+                if schema["required"] == serde_json::json!(["reasoning", "score"])
+                && schema["properties"]["score"]["enum"] == serde_json::json!([1, 2, 3, 4, 5]))
+        );
+        assert!(
+            req.messages
+                .last()
+                .unwrap()
+                .text()
+                .contains("a score from 1")
+        );
+        for (lo, hi) in [(3, 3), (5, 1), (1, 10)] {
+            let e = Judge::new(replying("{}")).scale(lo, hi).unwrap_err();
+            assert!(e.to_string().contains(&format!("not {lo}-{hi}")), "{e}");
+        }
+        // Pass/fail asks for no logprobs.
+        assert_eq!(
+            Judge::new(replying("{}")).request(&case, &out).logprobs,
+            None
         );
     }
 }
