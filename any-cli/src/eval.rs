@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use any_core::{BoxChatService, ChatServiceExt};
 use any_eval::{
-    BUILTIN_NAMES, Builtin, Dataset, Judge, LogLikelihood, Metric, Report, Runner, Score, metric_fn,
+    BUILTIN_NAMES, Builtin, Dataset, Judge, LogLikelihood, Metric, PERPLEXITY_METRICS, Report,
+    RollingLogLikelihood, Runner, Score, TextLogLikelihood, metric_fn,
 };
 use any_guard::{
     Guardrail, Guards, InvisibleText, Pii, PromptInjection, Secrets, ServiceBuilderExt, Subject,
@@ -42,14 +43,30 @@ pub(crate) struct EvalArgs {
     /// input, each choice a continuation. Local GGUF models only.
     #[arg(long, conflicts_with_all = ["guarded", "judge", "metrics"])]
     likelihood: bool,
+    /// Score each case's text (`input` or `text`) as a document by its log-likelihood,
+    /// every token scored, and report token, word and byte perplexity and bits per byte
+    /// (weighted over the set, as lm-evaluation-harness). Local GGUF models only.
+    #[arg(long, conflicts_with_all = ["guarded", "judge", "metrics", "likelihood"])]
+    perplexity: bool,
+    /// With --perplexity: the most tokens the model reads at once; longer documents are
+    /// scored in rolling windows (default: the model's context window less one).
+    #[arg(long, value_name = "N", requires = "perplexity")]
+    ctx: Option<usize>,
     /// Also grade every answer with this model as a judge (a GGUF path, a `provider:model`
-    /// id or `local`): pass or fail with its reasoning, by --rubric.
+    /// id or `local`): pass or fail with its reasoning, by --rubric (or a score, with
+    /// --judge-scale).
     #[arg(long, value_name = "PATH|ID")]
     judge: Option<PathBuf>,
     /// What the judge checks (default: the answer says what the expected answer says and
     /// adds nothing false).
     #[arg(long, value_name = "TEXT", requires = "judge")]
     rubric: Option<String>,
+    /// Have the judge score each answer on this scale of digits (as 1-5) instead of pass or
+    /// fail, G-Eval style: the score is the expectation over the scale under the judge's
+    /// probabilities at the score's token, mapped onto 0..1; where the judge gives no
+    /// log-probabilities, the sampled score, marked so in the report.
+    #[arg(long, value_name = "LO-HI", requires = "judge")]
+    judge_scale: Option<String>,
     /// Cases in flight at once, per model.
     #[arg(long, value_name = "N", default_value_t = 1)]
     concurrency: usize,
@@ -152,22 +169,107 @@ impl LogLikelihood for Scorer {
     }
 }
 
+/// The local backend as a document scorer: the text's tokens (no special tokens parsed),
+/// after BOS where the model starts texts with it, scored in [`any_eval::rolling_windows`].
+struct DocumentScorer {
+    model: any_llm::local::LocalModel,
+    window: usize,
+}
+
+impl RollingLogLikelihood for DocumentScorer {
+    fn rolling_log_likelihood<'a>(
+        &'a self,
+        text: &'a str,
+    ) -> any_eval::BoxFuture<'a, any_eval::Result<TextLogLikelihood>> {
+        Box::pin(async move {
+            let tokenizer = self.model.tokenizer();
+            let mut seq = Vec::new();
+            if let Some(bos) = tokenizer.bos_id().filter(|_| tokenizer.add_bos()) {
+                seq.push(bos);
+            }
+            seq.extend(tokenizer.encode(
+                text,
+                any_llm::local::tokenizer::EncodeOptions {
+                    add_special: false,
+                    parse_special: false,
+                },
+            ));
+            let mut total = TextLogLikelihood {
+                logprob: 0.0,
+                tokens: 0,
+            };
+            for w in any_eval::rolling_windows(seq.len(), self.window)? {
+                let lps = self
+                    .model
+                    .token_logprobs(seq[w.start..w.end].to_vec(), w.end - w.start - w.scored)
+                    .await
+                    .map_err(|e| any_eval::EvalError::Metric {
+                        metric: "perplexity".into(),
+                        message: e.to_string(),
+                    })?;
+                total.logprob += lps.iter().map(|&l| f64::from(l)).sum::<f64>();
+                total.tokens += lps.len();
+            }
+            Ok(total)
+        })
+    }
+}
+
+/// A local GGUF model, for the evaluations that score text rather than chat.
+fn scoring_model(value: &std::path::Path, flag: &str) -> Result<any_llm::local::LocalModel> {
+    let path = match ModelChoice::of(value)? {
+        ModelChoice::Local(Some(p)) => p,
+        ModelChoice::Local(None) => any_llm::local::fetch::default_model_path()?,
+        ModelChoice::Registry(id) => anyhow::bail!(
+            "{flag} scores text by its log-likelihood, which needs a local GGUF model, not `{id}`"
+        ),
+    };
+    open_file(&path, Default::default())
+}
+
+/// `--perplexity`: each model scores every document.
+async fn perplexity(dataset: &Dataset, values: &[PathBuf], ctx: Option<usize>) -> Result<Report> {
+    let mut report = Report {
+        dataset: dataset.name.clone(),
+        metrics: PERPLEXITY_METRICS
+            .iter()
+            .map(|(m, _)| (*m).to_owned())
+            .collect(),
+        services: Vec::new(),
+        definitions: PERPLEXITY_METRICS
+            .iter()
+            .map(|(m, d)| ((*m).to_owned(), (*d).to_owned()))
+            .collect(),
+    };
+    for value in values {
+        let model = scoring_model(value, "--perplexity")?;
+        // A window reads `window` tokens and predicts one more, which must fit the context.
+        let most = model.info().context.saturating_sub(1);
+        let window = ctx.unwrap_or(most);
+        anyhow::ensure!(
+            (1..=most).contains(&window),
+            "--ctx {window}: a window must read between 1 and {most} tokens (the context \
+             window less one) with this model"
+        );
+        let label = model.info().name.clone();
+        let scorer = DocumentScorer { model, window };
+        report
+            .services
+            .push(any_eval::perplexity(&label, &scorer, dataset).await?);
+    }
+    Ok(report)
+}
+
 /// `--likelihood`: each model scores the multiple-choice cases.
 async fn likelihood(dataset: &Dataset, values: &[PathBuf]) -> Result<Report> {
     let mut report = Report {
         dataset: dataset.name.clone(),
         metrics: vec!["acc".into(), "acc_norm".into()],
         services: Vec::new(),
+        definitions: Default::default(),
     };
     for value in values {
-        let path = match ModelChoice::of(value)? {
-            ModelChoice::Local(Some(p)) => p,
-            ModelChoice::Local(None) => any_llm::local::fetch::default_model_path()?,
-            ModelChoice::Registry(id) => anyhow::bail!(
-                "--likelihood scores continuations, which needs a local GGUF model, not `{id}`"
-            ),
-        };
-        let model = open_file(&path, Default::default())?;
+        let model = scoring_model(value, "--likelihood")?;
         let label = model.info().name.clone();
         report
             .services
@@ -200,6 +302,15 @@ pub(crate) async fn run(args: EvalArgs) -> Result<()> {
         if let Some(r) = &args.rubric {
             judge = judge.rubric(r.clone());
         }
+        if let Some(scale) = &args.judge_scale {
+            let (lo, hi) = scale
+                .split_once('-')
+                .and_then(|(lo, hi)| Some((lo.trim().parse().ok()?, hi.trim().parse().ok()?)))
+                .with_context(|| format!("--judge-scale {scale}: expected LO-HI, as 1-5"))?;
+            judge = judge
+                .scale(lo, hi)
+                .with_context(|| format!("--judge-scale {scale}"))?;
+        }
         metrics.push(Arc::new(judge));
     }
     let values = if args.model.is_empty() {
@@ -211,6 +322,10 @@ pub(crate) async fn run(args: EvalArgs) -> Result<()> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     if args.likelihood {
         let report = likelihood(&dataset, &values).await?;
+        return write_reports(&args, &report, false);
+    }
+    if args.perplexity {
+        let report = perplexity(&dataset, &values, args.ctx).await?;
         return write_reports(&args, &report, false);
     }
     let mut services = Vec::new();
@@ -239,6 +354,7 @@ pub(crate) async fn run(args: EvalArgs) -> Result<()> {
         dataset: dataset.name.clone(),
         metrics: metrics.iter().map(|m| m.name()).collect(),
         services: Vec::new(),
+        definitions: Default::default(),
     };
     let mut interrupted = false;
     for (label, model) in services {

@@ -695,18 +695,24 @@ fn eval_errors_name_the_problem() {
     assert!(!ok && err.contains("missing.jsonl"), "{err}");
 }
 
-/// `--judge local`: the local model grades each answer through constrained JSON, so every
-/// case gets a verdict with reasoning, never a parse error.
-#[test]
-fn eval_with_the_local_model_as_judge() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let data = dir.path().join("two.jsonl");
+/// A dataset of two questions with short expected answers, for the judge tests.
+fn two_questions(dir: &std::path::Path) -> std::path::PathBuf {
+    let data = dir.join("two.jsonl");
     std::fs::write(
         &data,
         "{\"input\": \"What is the capital of France? One word.\", \"expected\": \"Paris\"}\n\
          {\"input\": \"What is 2 + 2? A number.\", \"expected\": \"4\"}\n",
     )
     .expect("writes");
+    data
+}
+
+/// `--judge local`: the local model grades each answer through constrained JSON, so every
+/// case gets a verdict with reasoning, never a parse error.
+#[test]
+fn eval_with_the_local_model_as_judge() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = two_questions(dir.path());
     let out = dir.path().join("out");
     let (stdout, err, ok) = any(
         &[
@@ -815,4 +821,217 @@ fn likelihood_eval_agrees_with_llama_cpp() {
     let agg = &report["services"][0]["aggregates"];
     assert!((agg["acc"]["value"].as_f64().expect("acc") - acc / n).abs() < 1e-12);
     assert!((agg["acc_norm"]["value"].as_f64().expect("acc_norm") - acc_norm / n).abs() < 1e-12);
+}
+
+/// How far a document's log-likelihood (nats, summed over its 17–43 tokens) may be from
+/// llama.cpp's. Measured on docs.jsonl: 0.14–0.72 whole, 0.23–0.81 in windows of 8 (the
+/// engines' logits differ slightly, as in the likelihood test above). A BOS too many or too
+/// few, or windows that read the wrong tokens, move these sums by several nats (windows of
+/// 8 rather than the whole document: by 20 to 100).
+const DOC_LL_TOLERANCE: f64 = 1.5;
+
+/// `any eval --perplexity`: a document scored in one window has exactly the perplexity `any
+/// perplexity` gives the same text in one window of all its tokens (the default model starts
+/// texts without BOS, so both score every token after the first, given the ones before it);
+/// the documents' log-likelihoods agree with llama.cpp's, whole and in rolling windows of 8
+/// tokens (any-eval/data/perplexity_reference.py wrote them); the set's figures are
+/// lm-evaluation-harness's weighted ones; the report states the definitions.
+#[test]
+fn perplexity_eval_agrees_with_any_perplexity_and_llama_cpp() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../any-eval/data/docs.jsonl");
+    let docs: Vec<String> = std::fs::read_to_string(data)
+        .expect("docs.jsonl")
+        .lines()
+        .map(|l| json(l)["text"].as_str().expect("a text").to_owned())
+        .collect();
+    let reference = json(include_str!(
+        "../../any-eval/data/perplexity_reference.json"
+    ));
+    let want = reference["documents"].as_array().expect("documents");
+    let run = |extra: &[&str]| {
+        let out = dir.path().join("out");
+        let mut args = vec![
+            "eval",
+            data,
+            "--perplexity",
+            "--out",
+            out.to_str().expect("UTF-8"),
+        ];
+        args.extend(extra);
+        let (stdout, err, ok) = any(&args, None);
+        assert!(ok, "{err}");
+        assert!(
+            stdout.contains(
+                "| token_perplexity | word_perplexity | byte_perplexity | bits_per_byte |"
+            ) && stdout.contains("- `bits_per_byte`: −ΣLL / Σbytes / ln 2"),
+            "{stdout}"
+        );
+        let report = json(&std::fs::read_to_string(out.join("report.json")).expect("report.json"));
+        report["services"][0].clone()
+    };
+    let detail = |case: &serde_json::Value, key: &str| {
+        case["scores"]["token_perplexity"]["detail"][key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {key} in {case}"))
+    };
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs();
+    let whole = run(&[]);
+    let cases = whole["cases"].as_array().expect("cases");
+    assert_eq!(cases.len(), docs.len());
+    let (mut ll, mut words, mut bytes, mut tokens) = (0.0, 0.0, 0.0, 0.0);
+    for ((case, doc), want) in cases.iter().zip(&docs).zip(want) {
+        assert_eq!(case["id"], want["id"]);
+        let n = detail(case, "tokens");
+        assert_eq!(Some(n), want["tokens"].as_f64(), "{}", case["id"]);
+        let theirs = want["log_likelihood"].as_f64().expect("a log-likelihood");
+        let ours = detail(case, "log_likelihood");
+        assert!(
+            (ours - theirs).abs() <= DOC_LL_TOLERANCE,
+            "{}: {ours} vs llama.cpp {theirs}",
+            case["id"]
+        );
+        // `any perplexity` on the same text in one window of all its tokens.
+        let file = dir.path().join("doc.txt");
+        std::fs::write(&file, doc).expect("writes");
+        let ctx = (n as u64 + 1).to_string();
+        let (stdout, err, ok) = any(
+            &["perplexity", "--ctx", &ctx, file.to_str().expect("UTF-8")],
+            None,
+        );
+        assert!(ok, "{err}");
+        let p = json(&stdout);
+        assert_eq!(
+            (p["windows"].as_f64(), p["scored"].as_f64()),
+            (Some(1.0), Some(n))
+        );
+        let ppl = case["scores"]["token_perplexity"]["value"]
+            .as_f64()
+            .expect("a value");
+        let theirs = p["ppl"].as_f64().expect("ppl");
+        assert!(
+            close(ppl, theirs),
+            "{}: {ppl} vs any perplexity {theirs}",
+            case["id"]
+        );
+        ll += ours;
+        words += detail(case, "words");
+        bytes += detail(case, "bytes");
+        tokens += n;
+    }
+    // 26 + 35 + 27 + 12 words, as Python's len(re.split(r"\s+", text)) counts them.
+    assert_eq!(words, 100.0);
+    assert_eq!(bytes, docs.iter().map(String::len).sum::<usize>() as f64);
+    let agg = |m: &str| {
+        whole["aggregates"][m]["value"]
+            .as_f64()
+            .expect("an aggregate")
+    };
+    assert!(close(agg("word_perplexity"), (-ll / words).exp()));
+    assert!(close(agg("byte_perplexity"), (-ll / bytes).exp()));
+    assert!(close(
+        agg("bits_per_byte"),
+        -ll / bytes / std::f64::consts::LN_2
+    ));
+    assert!(close(agg("token_perplexity"), (-ll / tokens).exp()));
+    // Windows of 8 tokens: the same tokens scored, each with at most 8 before it.
+    let rolling = run(&["--ctx", "8"]);
+    for (case, want) in rolling["cases"].as_array().expect("cases").iter().zip(want) {
+        assert_eq!(Some(detail(case, "tokens")), want["tokens"].as_f64());
+        let theirs = want["log_likelihood_ctx8"]
+            .as_f64()
+            .expect("a log-likelihood");
+        let ours = detail(case, "log_likelihood");
+        assert!(
+            (ours - theirs).abs() <= DOC_LL_TOLERANCE,
+            "{} (ctx 8): {ours} vs llama.cpp {theirs}",
+            case["id"]
+        );
+    }
+    let out = dir.path().join("out");
+    let out = out.to_str().expect("UTF-8");
+    let (_, err, ok) = any(
+        &[
+            "eval",
+            data,
+            "--perplexity",
+            "--model",
+            "openai:gpt-4o-mini",
+            "--out",
+            out,
+        ],
+        None,
+    );
+    assert!(!ok && err.contains("needs a local GGUF model"), "{err}");
+    let (_, err, ok) = any(
+        &["eval", data, "--perplexity", "--ctx", "0", "--out", out],
+        None,
+    );
+    assert!(!ok && err.contains("--ctx 0"), "{err}");
+}
+
+/// `--judge local --judge-scale 1-5`: the local model scores each answer G-Eval style, from
+/// its log-probabilities at the score's token (the local backend gives them under
+/// constrained decoding), so every score is an expectation in range, not a sampled integer.
+#[test]
+fn eval_with_the_local_model_as_a_scoring_judge() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = two_questions(dir.path());
+    let out = dir.path().join("out");
+    let (data, out) = (data.to_str().expect("UTF-8"), out.to_str().expect("UTF-8"));
+    let args = |scale| {
+        [
+            "eval",
+            data,
+            "--judge",
+            "local",
+            "--judge-scale",
+            scale,
+            "-n",
+            "12",
+            "--out",
+            out,
+        ]
+    };
+    let (stdout, err, ok) = any(&args("1-5"), None);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("| judge |"), "{stdout}");
+    let report = json(
+        &std::fs::read_to_string(std::path::Path::new(out).join("report.json"))
+            .expect("report.json"),
+    );
+    for case in report["services"][0]["cases"].as_array().expect("cases") {
+        let score = &case["scores"]["judge"];
+        let detail = &score["detail"];
+        assert_eq!(detail["from"], "logprobs", "{case}");
+        let value = score["value"].as_f64().expect("a value");
+        let expected = detail["expected"].as_f64().expect("an expectation");
+        assert!((0.0..=1.0).contains(&value), "{case}");
+        assert!((value - (expected - 1.0) / 4.0).abs() < 1e-12, "{case}");
+        let total: f64 = detail["probabilities"]
+            .as_object()
+            .expect("probabilities")
+            .values()
+            .map(|p| p.as_f64().expect("a probability"))
+            .sum();
+        assert!((total - 1.0).abs() < 1e-9, "{case}");
+        // Greedy under the schema samples the likeliest of the scale's tokens: the
+        // distribution was read at the score's own position.
+        let likeliest = detail["probabilities"]
+            .as_object()
+            .expect("probabilities")
+            .iter()
+            .max_by(|a, b| {
+                let p = |v: &serde_json::Value| v.as_f64().expect("a probability");
+                p(a.1).total_cmp(&p(b.1))
+            })
+            .map(|(score, _)| score.clone());
+        assert_eq!(
+            likeliest.as_deref(),
+            Some(detail["sampled"].to_string().as_str()),
+            "{case}"
+        );
+    }
+    let (_, err, ok) = any(&args("1-10"), None);
+    assert!(!ok && err.contains("not 1-10"), "{err}");
 }

@@ -69,10 +69,9 @@ fn the_official_mcp_client_lists_and_calls_the_agent_served_by_any_agent() {
     );
 }
 
-#[test]
-fn the_official_openai_client_drives_any_serve() {
-    let (root, python) = python();
-    let key = "test-key";
+/// `any serve` on the default model with API key `key`, on a free port of loopback, and its
+/// base URL.
+fn serve(key: &str) -> (Serving, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_any"))
         .args([
             "serve",
@@ -88,7 +87,7 @@ fn the_official_openai_client_drives_any_serve() {
         .spawn()
         .expect("`any serve` starts");
     let stdout = child.stdout.take().expect("stdout");
-    let mut server = Serving(child);
+    let server = Serving(child);
     let mut line = String::new();
     BufReader::new(stdout)
         .read_line(&mut line)
@@ -99,6 +98,14 @@ fn the_official_openai_client_drives_any_serve() {
         .find(|w| w.starts_with("http://"))
         .unwrap_or_else(|| panic!("no address in the first line: {line:?}"))
         .to_owned();
+    (server, base_url)
+}
+
+#[test]
+fn the_official_openai_client_drives_any_serve() {
+    let (root, python) = python();
+    let key = "test-key";
+    let (mut server, base_url) = serve(key);
 
     run_client(
         &python,
@@ -130,4 +137,52 @@ fn the_official_openai_client_drives_any_serve() {
         })
         .expect("`any serve` exits within 20 s of SIGTERM");
     assert!(status.success(), "SIGTERM ended `any serve` with {status}");
+}
+
+/// A scoring judge reached through the OpenAI provider, over real HTTP on loopback, with
+/// `any serve` behind it: the log-probabilities the local backend gives make it through the
+/// server's wire format and the provider's, so every score is weighted by them.
+#[test]
+fn a_scoring_judge_reads_logprobs_through_the_openai_provider() {
+    let key = "judge-key";
+    let (_server, base_url) = serve(key);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().join("one.jsonl");
+    std::fs::write(
+        &data,
+        "{\"input\": \"What is the capital of France? One word.\", \"expected\": \"Paris\"}\n",
+    )
+    .expect("writes");
+    let out = dir.path().join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_any"))
+        .args([
+            "eval",
+            data.to_str().expect("UTF-8"),
+            "--judge",
+            "openai:local",
+            "--judge-scale",
+            "1-5",
+            "-n",
+            "12",
+            "--out",
+            out.to_str().expect("UTF-8"),
+        ])
+        .env("OPENAI_BASE_URL", &base_url)
+        .env("OPENAI_API_KEY", key)
+        .output()
+        .expect("`any eval` runs");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("report.json")).expect("report.json"),
+    )
+    .expect("JSON");
+    let case = &report["services"][0]["cases"][0];
+    let detail = &case["scores"]["judge"]["detail"];
+    assert_eq!(detail["from"], "logprobs", "{case}");
+    let value = case["scores"]["judge"]["value"].as_f64().expect("a value");
+    assert!((0.0..=1.0).contains(&value), "{case}");
 }

@@ -95,7 +95,9 @@ pub struct Dataset {
 }
 
 /// The fields a JSONL case may have.
-const FIELDS: [&str; 6] = ["id", "input", "expected", "choices", "context", "metadata"];
+const FIELDS: [&str; 7] = [
+    "id", "input", "text", "expected", "choices", "context", "metadata",
+];
 
 fn bad(file: &Path, line: usize, field: Option<&str>, message: impl Into<String>) -> EvalError {
     EvalError::Dataset {
@@ -175,7 +177,8 @@ impl Dataset {
     }
 
     /// Parses JSONL: one JSON object per line, blank lines skipped. Fields: `input` (a
-    /// string, or an array of `{"role", "content"}` messages; required), `expected` (a
+    /// string, or an array of `{"role", "content"}` messages; required, or `text` instead: a
+    /// document, as perplexity datasets name it), `expected` (a
     /// string or several), `choices`, `context`, `id`, `metadata` (an object). `name` names
     /// the source in errors.
     ///
@@ -208,7 +211,27 @@ impl Dataset {
                     format!("expected a JSON object, found {}", kind(&value)),
                 ));
             };
-            let input = match obj.remove("input") {
+            let input = match (obj.remove("input"), obj.remove("text")) {
+                (Some(_), Some(_)) => {
+                    return Err(bad(
+                        file,
+                        line,
+                        Some("text"),
+                        "a case has `input` or `text` (a document), not both",
+                    ));
+                }
+                (None, Some(Value::String(s))) => Some(Value::String(s)),
+                (None, Some(other)) => {
+                    return Err(bad(
+                        file,
+                        line,
+                        Some("text"),
+                        format!("expected a string, found {}", kind(&other)),
+                    ));
+                }
+                (input, None) => input,
+            };
+            let input = match input {
                 Some(Value::String(s)) => Input::Text(s),
                 Some(v @ Value::Array(_)) => {
                     Input::Messages(serde_json::from_value(v).map_err(|e| {

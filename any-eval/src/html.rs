@@ -39,6 +39,7 @@ th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .legend i{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:-1px}
 details{border-bottom:1px solid #eee;padding:.3rem 0}summary{cursor:pointer}
 .out{white-space:pre-wrap;background:#f8f8f8;border-radius:4px;padding:.4rem;margin:.2rem 0}
+.defs dt{font-weight:600;margin-top:.4rem}.defs dd{margin:0 0 0 1.2rem;color:#444}
 .err{color:#a40000}.ok{color:#2e7d32}.fail{color:#a40000}.muted{color:#777}";
 
 impl Report {
@@ -66,6 +67,14 @@ impl Report {
             if self.metrics.len() == 1 { "" } else { "s" },
         );
         self.summary(&mut h);
+        let defined = self.defined();
+        if !defined.is_empty() {
+            h.push_str("<dl class=\"defs\">");
+            for (m, d) in defined {
+                let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", esc(m), esc(d));
+            }
+            h.push_str("</dl>");
+        }
         self.charts(&mut h);
         self.cases(&mut h);
         h.push_str("</body></html>\n");

@@ -10,14 +10,18 @@
 //! - [`Metric`] is the trait; [`Builtin`] holds the built-in ones by name: exact match,
 //!   contains, regex, token F1, ROUGE-1/2/L, BLEU, Levenshtein similarity, JSON validity,
 //!   latency, time to first token, tokens per second, token usage; [`Judge`] grades by a
-//!   rubric with any model.
+//!   rubric with any model, pass/fail with reasoning or a G-Eval-style score weighted by the
+//!   judge's log-probabilities ([`Judge::scale`]).
 //! - [`text`]: the text metrics as plain functions; ROUGE as Google's `rouge-score` and BLEU
 //!   as `sacrebleu` compute them, checked against both on committed examples.
 //! - [`Runner`]: a dataset through a service with bounded concurrency, retries of
 //!   retryable errors, an output cache, a seed, a progress line on a terminal, and a stop
 //!   signal that keeps what finished.
 //! - [`multiple_choice`]: likelihood evaluation (`acc`, `acc_norm` as lm-evaluation-harness
-//!   defines them) over any [`LogLikelihood`] model, such as the local backend.
+//!   defines them) over any [`LogLikelihood`] model, such as the local backend; and
+//!   [`perplexity`] over documents (token, word and byte perplexity, bits per byte, weighted
+//!   over the set as lm-evaluation-harness aggregates them) over any
+//!   [`RollingLogLikelihood`] model.
 //! - [`Report`]: per-case results and aggregates (means with bootstrap intervals) of several
 //!   services side by side, as JSON, Markdown and one self-contained HTML page with charts.
 //!
@@ -34,7 +38,12 @@
 //! });
 //! let metrics: Vec<Arc<dyn Metric>> = vec![Arc::new(Builtin::from_name("contains")?)];
 //! let run = Runner::new().run("echo", echo, &data, &metrics).await;
-//! let report = Report { dataset: data.name, metrics: vec!["contains".into()], services: vec![run] };
+//! let report = Report {
+//!     dataset: data.name,
+//!     metrics: vec!["contains".into()],
+//!     services: vec![run],
+//!     definitions: Default::default(),
+//! };
 //! assert!(report.to_markdown().contains("| echo | 1 | 0 | 1.000 |"));
 //! # Ok(())
 //! # }
@@ -53,6 +62,7 @@ mod html;
 mod judge;
 mod likelihood;
 mod metric;
+mod perplexity;
 mod report;
 mod runner;
 pub mod text;
@@ -62,5 +72,9 @@ pub use error::{EvalError, Result};
 pub use judge::{DEFAULT_RUBRIC, Judge};
 pub use likelihood::{LogLikelihood, TARGET_DELIMITER, multiple_choice};
 pub use metric::{BUILTIN_NAMES, BoxFuture, Builtin, Metric, Output, Score, metric_fn};
+pub use perplexity::{
+    PERPLEXITY_METRICS, RollingLogLikelihood, TextLogLikelihood, Window, perplexity,
+    rolling_windows, word_count,
+};
 pub use report::{Aggregate, CaseResult, Report, ServiceReport, mean_with_ci};
 pub use runner::Runner;

@@ -52,14 +52,7 @@ pub async fn multiple_choice(
             aggregates.insert(metric.to_owned(), mean_with_ci(&values));
         }
     }
-    Ok(ServiceReport {
-        label: label.to_owned(),
-        errors: cases.iter().filter(|c| c.output.error.is_some()).count(),
-        elapsed_s: started.elapsed().as_secs_f64(),
-        stopped: false,
-        cases,
-        aggregates,
-    })
+    Ok(ServiceReport::finished(label, cases, aggregates, started))
 }
 
 fn argmax(values: impl Iterator<Item = f64>) -> usize {

@@ -79,6 +79,10 @@ pub struct Score {
     /// Why, where the metric says (a judge's reasoning, a schema violation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The numbers behind the value, for a reader or a script (a document's log-likelihood
+    /// and counts; a judge's score distribution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
 }
 
 impl Score {
@@ -88,6 +92,7 @@ impl Score {
             value,
             pass: None,
             reason: None,
+            detail: None,
         }
     }
 
@@ -97,6 +102,7 @@ impl Score {
             value: f64::from(u8::from(pass)),
             pass: Some(pass),
             reason: None,
+            detail: None,
         }
     }
 
@@ -104,6 +110,13 @@ impl Score {
     #[must_use]
     pub fn because(mut self, reason: impl Into<String>) -> Self {
         self.reason = Some(reason.into());
+        self
+    }
+
+    /// With the numbers behind the value.
+    #[must_use]
+    pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
+        self.detail = Some(detail);
         self
     }
 }

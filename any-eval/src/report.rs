@@ -56,6 +56,25 @@ pub struct ServiceReport {
     pub stopped: bool,
 }
 
+impl ServiceReport {
+    /// A finished run of `cases` that began at `started`, counting the failed ones.
+    pub(crate) fn finished(
+        label: &str,
+        cases: Vec<CaseResult>,
+        aggregates: BTreeMap<String, Aggregate>,
+        started: std::time::Instant,
+    ) -> Self {
+        ServiceReport {
+            label: label.to_owned(),
+            errors: cases.iter().filter(|c| c.output.error.is_some()).count(),
+            elapsed_s: started.elapsed().as_secs_f64(),
+            stopped: false,
+            cases,
+            aggregates,
+        }
+    }
+}
+
 /// Several services over one dataset: what `any eval` writes.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Report {
@@ -65,6 +84,10 @@ pub struct Report {
     pub metrics: Vec<String>,
     /// One entry per service, in the order run.
     pub services: Vec<ServiceReport>,
+    /// What metrics mean, where a report states it (metric, definition): the reports print
+    /// them under the table.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub definitions: BTreeMap<String, String>,
 }
 
 /// A seeded generator for the bootstrap (xorshift).
@@ -81,21 +104,31 @@ impl Rng {
 
 /// The mean of `values` with a 95% percentile-bootstrap interval.
 pub fn mean_with_ci(values: &[f64]) -> Aggregate {
-    let n = values.len();
-    let mean = |v: &mut dyn Iterator<Item = f64>| {
-        let (s, c) = v.fold((0.0, 0usize), |(s, c), x| (s + x, c + 1));
+    let mean = |picked: &mut dyn Iterator<Item = usize>| {
+        let (s, c) = picked.fold((0.0, 0usize), |(s, c), i| (s + values[i], c + 1));
         s / c.max(1) as f64
     };
-    let value = mean(&mut values.iter().copied());
-    let ci95 = (n >= 2).then(|| {
+    Aggregate {
+        value: mean(&mut (0..values.len())),
+        ci95: bootstrap_ci(values.len(), mean),
+        n: values.len(),
+    }
+}
+
+/// A 95% percentile-bootstrap interval of `statistic` over `n` cases (1000 resamples,
+/// seeded): `statistic` gets the indexes of one resample. `None` for fewer than two cases.
+pub(crate) fn bootstrap_ci(
+    n: usize,
+    statistic: impl Fn(&mut dyn Iterator<Item = usize>) -> f64,
+) -> Option<(f64, f64)> {
+    (n >= 2).then(|| {
         let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B);
-        let mut means: Vec<f64> = (0..1000)
-            .map(|_| mean(&mut (0..n).map(|_| values[rng.below(n)])))
+        let mut stats: Vec<f64> = (0..1000)
+            .map(|_| statistic(&mut (0..n).map(|_| rng.below(n))))
             .collect();
-        means.sort_by(f64::total_cmp);
-        (means[25], means[974])
-    });
-    Aggregate { value, ci95, n }
+        stats.sort_by(f64::total_cmp);
+        (stats[25], stats[974])
+    })
 }
 
 pub(crate) fn aggregate(
@@ -159,6 +192,21 @@ pub(crate) fn number(v: f64) -> String {
 }
 
 impl Report {
+    /// The definitions, in the order of the metrics (then any others).
+    pub(crate) fn defined(&self) -> Vec<(&str, &str)> {
+        let mut out: Vec<(&str, &str)> = self
+            .metrics
+            .iter()
+            .filter_map(|m| Some((m.as_str(), self.definitions.get(m)?.as_str())))
+            .collect();
+        for (m, d) in &self.definitions {
+            if !self.metrics.contains(m) {
+                out.push((m, d));
+            }
+        }
+        out
+    }
+
     /// The report as pretty JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
@@ -206,6 +254,12 @@ impl Report {
                     None => md.push_str(" – |"),
                 }
             }
+            md.push('\n');
+        }
+        for (m, definition) in self.defined() {
+            let _ = write!(md, "\n- `{m}`: {definition}");
+        }
+        if !self.definitions.is_empty() {
             md.push('\n');
         }
         let Some(first) = self.services.first() else {

@@ -425,6 +425,7 @@ mod runner {
             dataset: data.name.clone(),
             metrics: vec!["exact".into(), "bleu".into()],
             services: vec![run],
+            definitions: Default::default(),
         };
         let md = report.to_markdown();
         assert!(
@@ -569,6 +570,7 @@ mod html {
             dataset: data.name,
             metrics: vec!["contains".into(), "f1".into(), "latency".into()],
             services: vec![a, b],
+            definitions: Default::default(),
         }
     }
 
@@ -651,7 +653,7 @@ mod html {
 }
 
 mod judge {
-    use any_core::{ChatChunk, ChatRequest, ChatStream, ResponseFormat};
+    use any_core::{ChatChunk, ChatRequest, ChatStream, ResponseFormat, TokenLogprob, TopLogprob};
     use any_eval::{Case, Judge, Metric, Output};
 
     fn replying(text: &'static str) -> impl any_core::ChatService + Sync {
@@ -713,6 +715,173 @@ mod judge {
         assert_eq!(req.sampling.temperature, Some(0.0));
         assert!(
             matches!(&req.response_format, ResponseFormat::JsonSchema { schema, .. } if schema["required"] == serde_json::json!(["reasoning", "pass"]))
+        );
+    }
+
+    /// A scoring judge's reply, `{"reasoning": …, "score": 4}` in three tokens, the score's
+    /// with the alternatives and log-probabilities given (or none, as a provider without them).
+    fn scoring(with_logprobs: bool) -> impl any_core::ChatService + Sync {
+        tower::service_fn(move |_req: ChatRequest| async move {
+            let token = |text: &str, p: f32, top: Vec<TopLogprob>| TokenLogprob {
+                token: text.into(),
+                id: None,
+                logprob: p.ln(),
+                top,
+            };
+            let alt = |text: &str, p: f32| TopLogprob {
+                token: text.into(),
+                id: None,
+                logprob: p.ln(),
+            };
+            let pieces = [
+                token(
+                    r#"{"reasoning": "It gets 2 of 3 facts right.", "score":"#,
+                    0.9,
+                    vec![],
+                ),
+                token(" 4", 0.5, TOP.iter().map(|&(t, p)| alt(t, p)).collect()),
+                token("}", 0.99, vec![]),
+            ];
+            let chunks = pieces
+                .into_iter()
+                .map(|t| ChatChunk {
+                    text: t.token.clone(),
+                    logprobs: if with_logprobs { vec![t] } else { Vec::new() },
+                    ..ChatChunk::default()
+                })
+                .collect();
+            Ok::<_, any_core::Error>(ChatStream::from_chunks(chunks))
+        })
+    }
+
+    /// The alternatives at the score's position: " 4" (sampled), " 3", " 5" and " 2" are the
+    /// scale's; " 7" is off the scale, "4" and " four" are other tokens.
+    const TOP: [(&str, f32); 7] = [
+        (" 4", 0.5),
+        (" 3", 0.2),
+        (" 5", 0.1),
+        (" 7", 0.05),
+        ("4", 0.05),
+        (" four", 0.02),
+        (" 2", 0.01),
+    ];
+
+    #[tokio::test]
+    async fn a_scale_score_is_the_expectation_over_the_scales_tokens() {
+        let (case, out) = case_and_answer();
+        let judge = Judge::new(scoring(true)).scale(1, 5).unwrap();
+        let s = judge.score(&case, &out).await.unwrap();
+        // Renormalised over " 2", " 3", " 4", " 5", from the f32 log-probabilities given.
+        let p = |score: &str| f64::from(TOP.iter().find(|t| t.0 == score).unwrap().1.ln()).exp();
+        let mass = p(" 2") + p(" 3") + p(" 4") + p(" 5");
+        let expected = (2.0 * p(" 2") + 3.0 * p(" 3") + 4.0 * p(" 4") + 5.0 * p(" 5")) / mass;
+        assert!((s.value - (expected - 1.0) / 4.0).abs() < 1e-12, "{s:?}");
+        let detail = s.detail.clone().unwrap();
+        assert_eq!(detail["from"], "logprobs");
+        assert_eq!(detail["sampled"], 4);
+        assert!((detail["expected"].as_f64().unwrap() - expected).abs() < 1e-12);
+        assert!((detail["probabilities"]["3"].as_f64().unwrap() - p(" 3") / mass).abs() < 1e-12);
+        assert!(
+            detail["probabilities"].get("1").is_none()
+                && detail["probabilities"].get("7").is_none()
+        );
+        assert!(
+            s.reason
+                .as_deref()
+                .unwrap()
+                .ends_with("It gets 2 of 3 facts right."),
+            "{s:?}"
+        );
+        assert_eq!(s.pass, None);
+    }
+
+    #[tokio::test]
+    async fn without_logprobs_the_sampled_score_is_used_and_says_so() {
+        let (case, out) = case_and_answer();
+        let judge = Judge::new(scoring(false)).scale(1, 5).unwrap();
+        let s = judge.score(&case, &out).await.unwrap();
+        assert_eq!(s.value, 0.75);
+        let detail = s.detail.clone().unwrap();
+        assert_eq!(detail["from"], "sampled");
+        assert_eq!(detail["why"], "the judge returned no log-probabilities");
+        assert!(
+            s.reason
+                .as_deref()
+                .unwrap()
+                .starts_with("sampled score 4 on 1–5"),
+            "{s:?}"
+        );
+        // A score off the scale is an error, not a guess.
+        let e = Judge::new(replying(r#"{"reasoning": "fine", "score": 7}"#))
+            .scale(1, 5)
+            .unwrap()
+            .score(&case, &out)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("no integer `score` from 1 to 5"),
+            "{e}"
+        );
+    }
+
+    /// A provider that refuses log-probabilities (as the Anthropic one does) is asked again
+    /// without them, and the result says so.
+    #[tokio::test]
+    async fn a_judge_that_refuses_logprobs_is_asked_again_without() {
+        let (case, out) = case_and_answer();
+        let refusing = tower::service_fn(|req: ChatRequest| async move {
+            if req.logprobs.is_some() {
+                return Err(any_core::Error::Unsupported(
+                    "no log-probabilities here".into(),
+                ));
+            }
+            Ok(ChatStream::from_chunks(vec![ChatChunk::text(
+                r#"{"reasoning": "Wrong city.", "score": 2}"#,
+            )]))
+        });
+        let s = Judge::new(refusing)
+            .scale(1, 5)
+            .unwrap()
+            .score(&case, &out)
+            .await
+            .unwrap();
+        assert_eq!(s.value, 0.25);
+        let detail = s.detail.unwrap();
+        assert_eq!(detail["from"], "sampled");
+        assert_eq!(
+            detail["why"],
+            "the judge gives no log-probabilities: no log-probabilities here"
+        );
+    }
+
+    #[test]
+    fn a_scale_asks_for_a_score_and_logprobs() {
+        let (case, out) = case_and_answer();
+        let req = Judge::new(replying("{}"))
+            .scale(1, 5)
+            .unwrap()
+            .request(&case, &out);
+        assert_eq!(req.logprobs, Some(20));
+        assert!(
+            matches!(&req.response_format, ResponseFormat::JsonSchema { schema, .. }
+                if schema["required"] == serde_json::json!(["reasoning", "score"])
+                && schema["properties"]["score"]["enum"] == serde_json::json!([1, 2, 3, 4, 5]))
+        );
+        assert!(
+            req.messages
+                .last()
+                .unwrap()
+                .text()
+                .contains("a score from 1")
+        );
+        for (lo, hi) in [(3, 3), (5, 1), (1, 10)] {
+            let e = Judge::new(replying("{}")).scale(lo, hi).unwrap_err();
+            assert!(e.to_string().contains(&format!("not {lo}-{hi}")), "{e}");
+        }
+        // Pass/fail asks for no logprobs.
+        assert_eq!(
+            Judge::new(replying("{}")).request(&case, &out).logprobs,
+            None
         );
     }
 }
@@ -801,5 +970,212 @@ mod likelihood {
                 .to_string();
             assert!(e.contains(msg), "{e}");
         }
+    }
+}
+
+mod perplexity {
+    use any_eval::{
+        BoxFuture, Case, Dataset, PERPLEXITY_METRICS, Report, RollingLogLikelihood,
+        TextLogLikelihood, Window, perplexity, rolling_windows, word_count,
+    };
+
+    /// lm-evaluation-harness's own test of its rolling windows (34 tokens, a prefix token,
+    /// `max_seq_len` 10, one token of context), as (input, predicted) pairs: here the
+    /// sequence is the prefix (-100) followed by the tokens 0..34.
+    #[test]
+    fn windows_are_the_harnesses() {
+        let seq: Vec<i64> = std::iter::once(-100).chain(0..34).collect();
+        let gold: [(Vec<i64>, Vec<i64>); 4] = [
+            (
+                std::iter::once(-100).chain(0..9).collect(),
+                (0..10).collect(),
+            ),
+            ((9..19).collect(), (10..20).collect()),
+            ((19..29).collect(), (20..30).collect()),
+            ((23..33).collect(), (30..34).collect()),
+        ];
+        let windows = rolling_windows(seq.len(), 10).expect("windows");
+        assert_eq!(windows.len(), gold.len());
+        for (w, (input, predicted)) in windows.iter().zip(&gold) {
+            // The model reads all but the window's last token and predicts the last `scored`.
+            assert_eq!(&seq[w.start..w.end - 1], input.as_slice(), "{w:?}");
+            assert_eq!(&seq[w.end - w.scored..w.end], predicted.as_slice(), "{w:?}");
+        }
+        // Every token but the first scored once, whatever the window.
+        for (len, max) in [
+            (2, 1),
+            (5, 1),
+            (7, 3),
+            (11, 10),
+            (12, 10),
+            (40, 7),
+            (3, 100),
+        ] {
+            let windows = rolling_windows(len, max).expect("windows");
+            let mut scored = vec![0; len];
+            for w in &windows {
+                assert!(w.end - w.start <= max + 1 && w.scored <= max, "{w:?}");
+                for n in &mut scored[w.end - w.scored..w.end] {
+                    *n += 1;
+                }
+            }
+            assert_eq!(scored[0], 0);
+            assert!(
+                scored[1..].iter().all(|&n| n == 1),
+                "{len}/{max}: {scored:?}"
+            );
+        }
+        assert_eq!(
+            rolling_windows(1, 4).expect("windows"),
+            Vec::<Window>::new()
+        );
+        assert!(rolling_windows(9, 0).is_err());
+    }
+
+    /// Python's `len(re.split(r"\s+", text))`, the values Python 3.11 gives.
+    #[test]
+    fn words_are_counted_as_the_harness_counts_them() {
+        for (text, words) in [
+            ("The cat sat.", 3),
+            (" two  words\n", 4),
+            ("", 1),
+            ("a\tb\u{a0}c\u{2003}d", 4),
+            ("x\u{1c}y", 2),
+            ("one\u{200b}two", 1),
+            ("end \n\n", 2),
+        ] {
+            assert_eq!(word_count(text), words, "{text:?}");
+        }
+    }
+
+    /// A stand-in model: log-likelihood −0.5 per byte over one token per four bytes, and
+    /// an error for a document that says "fail".
+    struct PerByte;
+
+    impl RollingLogLikelihood for PerByte {
+        fn rolling_log_likelihood<'a>(
+            &'a self,
+            text: &'a str,
+        ) -> BoxFuture<'a, any_eval::Result<TextLogLikelihood>> {
+            Box::pin(async move {
+                if text == "fail" {
+                    return Err(any_eval::EvalError::InvalidInput("cannot score".into()));
+                }
+                Ok(TextLogLikelihood {
+                    logprob: -0.5 * text.len() as f64,
+                    tokens: text.len().div_ceil(4),
+                })
+            })
+        }
+    }
+
+    fn doc(id: &str, text: &str) -> Case {
+        Case {
+            expected: Vec::new(),
+            ..Case::new(id, text, "")
+        }
+    }
+
+    #[tokio::test]
+    async fn aggregates_are_weighted_over_the_set() {
+        let texts = [
+            "one two three four",
+            "a much longer document of seven words",
+        ];
+        let data = Dataset {
+            name: "docs".into(),
+            cases: vec![doc("a", texts[0]), doc("b", texts[1]), doc("c", "fail")],
+        };
+        let run = perplexity("per byte", &PerByte, &data).await.expect("runs");
+        assert_eq!(run.errors, 1);
+        assert_eq!(
+            run.cases[2].output.error.as_deref(),
+            Some("cannot score"),
+            "a failed document is recorded, not dropped"
+        );
+        let ll: Vec<f64> = texts.iter().map(|t| -0.5 * t.len() as f64).collect();
+        let words = [4.0, 7.0];
+        let bytes: Vec<f64> = texts.iter().map(|t| t.len() as f64).collect();
+        let tokens: Vec<f64> = texts.iter().map(|t| t.len().div_ceil(4) as f64).collect();
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * b.abs().max(1.0);
+        // Per document: its own numbers.
+        for (i, case) in run.cases[..2].iter().enumerate() {
+            let s = |m: &str| case.scores[m].value;
+            assert!(close(s("token_perplexity"), (-ll[i] / tokens[i]).exp()));
+            assert!(close(s("word_perplexity"), (-ll[i] / words[i]).exp()));
+            assert!(close(s("byte_perplexity"), 0.5f64.exp()));
+            assert!(close(s("bits_per_byte"), 0.5 / std::f64::consts::LN_2));
+            let detail = case.scores["word_perplexity"]
+                .detail
+                .clone()
+                .expect("detail");
+            assert_eq!(detail["words"], words[i] as u64);
+            assert_eq!(detail["bytes"], bytes[i] as u64);
+        }
+        // Over the set: sums of log-likelihoods over sums of words, bytes, tokens — not a
+        // mean of the documents' perplexities.
+        let sum = |v: &[f64]| v.iter().sum::<f64>();
+        let agg = |m: &str| run.aggregates[m].value;
+        let word = (-sum(&ll) / sum(&words)).exp();
+        assert!(close(agg("word_perplexity"), word));
+        let mean_of_docs = ((-ll[0] / 4.0).exp() + (-ll[1] / 7.0).exp()) / 2.0;
+        assert!((word - mean_of_docs).abs() > 0.1);
+        assert!(close(
+            agg("token_perplexity"),
+            (-sum(&ll) / sum(&tokens)).exp()
+        ));
+        assert!(close(
+            agg("byte_perplexity"),
+            (-sum(&ll) / sum(&bytes)).exp()
+        ));
+        assert!(close(
+            agg("bits_per_byte"),
+            -sum(&ll) / sum(&bytes) / std::f64::consts::LN_2
+        ));
+        assert_eq!(run.aggregates["word_perplexity"].n, 2);
+        let (lo, hi) = run.aggregates["word_perplexity"].ci95.expect("an interval");
+        assert!(lo <= word && word <= hi, "{lo} {word} {hi}");
+        // The reports state the definitions.
+        let report = Report {
+            dataset: data.name.clone(),
+            metrics: PERPLEXITY_METRICS
+                .iter()
+                .map(|(m, _)| m.to_string())
+                .collect(),
+            services: vec![run],
+            definitions: PERPLEXITY_METRICS
+                .iter()
+                .map(|(m, d)| (m.to_string(), d.to_string()))
+                .collect(),
+        };
+        let md = report.to_markdown();
+        assert!(
+            md.contains("- `word_perplexity`: exp(−ΣLL / Σwords)"),
+            "{md}"
+        );
+        assert!(report.to_html().contains("<dt>bits_per_byte</dt>"));
+    }
+
+    #[tokio::test]
+    async fn documents_must_be_text() {
+        let chat = Dataset::from_jsonl(
+            r#"{"input": [{"role": "user", "content": "hi"}]}"#,
+            "chat.jsonl",
+        )
+        .expect("parses");
+        let e = perplexity("m", &PerByte, &chat)
+            .await
+            .expect_err("a conversation is not a document")
+            .to_string();
+        assert!(e.contains("not a conversation"), "{e}");
+        let docs = Dataset::from_jsonl(r#"{"text": "a document"}"#, "docs.jsonl").expect("parses");
+        assert_eq!(
+            docs.cases[0].input,
+            any_eval::Input::Text("a document".into())
+        );
+        let both = Dataset::from_jsonl(r#"{"input": "a", "text": "b"}"#, "both.jsonl")
+            .expect_err("input and text")
+            .to_string();
+        assert!(both.contains("both.jsonl:1: field `text`"), "{both}");
     }
 }

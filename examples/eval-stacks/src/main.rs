@@ -2,13 +2,15 @@
 //!
 //! Compares two stacks on one dataset: the local default model as it is, and the same model
 //! behind guardrails (prompt injection and invisible text blocked and PII redacted on the way
-//! in, secrets redacted on the way out). Prints the Markdown report and writes report.html
-//! (default dataset: any-eval's smoke set; default output: `eval-stacks-out/`).
+//! in, secrets redacted on the way out), each answer also scored 1–5 by the same model as a
+//! judge, G-Eval style (the expectation under its probabilities for the five scores). Prints
+//! the Markdown report and writes report.html (default dataset: any-eval's smoke set; default
+//! output: `eval-stacks-out/`).
 
 use std::sync::Arc;
 
 use any_core::ChatServiceExt;
-use any_eval::{Builtin, Dataset, Metric, Report, Runner};
+use any_eval::{Builtin, Dataset, Judge, Metric, Report, Runner};
 use any_guard::{Guards, InvisibleText, Pii, PromptInjection, Secrets, ServiceBuilderExt};
 use tower::ServiceBuilder;
 
@@ -35,12 +37,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .redact(Pii::default()),
         )
         .guard_output(Guards::new().redact(Secrets::default()))
-        .service(model)
+        .service(model.clone())
         .boxed_chat();
-    let metrics: Vec<Arc<dyn Metric>> = ["contains", "rougeL", "latency"]
+    let mut metrics: Vec<Arc<dyn Metric>> = ["contains", "rougeL", "latency"]
         .into_iter()
         .map(|m| Builtin::from_name(m).map(|m| Arc::new(m) as Arc<dyn Metric>))
         .collect::<Result<_, _>>()?;
+    // A judge scoring 1–5 from its log-probabilities; a capable model judges better.
+    metrics.push(Arc::new(Judge::new(model).scale(1, 5)?.named("judge 1-5")));
     let runner = Runner::new().seed(0).temperature(0.0).max_tokens(48);
     let report = Report {
         dataset: data.name.clone(),
@@ -49,6 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             runner.run("bare", bare, &data, &metrics).await,
             runner.run("guarded", guarded, &data, &metrics).await,
         ],
+        definitions: Default::default(),
     };
     // ANCHOR_END: stacks
     println!("{}", report.to_markdown());
