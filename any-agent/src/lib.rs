@@ -26,7 +26,7 @@
 //! Rust SDK (`rmcp`); `mcp-http` — MCP servers over streamable HTTP too; `mcp-server` —
 //! tools, or a whole agent, served to MCP clients over stdio (`mcp::McpToolServer`); `otel`
 //! — the spans exported through OpenTelemetry with any tracer provider and exporter
-//! ([`otel::layer`]). Runs need a tokio runtime with its timer (tool time limits and the
+//! (`otel::layer`). Runs need a tokio runtime with its timer (tool time limits and the
 //! run's wall-time limit).
 //!
 //! ```

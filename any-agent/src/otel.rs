@@ -23,7 +23,7 @@
 //!     .with_simple_exporter(exporter.clone())
 //!     .build();
 //! let subscriber = tracing_subscriber::registry().with(any_agent::otel::layer(&provider));
-//! let _guard = tracing::subscriber::set_default(subscriber);
+//! tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
 //!
 //! let model = tower::service_fn(|_req: ChatRequest| async move {
 //!     Ok::<_, Error>(ChatStream::from_chunks(vec![ChatChunk::text("Hello.")]))

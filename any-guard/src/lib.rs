@@ -14,8 +14,10 @@
 //!   early once the outcome is known.
 //! - Built-ins that need no model: [`Pii`] (validated with checksums), [`Secrets`],
 //!   [`PromptInjection`], [`InvisibleText`], [`DenyList`], [`LengthLimit`], [`RegexGuard`],
-//!   [`JsonValid`]. Model-backed: [`Judge`], a Llama-Guard-style classifier over any
-//!   [`ChatService`](any_core::ChatService), scored from token log-probabilities.
+//!   [`JsonValid`]. Learned, with its weights in the crate: [`InjectionClassifier`], a
+//!   calibrated prompt-injection detector. Model-backed: [`Judge`], a Llama-Guard-style
+//!   classifier over any [`ChatService`](any_core::ChatService), scored from token
+//!   log-probabilities.
 //! - [`GuardLayer`] (or [`ServiceBuilderExt::guard_input`] /
 //!   [`guard_output`](ServiceBuilderExt::guard_output)): a [`Policy`] per guardrail — block,
 //!   redact, warn (recorded as [`Verdicts`] in the response), monitor (tracing only). Output is

@@ -205,14 +205,14 @@ fn features(text: &str, bits: u32) -> Vec<u32> {
 /// persona, or instructions hidden in a document or tool output).
 ///
 /// It is a logistic regression over hashed word and character n-grams, trained by
-/// `scripts/guard-train` on public labelled data from eleven packages and calibrated on
+/// `scripts/guard-train` on public labelled data from nine packages and calibrated on
 /// held-out scores (Platt), so [`probability`](Self::probability) is a probability, not a
 /// rule count. The weights (1 MiB) ship inside the crate; [`from_bytes`](Self::from_bytes)
 /// loads others trained by the same script. It reads the whole text at once, in about
 /// 0.1 ms per KiB, and needs no model server. Where it was measured, and what it misses,
 /// is in the book's guardrails chapter; it complements [`PromptInjection`]'s rules rather
-/// than replacing them (use both: `PromptInjection::default().or(InjectionClassifier::default())`
-/// fails when either does).
+/// than replacing them (use both: `PromptInjection::default().and(InjectionClassifier::default())`
+/// passes only what both pass).
 ///
 /// [`PromptInjection`]: crate::PromptInjection
 ///
