@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use any_core::{Message, Result, Span, Verdict};
+use any_core::{Message, Result, Role, Span, Verdict};
 use futures_util::future::{Either, select};
 
 /// A boxed, sendable future, as model-backed guardrails return.
@@ -57,6 +57,27 @@ impl<'a> Subject<'a> {
                 .map(|m| m.content.text())
                 .unwrap_or(Cow::Borrowed("")),
             Subject::Output { text, .. } => Cow::Borrowed(text),
+        }
+    }
+
+    /// The role of the message under check (`Tool` for a tool's result, `System` for a system
+    /// prompt or recalled context placed there); `None` for output text. Guardrails that
+    /// judge kinds of text differently read it, as [`InjectionClassifier`] does with
+    /// [`threshold_for`](crate::InjectionClassifier::threshold_for).
+    ///
+    /// [`InjectionClassifier`]: crate::InjectionClassifier
+    ///
+    /// ```
+    /// use any_core::{Message, Role};
+    /// use any_guard::Subject;
+    /// let messages = [Message::user("hi"), Message::tool("call_1", "42")];
+    /// assert_eq!(Subject::Input { messages: &messages, index: 1 }.role(), Some(Role::Tool));
+    /// assert_eq!(Subject::text("output").role(), None);
+    /// ```
+    pub fn role(&self) -> Option<Role> {
+        match *self {
+            Subject::Input { messages, index } => messages.get(index).map(|m| m.role),
+            Subject::Output { .. } => None,
         }
     }
 
