@@ -9,6 +9,8 @@ use std::task::{Context, Poll};
 use any_core::{Message, Result, Span, Verdict};
 use futures_util::future::{Either, select};
 
+use crate::Policy;
+
 /// A boxed, sendable future, as model-backed guardrails return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -188,6 +190,18 @@ pub trait Guardrail: Send + Sync + 'static {
         Cow::Owned(format!("[{}]", span.label))
     }
 
+    /// What a guard does with this guardrail's failing verdicts unless told otherwise: the
+    /// policy of a bare guardrail given to [`GuardLayer`](crate::GuardLayer) or
+    /// [`Guards::add`](crate::Guards::add), and of `any guard`.
+    ///
+    /// [`Policy::Block`] by default. Guardrails whose findings are data that can be cut out
+    /// of an ordinary text rather than an attack on the model ([`Pii`](crate::Pii),
+    /// [`Secrets`](crate::Secrets)) return [`Policy::Redact`], so a document that mentions
+    /// an e-mail address goes through with `[EMAIL]` in its place instead of being refused.
+    fn default_policy(&self) -> Policy {
+        Policy::Block
+    }
+
     /// Checks synchronously: for guardrails whose check is ready at once (all built-ins).
     ///
     /// A guardrail whose check is pending yields an invalid verdict saying so, rather than
@@ -235,6 +249,9 @@ impl<G: Guardrail + ?Sized> Guardrail for Arc<G> {
     fn replacement(&self, span: &Span) -> Cow<'static, str> {
         (**self).replacement(span)
     }
+    fn default_policy(&self) -> Policy {
+        (**self).default_policy()
+    }
 }
 
 impl<G: Guardrail + ?Sized> Guardrail for Box<G> {
@@ -250,6 +267,9 @@ impl<G: Guardrail + ?Sized> Guardrail for Box<G> {
     fn replacement(&self, span: &Span) -> Cow<'static, str> {
         (**self).replacement(span)
     }
+    fn default_policy(&self) -> Policy {
+        (**self).default_policy()
+    }
 }
 
 /// The wider of two stream scopes: what a composition of both needs.
@@ -261,6 +281,17 @@ fn wider(a: StreamScope, b: StreamScope) -> StreamScope {
         (Prefix, Window(n)) | (Window(n), Prefix) => Window(n),
         (Prefix, Prefix) => Prefix,
     }
+}
+
+/// The stricter of two policies: block, then redact, then warn, then monitor.
+fn stricter(a: Policy, b: Policy) -> Policy {
+    let rank = |p| match p {
+        Policy::Block => 3,
+        Policy::Redact => 2,
+        Policy::Warn => 1,
+        Policy::Monitor => 0,
+    };
+    if rank(b) > rank(a) { b } else { a }
 }
 
 /// Runs two checks concurrently; returns early with the first verdict for which `decisive`
@@ -321,6 +352,11 @@ impl<A: Guardrail, B: Guardrail> Guardrail for All<A, B> {
     fn stream_scope(&self) -> StreamScope {
         wider(self.0.stream_scope(), self.1.stream_scope())
     }
+
+    /// The stricter of the two defaults, since the verdict may come from either.
+    fn default_policy(&self) -> Policy {
+        stricter(self.0.default_policy(), self.1.default_policy())
+    }
 }
 
 /// Passes if either guardrail passes (`a.or(b)`). Both run concurrently; the first passing
@@ -358,6 +394,11 @@ impl<A: Guardrail, B: Guardrail> Guardrail for Any<A, B> {
 
     fn stream_scope(&self) -> StreamScope {
         wider(self.0.stream_scope(), self.1.stream_scope())
+    }
+
+    /// The stricter of the two defaults, since the verdict may come from either.
+    fn default_policy(&self) -> Policy {
+        stricter(self.0.default_policy(), self.1.default_policy())
     }
 }
 
