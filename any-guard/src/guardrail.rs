@@ -192,7 +192,7 @@ pub trait Guardrail: Send + Sync + 'static {
 
     /// What a guard does with this guardrail's failing verdicts unless told otherwise: the
     /// policy of a bare guardrail given to [`GuardLayer`](crate::GuardLayer) or
-    /// [`Guards::add`](crate::Guards::add), and of `any guard`.
+    /// [`Guards::guard`](crate::Guards::guard), and of `any guard`.
     ///
     /// [`Policy::Block`] by default. Guardrails whose findings are data that can be cut out
     /// of an ordinary text rather than an attack on the model ([`Pii`](crate::Pii),

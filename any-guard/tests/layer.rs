@@ -116,7 +116,11 @@ async fn input_redact_rewrites_only_checked_roles() {
 async fn bare_pii_and_secrets_redact_input_and_an_explicit_block_blocks() {
     let (mock, mut handle) = tower_test::mock::pair::<ChatRequest, ChatStream>();
     let svc = ServiceBuilder::new()
-        .guard_input(Guards::new().add(Pii::default()).add(Secrets::default()))
+        .guard_input(
+            Guards::new()
+                .guard(Pii::default())
+                .guard(Secrets::default()),
+        )
         .service(mock.map_err(Error::from_boxed));
     let call = tokio::spawn(svc.oneshot(user(&format!(
         "Mail ada@example.com about the invoice; the old key {KEY} is revoked."

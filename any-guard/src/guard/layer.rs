@@ -57,7 +57,7 @@ pub(crate) struct Entry {
 /// assert_eq!(guards.len(), 3);
 ///
 /// // Each with its default: the injection blocks, the personal data is redacted.
-/// let defaults = Guards::new().add(PromptInjection::default()).add(Pii::default());
+/// let defaults = Guards::new().guard(PromptInjection::default()).guard(Pii::default());
 /// assert_eq!(defaults.policies(), [Policy::Block, Policy::Redact]);
 /// ```
 #[derive(Clone)]
@@ -96,7 +96,7 @@ impl fmt::Debug for Guards {
 
 impl<G: Guardrail> From<G> for Guards {
     fn from(guardrail: G) -> Self {
-        Guards::new().add(guardrail)
+        Guards::new().guard(guardrail)
     }
 }
 
@@ -119,7 +119,7 @@ impl Guards {
     /// Adds `guardrail` with its [default policy](Guardrail::default_policy):
     /// [`Policy::Redact`] for [`Pii`](crate::Pii) and [`Secrets`](crate::Secrets),
     /// [`Policy::Block`] for the others.
-    pub fn add(self, guardrail: impl Guardrail) -> Self {
+    pub fn guard(self, guardrail: impl Guardrail) -> Self {
         let policy = guardrail.default_policy();
         self.with(guardrail, policy)
     }
