@@ -319,14 +319,21 @@ async fn race(
     }
 }
 
-/// Passes only if both guardrails pass (`a.and(b)`). Both run concurrently; the first
-/// failing verdict is returned without waiting for the other.
+/// Passes only if both guardrails pass (`a.and(b)`). Both run concurrently; when one is
+/// still pending, the first failing verdict is returned without waiting for the other.
+///
+/// When both are decided at once (the built-ins) and both fail, the verdict is the riskier
+/// one with the findings of both, and its `redacted` text has all of them replaced: so
+/// redacting with `Pii::default().and(Secrets::default())` leaves neither the e-mail address
+/// nor the key.
 ///
 /// ```
 /// use any_guard::{Guardrail, Pii, Secrets, Subject};
 /// let guard = Pii::default().and(Secrets::default());
 /// assert!(guard.check_now(&Subject::text("hello")).valid);
 /// assert_eq!(guard.check_now(&Subject::text("mail a@example.com")).guardrail, "pii");
+/// let both = guard.check_now(&Subject::text("a@example.com AKIAIOSFODNN7EXAMPLE"));
+/// assert_eq!(both.redacted.as_deref(), Some("[EMAIL] [AWS_ACCESS_KEY]"));
 /// ```
 #[derive(Debug, Clone)]
 pub struct All<A, B>(pub A, pub B);
@@ -339,7 +346,16 @@ impl<A: Guardrail, B: Guardrail> Guardrail for All<A, B> {
     fn check<'a>(&'a self, subject: &'a Subject<'a>) -> Check<'a> {
         let (a, b) = (self.0.check(subject), self.1.check(subject));
         if let (Check::Ready(_), Check::Ready(_)) = (&a, &b) {
-            return Check::Ready(Some(both(a.now(), b.now(), true)));
+            let verdicts = match (a.now(), b.now()) {
+                (Some(a), Some(b)) => a.and_then(|a| Ok((a, b?))),
+                _ => unreachable!("both checks are ready"),
+            };
+            return Check::Ready(Some(verdicts.map(|(va, vb)| {
+                if va.valid || vb.valid {
+                    return combine(va, vb, true);
+                }
+                self.both_failing(&subject.content(), va, vb)
+            })));
         }
         Check::Pending(Box::pin(async move {
             match race(a, b, |v| !v.valid).await? {
@@ -356,6 +372,29 @@ impl<A: Guardrail, B: Guardrail> Guardrail for All<A, B> {
     /// The stricter of the two defaults, since the verdict may come from either.
     fn default_policy(&self) -> Policy {
         stricter(self.0.default_policy(), self.1.default_policy())
+    }
+}
+
+impl<A: Guardrail, B: Guardrail> All<A, B> {
+    /// The riskier of two failing verdicts with the spans of both, and the text redacted
+    /// with each side's own replacements.
+    fn both_failing(&self, text: &str, a: Verdict, b: Verdict) -> Verdict {
+        let from_a: std::collections::HashSet<(usize, usize)> =
+            a.spans.iter().map(|s| (s.start, s.end)).collect();
+        let mut spans = a.spans.clone();
+        spans.extend(b.spans.iter().cloned());
+        let redacted = crate::redact(text, &spans, |s| {
+            if from_a.contains(&(s.start, s.end)) {
+                self.0.replacement(s)
+            } else {
+                self.1.replacement(s)
+            }
+        });
+        let mut v = riskier(a, b);
+        spans.sort_by_key(|s| (s.start, s.end));
+        v.spans = spans;
+        v.redacted = Some(redacted);
+        v
     }
 }
 

@@ -144,6 +144,17 @@ async fn bare_pii_and_secrets_redact_input_and_an_explicit_block_blocks() {
         "ok"
     );
 
+    // A composition redacts the findings of both sides, not only the first to fail.
+    let (mock, mut handle) = tower_test::mock::pair::<ChatRequest, ChatStream>();
+    let both = ServiceBuilder::new()
+        .guard_input(Pii::default().and(Secrets::default()))
+        .service(mock.map_err(Error::from_boxed));
+    let call = tokio::spawn(both.oneshot(user(&format!("ada@example.com {KEY}"))));
+    let (request, respond) = handle.next_request().await.expect("the request goes on");
+    assert_eq!(request.messages[1].text(), "[EMAIL] [AWS_ACCESS_KEY]");
+    respond.send_response(ChatStream::from_chunks(vec![ChatChunk::text("ok")]));
+    assert!(call.await.unwrap().is_ok());
+
     let strict = ServiceBuilder::new()
         .guard_input(Guards::new().block(Pii::default()))
         .service(streaming("ok", 8));
