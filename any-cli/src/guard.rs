@@ -1,11 +1,14 @@
-//! `any guard`: scan texts with the built-in guardrails, one JSON verdict per line.
+//! `any guard`: scan texts with the built-in guardrails, one JSON verdict per line, each
+//! saying what a guard layer with the same policies would do with the text.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 
 use any_core::{Message, Verdict};
 use any_guard::{
-    Guardrail, InjectionClassifier, InvisibleText, Pii, PromptInjection, Secrets, Subject,
+    Guardrail, InjectionClassifier, InvisibleText, Pii, Policy, PromptInjection, Secrets, Subject,
 };
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
@@ -22,7 +25,9 @@ pub(crate) enum Stage {
 /// `any guard`.
 #[derive(Debug, Args)]
 pub(crate) struct GuardArgs {
-    /// Comma-separated guardrails: pii, secrets, injection, invisible.
+    /// Comma-separated guardrails: pii, secrets, injection, classifier, invisible; each
+    /// with its default policy (pii and secrets redact, the others block) or the one named
+    /// after a colon: `pii:block`, `secrets:warn`, `injection:monitor`, `invisible:redact`.
     #[arg(
         long,
         value_delimiter = ',',
@@ -36,6 +41,45 @@ pub(crate) struct GuardArgs {
     /// input.
     #[arg(long, value_name = "FILE")]
     jsonl: Option<PathBuf>,
+}
+
+/// A guardrail of `--guards` and the policy it is applied with: `name` or `name:policy`.
+fn guard_with_policy(spec: &str) -> Result<(Box<dyn Guardrail>, Policy)> {
+    let (name, policy) = spec.split_once(':').unwrap_or((spec, ""));
+    let guardrail = guardrail(name)?;
+    let policy = match policy.trim() {
+        "" => guardrail.default_policy(),
+        "block" => Policy::Block,
+        "redact" => Policy::Redact,
+        "warn" => Policy::Warn,
+        "monitor" => Policy::Monitor,
+        other => bail!("unknown policy `{other}` in `{spec}`; known: block, redact, warn, monitor"),
+    };
+    Ok((guardrail, policy))
+}
+
+/// What a guard layer does with a text given this guardrail's verdict under `policy`:
+/// `"pass"`, `"warn"`, `"redact"` or `"block"` (a failing verdict with nothing to redact
+/// blocks, as in the layer).
+fn action(verdict: &Verdict, policy: Policy) -> &'static str {
+    match policy {
+        _ if verdict.valid => "pass",
+        Policy::Block => "block",
+        Policy::Redact if verdict.spans.is_empty() => "block",
+        Policy::Redact => "redact",
+        Policy::Warn => "warn",
+        Policy::Monitor => "pass",
+    }
+}
+
+/// The policy's name in the output.
+fn policy_name(policy: Policy) -> &'static str {
+    match policy {
+        Policy::Block => "block",
+        Policy::Redact => "redact",
+        Policy::Warn => "warn",
+        Policy::Monitor => "monitor",
+    }
 }
 
 pub(crate) fn guardrail(name: &str) -> Result<Box<dyn Guardrail>> {
@@ -53,9 +97,44 @@ pub(crate) fn guardrail(name: &str) -> Result<Box<dyn Guardrail>> {
 
 /// One verdict for all the guardrails: valid when every one passes, the highest score, the
 /// failing categories, every span once (each naming the guardrail that found it); each
-/// guardrail's own verdict, without its spans, under `"verdicts"`.
-fn combine(verdicts: Vec<Verdict>) -> Result<serde_json::Value> {
+/// guardrail's own verdict, without its spans, with its policy and action, under
+/// `"verdicts"`. `"action"` is what a guard layer does with the text (the strictest of the
+/// guardrails' actions) and `"redacted"` the text it passes on when that is `"redact"`.
+fn combine(
+    text: &str,
+    verdicts: Vec<Verdict>,
+    guards: &[(Box<dyn Guardrail>, Policy)],
+) -> Result<serde_json::Value> {
     let failing: Vec<&Verdict> = verdicts.iter().filter(|v| !v.valid).collect();
+    let actions: Vec<&str> = verdicts
+        .iter()
+        .zip(guards)
+        .map(|(v, (_, policy))| action(v, *policy))
+        .collect();
+    let overall = ["block", "redact", "warn"]
+        .into_iter()
+        .find(|a| actions.contains(a))
+        .unwrap_or("pass");
+    let redacted = (overall == "redact").then(|| {
+        let mut replacements: HashMap<(usize, usize), Cow<'static, str>> = HashMap::new();
+        let mut spans = Vec::new();
+        for ((v, (guardrail, _)), a) in verdicts.iter().zip(guards).zip(&actions) {
+            if *a == "redact" {
+                for span in &v.spans {
+                    replacements
+                        .entry((span.start, span.end))
+                        .or_insert_with(|| guardrail.replacement(span));
+                    spans.push(span.clone());
+                }
+            }
+        }
+        any_guard::redact(text, &spans, |s| {
+            replacements
+                .get(&(s.start, s.end))
+                .cloned()
+                .unwrap_or(Cow::Borrowed(""))
+        })
+    });
     let mut spans = Vec::new();
     for v in &verdicts {
         for span in &v.spans {
@@ -67,17 +146,23 @@ fn combine(verdicts: Vec<Verdict>) -> Result<serde_json::Value> {
     spans.sort_by_key(|s| (s["start"].as_u64(), s["end"].as_u64()));
     let own: Vec<serde_json::Value> = verdicts
         .iter()
-        .map(|v| {
+        .zip(guards)
+        .zip(&actions)
+        .map(|((v, (_, policy)), action)| {
             let mut own = serde_json::to_value(v)?;
             if let Some(map) = own.as_object_mut() {
                 map.remove("spans");
                 map.insert("score".into(), score(v.score));
+                map.insert("policy".into(), policy_name(*policy).into());
+                map.insert("action".into(), (*action).into());
             }
             Ok(own)
         })
         .collect::<Result<_>>()?;
     Ok(serde_json::json!({
         "valid": failing.is_empty(),
+        "action": overall,
+        "redacted": redacted,
         "score": score(verdicts.iter().map(|v| v.score).fold(0.0f32, f32::max)),
         "category": joined(failing.iter().filter_map(|v| v.category.as_deref()), ","),
         "explanation": joined(failing.iter().filter_map(|v| v.explanation.as_deref()), "; "),
@@ -147,10 +232,10 @@ fn lines(mut reader: impl BufRead) -> impl Iterator<Item = Result<(usize, String
 }
 
 pub(crate) fn run(args: GuardArgs) -> Result<()> {
-    let guards: Vec<Box<dyn Guardrail>> = args
+    let guards: Vec<(Box<dyn Guardrail>, Policy)> = args
         .guards
         .iter()
-        .map(|g| guardrail(g))
+        .map(|g| guard_with_policy(g))
         .collect::<Result<_>>()?;
     let texts: Box<dyn Iterator<Item = Result<String>>> = match &args.jsonl {
         Some(path) => {
@@ -185,8 +270,8 @@ pub(crate) fn run(args: GuardArgs) -> Result<()> {
             },
             Stage::Output => Subject::text(&text),
         };
-        let verdicts = guards.iter().map(|g| g.check_now(&subject)).collect();
-        writeln!(out, "{}", combine(verdicts)?)?;
+        let verdicts = guards.iter().map(|(g, _)| g.check_now(&subject)).collect();
+        writeln!(out, "{}", combine(&text, verdicts, &guards)?)?;
     }
     Ok(())
 }

@@ -148,9 +148,36 @@ fn guard_writes_one_verdict_per_line() {
     assert_eq!(verdicts.len(), 3);
     assert_eq!(verdicts[0]["valid"], false);
     assert_eq!(verdicts[0]["spans"][0]["label"], "EMAIL");
+    // Personal data is redacted by default, not blocked; an injection blocks.
+    assert_eq!(verdicts[0]["action"], "redact");
+    assert_eq!(verdicts[0]["redacted"], "mail me at [EMAIL]");
+    assert_eq!(verdicts[0]["verdicts"][0]["policy"], "redact");
     assert_eq!(verdicts[1]["category"], "prompt_injection");
+    assert_eq!(verdicts[1]["action"], "block");
+    assert!(verdicts[1]["redacted"].is_null());
     assert_eq!(verdicts[2]["valid"], true);
+    assert_eq!(verdicts[2]["action"], "pass");
     assert!(verdicts[2]["category"].is_null());
+
+    // A policy named after the guardrail wins over its default.
+    let (out, err, ok) = any(
+        &["guard", "--guards", "pii:block,secrets:warn"],
+        Some(
+            "mail me at ada@example.com
+api_key = 'Zx9Qm2Lr8Tb4Wk7Yp3Nc6Hd1'
+",
+        ),
+    );
+    assert!(ok, "{err}");
+    let actions: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON per line"))
+        .map(|v| v["action"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(actions, ["block", "warn"]);
+    let (_, err, ok) = any(&["guard", "--guards", "pii:sometimes"], Some("x\n"));
+    assert!(!ok);
+    assert!(err.contains("unknown policy `sometimes`"), "{err}");
 
     let (_, err, ok) = any(&["guard", "--guards", "pii,nonsense"], Some("x\n"));
     assert!(!ok);

@@ -9,6 +9,8 @@ use std::task::{Context, Poll};
 use any_core::{Message, Result, Role, Span, Verdict};
 use futures_util::future::{Either, select};
 
+use crate::Policy;
+
 /// A boxed, sendable future, as model-backed guardrails return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -209,6 +211,18 @@ pub trait Guardrail: Send + Sync + 'static {
         Cow::Owned(format!("[{}]", span.label))
     }
 
+    /// What a guard does with this guardrail's failing verdicts unless told otherwise: the
+    /// policy of a bare guardrail given to [`GuardLayer`](crate::GuardLayer) or
+    /// [`Guards::guard`](crate::Guards::guard), and of `any guard`.
+    ///
+    /// [`Policy::Block`] by default. Guardrails whose findings are data that can be cut out
+    /// of an ordinary text rather than an attack on the model ([`Pii`](crate::Pii),
+    /// [`Secrets`](crate::Secrets)) return [`Policy::Redact`], so a document that mentions
+    /// an e-mail address goes through with `[EMAIL]` in its place instead of being refused.
+    fn default_policy(&self) -> Policy {
+        Policy::Block
+    }
+
     /// Checks synchronously: for guardrails whose check is ready at once (all built-ins).
     ///
     /// A guardrail whose check is pending yields an invalid verdict saying so, rather than
@@ -256,6 +270,9 @@ impl<G: Guardrail + ?Sized> Guardrail for Arc<G> {
     fn replacement(&self, span: &Span) -> Cow<'static, str> {
         (**self).replacement(span)
     }
+    fn default_policy(&self) -> Policy {
+        (**self).default_policy()
+    }
 }
 
 impl<G: Guardrail + ?Sized> Guardrail for Box<G> {
@@ -271,6 +288,9 @@ impl<G: Guardrail + ?Sized> Guardrail for Box<G> {
     fn replacement(&self, span: &Span) -> Cow<'static, str> {
         (**self).replacement(span)
     }
+    fn default_policy(&self) -> Policy {
+        (**self).default_policy()
+    }
 }
 
 /// The wider of two stream scopes: what a composition of both needs.
@@ -282,6 +302,17 @@ fn wider(a: StreamScope, b: StreamScope) -> StreamScope {
         (Prefix, Window(n)) | (Window(n), Prefix) => Window(n),
         (Prefix, Prefix) => Prefix,
     }
+}
+
+/// The stricter of two policies: block, then redact, then warn, then monitor.
+fn stricter(a: Policy, b: Policy) -> Policy {
+    let rank = |p| match p {
+        Policy::Block => 3,
+        Policy::Redact => 2,
+        Policy::Warn => 1,
+        Policy::Monitor => 0,
+    };
+    if rank(b) > rank(a) { b } else { a }
 }
 
 /// Runs two checks concurrently; returns early with the first verdict for which `decisive`
@@ -309,14 +340,21 @@ async fn race(
     }
 }
 
-/// Passes only if both guardrails pass (`a.and(b)`). Both run concurrently; the first
-/// failing verdict is returned without waiting for the other.
+/// Passes only if both guardrails pass (`a.and(b)`). Both run concurrently; when one is
+/// still pending, the first failing verdict is returned without waiting for the other.
+///
+/// When both are decided at once (the built-ins) and both fail, the verdict is the riskier
+/// one with the findings of both, and its `redacted` text has all of them replaced: so
+/// redacting with `Pii::default().and(Secrets::default())` leaves neither the e-mail address
+/// nor the key.
 ///
 /// ```
 /// use any_guard::{Guardrail, Pii, Secrets, Subject};
 /// let guard = Pii::default().and(Secrets::default());
 /// assert!(guard.check_now(&Subject::text("hello")).valid);
 /// assert_eq!(guard.check_now(&Subject::text("mail a@example.com")).guardrail, "pii");
+/// let both = guard.check_now(&Subject::text("a@example.com AKIAIOSFODNN7EXAMPLE"));
+/// assert_eq!(both.redacted.as_deref(), Some("[EMAIL] [AWS_ACCESS_KEY]"));
 /// ```
 #[derive(Debug, Clone)]
 pub struct All<A, B>(pub A, pub B);
@@ -329,7 +367,16 @@ impl<A: Guardrail, B: Guardrail> Guardrail for All<A, B> {
     fn check<'a>(&'a self, subject: &'a Subject<'a>) -> Check<'a> {
         let (a, b) = (self.0.check(subject), self.1.check(subject));
         if let (Check::Ready(_), Check::Ready(_)) = (&a, &b) {
-            return Check::Ready(Some(both(a.now(), b.now(), true)));
+            let verdicts = match (a.now(), b.now()) {
+                (Some(a), Some(b)) => a.and_then(|a| Ok((a, b?))),
+                _ => unreachable!("both checks are ready"),
+            };
+            return Check::Ready(Some(verdicts.map(|(va, vb)| {
+                if va.valid || vb.valid {
+                    return combine(va, vb, true);
+                }
+                self.both_failing(&subject.content(), va, vb)
+            })));
         }
         Check::Pending(Box::pin(async move {
             match race(a, b, |v| !v.valid).await? {
@@ -341,6 +388,34 @@ impl<A: Guardrail, B: Guardrail> Guardrail for All<A, B> {
 
     fn stream_scope(&self) -> StreamScope {
         wider(self.0.stream_scope(), self.1.stream_scope())
+    }
+
+    /// The stricter of the two defaults, since the verdict may come from either.
+    fn default_policy(&self) -> Policy {
+        stricter(self.0.default_policy(), self.1.default_policy())
+    }
+}
+
+impl<A: Guardrail, B: Guardrail> All<A, B> {
+    /// The riskier of two failing verdicts with the spans of both, and the text redacted
+    /// with each side's own replacements.
+    fn both_failing(&self, text: &str, a: Verdict, b: Verdict) -> Verdict {
+        let from_a: std::collections::HashSet<(usize, usize)> =
+            a.spans.iter().map(|s| (s.start, s.end)).collect();
+        let mut spans = a.spans.clone();
+        spans.extend(b.spans.iter().cloned());
+        let redacted = crate::redact(text, &spans, |s| {
+            if from_a.contains(&(s.start, s.end)) {
+                self.0.replacement(s)
+            } else {
+                self.1.replacement(s)
+            }
+        });
+        let mut v = riskier(a, b);
+        spans.sort_by_key(|s| (s.start, s.end));
+        v.spans = spans;
+        v.redacted = Some(redacted);
+        v
     }
 }
 
@@ -379,6 +454,11 @@ impl<A: Guardrail, B: Guardrail> Guardrail for Any<A, B> {
 
     fn stream_scope(&self) -> StreamScope {
         wider(self.0.stream_scope(), self.1.stream_scope())
+    }
+
+    /// The stricter of the two defaults, since the verdict may come from either.
+    fn default_policy(&self) -> Policy {
+        stricter(self.0.default_policy(), self.1.default_policy())
     }
 }
 

@@ -20,8 +20,10 @@
 //!   log-probabilities.
 //! - [`GuardLayer`] (or [`ServiceBuilderExt::guard_input`] /
 //!   [`guard_output`](ServiceBuilderExt::guard_output)): a [`Policy`] per guardrail — block,
-//!   redact, warn (recorded as [`Verdicts`] in the response), monitor (tracing only). Output is
-//!   guarded as it streams, holding back only what a finding could still be completing.
+//!   redact, warn (recorded as [`Verdicts`] in the response), monitor (tracing only); a
+//!   guardrail given without one takes its [default](Guardrail::default_policy): [`Pii`] and
+//!   [`Secrets`] redact, the others block. Output is guarded as it streams, holding back only
+//!   what a finding could still be completing.
 //!
 //! ```
 //! use any_guard::{Guardrail, Pii, PromptInjection, Subject};

@@ -110,6 +110,58 @@ async fn input_redact_rewrites_only_checked_roles() {
     assert_eq!(map.restore(response.text()), "Hello ada@example.com");
 }
 
+/// A bare guardrail takes its default policy: personal data and credentials in an ordinary
+/// message are cut out and the message goes on; asking for a block still blocks.
+#[tokio::test]
+async fn bare_pii_and_secrets_redact_input_and_an_explicit_block_blocks() {
+    let (mock, mut handle) = tower_test::mock::pair::<ChatRequest, ChatStream>();
+    let svc = ServiceBuilder::new()
+        .guard_input(
+            Guards::new()
+                .guard(Pii::default())
+                .guard(Secrets::default()),
+        )
+        .service(mock.map_err(Error::from_boxed));
+    let call = tokio::spawn(svc.oneshot(user(&format!(
+        "Mail ada@example.com about the invoice; the old key {KEY} is revoked."
+    ))));
+    let (request, respond) = handle.next_request().await.expect("the request goes on");
+    assert_eq!(
+        request.messages[1].text(),
+        "Mail [EMAIL] about the invoice; the old key [AWS_ACCESS_KEY] is revoked."
+    );
+    respond.send_response(ChatStream::from_chunks(vec![ChatChunk::text("ok")]));
+    assert!(call.await.unwrap().is_ok());
+
+    let bare = ServiceBuilder::new()
+        .guard_input(Pii::default())
+        .service(streaming("ok", 8));
+    assert_eq!(
+        bare.chat(user("Mail ada@example.com"))
+            .await
+            .unwrap()
+            .text(),
+        "ok"
+    );
+
+    // A composition redacts the findings of both sides, not only the first to fail.
+    let (mock, mut handle) = tower_test::mock::pair::<ChatRequest, ChatStream>();
+    let both = ServiceBuilder::new()
+        .guard_input(Pii::default().and(Secrets::default()))
+        .service(mock.map_err(Error::from_boxed));
+    let call = tokio::spawn(both.oneshot(user(&format!("ada@example.com {KEY}"))));
+    let (request, respond) = handle.next_request().await.expect("the request goes on");
+    assert_eq!(request.messages[1].text(), "[EMAIL] [AWS_ACCESS_KEY]");
+    respond.send_response(ChatStream::from_chunks(vec![ChatChunk::text("ok")]));
+    assert!(call.await.unwrap().is_ok());
+
+    let strict = ServiceBuilder::new()
+        .guard_input(Guards::new().block(Pii::default()))
+        .service(streaming("ok", 8));
+    let err = strict.chat(user("Mail ada@example.com")).await.unwrap_err();
+    assert_eq!(err.verdict().map(|v| v.guardrail.as_str()), Some("pii"));
+}
+
 #[tokio::test]
 async fn input_warn_records_and_monitor_does_not() {
     let model = streaming("ok", 8);
@@ -167,7 +219,7 @@ async fn output_redact_catches_a_secret_split_across_chunks() {
 async fn output_block_ends_the_stream_before_the_secret() {
     static TEXT: &str = "Here it is: ghp_16C7e42F292c6912E7710c838347Ae178B4a enjoy";
     let svc = ServiceBuilder::new()
-        .guard_output(Secrets::default())
+        .guard_output(Guards::new().block(Secrets::default()))
         .service(streaming(TEXT, 4));
     let (texts, err) = drain(svc.oneshot(user("token?")).await.unwrap()).await;
     let err = err.expect("blocked");

@@ -9,7 +9,7 @@ use regex::Regex;
 
 use super::{Findings, from_findings, standalone};
 use crate::redact::{RedactionMap, disjoint};
-use crate::{Check, Guardrail, StreamScope, Subject};
+use crate::{Check, Guardrail, Policy, StreamScope, Subject};
 
 /// A kind of personal data [`Pii`] finds; its label (`EMAIL`, ...) names the placeholder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,7 +66,14 @@ impl PiiKind {
 /// Finds personal data and redacts it readably (`Mail [EMAIL] or call [PHONE].`).
 ///
 /// Numbers are validated, not just shaped: card numbers must pass Luhn, IBANs mod-97, SSNs
-/// the issuing rules, IPs must parse; so order numbers and timestamps are left alone.
+/// the issuing rules, IPs must parse; so order numbers and timestamps are left alone. An
+/// IPv6 address needs three groups of digits, so `::1` and a slice such as `a[1::2]` are not
+/// one.
+///
+/// Its [default policy](Guardrail::default_policy) is [`Policy::Redact`]: a guard given a
+/// bare `Pii` lets a text that mentions an e-mail address through with `[EMAIL]` in its
+/// place, rather than refusing an ordinary document. Give it with
+/// [`Guards::block`](crate::Guards::block) to refuse such texts instead.
 ///
 /// ```
 /// use any_guard::{Guardrail, Pii, Subject};
@@ -281,8 +288,9 @@ impl Pii {
                     }
                     for m in IPV6.find_iter(text) {
                         let s = m.as_str();
-                        if s.bytes().filter(|&b| b == b':').count() >= 2
-                            && s.bytes().any(|b| b.is_ascii_hexdigit())
+                        // Three groups at least: `::1` (loopback) says nothing about anyone,
+                        // and `1::2` is more often a slice in code than an address.
+                        if s.split(':').filter(|g| !g.is_empty()).count() >= 3
                             && s.parse::<Ipv6Addr>().is_ok()
                             && standalone(text, m.start(), m.end(), b":")
                         {
@@ -337,6 +345,10 @@ impl Guardrail for Pii {
         }))
     }
 
+    fn default_policy(&self) -> Policy {
+        Policy::Redact
+    }
+
     fn stream_scope(&self) -> StreamScope {
         // The longest finding: an IBAN with spaces (42 bytes) or an e-mail address.
         StreamScope::Window(128)
@@ -353,6 +365,26 @@ mod tests {
             .into_iter()
             .map(|s| (s.label.clone(), &text[s.start..s.end]))
             .collect()
+    }
+
+    #[test]
+    fn short_ipv6_shapes_in_code_are_not_addresses() {
+        for text in [
+            "x = a[1::2] + b[::3]",
+            "bind to ::1 only",
+            "std::io::Result",
+        ] {
+            assert_eq!(labels(text), [], "{text}");
+        }
+        assert_eq!(
+            labels("from fe80::1ff:fe23:4567:890a"),
+            [("IP_ADDRESS".to_owned(), "fe80::1ff:fe23:4567:890a")]
+        );
+    }
+
+    #[test]
+    fn personal_data_is_redacted_by_default() {
+        assert_eq!(Pii::default().default_policy(), Policy::Redact);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Credentials: cloud and service tokens, private keys, JWTs, high-entropy strings.
+//! Credentials: cloud and service tokens, private keys, JWTs, and random-looking values
+//! assigned to a credential's name.
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
@@ -7,7 +8,7 @@ use any_core::Span;
 use regex::Regex;
 
 use super::{Findings, from_findings, standalone};
-use crate::{Check, Guardrail, StreamScope, Subject};
+use crate::{Check, Guardrail, Policy, StreamScope, Subject};
 
 /// Known token shapes, most specific first, with their labels.
 static PATTERNS: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
@@ -42,8 +43,15 @@ static PATTERNS: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
     .collect()
 });
 
-static TOKEN: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"[A-Za-z0-9+/=_\-]{24,}").expect("valid"));
+/// A value assigned to a credential's name (the capture): after a name ending in a credential
+/// word and `=`, `:`, `:=` or `=>` (`api_key = "`, `"client_secret": "`, `X-Api-Key: `,
+/// `DB_PASSWORD=`), or after an authorization scheme (`Bearer `, `Basic `, `token `).
+static ASSIGNED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r#"(?i)(?:(?:\b|_)(?:api[_\-]?key|apikey|secret|token|passw(?:or)?d|passwd|pwd|credentials?|access[_\-]?key|private[_\-]?key|signing[_\-]?key|auth[_\-]?key)(?:[_\-]?(?:key|id|value))?['"]?[ \t]*(?:=>|:=|[:=])[ \t]*['"]?|\b(?:bearer|basic|token)[ \t]+)([A-Za-z0-9+/=_\-.~]{16,})"#,
+    )
+    .expect("valid")
+});
 
 /// Shannon entropy in bits per byte.
 pub(crate) fn entropy(s: &str) -> f32 {
@@ -66,9 +74,15 @@ pub(crate) fn entropy(s: &str) -> f32 {
 ///
 /// Known shapes: AWS access keys and secret-key assignments, GitHub, GitLab, Slack (tokens
 /// and webhooks), Stripe, OpenAI, Anthropic and Google API keys, PEM private key blocks and
-/// JWTs. Anything else that looks random — a 24+ character token mixing upper case, lower
-/// case and digits with high entropy — is reported as `HIGH_ENTROPY` (off with
-/// [`Secrets::without_entropy`]).
+/// JWTs. A value of unknown shape is reported as `HIGH_ENTROPY` only where it is assigned to
+/// a credential's name (`api_key = "…"`, `"client_secret": "…"`, `Authorization: Bearer …`)
+/// and looks random: 16+ characters mixing letters and digits, with high entropy (off with
+/// [`Secrets::without_entropy`]). Random-looking text elsewhere — hashes, UUIDs, git
+/// commits, base64 images, ids in URLs — is ordinary in documents and code, and is left
+/// alone.
+///
+/// Its [default policy](Guardrail::default_policy) is [`Policy::Redact`]: a guard given a
+/// bare `Secrets` cuts the credential out and lets the rest of the text through.
 ///
 /// ```
 /// use any_guard::{Guardrail, Secrets, Subject};
@@ -83,7 +97,7 @@ pub struct Secrets {
 impl Default for Secrets {
     fn default() -> Self {
         Secrets {
-            entropy_threshold: Some(4.0),
+            entropy_threshold: Some(3.5),
         }
     }
 }
@@ -97,8 +111,9 @@ impl Secrets {
         }
     }
 
-    /// Reports random-looking tokens whose entropy reaches `bits` per character (default
-    /// 4.0; a random 32-character base64 string scores about 4.5, English words under 3.5).
+    /// Reports random-looking values assigned to a credential's name when their entropy
+    /// reaches `bits` per character (default 3.5; a random 32-character base64 string scores
+    /// about 4.5, a random 32-digit hex one about 3.8, English words under 3.5).
     pub fn entropy_threshold(bits: f32) -> Self {
         Secrets {
             entropy_threshold: Some(bits),
@@ -115,17 +130,27 @@ impl Secrets {
         let mut found = Findings::default();
         for (label, re) in PATTERNS.iter() {
             for m in re.find_iter(text) {
+                // `sk-` alone also starts ordinary hyphenated names (`sk-learn-...`); a key
+                // without a typed prefix has digits.
+                if *label == "OPENAI_KEY"
+                    && !m.as_str().starts_with("sk-proj-")
+                    && !m.as_str().starts_with("sk-svcacct-")
+                    && !m.as_str().starts_with("sk-admin-")
+                    && !m.as_str().bytes().any(|b| b.is_ascii_digit())
+                {
+                    continue;
+                }
                 found.push(m.start(), m.end(), label);
             }
         }
         if let Some(threshold) = self.entropy_threshold {
-            for m in TOKEN.find_iter(text) {
-                let s = m.as_str();
-                let mixed = s.bytes().any(|b| b.is_ascii_digit())
-                    && s.bytes().any(|b| b.is_ascii_uppercase())
-                    && s.bytes().any(|b| b.is_ascii_lowercase());
-                if mixed && entropy(s) >= threshold && standalone(text, m.start(), m.end(), b"") {
-                    found.push(m.start(), m.end(), "HIGH_ENTROPY");
+            for value in ASSIGNED.captures_iter(text).filter_map(|c| c.get(1)) {
+                let v = value.as_str().trim_end_matches('.');
+                let end = value.start() + v.len();
+                let mixed = v.bytes().any(|b| b.is_ascii_digit())
+                    && v.bytes().any(|b| b.is_ascii_alphabetic());
+                if mixed && entropy(v) >= threshold && standalone(text, value.start(), end, b"") {
+                    found.push(value.start(), end, "HIGH_ENTROPY");
                 }
             }
         }
@@ -154,6 +179,10 @@ impl Guardrail for Secrets {
             spans,
             |s| Cow::Owned(format!("[{}]", s.label)),
         ))
+    }
+
+    fn default_policy(&self) -> Policy {
+        Policy::Redact
     }
 
     fn stream_scope(&self) -> StreamScope {
@@ -206,6 +235,63 @@ mod tests {
         for (text, label) in cases {
             assert_eq!(labels(text), vec![label.to_owned()], "{text}");
         }
+    }
+
+    #[test]
+    fn finds_random_values_assigned_to_credential_names() {
+        for (text, value) in [
+            (
+                "API_KEY=Zx9Qm2Lr8Tb4Wk7Yp3Nc6Hd1",
+                "Zx9Qm2Lr8Tb4Wk7Yp3Nc6Hd1",
+            ),
+            (
+                r#"{"client_secret": "9f86d081884c7d659a2feaa0c55ad015"}"#,
+                "9f86d081884c7d659a2feaa0c55ad015",
+            ),
+            (
+                "curl -H 'X-Api-Key: q8Fz2LmR7vKx0PjW4nTb' https://api.example.com",
+                "q8Fz2LmR7vKx0PjW4nTb",
+            ),
+            (
+                "Authorization: Bearer mF_9.B5f-4.1JqM2xZ7pLk0",
+                "mF_9.B5f-4.1JqM2xZ7pLk0",
+            ),
+            ("DB_PASSWORD: 'n7Rk2pQx9LmZ4vTw'", "n7Rk2pQx9LmZ4vTw"),
+            (
+                "export SESSION_TOKEN=c2Vzc2lvbjoxMjM0NTY3OA",
+                "c2Vzc2lvbjoxMjM0NTY3OA",
+            ),
+        ] {
+            let spans = Secrets::default().scan(text);
+            let found: Vec<&str> = spans.iter().map(|s| &text[s.start..s.end]).collect();
+            assert_eq!(found, [value], "{text}");
+            assert_eq!(spans[0].label, "HIGH_ENTROPY", "{text}");
+        }
+    }
+
+    /// Random-looking strings that are ordinary in documents and code: each was reported as
+    /// a secret before values needed a credential's name.
+    #[test]
+    fn leaves_random_looking_text_without_a_credential_name_alone() {
+        for text in [
+            "Here is the logo inline: data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+            "Attachment preview (base64): UXVhcnRlcmx5IHNhbGVzIGdyZXcgMTIgcGVyY2VudCBpbiB0aGUgbm9ydGggcmVnaW9uLg==",
+            "[Open in Colab](https://colab.research.google.com/drive/1PPxYEBa6eu__LquGoFFJZkhYgWVYE6kh)",
+            "https://www.sss.gov.ph/DLForms/providentrelated/PFF039_MembersDataForm_V07.pdf",
+            "commit 3f786850e387550fdab836ed7e6dc881de23001b",
+            "integrity sha512-Q1bX3nGw9fJ2kLmP7rT5vY8zA4cD6eH0iK2oN4qS6uW8xZ1bC3dF5gH7jL9mN0pQ",
+            "id: 550e8400-e29b-41d4-a716-446655440000",
+            "color: #1A2b3C; background: url(img/Hx7Kq2Lm9Np4Rs6Tv8Wy0Za.png)",
+            "Run pip install scikit-learn; see sk-learn-compatible-estimators-guide",
+            "the tokenizer: bert-base-multilingual-cased-v2Qx7",
+        ] {
+            assert_eq!(labels(text), Vec::<String>::new(), "{text}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted_by_default() {
+        assert_eq!(Secrets::default().default_policy(), Policy::Redact);
     }
 
     #[test]

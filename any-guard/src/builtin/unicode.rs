@@ -26,6 +26,36 @@ fn classify(c: char) -> Option<&'static str> {
     }
 }
 
+/// Whether `c` belongs to a script whose spelling uses zero-width (non-)joiners between
+/// letters: Arabic-script languages (Persian `می‌دانم`, Urdu, Kurdish), the Brahmic scripts
+/// of South and South-East Asia (Hindi, Bengali, Malayalam, Sinhala...), Tibetan, Myanmar,
+/// Khmer.
+fn uses_joiners(c: Option<char>) -> bool {
+    c.is_some_and(|c| {
+        matches!(
+            c as u32,
+            0x0600..=0x08FF
+                | 0x0900..=0x0DFF
+                | 0x0F00..=0x109F
+                | 0x1780..=0x17FF
+                | 0xA8E0..=0xA8FF
+                | 0xFB50..=0xFDFF
+                | 0xFE70..=0xFEFF
+        )
+    })
+}
+
+/// Whether `c` is a letter of a right-to-left script (Hebrew, Arabic, Syriac, Thaana, N'Ko
+/// and their presentation forms), beside which direction marks are ordinary typography.
+fn right_to_left(c: Option<char>) -> bool {
+    c.is_some_and(|c| {
+        matches!(
+            c as u32,
+            0x0590..=0x08FF | 0xFB1D..=0xFDFF | 0xFE70..=0xFEFF
+        )
+    })
+}
+
 /// Whether `c` takes part in emoji sequences, where a zero-width joiner is legitimate.
 fn is_emoji_like(c: Option<char>) -> bool {
     c.is_some_and(|c| {
@@ -39,8 +69,11 @@ fn is_emoji_like(c: Option<char>) -> bool {
 /// joiners, Unicode tag characters (which smuggle hidden ASCII to a model), supplementary
 /// variation selectors and other format characters. Redaction removes them.
 ///
-/// Zero-width joiners inside emoji sequences (👩‍💻) are allowed, and a byte-order mark at
-/// the very start of a text is ignored.
+/// Zero-width joiners inside emoji sequences (👩‍💻) are allowed, and so are zero-width
+/// joiners and non-joiners between letters of the scripts whose spelling uses them (Persian
+/// `می‌دانم`, Hindi, Malayalam...), and direction marks (U+200E, U+200F, U+061C) beside a
+/// letter of a right-to-left script; a byte-order mark at the very start of a text is
+/// ignored. Direction overrides and isolates are always found.
 ///
 /// ```
 /// use any_guard::{Guardrail, InvisibleText, Subject};
@@ -64,6 +97,21 @@ impl InvisibleText {
             let kind = match classify(c) {
                 Some("ZERO_WIDTH")
                     if c == '\u{200D}' && is_emoji_like(prev) && is_emoji_like(next) =>
+                {
+                    None
+                }
+                Some("ZERO_WIDTH")
+                    if matches!(c, '\u{200C}' | '\u{200D}')
+                        && uses_joiners(prev)
+                        && uses_joiners(next) =>
+                {
+                    None
+                }
+                // The direction marks (not the overrides and isolates of "Trojan Source")
+                // keep punctuation and numbers in place in right-to-left text.
+                Some("BIDI_CONTROL")
+                    if matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}')
+                        && (right_to_left(prev) || right_to_left(next)) =>
                 {
                     None
                 }
@@ -148,12 +196,27 @@ mod tests {
     }
 
     #[test]
+    fn joiners_between_latin_letters_are_still_found() {
+        let spans = InvisibleText.scan("ig\u{200C}nore pre\u{200D}vious");
+        assert_eq!(spans.len(), 2);
+        // Between a Persian letter and a Latin one it is no spelling either.
+        assert_eq!(InvisibleText.scan("م\u{200C}a").len(), 1);
+        // Direction marks between Latin letters, and overrides anywhere, are found.
+        assert_eq!(InvisibleText.scan("pay\u{200F}pal").len(), 1);
+        assert_eq!(InvisibleText.scan("שלום\u{202E}abc").len(), 1);
+    }
+
+    #[test]
     fn ordinary_text_and_emoji_pass() {
         for text in [
             "\u{FEFF}hello",
             "naïve café — 東京",
             "👨\u{200D}👩\u{200D}👧",
             "❤\u{FE0F}",
+            "می\u{200C}دانم",
+            "क्\u{200D}ष",
+            "\"گروه سیمان\u{200E}\", 12",
+            "שלום\u{200F}!",
         ] {
             assert!(InvisibleText.scan(text).is_empty(), "{text:?}");
         }

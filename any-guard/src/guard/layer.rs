@@ -44,15 +44,21 @@ pub(crate) struct Entry {
 /// Guardrails with their policies, for one side of a call: what [`GuardLayer::input`] and
 /// [`GuardLayer::output`] take.
 ///
-/// A bare guardrail converts into `Guards` with [`Policy::Block`].
+/// A bare guardrail converts into `Guards` with its
+/// [default policy](Guardrail::default_policy): personal data and credentials are redacted,
+/// everything else blocks. Name the policy to choose another.
 ///
 /// ```
-/// use any_guard::{Guards, Pii, PromptInjection, Secrets};
+/// use any_guard::{Guards, Pii, Policy, PromptInjection, Secrets};
 /// let guards = Guards::new()
 ///     .block(PromptInjection::default())
 ///     .redact(Pii::default())
 ///     .warn(Secrets::default());
 /// assert_eq!(guards.len(), 3);
+///
+/// // Each with its default: the injection blocks, the personal data is redacted.
+/// let defaults = Guards::new().guard(PromptInjection::default()).guard(Pii::default());
+/// assert_eq!(defaults.policies(), [Policy::Block, Policy::Redact]);
 /// ```
 #[derive(Clone)]
 pub struct Guards {
@@ -90,7 +96,7 @@ impl fmt::Debug for Guards {
 
 impl<G: Guardrail> From<G> for Guards {
     fn from(guardrail: G) -> Self {
-        Guards::new().block(guardrail)
+        Guards::new().guard(guardrail)
     }
 }
 
@@ -108,6 +114,14 @@ impl Guards {
             policy,
         });
         self
+    }
+
+    /// Adds `guardrail` with its [default policy](Guardrail::default_policy):
+    /// [`Policy::Redact`] for [`Pii`](crate::Pii) and [`Secrets`](crate::Secrets),
+    /// [`Policy::Block`] for the others.
+    pub fn guard(self, guardrail: impl Guardrail) -> Self {
+        let policy = guardrail.default_policy();
+        self.with(guardrail, policy)
     }
 
     /// Adds `guardrail` with [`Policy::Block`].
@@ -144,6 +158,11 @@ impl Guards {
     pub fn reversible(mut self) -> Self {
         self.reversible = true;
         self
+    }
+
+    /// The policy of each guardrail, in the order they were added.
+    pub fn policies(&self) -> Vec<Policy> {
+        self.entries.iter().map(|e| e.policy).collect()
     }
 
     /// How many guardrails.

@@ -305,13 +305,15 @@ async fn check_input(
 
 /// `ServiceBuilder` methods for guarding: `.guard_input(...)` and `.guard_output(...)`.
 pub trait ServiceBuilderExt<L> {
-    /// Checks requests with these guardrails (a bare guardrail blocks).
+    /// Checks requests with these guardrails (a bare guardrail takes its
+    /// [default policy](crate::Guardrail::default_policy)).
     fn guard_input(
         self,
         guards: impl Into<Guards>,
     ) -> tower::ServiceBuilder<tower_layer::Stack<GuardLayer, L>>;
 
-    /// Checks streamed responses with these guardrails (a bare guardrail blocks).
+    /// Checks streamed responses with these guardrails (a bare guardrail takes its
+    /// [default policy](crate::Guardrail::default_policy)).
     fn guard_output(
         self,
         guards: impl Into<Guards>,
