@@ -9,9 +9,7 @@ use any_eval::{
     BUILTIN_NAMES, Builtin, Dataset, Judge, LogLikelihood, Metric, PERPLEXITY_METRICS, Report,
     RollingLogLikelihood, Runner, Score, TextLogLikelihood, metric_fn,
 };
-use any_guard::{
-    Guardrail, Guards, InvisibleText, Pii, PromptInjection, Secrets, ServiceBuilderExt, Subject,
-};
+use any_guard::{Guardrail, Guards, ServiceBuilderExt, Subject};
 use anyhow::{Context, Result};
 use clap::Args;
 use tower::ServiceBuilder;
@@ -112,13 +110,8 @@ fn service(value: &std::path::Path) -> Result<(String, BoxChatService)> {
 fn guarded(model: BoxChatService) -> BoxChatService {
     BoxChatService::new(
         ServiceBuilder::new()
-            .guard_input(
-                Guards::new()
-                    .block(PromptInjection::default())
-                    .block(InvisibleText)
-                    .redact(Pii::default()),
-            )
-            .guard_output(Guards::new().redact(Secrets::default()))
+            .guard_input(Guards::recommended_input())
+            .guard_output(Guards::recommended_output())
             .service(model),
     )
 }

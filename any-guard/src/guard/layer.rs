@@ -144,6 +144,32 @@ impl Guards {
         self.with(guardrail, Policy::Monitor)
     }
 
+    /// The input guards an application usually starts from: [`PromptInjection`] and
+    /// [`InvisibleText`] block, [`Pii`] is redacted. (`any eval --guarded` and the
+    /// examples use it.)
+    ///
+    /// ```
+    /// use any_guard::{Guards, Policy};
+    /// let guards = Guards::recommended_input();
+    /// assert_eq!(guards.policies(), [Policy::Block, Policy::Block, Policy::Redact]);
+    /// ```
+    ///
+    /// [`PromptInjection`]: crate::PromptInjection
+    /// [`InvisibleText`]: crate::InvisibleText
+    /// [`Pii`]: crate::Pii
+    pub fn recommended_input() -> Self {
+        Guards::new()
+            .block(crate::PromptInjection::default())
+            .block(crate::InvisibleText)
+            .redact(crate::Pii::default())
+    }
+
+    /// The output guards to pair with [`recommended_input`](Self::recommended_input):
+    /// [`Secrets`](crate::Secrets) redacted as the answer streams.
+    pub fn recommended_output() -> Self {
+        Guards::new().redact(crate::Secrets::default())
+    }
+
     /// Which messages an input guard checks, by role: user and tool messages unless set
     /// (system prompts are the application's own; tool results are where indirect injection
     /// arrives).

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use any_core::ChatServiceExt;
 use any_eval::{Builtin, Dataset, Judge, Metric, Report, Runner};
-use any_guard::{Guards, InvisibleText, Pii, PromptInjection, Secrets, ServiceBuilderExt};
+use any_guard::{Guards, ServiceBuilderExt};
 use tower::ServiceBuilder;
 
 #[tokio::main]
@@ -30,13 +30,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // ANCHOR: stacks
     let bare = model.clone().boxed_chat();
     let guarded = ServiceBuilder::new()
-        .guard_input(
-            Guards::new()
-                .block(PromptInjection::default())
-                .block(InvisibleText)
-                .redact(Pii::default()),
-        )
-        .guard_output(Guards::new().redact(Secrets::default()))
+        .guard_input(Guards::recommended_input())
+        .guard_output(Guards::recommended_output())
         .service(model.clone())
         .boxed_chat();
     let mut metrics: Vec<Arc<dyn Metric>> = ["contains", "rougeL", "latency"]
