@@ -85,6 +85,18 @@ impl Scope {
         }
     }
 
+    /// The set parts of the scope as (column, value), for the SQL stores' `WHERE` clauses
+    /// (their tables are aliased `m`).
+    pub(crate) fn sql_conditions(&self) -> impl Iterator<Item = (&'static str, &String)> {
+        [
+            ("m.user_id", &self.user),
+            ("m.agent_id", &self.agent),
+            ("m.session_id", &self.session),
+        ]
+        .into_iter()
+        .filter_map(|(column, value)| value.as_ref().map(|v| (column, v)))
+    }
+
     /// This scope, narrowed to a user.
     pub fn with_user(mut self, user: impl Into<String>) -> Self {
         self.user = Some(user.into());

@@ -257,15 +257,9 @@ impl SqliteStore {
 
 /// `AND`-ed conditions selecting a scope, with their parameters.
 fn scope_sql(scope: &Scope, out: &mut String, args: &mut Vec<Box<dyn ToSql + Send>>) {
-    for (column, value) in [
-        ("m.user_id", &scope.user),
-        ("m.agent_id", &scope.agent),
-        ("m.session_id", &scope.session),
-    ] {
-        if let Some(v) = value {
-            args.push(Box::new(v.clone()));
-            out.push_str(&format!(" AND {column} = ?{}", args.len()));
-        }
+    for (column, value) in scope.sql_conditions() {
+        args.push(Box::new(value.clone()));
+        out.push_str(&format!(" AND {column} = ?{}", args.len()));
     }
 }
 
