@@ -32,7 +32,7 @@ import zipfile
 import yaml
 
 SEED = 11
-# Instructions that make a wrapper an attack when spikee's own instruction files are too few.
+# The shortest text kept as a document or carrier (shorter ones are names, ids, dates).
 CARRIER_MIN_CHARS = 40
 
 
@@ -171,8 +171,7 @@ def _leaves(value, out):
             _leaves(v, out)
 
 
-def agentdojo_rows(z: zipfile.ZipFile) -> tuple[list[dict], list[str]]:
-    """Rows, and the benign texts (usable as carrier documents elsewhere)."""
+def agentdojo_rows(z: zipfile.ZipFile) -> list[dict]:
     rows, add = _rows()
     names = sorted(z.namelist())
     templates = []
@@ -205,14 +204,13 @@ def agentdojo_rows(z: zipfile.ZipFile) -> tuple[list[dict], list[str]]:
         _leaves(doc, texts)
     slot = re.compile(r"\{([a-z0-9_]+)\}")
     rng = random.Random(f"{SEED}:agentdojo")
-    benign, seen = [], set()
+    seen = set()
     for t in texts:
         if len(t) < CARRIER_MIN_CHARS and not slot.search(t):
             continue
         clean = slot.sub(lambda m: defaults.get(m.group(1), ""), t).strip()
         if len(clean) >= CARRIER_MIN_CHARS and clean not in seen:
             seen.add(clean)
-            benign.append(clean)
             add(clean, 0, "agentdojo:environment", "agentdojo")
         slots = [m for m in slot.finditer(t) if m.group(1) in defaults]
         if slots and templates and goals:
@@ -224,7 +222,7 @@ def agentdojo_rows(z: zipfile.ZipFile) -> tuple[list[dict], list[str]]:
             text = t[:chosen.start()] + attack + t[chosen.end():]
             text = slot.sub(lambda m: defaults.get(m.group(1), ""), text)
             add(text, 1, "agentdojo:injected_environment", "agentdojo")
-    return rows, benign
+    return rows
 
 
 def deepeval_rows(z: zipfile.ZipFile) -> list[dict]:

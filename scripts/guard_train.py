@@ -16,7 +16,8 @@ faker; versions pinned there). Steps:
            threshold. These are the headline figures.
   train    the shipped model on everything, with Platt calibration fitted on out-of-fold
            scores, written to any-guard/data/injection-model.bin, plus the scores of committed
-           examples (any-guard/data/injection-examples.jsonl) that the Rust tests compare with.
+           examples (any-guard/data/injection-examples.jsonl) that the Rust tests compare with,
+           and its figures (any-guard/data/injection-model.json).
 
 The model: binary presence of hashed features (word unigrams and bigrams, character 3- to
 5-grams of the lower-cased, whitespace-collapsed text), L2-normalised, and a logistic
@@ -212,7 +213,7 @@ def load(pkgs: Path) -> list[dict]:
     for r in guard_eval.injection_rows(pkgs):
         rows.append({**r, "family": FAMILIES[r["source"]]})
     z = lambda name: zipfile.ZipFile(pkgs / f"{name.replace('-', '_')}-{EXTRA[name][0]}-py3-none-any.whl")  # noqa: E731
-    agent, _ = guard_data.agentdojo_rows(z("agentdojo"))
+    agent = guard_data.agentdojo_rows(z("agentdojo"))
     carriers = [t for t, _ in guard_eval.presidio_fills(pkgs, fills=1)]
     rows += guard_data.giskard_rows(z("giskard"))
     rows += guard_data.ps_fuzz_rows(z("prompt-security-fuzzer"))
