@@ -11,16 +11,18 @@
 //! real text cluster by topic), all seeded. They go into one user scope in batches of 1000.
 //! Queries are two words, and a vector near a random record's. For each size it prints, as
 //! Markdown rows: the insert rate of the step that grew the store; median latencies (top 10)
-//! of keyword, exact vector and recency searches; the index's build time, its median latency
-//! and its recall@10 against the exact answers. Sizes are cumulative.
+//! of keyword, exact vector and recency searches; the same recency and exact vector searches
+//! with a selective metadata filter (each record has a `bucket`, one of 100, and the filter
+//! asks for one); the index's build time, its median latency and its recall@10 against the
+//! exact answers. Sizes are cumulative.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use any_core::Role;
 use any_memory::{
-    HnswParams, MemoryStore, NewMemory, PostgresOptions, PostgresStore, Retrieval, Scope,
-    SearchQuery, SqliteStore, VectorSearch,
+    Filter, HnswParams, ListQuery, MemoryStore, NewMemory, PostgresOptions, PostgresStore,
+    Retrieval, Scope, SearchQuery, SqliteStore, VectorSearch,
 };
 
 const DIMS: usize = 384;
@@ -28,6 +30,8 @@ const BATCH: usize = 1000;
 const VOCABULARY: usize = 4096;
 const CENTRES: usize = 256;
 const QUERIES: usize = 21;
+/// Records carry `bucket`: one of this many, so a filter on one selects 1 in `BUCKETS`.
+const BUCKETS: u64 = 100;
 
 /// A small, seeded generator (xorshift): the same records on every run.
 struct Rng(u64);
@@ -85,7 +89,11 @@ impl Data {
 
     fn record(&mut self, scope: &Scope) -> NewMemory {
         let text: Vec<String> = (0..8).map(|_| self.rng.word()).collect();
-        NewMemory::new(scope.clone(), Role::User, text.join(" ")).embedding(self.vector())
+        let bucket = format!("b{}", self.rng.next() % BUCKETS);
+        let mut m =
+            NewMemory::new(scope.clone(), Role::User, text.join(" ")).embedding(self.vector());
+        m.metadata.insert("bucket".into(), bucket.into());
+        m
     }
 
     fn query(&mut self, scope: &Scope, mode: Retrieval) -> SearchQuery {
@@ -219,14 +227,33 @@ async fn measure(
         let (recent, _) = run(exact.as_ref(), &queries(Retrieval::Recent, &mut data)).await;
         let vector_queries = queries(Retrieval::Vector, &mut data);
         let (vector, truth) = run(exact.as_ref(), &vector_queries).await;
+        let one_bucket = |q: SearchQuery, i: usize| q.filter(Filter::eq("bucket", format!("b{i}")));
+        let filtered: Vec<SearchQuery> = (0..QUERIES)
+            .map(|i| one_bucket(data.query(&scope, Retrieval::Vector), i))
+            .collect();
+        let (filtered_vector, _) = run(exact.as_ref(), &filtered).await;
+        let mut times = Vec::new();
+        for i in 0..QUERIES {
+            let list = ListQuery::new(scope.clone())
+                .filter(Filter::eq("bucket", format!("b{i}")))
+                .newest_first()
+                .limit(10);
+            let t = Instant::now();
+            let got = exact.list(list).await.expect("list");
+            times.push(t.elapsed());
+            assert_eq!(got.len(), 10.min(size / BUCKETS as usize));
+        }
+        let filtered_recent = median(times);
         let built = index.build().await;
         let approx = approx().await;
         let (ann, answers) = run(approx.as_ref(), &vector_queries).await;
         println!(
-            "| {name} | {size} | {rate:.0} records/s | {} | {} | {} | {:.1} s | {} | {:.3} |",
+            "| {name} | {size} | {rate:.0} records/s | {} | {} | {} | {} | {} | {:.1} s | {} | {:.3} |",
             ms(keyword),
             ms(recent),
             ms(vector),
+            ms(filtered_recent),
+            ms(filtered_vector),
             built.as_secs_f64(),
             ms(ann),
             recall(&truth, &answers),
@@ -247,9 +274,9 @@ async fn main() {
     }
     sizes.sort_unstable();
     println!(
-        "| store | records | insert (batches of {BATCH}) | keyword top 10 | recent 10 | vector top 10, exact ({DIMS} dims) | index build | vector top 10, index | recall@10 |"
+        "| store | records | insert (batches of {BATCH}) | keyword top 10 | recent 10 | vector top 10, exact ({DIMS} dims) | recent 10, 1 bucket in {BUCKETS} | vector top 10, exact, 1 bucket in {BUCKETS} | index build | vector top 10, index | recall@10 |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let sqlite_only = std::env::var("ANY_BENCH_POSTGRES_URL").is_ok()
         && std::env::var("ANY_BENCH_SKIP_SQLITE").is_ok();
     if !sqlite_only {

@@ -69,6 +69,7 @@ pub async fn run(store: Arc<dyn MemoryStore>) -> Checked {
     add_many_is_atomic(s, &run).await?;
     list_order_and_scope(s, &run).await?;
     filters(s, &run).await?;
+    random_filters(s, &run).await?;
     update_and_delete(s, &run).await?;
     clear(s, &run).await?;
     keyword_search(s, &run).await?;
@@ -382,6 +383,159 @@ async fn filters(s: &dyn MemoryStore, run: &Run) -> Checked {
             "{filter:?} selected {:?}, expected {want:?}",
             texts(&got)
         );
+    }
+    Ok(())
+}
+
+/// A seeded xorshift: the random checks are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// Metadata values that tell JSON's kinds apart: numbers of every sort, strings that look
+/// like numbers, booleans, null, an array and an object.
+fn awkward_values() -> Vec<serde_json::Value> {
+    vec![
+        json!(1),
+        json!(1.0),
+        json!(2.5),
+        json!(-3),
+        json!(1e20),
+        json!(9_007_199_254_740_993u64),
+        json!("1"),
+        json!("food"),
+        json!("Food"),
+        json!("é"),
+        json!(""),
+        json!("it's \"quoted\""),
+        json!(true),
+        json!(false),
+        json!(null),
+        json!([1, 2]),
+        json!({"a": 1}),
+    ]
+}
+
+/// Metadata keys with a dot, a quote, a space and another script.
+const AWKWARD_KEYS: [&str; 6] = ["n", "topic", "a.b", "ключ", "k\"q", "x y"];
+const ROLES: [Role; 3] = [Role::User, Role::Assistant, Role::System];
+
+/// A random filter of at most `depth` levels of `and`, `or` and `not`.
+fn random_filter(rng: &mut Rng, values: &[serde_json::Value], depth: u32) -> Filter {
+    let bounds = [
+        None,
+        Some(-5.0),
+        Some(1.0),
+        Some(2.5),
+        Some(1e20),
+        Some(9.007_199_254_740_992e15),
+    ];
+    let times = [None, Some(0), Some(5_000), Some(12_000), Some(30_000)];
+    match if depth == 0 { 0 } else { rng.below(4) } {
+        1 => Filter::And(
+            (0..rng.below(3))
+                .map(|_| random_filter(rng, values, depth - 1))
+                .collect(),
+        ),
+        2 => Filter::Or(
+            (0..rng.below(3))
+                .map(|_| random_filter(rng, values, depth - 1))
+                .collect(),
+        ),
+        3 => random_filter(rng, values, depth - 1).not(),
+        _ => {
+            let key = AWKWARD_KEYS[rng.below(AWKWARD_KEYS.len())];
+            match rng.below(6) {
+                0 | 1 => Filter::eq(key, values[rng.below(values.len())].clone()),
+                2 => {
+                    let n = rng.below(4);
+                    Filter::is_in(key, (0..n).map(|_| values[rng.below(values.len())].clone()))
+                }
+                3 => Filter::range(
+                    key,
+                    bounds[rng.below(bounds.len())],
+                    bounds[rng.below(bounds.len())],
+                ),
+                4 => Filter::role(ROLES[rng.below(ROLES.len())]),
+                _ => Filter::created_between(
+                    times[rng.below(times.len())],
+                    times[rng.below(times.len())],
+                ),
+            }
+        }
+    }
+}
+
+/// Seeded random filters over awkward metadata: a store's list, keyword and vector searches
+/// must select exactly what [`Filter::matches`] selects, with and without a limit.
+async fn random_filters(s: &dyn MemoryStore, run: &Run) -> Checked {
+    const C: &str = "random_filters";
+    let scope = run.scope();
+    let values = awkward_values();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let batch: Vec<NewMemory> = (0..24)
+        .map(|i| {
+            let mut m = NewMemory::new(scope.clone(), ROLES[i % 3], format!("apple pie {i}"))
+                .created_at(1_000 * (i as i64 + 1))
+                .embedding(vec![1.0, i as f32 / 10.0]);
+            for key in AWKWARD_KEYS {
+                if rng.below(3) > 0 {
+                    let v = values[rng.below(values.len())].clone();
+                    m.metadata.insert(key.to_owned(), v);
+                }
+            }
+            m
+        })
+        .collect();
+    fail(C, s.add_many(batch).await)?;
+    let all = fail(C, s_list(s, scope.clone()).await)?;
+    for _ in 0..120 {
+        let filter = random_filter(&mut rng, &values, 3);
+        let want: Vec<&str> = all
+            .iter()
+            .filter(|r| filter.matches(r))
+            .map(|r| r.text.as_str())
+            .collect();
+        let list = ListQuery::new(scope.clone()).filter(filter.clone());
+        let got = fail(C, s.list(list.clone()).await)?;
+        ensure!(
+            C,
+            texts(&got) == want,
+            "list {filter:?} selected {:?}, expected {want:?}",
+            texts(&got)
+        );
+        let newest: Vec<&str> = want.iter().rev().take(2).copied().collect();
+        let got = fail(C, s.list(list.newest_first().limit(2)).await)?;
+        ensure!(
+            C,
+            texts(&got) == newest,
+            "list {filter:?}, newest 2: {:?}, expected {newest:?}",
+            texts(&got)
+        );
+        for mode in [Retrieval::Keyword, Retrieval::Vector] {
+            let query = SearchQuery::new(scope.clone(), mode)
+                .with_text("apple")
+                .with_vector(vec![1.0, 0.0])
+                .top_k(100)
+                .filter(filter.clone());
+            let hits = fail(C, s.search(query).await)?;
+            let mut got: Vec<&str> = hits.iter().map(|h| h.record.text.as_str()).collect();
+            got.sort_unstable();
+            let mut want = want.clone();
+            want.sort_unstable();
+            ensure!(
+                C,
+                got == want,
+                "{mode:?} search {filter:?} found {got:?}, expected {want:?}"
+            );
+        }
     }
     Ok(())
 }

@@ -65,6 +65,8 @@ mod in_memory;
 pub mod layer;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod pushdown;
 mod record;
 mod search;
 #[cfg(feature = "sqlite")]

@@ -10,10 +10,11 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::filter::passes;
 use crate::in_memory::recent;
+use crate::pushdown::{Arg, Dialect, pushdown};
 use crate::record::{now_millis, role_from_str};
 use crate::search::{TopK, cosine, finish, fuse_rrf, hybrid_candidates, words};
 use crate::{
-    BoxFuture, HnswParams, ListQuery, MemoryError, MemoryId, MemoryRecord, MemoryStore,
+    BoxFuture, Filter, HnswParams, ListQuery, MemoryError, MemoryId, MemoryRecord, MemoryStore,
     MemoryUpdate, NewMemory, Result, Retrieval, Scope, Scored, SearchQuery,
 };
 
@@ -73,7 +74,8 @@ impl Default for PostgresOptions {
 /// - **Writes:** `add_many` is one transaction.
 ///
 /// Connections are unencrypted (`NoTls`): use it on a private network or a local socket.
-/// Metadata filters are evaluated on each candidate row in Rust, exactly as
+/// Metadata filters are written into the SQL as far as PostgreSQL can say them (so the engine
+/// leaves out what they refuse), and every row read is checked in Rust as well, exactly as
 /// [`Filter::matches`](crate::Filter::matches) defines them.
 ///
 /// ```no_run
@@ -469,10 +471,35 @@ async fn each_row_after(
     }
 }
 
-/// Without a filter, the first `n` rows are the answer: say so to the server, whose planner
-/// can then pick a top-N plan instead of ordering every row.
-fn push_limit(sql: &mut String, unfiltered: bool, n: usize) {
-    if unfiltered && n < i64::MAX as usize {
+/// The filter, as far as SQL can say it, `AND`-ed onto `out` (see [`crate::pushdown`]);
+/// whether the SQL says all of it (true without a filter).
+fn filter_sql(
+    filter: Option<&Filter>,
+    out: &mut String,
+    args: &mut Vec<Box<dyn ToSql + Sync + Send>>,
+) -> bool {
+    let Some(filter) = filter else {
+        return true;
+    };
+    let Some((pushed, params)) = pushdown(filter, Dialect::Postgres, args.len() + 1) else {
+        return false;
+    };
+    for arg in params {
+        args.push(match arg {
+            Arg::Text(s) => Box::new(s),
+            Arg::Real(x) => Box::new(x),
+            Arg::Int(n) => Box::new(n),
+        });
+    }
+    out.push_str(" AND ");
+    out.push_str(&pushed.sql);
+    pushed.exact
+}
+
+/// When SQL says the whole filter (or there is none), the first `n` rows are the answer: say
+/// so to the server, whose planner can then pick a top-N plan instead of ordering every row.
+fn push_limit(sql: &mut String, whole_filter_in_sql: bool, n: usize) {
+    if whole_filter_in_sql && n < i64::MAX as usize {
         sql.push_str(&format!(" LIMIT {n}"));
     }
 }
@@ -494,8 +521,9 @@ impl PostgresStore {
              FROM any_memory_records m, to_tsquery('english', $1) q WHERE m.text_tsv @@ q"
         );
         scope_sql(&query.scope, &mut sql, &mut args);
+        let exact = filter_sql(query.filter.as_ref(), &mut sql, &mut args);
         sql.push_str(" ORDER BY score DESC, m.id");
-        push_limit(&mut sql, query.filter.is_none(), query.top_k);
+        push_limit(&mut sql, exact, query.top_k);
         let mut conn = self.conn().await?;
         scored_rows(&mut conn, &sql, &args, query).await
     }
@@ -508,6 +536,7 @@ impl PostgresStore {
             let mut sql =
                 format!("SELECT {COLUMNS} FROM any_memory_records m WHERE m.embedding IS NOT NULL");
             scope_sql(&query.scope, &mut sql, &mut args);
+            filter_sql(query.filter.as_ref(), &mut sql, &mut args);
             let mut top = TopK::new(query.top_k);
             each_row(&mut conn, &sql, &args, |row| {
                 let record = to_record(row)?;
@@ -561,8 +590,9 @@ impl PostgresStore {
              FROM any_memory_records m WHERE m.embedding IS NOT NULL"
         );
         scope_sql(&query.scope, &mut sql, &mut args);
+        let exact = filter_sql(query.filter.as_ref(), &mut sql, &mut args);
         sql.push_str(" ORDER BY m.embedding::vector <=> $1::real[]::vector, m.id");
-        push_limit(&mut sql, query.filter.is_none(), query.top_k);
+        push_limit(&mut sql, exact, query.top_k);
         scored_rows(&mut conn, &sql, &args, query).await
     }
 }
@@ -578,18 +608,6 @@ impl PostgresStore {
     ) -> Result<Option<Vec<Scored>>> {
         let q = query.vector.clone().unwrap_or_default();
         let d = q.len();
-        let k = if query.filter.is_some() {
-            query.top_k.saturating_mul(4)
-        } else {
-            query.top_k
-        };
-        if k > 1000 {
-            return Ok(None);
-        }
-        let mut setup = format!("SET LOCAL hnsw.ef_search = {};", self.ef_search.max(k));
-        if self.iterative {
-            setup.push_str(" SET LOCAL hnsw.iterative_scan = relaxed_order;");
-        }
         let mut args: Vec<Box<dyn ToSql + Sync + Send>> = vec![Box::new(q)];
         // The inner query is what the index answers (ordered by distance alone, limited);
         // the outer one restores the exact order a relaxed iterative scan may not keep.
@@ -599,6 +617,20 @@ impl PostgresStore {
              FROM any_memory_records m WHERE cardinality(m.embedding) = {d}"
         );
         scope_sql(&query.scope, &mut sql, &mut args);
+        // A filter SQL says whole is applied during the scan; otherwise the index is asked for
+        // more candidates than `top_k`, for the filter to choose from.
+        let k = if filter_sql(query.filter.as_ref(), &mut sql, &mut args) {
+            query.top_k
+        } else {
+            query.top_k.saturating_mul(4)
+        };
+        if k > 1000 {
+            return Ok(None);
+        }
+        let mut setup = format!("SET LOCAL hnsw.ef_search = {};", self.ef_search.max(k));
+        if self.iterative {
+            setup.push_str(" SET LOCAL hnsw.iterative_scan = relaxed_order;");
+        }
         sql.push_str(&format!(
             " ORDER BY m.embedding::vector({d}) <=> $1::real[]::vector({d}) LIMIT {k}) r \
              ORDER BY r.score DESC, r.id"
@@ -682,12 +714,13 @@ impl MemoryStore for PostgresStore {
             let mut args = Vec::new();
             let mut sql = format!("SELECT {COLUMNS} FROM any_memory_records m WHERE TRUE");
             scope_sql(&query.scope, &mut sql, &mut args);
+            let exact = filter_sql(query.filter.as_ref(), &mut sql, &mut args);
             sql.push_str(if query.newest_first {
                 " ORDER BY m.created_at DESC, m.id DESC"
             } else {
                 " ORDER BY m.created_at, m.id"
             });
-            push_limit(&mut sql, query.filter.is_none(), limit);
+            push_limit(&mut sql, exact, limit);
             let mut conn = self.conn().await?;
             let mut out = Vec::new();
             each_row(&mut conn, &sql, &args, |row| {

@@ -12,10 +12,11 @@ use serde_json::{Map, Value};
 
 use crate::filter::passes;
 use crate::in_memory::recent;
+use crate::pushdown::{Arg, Dialect, pushdown};
 use crate::record::{now_millis, role_from_str};
 use crate::search::{finish, fuse_rrf, hybrid_candidates, words};
 use crate::{
-    BoxFuture, ListQuery, MemoryError, MemoryId, MemoryRecord, MemoryStore, MemoryUpdate,
+    BoxFuture, Filter, ListQuery, MemoryError, MemoryId, MemoryRecord, MemoryStore, MemoryUpdate,
     NewMemory, Result, Retrieval, Scope, Scored, SearchQuery,
 };
 
@@ -70,7 +71,8 @@ const COLUMNS: &str = "m.id, m.user_id, m.agent_id, m.session_id, m.role, m.text
 /// - **Concurrency:** one connection behind a mutex; calls run on tokio's blocking pool. Other
 ///   processes may open the same file (a 5 s busy timeout waits for their writes).
 ///
-/// Metadata filters are evaluated on each candidate row in Rust, exactly as
+/// Metadata filters are written into the SQL as far as SQLite can say them (so the engine
+/// leaves out what they refuse), and every row read is checked in Rust as well, exactly as
 /// [`Filter::matches`](crate::Filter::matches) defines them.
 ///
 /// ```
@@ -263,6 +265,31 @@ fn scope_sql(scope: &Scope, out: &mut String, args: &mut Vec<Box<dyn ToSql + Sen
     }
 }
 
+/// The filter, as far as SQL can say it, `AND`-ed onto `out` (see [`crate::pushdown`]);
+/// whether the SQL says all of it (true without a filter).
+fn filter_sql(
+    filter: Option<&Filter>,
+    out: &mut String,
+    args: &mut Vec<Box<dyn ToSql + Send>>,
+) -> bool {
+    let Some(filter) = filter else {
+        return true;
+    };
+    let Some((pushed, params)) = pushdown(filter, Dialect::Sqlite, args.len() + 1) else {
+        return false;
+    };
+    for arg in params {
+        args.push(match arg {
+            Arg::Text(s) => Box::new(s),
+            Arg::Real(x) => Box::new(x),
+            Arg::Int(n) => Box::new(n),
+        });
+    }
+    out.push_str(" AND ");
+    out.push_str(&pushed.sql);
+    pushed.exact
+}
+
 fn blob(e: &[f32]) -> Vec<u8> {
     e.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
@@ -378,6 +405,7 @@ fn keyword(conn: &Connection, query: &SearchQuery) -> Result<Vec<Scored>> {
          JOIN memories m ON m.id = memories_fts.rowid WHERE memories_fts MATCH ?1"
     );
     scope_sql(&query.scope, &mut sql, &mut args);
+    filter_sql(query.filter.as_ref(), &mut sql, &mut args);
     sql.push_str(" ORDER BY rank, m.id");
     let mut hits = Vec::new();
     each_record(conn, &sql, &args, |record, rank| {
@@ -464,6 +492,7 @@ impl MemoryStore for SqliteStore {
                 let mut args = Vec::new();
                 let mut sql = format!("SELECT {COLUMNS} FROM memories m WHERE 1 = 1");
                 scope_sql(&query.scope, &mut sql, &mut args);
+                filter_sql(query.filter.as_ref(), &mut sql, &mut args);
                 sql.push_str(if query.newest_first {
                     " ORDER BY m.created_at DESC, m.id DESC"
                 } else {

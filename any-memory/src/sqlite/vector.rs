@@ -7,7 +7,7 @@ use std::sync::{Mutex, mpsc};
 
 use rusqlite::{Connection, OpenFlags, ToSql};
 
-use super::{each_record, engine, get_row, scope_sql};
+use super::{each_record, engine, filter_sql, get_row, scope_sql};
 use crate::filter::passes;
 use crate::hnsw::{Hnsw, HnswParams, dot};
 use crate::search::{TopK, cosine};
@@ -464,14 +464,15 @@ pub(super) fn search(
     exact(conn, query)
 }
 
-/// The exact scan. Without a metadata filter it reads only ids and embeddings, then the
-/// winners' rows.
+/// The exact scan. When SQL can say all of the filter (or there is none) it reads only ids
+/// and embeddings, then the winners' rows.
 fn exact(conn: &Connection, query: &SearchQuery) -> Result<Vec<Scored>> {
     let q = query.vector.as_deref().unwrap_or_default();
     let mut args: Vec<Box<dyn ToSql + Send>> = Vec::new();
-    if query.filter.is_some() {
+    let mut pushed = String::new();
+    if !filter_sql(query.filter.as_ref(), &mut pushed, &mut args) {
         let mut sql = format!(
-            "SELECT {} FROM memories m WHERE m.embedding IS NOT NULL",
+            "SELECT {} FROM memories m WHERE m.embedding IS NOT NULL{pushed}",
             super::COLUMNS
         );
         scope_sql(&query.scope, &mut sql, &mut args);
@@ -491,7 +492,7 @@ fn exact(conn: &Connection, query: &SearchQuery) -> Result<Vec<Scored>> {
             .collect());
     }
     let mut sql =
-        String::from("SELECT m.id, m.embedding FROM memories m WHERE m.embedding IS NOT NULL");
+        format!("SELECT m.id, m.embedding FROM memories m WHERE m.embedding IS NOT NULL{pushed}");
     scope_sql(&query.scope, &mut sql, &mut args);
     let mut stmt = conn
         .prepare_cached(&sql)
