@@ -79,19 +79,24 @@ pub(crate) enum ModelChoice {
 }
 
 impl ModelChoice {
-    /// Reads a `--model` value: an existing file is a file, whatever its name looks like;
-    /// `local`, `local:default` and `local:PATH` are the local backend; an id whose provider
-    /// the registry knows is a registry model (`openrouter:meta-llama/...` included); else a
-    /// value that ends in `.gguf` or contains a path separator is a file path (a missing
-    /// file is then reported as missing).
+    /// Reads a `--model` value: an existing file is a file, whatever its name looks like, and
+    /// so is the name of a cached model (`any models list`); `local`, `local:default`,
+    /// `local:PATH` and `local:NAME` are the local backend; an id whose provider the registry
+    /// knows is a registry model (`openrouter:meta-llama/...` included); else a value that
+    /// ends in `.gguf` or contains a path separator is a file path (a missing file is then
+    /// reported as missing).
     ///
     /// # Errors
-    /// Anything else, `foo:bar` or a bare `foo`: an unknown provider, naming the known ones.
+    /// `local:` with neither a file nor a cached model; anything else, `foo:bar` or a bare
+    /// `foo`: an unknown provider, naming the known ones.
     pub(crate) fn of(value: &Path) -> Result<ModelChoice> {
         if value.is_file() {
             return Ok(ModelChoice::Local(Some(value.to_path_buf())));
         }
         let text = value.to_string_lossy();
+        if let Some(path) = any_llm::local::cache::find(&text)? {
+            return Ok(ModelChoice::Local(Some(path)));
+        }
         let (provider, name) = any_llm::parse_model_id(&text);
         let known: Vec<&str> = any_llm::providers().iter().map(|row| row.name).collect();
         let looks_like_a_path = text.to_ascii_lowercase().ends_with(".gguf")
@@ -99,7 +104,9 @@ impl ModelChoice {
             || text.contains(std::path::MAIN_SEPARATOR);
         match provider {
             "local" if name.is_empty() || name == "default" => Ok(ModelChoice::Local(None)),
-            "local" => Ok(ModelChoice::Local(Some(PathBuf::from(name)))),
+            "local" => Ok(ModelChoice::Local(Some(any_llm::local::cache::resolve(
+                name,
+            )?))),
             p if known.contains(&p) => Ok(ModelChoice::Registry(text.into_owned())),
             _ if looks_like_a_path => Ok(ModelChoice::Local(Some(value.to_path_buf()))),
             p => anyhow::bail!(

@@ -1,6 +1,8 @@
 //! `any models`: the default model and the model cache.
 
-use any_llm::local::fetch;
+use std::path::PathBuf;
+
+use any_llm::local::{cache, fetch};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 
@@ -20,10 +22,38 @@ pub(crate) enum ModelsCommand {
     /// Print the path of the model used when none is named (`ANY_MODEL`, else the default
     /// model, fetched if needed).
     Path,
-    /// List the GGUF files in the cache as JSON lines: `{"name", "path", "bytes"}` (what
-    /// `any models` alone does).
+    /// List the cached models as JSON lines: name (what `--model`, `ANY_MODEL` and
+    /// `local:NAME` take), path, bytes, architecture, quantization, context length and
+    /// parameters (what `any models` alone does).
     #[default]
     List,
+    /// Copy a GGUF file into the cache (checked to read as GGUF first); print it as `list`
+    /// does. Its name is its file name without `.gguf`.
+    Add {
+        /// The GGUF file.
+        path: PathBuf,
+    },
+    /// Delete a cached model by name; print its path.
+    Rm {
+        /// The name `any models list` shows.
+        name: String,
+    },
+}
+
+fn json(m: &cache::CachedModel) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "name": m.name,
+        "path": m.path,
+        "bytes": m.bytes,
+        "architecture": m.architecture,
+        "quantization": m.quantization,
+        "context_length": m.context_length,
+        "parameters": m.parameters,
+    });
+    if let Some(problem) = &m.problem {
+        v["problem"] = problem.as_str().into();
+    }
+    v
 }
 
 pub(crate) fn run(cmd: ModelsCommand) -> Result<()> {
@@ -32,25 +62,12 @@ pub(crate) fn run(cmd: ModelsCommand) -> Result<()> {
             println!("{}", fetch::default_model_path()?.display());
         }
         ModelsCommand::List => {
-            let dir = fetch::cache_dir()?;
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                return Ok(());
-            };
-            let mut files: Vec<_> = entries
-                .filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
-                .collect();
-            files.sort();
-            for path in files {
-                let bytes = std::fs::metadata(&path)?.len();
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-                println!(
-                    "{}",
-                    serde_json::json!({"name": name, "path": path, "bytes": bytes})
-                );
+            for model in cache::list()? {
+                println!("{}", json(&model));
             }
         }
+        ModelsCommand::Add { path } => println!("{}", json(&cache::add_file(&path)?)),
+        ModelsCommand::Rm { name } => println!("{}", cache::remove(&name)?.display()),
     }
     Ok(())
 }

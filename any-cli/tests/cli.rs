@@ -274,6 +274,89 @@ fn models_alone_lists_the_cache() {
     assert_eq!(out, list);
 }
 
+/// `any models add|list|rm` on a cache of its own, and the cached name standing in for a
+/// path in `--model`, `local:NAME` and `ANY_MODEL`.
+#[test]
+fn models_are_added_named_and_removed() {
+    let (default, err, ok) = any(&["models", "path"], None);
+    assert!(ok, "{err}");
+    let default = default.trim();
+    let home = std::env::temp_dir().join(format!("any-models-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    let home_s = home.to_str().expect("utf-8 path");
+    let env = [("ANY_HOME", home_s)];
+    let run = |args: &[&str], env: &[(&str, &str)]| any_with_env(args, None, env);
+
+    let (out, err, ok) = run(&["models", "list"], &env);
+    assert!(ok && out.is_empty(), "{out}{err}");
+
+    let (out, err, ok) = run(&["models", "add", default], &env);
+    assert!(ok, "{err}");
+    let added: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let name = "SmolLM2-135M-Instruct.Q4_1";
+    assert_eq!(added["name"], name);
+    assert_eq!(added["architecture"], "llama");
+    assert_eq!(added["quantization"], "Q4_1");
+    assert_eq!(added["context_length"], 8192);
+    let params = added["parameters"].as_u64().expect("parameters");
+    assert!((130_000_000..140_000_000).contains(&params), "{params}");
+    let (out, _, ok) = run(&["models"], &env);
+    assert!(ok);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        added
+    );
+
+    // The name opens the model wherever a path would.
+    let (want, err, ok) = run(&["tokenize", "--model", default, "Hello"], &env);
+    assert!(ok, "{err}");
+    for args in [
+        vec!["tokenize", "--model", name, "Hello"],
+        vec![
+            "tokenize",
+            "--model",
+            "local:SmolLM2-135M-Instruct.Q4_1",
+            "Hello",
+        ],
+    ] {
+        let (out, err, ok) = run(&args, &env);
+        assert!(ok, "{args:?}: {err}");
+        assert_eq!(out, want, "{args:?}");
+    }
+    let (out, err, ok) = run(&["tokenize", "Hello"], &[env[0], ("ANY_MODEL", name)]);
+    assert!(ok, "{err}");
+    assert_eq!(out, want);
+    let (_, err, ok) = run(
+        &["tokenize", "Hello"],
+        &[env[0], ("ANY_MODEL", "no-such-model")],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("no-such-model") && err.contains(name),
+        "the error names what was asked for and what is cached: {err}"
+    );
+
+    // A file that is not GGUF is refused, naming the problem; the cache is unchanged.
+    let junk = home.join("notes.gguf.txt");
+    std::fs::write(&junk, "not a model").unwrap();
+    let (_, err, ok) = run(&["models", "add", junk.to_str().unwrap()], &env);
+    assert!(!ok);
+    assert!(err.contains("not a GGUF model"), "{err}");
+
+    let (out, err, ok) = run(&["models", "rm", name], &env);
+    assert!(ok, "{err}");
+    assert!(
+        out.trim().ends_with("SmolLM2-135M-Instruct.Q4_1.gguf"),
+        "{out}"
+    );
+    let (out, _, _) = run(&["models", "list"], &env);
+    assert!(out.is_empty(), "{out}");
+    let (_, err, ok) = run(&["models", "rm", name], &env);
+    assert!(!ok);
+    assert!(err.contains("no cached model is named"), "{err}");
+    std::fs::remove_dir_all(&home).unwrap();
+}
+
 #[test]
 fn an_empty_prompt_is_an_error() {
     for prompt in ["", "  \n"] {

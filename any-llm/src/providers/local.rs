@@ -31,23 +31,15 @@ pub enum LocalSource {
 
 impl LocalSource {
     /// The source a `local:` model name stands for: empty or `default` is the default
-    /// model, anything else a path.
+    /// model, anything else a path or the name of a cached model
+    /// ([`cache::resolve`](crate::local::cache::resolve)).
     ///
     /// # Errors
-    /// [`Error::ModelNotFound`] if a path is given and no such file exists.
+    /// [`Error::ModelNotFound`] if it is neither an existing file nor a cached model.
     pub fn parse(name: &str) -> Result<LocalSource> {
         match name {
             "" | "default" => Ok(LocalSource::Default),
-            path => {
-                let path = PathBuf::from(path);
-                if !path.is_file() {
-                    return Err(Error::ModelNotFound(format!(
-                        "local: no model file at {}",
-                        path.display()
-                    )));
-                }
-                Ok(LocalSource::File(path))
-            }
+            spec => crate::local::cache::resolve(spec).map(LocalSource::File),
         }
     }
 }
