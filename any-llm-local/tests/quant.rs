@@ -245,3 +245,37 @@ fn reference_rows_survive_a_gguf_round_trip() {
         );
     }
 }
+
+/// The kernels the matrix products run on an x86 CPU with AVX2, against llama.cpp's CPU
+/// `vec_dot` (recorded on such a CPU) on the same bytes: equal to the bit for the types whose
+/// kernels sum in llama.cpp's order.
+#[test]
+#[cfg(target_arch = "x86_64")]
+fn fast_kernels_equal_llama_cpp_bit_for_bit() {
+    if !std::arch::is_x86_feature_detected!("avx2") || !std::arch::is_x86_feature_detected!("fma") {
+        return;
+    }
+    let same_order = [
+        "F16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL",
+        "IQ4_XS",
+    ];
+    let mut compared = 0;
+    for c in cases() {
+        if !same_order.contains(&c.ty.name()) {
+            continue;
+        }
+        let llama = c
+            .f64("dot_llama")
+            .expect("the committed data has llama.cpp's dots") as f32;
+        let (w, a) = (c.bytes("weight").unwrap(), c.bytes("act").unwrap());
+        let got = any_llm_local::kernels::vec_dot(c.ty, &w, &a, c.n).unwrap();
+        assert_eq!(
+            got.to_bits(),
+            llama.to_bits(),
+            "{}: {got} vs llama.cpp {llama}",
+            c.ty
+        );
+        compared += 1;
+    }
+    assert_eq!(compared, same_order.len());
+}

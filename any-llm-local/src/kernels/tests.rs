@@ -156,6 +156,35 @@ fn tiles_match_the_single_dot_bit_for_bit() {
 }
 
 #[test]
+fn i_quant_dot_paths_match_the_scalar_reference() {
+    // Random indexes and group scales under a sane f16 scale per block; odd block counts
+    // for IQ4_NL reach the kernel's scalar tail.
+    for (ty, n) in [
+        (GgmlType::IQ4_NL, 1024),
+        (GgmlType::IQ4_NL, 32 * 9),
+        (GgmlType::IQ4_XS, 1024),
+    ] {
+        let act_ty = ty.vec_dot_type().expect("pairs");
+        for seed in 0..8 {
+            let mut w = random_blocks(ty, n, seed + 40, &[]);
+            for (b, blk) in w.chunks_exact_mut(ty.type_size()).enumerate() {
+                let d = f16::from_f32(0.002 + 0.0005 * ((b + seed as usize) % 5) as f32);
+                blk[..2].copy_from_slice(&d.to_bits().to_le_bytes());
+            }
+            let mut a = vec![0; act_ty.row_size(n).expect("whole blocks")];
+            quantize_activations(act_ty, &values(n, seed + 140, 3.0), &mut a);
+            let fast = dot_fn(ty)(&w, &a, n);
+            let reference = scalar_dot_fn(ty)(&w, &a, n);
+            let tol = 1e-5 * reference.abs().max(1.0);
+            assert!(
+                (fast - reference).abs() <= tol && fast != 0.0,
+                "{ty:?} n {n} seed {seed}: {fast} vs {reference}"
+            );
+        }
+    }
+}
+
+#[test]
 fn activation_quantization_matches_the_reference_off_ties() {
     // Away from exact ties the kernel quantizer and the portable reference agree byte for
     // byte; on ties the kernel rounds to even.

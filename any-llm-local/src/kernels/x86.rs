@@ -22,6 +22,7 @@ use super::{
 use crate::quant::{GgmlType, Q8_0_BYTES, Q8_1_BYTES, QK};
 
 mod attention;
+mod iquants;
 mod kquants;
 mod kvq8;
 mod legacy;
@@ -143,7 +144,9 @@ pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
     if !has_avx2() {
         return None;
     }
-    legacy::dot_fn(ty, has_vnni()).or_else(|| kquants::dot_fn(ty))
+    legacy::dot_fn(ty, has_vnni())
+        .or_else(|| kquants::dot_fn(ty))
+        .or_else(|| iquants::dot_fn(ty))
 }
 
 /// The fastest x86 tiled dot product for `ty`, where there is one.

@@ -26,11 +26,13 @@
 //! ```
 
 mod float;
+mod iquants;
 mod kquants;
 mod legacy;
 mod types;
 
 pub use float::{bf16_bits_to_f32, f32_to_bf16_bits};
+pub use iquants::{BlockIQ4NL, BlockIQ4XS, IQ4_LEVELS};
 pub use kquants::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K, QK_K, scale_min_k4};
 pub use legacy::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
 pub use types::GgmlType;
@@ -114,6 +116,8 @@ const _: () = {
     assert!(size_of::<BlockQ5K>() == 176);
     assert!(size_of::<BlockQ6K>() == 210);
     assert!(size_of::<BlockQ8K>() == 292);
+    assert!(size_of::<BlockIQ4NL>() == 18);
+    assert!(size_of::<BlockIQ4XS>() == 136);
 };
 
 /// Checks `n` against the block size and `len` against `n` values' bytes.
@@ -166,6 +170,8 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> {
         GgmlType::Q5_K => dequantize_blocks::<BlockQ5K>(src, dst),
         GgmlType::Q6_K => dequantize_blocks::<BlockQ6K>(src, dst),
         GgmlType::Q8_K => dequantize_blocks::<BlockQ8K>(src, dst),
+        GgmlType::IQ4_NL => dequantize_blocks::<BlockIQ4NL>(src, dst),
+        GgmlType::IQ4_XS => dequantize_blocks::<BlockIQ4XS>(src, dst),
         _ => {
             return Err(QuantError::Unsupported {
                 ty,
@@ -249,6 +255,8 @@ pub fn vec_dot(ty: GgmlType, weight_row: &[u8], act_row: &[u8], n: usize) -> Res
         GgmlType::Q5_K => dot_blocks(w, a, kquants::dot_q5_k),
         GgmlType::Q6_K => dot_blocks(w, a, kquants::dot_q6_k),
         GgmlType::Q8_K => dot_blocks(w, a, kquants::dot_q8_k),
+        GgmlType::IQ4_NL => dot_blocks(w, a, iquants::dot_iq4_nl),
+        GgmlType::IQ4_XS => dot_blocks(w, a, iquants::dot_iq4_xs),
         _ => return Err(QuantError::Unsupported { ty, op: "vec_dot" }),
     })
 }
@@ -300,13 +308,14 @@ mod tests {
         }
     }
 
-    /// Clears bit 14 of every f16 field of K-quant blocks (exponent below 0x1f: finite).
+    /// Clears bit 14 of every f16 field of K- and i-quant blocks (exponent below 0x1f: finite).
     fn sanitize_f16_scales(ty: GgmlType, w: &mut [u8]) {
         let fields: &[usize] = match ty {
             GgmlType::Q2_K => &[80, 82],
             GgmlType::Q3_K => &[108],
             GgmlType::Q4_K | GgmlType::Q5_K => &[0, 2],
             GgmlType::Q6_K => &[208],
+            GgmlType::IQ4_NL | GgmlType::IQ4_XS => &[0],
             _ => &[],
         };
         for block in w.chunks_exact_mut(ty.type_size()) {
@@ -338,7 +347,7 @@ mod tests {
                 .map(|_| (next() % 2001) as f32 / 500.0 - 2.0)
                 .collect();
             if quantize_row(ty, &values, &mut w).is_err() {
-                // No quantizer (K-quants): random bytes with finite f16 scales.
+                // No quantizer (K- and i-quants): random bytes with finite f16 scales.
                 sanitize_f16_scales(ty, &mut w);
             }
             dequantize_row(ty, &w, &mut wf).unwrap();

@@ -49,13 +49,13 @@ pub enum GgmlType {
     IQ3_XXS,
     /// Importance-matrix 1-bit type (not supported here).
     IQ1_S,
-    /// Non-linear 4-bit type (not supported here).
+    /// 32 weights: f16 scale, 4-bit indexes into 16 non-linear levels.
     IQ4_NL,
     /// Importance-matrix 3-bit type (not supported here).
     IQ3_S,
     /// Importance-matrix 2-bit type (not supported here).
     IQ2_S,
-    /// Non-linear 4-bit type with super-blocks (not supported here).
+    /// 256 weights in 8 groups with 6-bit scales, 4-bit indexes into 16 non-linear levels.
     IQ4_XS,
     /// 8-bit integer (not supported here).
     I8,
@@ -153,7 +153,7 @@ const TABLE: &[(GgmlType, u32, &str, usize, usize)] = &[
 
 impl GgmlType {
     /// The types this crate can dequantize and take dot products of.
-    pub const SUPPORTED: [GgmlType; 15] = [
+    pub const SUPPORTED: [GgmlType; 17] = [
         GgmlType::F32,
         GgmlType::F16,
         GgmlType::BF16,
@@ -169,6 +169,8 @@ impl GgmlType {
         GgmlType::Q5_K,
         GgmlType::Q6_K,
         GgmlType::Q8_K,
+        GgmlType::IQ4_NL,
+        GgmlType::IQ4_XS,
     ];
 
     fn row(self) -> &'static (GgmlType, u32, &'static str, usize, usize) {
@@ -233,18 +235,19 @@ impl GgmlType {
     /// The activation format llama.cpp pairs with this weight type in a dot product, or `None`
     /// for types this crate does not support.
     ///
-    /// Q4_0, Q5_0 and Q8_0 take Q8_0; Q4_1 and Q5_1 take Q8_1 (whose stored sum pays for their
-    /// minimum); the K-quants take Q8_K (whose partial sums pay for their sub-block minimums);
-    /// the float types take themselves. The activation types pair with themselves.
+    /// Q4_0, Q5_0, Q8_0 and IQ4_NL take Q8_0; Q4_1 and Q5_1 take Q8_1 (whose stored sum pays
+    /// for their minimum); the K-quants and IQ4_XS take Q8_K (whose partial sums pay for the
+    /// K-quants' sub-block minimums); the float types take themselves. The activation types
+    /// pair with themselves.
     pub fn vec_dot_type(self) -> Option<GgmlType> {
         use GgmlType::*;
         Some(match self {
             F32 => F32,
             F16 => F16,
             BF16 => BF16,
-            Q4_0 | Q5_0 | Q8_0 => Q8_0,
+            Q4_0 | Q5_0 | Q8_0 | IQ4_NL => Q8_0,
             Q4_1 | Q5_1 | Q8_1 => Q8_1,
-            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K => Q8_K,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | Q8_K | IQ4_XS => Q8_K,
             _ => return None,
         })
     }

@@ -14,7 +14,8 @@ The data is deterministic (fixed seed). For every supported ggml type it holds:
 * `weight`: a few blocks of quantized bytes. For types the `gguf` package can quantize
   (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, BF16, F16, F32) they come from its quantizer applied to
   `weight_source` (so our quantize_row must reproduce them byte for byte); for the K-quants
-  they are random bytes with sane f16 scales (some negative).
+  and the i-quants (IQ4_NL, IQ4_XS) they are random bytes with sane f16 scales (some
+  negative).
 * `weight_dequant`: the `gguf` package's dequantization of `weight` (f32, little-endian hex).
   Q8_1 and Q8_K are activation-only formats that `gguf` does not implement; for them the
   bytes and values come from the numpy reference quantizers in this script, written from
@@ -61,17 +62,23 @@ TYPES = [
     ("Q5_K", 512, "Q8_K"),
     ("Q6_K", 512, "Q8_K"),
     ("Q8_K", 512, "Q8_K"),
+    # Appended last, so the random draws of the cases above are unchanged.
+    ("IQ4_NL", 128, "Q8_0"),
+    ("IQ4_XS", 512, "Q8_K"),
 ]
 
 GGUF_QUANTIZES = {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "BF16"}
 
-# Byte offsets of the f16 scale fields inside each K block, and block sizes.
+# Block sizes in bytes and values, and byte offsets of the f16 scale fields inside each
+# block, of the types written as random blocks (the `gguf` package has no quantizer for them).
 K_LAYOUT = {
-    "Q2_K": (84, [80, 82]),
-    "Q3_K": (110, [108]),
-    "Q4_K": (144, [0, 2]),
-    "Q5_K": (176, [0, 2]),
-    "Q6_K": (210, [208]),
+    "Q2_K": (84, QK_K, [80, 82]),
+    "Q3_K": (110, QK_K, [108]),
+    "Q4_K": (144, QK_K, [0, 2]),
+    "Q5_K": (176, QK_K, [0, 2]),
+    "Q6_K": (210, QK_K, [208]),
+    "IQ4_NL": (18, 32, [0]),
+    "IQ4_XS": (136, QK_K, [0]),
 }
 
 
@@ -156,9 +163,9 @@ def dequantize(name, b, n):
 
 
 def random_k_blocks(rng, name, n):
-    size, scale_fields = K_LAYOUT[name]
-    blocks = bytearray(rng.integers(0, 256, size * (n // QK_K), dtype=np.uint8).tobytes())
-    for b in range(n // QK_K):
+    size, values, scale_fields = K_LAYOUT[name]
+    blocks = bytearray(rng.integers(0, 256, size * (n // values), dtype=np.uint8).tobytes())
+    for b in range(n // values):
         for f in scale_fields:
             v = np.float16(rng.uniform(-0.05, 0.05))
             blocks[b * size + f : b * size + f + 2] = v.tobytes()
@@ -302,7 +309,7 @@ def main():
     cases = []
     for name, n, act in TYPES:
         case = {"type": name, "n": n, "act_type": act}
-        if name in ("Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"):
+        if name in K_LAYOUT:
             w = random_k_blocks(rng, name, n)
         else:
             src = rng.normal(0, 1, n).astype(np.float32)
