@@ -6,7 +6,7 @@ use std::arch::x86_64::*;
 
 use super::hsum_i32;
 use crate::kernels::DotFn;
-use crate::quant::{self, GgmlType, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_K_BYTES, QK_K};
+use crate::quant::{GgmlType, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_K_BYTES, QK_K};
 
 /// The dot product for `ty`; the CPU has AVX2.
 pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
@@ -28,42 +28,99 @@ fn check_k(w: &[u8], a: &[u8], n: usize, wb: usize) -> usize {
     nb
 }
 
-/// The integer sums of one Q4_K or Q5_K super-block, given its eight sub-block scales.
-type IsumK4 = unsafe fn(*const u8, *const u8, &[i16; 8]) -> i32;
+/// A Q4_K or Q5_K super-block's eight 6-bit sub-block scales and eight minimums, from its 12
+/// packed bytes (what `quant::scale_min_k4` gives one at a time), in four word operations per
+/// half: bytes 0–3 hold the low six bits of scales 0–3, bytes 4–7 those of minimums 0–3, and
+/// bytes 8–11 the low four bits of scales and minimums 4–7, whose top two bits are the top
+/// two bits of bytes 0–7.
+#[inline(always)]
+fn scales_mins_k4(q: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let word = |i: usize| u32::from_le_bytes([q[4 * i], q[4 * i + 1], q[4 * i + 2], q[4 * i + 3]]);
+    let (a, b, c) = (word(0), word(1), word(2));
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const LOW2: u32 = 0x0303_0303;
+    let scales_hi = (c & LOW4) | (((a >> 6) & LOW2) << 4);
+    let mins_hi = ((c >> 4) & LOW4) | (((b >> 6) & LOW2) << 4);
+    let join = |lo: u32, hi: u32| {
+        let (lo, hi) = (lo.to_le_bytes(), hi.to_le_bytes());
+        [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+    };
+    (join(a & LOW6, scales_hi), join(b & LOW6, mins_hi))
+}
 
-/// Q4_K or Q5_K (`block` bytes per super-block) by Q8_K: the sub-block scales and the
-/// minimums' term per super-block, `isum` the exact integer sums.
-fn dot_k4(w: &[u8], a: &[u8], n: usize, block: usize, isum: IsumK4) -> f32 {
-    let nb = check_k(w, a, n, block);
+/// `Σ_j mins[j] · (bsums[2j] + bsums[2j+1])`: the minimums' term of one super-block, exact,
+/// from the activations' 16 partial sums at `bsums`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mins_term(mins: &[u8; 8], bsums: *const u8) -> i32 {
+    // SAFETY: `mins` is 8 bytes; the caller points `bsums` at the 32 bytes of 16 i16 sums.
+    let (m, b) = unsafe {
+        (
+            _mm_loadl_epi64(mins.as_ptr().cast()),
+            _mm256_loadu_si256(bsums.cast()),
+        )
+    };
+    // Each minimum twice, as 16 i16 lanes beside the 16 sums.
+    let m = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m));
+    hsum_i32(_mm256_madd_epi16(m, b))
+}
+
+/// An f16 at `p` as f32 (exactly, as `half` converts).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: the caller points `p` at two readable bytes.
+    let bits = unsafe { u16::from_le_bytes([p.read(), p.add(1).read()]) };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+}
+
+/// Q4_K, or with `FIVE` Q5_K, by Q8_K over `nb` super-blocks: per super-block the exact
+/// integer sums and minimums' term, then the scalar reference's float expression, in its
+/// order, so the result is the reference's bit for bit.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_k4_avx2<const FIVE: bool>(w: *const u8, a: *const u8, nb: usize) -> f32 {
+    let block = if FIVE { Q5_K_BYTES } else { Q4_K_BYTES };
     let mut total = -0.0f32;
-    for (wb, ab) in w.chunks_exact(block).zip(a.chunks_exact(Q8_K_BYTES)) {
-        let scales: &[u8; 12] = wb[4..16].try_into().expect("12 scale bytes");
-        let (mut sc, mut mins) = ([0i16; 8], 0i32);
-        for (j, s) in sc.iter_mut().enumerate() {
-            let (scale, min) = quant::scale_min_k4(scales, j);
-            *s = i16::from(scale);
-            let bsum = |k: usize| i32::from(i16::from_le_bytes([ab[260 + 2 * k], ab[261 + 2 * k]]));
-            mins += i32::from(min) * (bsum(2 * j) + bsum(2 * j + 1));
+    for i in 0..nb {
+        // SAFETY: super-block `i < nb` of each row is in bounds (checked by the caller): the
+        // weights' d, dmin and 12 scale bytes at 0..16, the activations' f32 scale at 0 and
+        // partial sums at 260..292.
+        unsafe {
+            let (wb, ab) = (w.add(i * block), a.add(i * Q8_K_BYTES));
+            let (sc8, mins) = scales_mins_k4(std::slice::from_raw_parts(wb.add(4), 12));
+            let sc = sc8.map(i16::from);
+            let mins = mins_term(&mins, ab.add(260));
+            let sum = if FIVE {
+                isum_q5_k_avx2(wb, ab, &sc)
+            } else {
+                isum_q4_k_avx2(wb, ab, &sc)
+            };
+            let ad = f32::from_le_bytes([
+                ab.read(),
+                ab.add(1).read(),
+                ab.add(2).read(),
+                ab.add(3).read(),
+            ]);
+            let (d, dmin) = (f16_at(wb), f16_at(wb.add(2)));
+            // The scalar reference's expression and summation order, so results are identical.
+            total += ad * d * sum as f32 - ad * dmin * mins as f32;
         }
-        // SAFETY: `dot_fn` hands this out only when AVX2/FMA/F16C are present; the block
-        // slices have the bytes of one super-block of each type, as the kernels read.
-        let sum = unsafe { isum(wb.as_ptr(), ab.as_ptr(), &sc) };
-        let ad = f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]]);
-        let d = half::f16::from_le_bytes([wb[0], wb[1]]).to_f32();
-        let dmin = half::f16::from_le_bytes([wb[2], wb[3]]).to_f32();
-        // The scalar reference's expression and summation order, so results are identical.
-        total += ad * d * sum as f32 - ad * dmin * mins as f32;
     }
-    debug_assert_eq!(nb, w.len() / block);
     total
 }
 
 fn dot_q4_k(w: &[u8], a: &[u8], n: usize) -> f32 {
-    dot_k4(w, a, n, Q4_K_BYTES, isum_q4_k_avx2)
+    let nb = check_k(w, a, n, Q4_K_BYTES);
+    // SAFETY: `dot_fn` hands this out only when AVX2/FMA/F16C are present; `check_k` proved
+    // both rows hold `nb` whole super-blocks.
+    unsafe { dot_k4_avx2::<false>(w.as_ptr(), a.as_ptr(), nb) }
 }
 
 fn dot_q5_k(w: &[u8], a: &[u8], n: usize) -> f32 {
-    dot_k4(w, a, n, Q5_K_BYTES, isum_q5_k_avx2)
+    let nb = check_k(w, a, n, Q5_K_BYTES);
+    // SAFETY: as in `dot_q4_k`.
+    unsafe { dot_k4_avx2::<true>(w.as_ptr(), a.as_ptr(), nb) }
 }
 
 fn dot_q6_k(w: &[u8], a: &[u8], n: usize) -> f32 {
@@ -81,6 +138,7 @@ fn dot_q6_k(w: &[u8], a: &[u8], n: usize) -> f32 {
 }
 
 /// `Σ_j sc[j] · Σ q·a` over the 8 sub-blocks of one Q4_K block (exact integers).
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn isum_q4_k_avx2(w: *const u8, a: *const u8, sc: &[i16; 8]) -> i32 {
     let mask = _mm256_set1_epi8(0x0F);
@@ -108,6 +166,7 @@ unsafe fn isum_q4_k_avx2(w: *const u8, a: *const u8, sc: &[i16; 8]) -> i32 {
 
 /// `Σ_j sc[j] · Σ q·a` over the 8 sub-blocks of one Q5_K block (exact integers): the low
 /// nibbles as in Q4_K, each sub-block's fifth bit (bit `j` of the 32 `qh` bytes) moved to bit 4.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn isum_q5_k_avx2(w: *const u8, a: *const u8, sc: &[i16; 8]) -> i32 {
     let mask = _mm256_set1_epi8(0x0F);
@@ -183,4 +242,28 @@ unsafe fn isum_q6_k_avx2(w: *const u8, a: *const u8) -> i32 {
         }
     }
     hsum_i32(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn packed_scales_and_minimums_decode_as_the_reference_does() {
+        let mut x = 0x1234_5678u32;
+        for _ in 0..200 {
+            let q: [u8; 12] = std::array::from_fn(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            });
+            let (scales, mins) = super::scales_mins_k4(&q);
+            for j in 0..8 {
+                assert_eq!(
+                    (scales[j], mins[j]),
+                    crate::quant::scale_min_k4(&q, j),
+                    "{q:?} {j}"
+                );
+            }
+        }
+    }
 }
