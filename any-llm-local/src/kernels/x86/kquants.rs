@@ -125,15 +125,29 @@ fn dot_q5_k(w: &[u8], a: &[u8], n: usize) -> f32 {
 
 fn dot_q6_k(w: &[u8], a: &[u8], n: usize) -> f32 {
     let nb = check_k(w, a, n, Q6_K_BYTES);
+    // SAFETY: as in `dot_q4_k`; blocks of 210 and 292 bytes.
+    unsafe { dot_q6_k_avx2(w.as_ptr(), a.as_ptr(), nb) }
+}
+
+/// Q6_K by Q8_K over `nb` super-blocks, the scalar reference's float expression and order.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q6_k_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
     let mut total = -0.0f32;
-    for (wb, ab) in w.chunks_exact(Q6_K_BYTES).zip(a.chunks_exact(Q8_K_BYTES)) {
-        // SAFETY: as in `dot_q4_k`; blocks of 210 and 292 bytes.
-        let sum = unsafe { isum_q6_k_avx2(wb.as_ptr(), ab.as_ptr()) };
-        let ad = f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]]);
-        let d = half::f16::from_le_bytes([wb[208], wb[209]]).to_f32();
-        total += ad * d * sum as f32;
+    for i in 0..nb {
+        // SAFETY: super-block `i < nb` of each row is in bounds (checked by the caller); the
+        // weights' f16 scale at 208, the activations' f32 scale at 0.
+        unsafe {
+            let (wb, ab) = (w.add(i * Q6_K_BYTES), a.add(i * Q8_K_BYTES));
+            let sum = isum_q6_k_avx2(wb, ab);
+            let ad = f32::from_le_bytes([
+                ab.read(),
+                ab.add(1).read(),
+                ab.add(2).read(),
+                ab.add(3).read(),
+            ]);
+            total += ad * f16_at(wb.add(208)) * sum as f32;
+        }
     }
-    debug_assert_eq!(nb, w.len() / Q6_K_BYTES);
     total
 }
 
@@ -204,6 +218,7 @@ unsafe fn isum_q5_k_avx2(w: *const u8, a: *const u8, sc: &[i16; 8]) -> i32 {
 }
 
 /// `Σ_j scale[j] · Σ q·a` over the 16 sub-blocks of one Q6_K block (exact integers).
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn isum_q6_k_avx2(w: *const u8, a: *const u8) -> i32 {
     let mask4 = _mm256_set1_epi8(0x0F);
