@@ -185,6 +185,46 @@ fn i_quant_dot_paths_match_the_scalar_reference() {
 }
 
 #[test]
+fn k_quant_tiles_match_the_single_dot_bit_for_bit() {
+    for (ty, scale_at) in [
+        (GgmlType::Q4_K, &[0, 2][..]),
+        (GgmlType::Q5_K, &[0, 2][..]),
+        (GgmlType::Q6_K, &[208][..]),
+    ] {
+        let Some(tile) = tile_fn(ty) else { continue };
+        let n = 768;
+        let act_ty = ty.vec_dot_type().expect("pairs");
+        let (wb, ab) = (
+            ty.row_size(n).expect("whole blocks"),
+            act_ty.row_size(n).expect("whole blocks"),
+        );
+        let w: Vec<u8> = (0..TILE_ROWS as u32)
+            .flat_map(|r| random_blocks(ty, n, 30 + r, scale_at))
+            .collect();
+        let mut a = vec![0; TILE_TOKENS * ab];
+        for (t, row) in a.chunks_exact_mut(ab).enumerate() {
+            quantize_activations(act_ty, &values(n, 60 + t as u32, 3.0), row);
+        }
+        let mut out = [0.0; TILE_ROWS * TILE_TOKENS];
+        tile(&w, &a, n, &mut out);
+        for r in 0..TILE_ROWS {
+            for t in 0..TILE_TOKENS {
+                let (wr, ar) = (&w[r * wb..][..wb], &a[t * ab..][..ab]);
+                let single = dot_fn(ty)(wr, ar, n);
+                let reference = scalar_dot_fn(ty)(wr, ar, n);
+                let got = out[r * TILE_TOKENS + t];
+                assert_eq!(got.to_bits(), single.to_bits(), "{ty:?} row {r} token {t}");
+                assert_eq!(
+                    got.to_bits(),
+                    reference.to_bits(),
+                    "{ty:?} row {r} token {t}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn activation_quantization_matches_the_reference_off_ties() {
     // Away from exact ties the kernel quantizer and the portable reference agree byte for
     // byte; on ties the kernel rounds to even.

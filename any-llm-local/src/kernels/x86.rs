@@ -154,7 +154,7 @@ pub(super) fn tile_fn(ty: GgmlType) -> Option<TileFn> {
     if !has_avx2() {
         return None;
     }
-    legacy::tile_fn(ty, has_vnni())
+    legacy::tile_fn(ty, has_vnni()).or_else(|| kquants::tile_fn(ty))
 }
 
 /// The fastest x86 several-rows-by-one-token kernel for `ty`, where there is one.

@@ -4,8 +4,8 @@
 
 use std::arch::x86_64::*;
 
-use super::hsum_i32;
-use crate::kernels::DotFn;
+use super::{Tile, hsum_i32};
+use crate::kernels::{DotFn, TILE_ROWS, TILE_TOKENS, TileFn};
 use crate::quant::{GgmlType, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_K_BYTES, QK_K};
 
 /// The dot product for `ty`; the CPU has AVX2.
@@ -14,6 +14,16 @@ pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
         GgmlType::Q4_K => Some(dot_q4_k),
         GgmlType::Q5_K => Some(dot_q5_k),
         GgmlType::Q6_K => Some(dot_q6_k),
+        _ => None,
+    }
+}
+
+/// The tiled dot product for `ty`; the CPU has AVX2.
+pub(super) fn tile_fn(ty: GgmlType) -> Option<TileFn> {
+    match ty {
+        GgmlType::Q4_K => Some(tile_q4_k),
+        GgmlType::Q5_K => Some(tile_q5_k),
+        GgmlType::Q6_K => Some(tile_q6_k),
         _ => None,
     }
 }
@@ -108,6 +118,114 @@ unsafe fn dot_k4_avx2<const FIVE: bool>(w: *const u8, a: *const u8, nb: usize) -
         }
     }
     total
+}
+
+/// Super-blocks of `n` values in a tile's weight rows and activation rows (`wb` bytes per
+/// weight super-block), after checking the slices hold exactly that many.
+fn check_k_tile(w: &[u8], a: &[u8], n: usize, wb: usize) -> usize {
+    let nb = n / QK_K;
+    assert!(
+        n.is_multiple_of(QK_K)
+            && w.len() == TILE_ROWS * nb * wb
+            && a.len() == TILE_TOKENS * nb * Q8_K_BYTES,
+        "tile sizes do not match n = {n}"
+    );
+    nb
+}
+
+/// [`dot_k4_avx2`] for a tile of rows by tokens: each super-block's scales and minimums are
+/// decoded once per row and its quants unpacked once per row for all the tile's tokens; every
+/// output's floats are [`dot_k4_avx2`]'s, in its order.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_k4_avx2<const FIVE: bool>(w: *const u8, a: *const u8, nb: usize, out: &mut Tile) {
+    let block = if FIVE { Q5_K_BYTES } else { Q4_K_BYTES };
+    let mut total = [-0.0f32; TILE_ROWS * TILE_TOKENS];
+    for b in 0..nb {
+        // SAFETY: super-block `b < nb` of each of the tile's rows (`nb` super-blocks each) is
+        // in bounds (checked by the caller); offsets as in `dot_k4_avx2`.
+        unsafe {
+            let wbs: [*const u8; TILE_ROWS] = std::array::from_fn(|r| w.add((r * nb + b) * block));
+            let abs: [*const u8; TILE_TOKENS] =
+                std::array::from_fn(|t| a.add((t * nb + b) * Q8_K_BYTES));
+            let mut sc = [[0i16; 8]; TILE_ROWS];
+            let mut mins = [[0i32; TILE_TOKENS]; TILE_ROWS];
+            for r in 0..TILE_ROWS {
+                let (sc8, mn) = scales_mins_k4(std::slice::from_raw_parts(wbs[r].add(4), 12));
+                sc[r] = sc8.map(i16::from);
+                for t in 0..TILE_TOKENS {
+                    mins[r][t] = mins_term(&mn, abs[t].add(260));
+                }
+            }
+            let sums = isum_tile_k4::<FIVE>(wbs, abs, &sc);
+            for r in 0..TILE_ROWS {
+                let (d, dmin) = (f16_at(wbs[r]), f16_at(wbs[r].add(2)));
+                for t in 0..TILE_TOKENS {
+                    let p = abs[t];
+                    let ad = f32::from_le_bytes([
+                        p.read(),
+                        p.add(1).read(),
+                        p.add(2).read(),
+                        p.add(3).read(),
+                    ]);
+                    total[r * TILE_TOKENS + t] +=
+                        ad * d * sums[r][t] as f32 - ad * dmin * mins[r][t] as f32;
+                }
+            }
+        }
+    }
+    *out = total;
+}
+
+fn tile_k4<const FIVE: bool>(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
+    let block = if FIVE { Q5_K_BYTES } else { Q4_K_BYTES };
+    let nb = check_k_tile(w, a, n, block);
+    // SAFETY: `tile_fn` hands this out only when AVX2/FMA/F16C are present; `check_k_tile`
+    // proved the slices hold the tile's rows of `nb` whole super-blocks.
+    unsafe { tile_k4_avx2::<FIVE>(w.as_ptr(), a.as_ptr(), nb, out) }
+}
+
+fn tile_q4_k(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
+    tile_k4::<false>(w, a, n, out);
+}
+
+fn tile_q5_k(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
+    tile_k4::<true>(w, a, n, out);
+}
+
+fn tile_q6_k(w: &[u8], a: &[u8], n: usize, out: &mut Tile) {
+    let nb = check_k_tile(w, a, n, Q6_K_BYTES);
+    // SAFETY: as in `tile_k4`; blocks of 210 and 292 bytes.
+    unsafe { tile_q6_k_avx2(w.as_ptr(), a.as_ptr(), nb, out) }
+}
+
+/// [`dot_q6_k_avx2`] for a tile of rows by tokens.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_q6_k_avx2(w: *const u8, a: *const u8, nb: usize, out: &mut Tile) {
+    let mut total = [-0.0f32; TILE_ROWS * TILE_TOKENS];
+    for b in 0..nb {
+        // SAFETY: as in `tile_k4_avx2`; the f16 scale at 208.
+        unsafe {
+            let wbs: [*const u8; TILE_ROWS] =
+                std::array::from_fn(|r| w.add((r * nb + b) * Q6_K_BYTES));
+            let abs: [*const u8; TILE_TOKENS] =
+                std::array::from_fn(|t| a.add((t * nb + b) * Q8_K_BYTES));
+            let sums = isum_tile_q6_k(wbs, abs);
+            for r in 0..TILE_ROWS {
+                let d = f16_at(wbs[r].add(208));
+                for t in 0..TILE_TOKENS {
+                    let p = abs[t];
+                    let ad = f32::from_le_bytes([
+                        p.read(),
+                        p.add(1).read(),
+                        p.add(2).read(),
+                        p.add(3).read(),
+                    ]);
+                    total[r * TILE_TOKENS + t] += ad * d * sums[r][t] as f32;
+                }
+            }
+        }
+    }
+    *out = total;
 }
 
 fn dot_q4_k(w: &[u8], a: &[u8], n: usize) -> f32 {
@@ -257,6 +375,136 @@ unsafe fn isum_q6_k_avx2(w: *const u8, a: *const u8) -> i32 {
         }
     }
     hsum_i32(acc)
+}
+
+/// [`isum_q4_k_avx2`] (or, with `FIVE`, [`isum_q5_k_avx2`]) for every (row, token) of a tile:
+/// each row's quants are unpacked once for all the tokens, each token's activations loaded
+/// once for all the rows.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn isum_tile_k4<const FIVE: bool>(
+    w: [*const u8; TILE_ROWS],
+    a: [*const u8; TILE_TOKENS],
+    sc: &[[i16; 8]; TILE_ROWS],
+) -> [[i32; TILE_TOKENS]; TILE_ROWS] {
+    let mask = _mm256_set1_epi8(0x0F);
+    let one = _mm256_set1_epi8(1);
+    let quants = if FIVE { 48 } else { 16 };
+    let mut acc = [[_mm256_setzero_si256(); TILE_TOKENS]; TILE_ROWS];
+    for j in 0..4 {
+        let mut lo = [_mm256_setzero_si256(); TILE_ROWS];
+        let mut hi = [_mm256_setzero_si256(); TILE_ROWS];
+        for r in 0..TILE_ROWS {
+            // SAFETY: quants at 16 + 32j (Q4_K, within 144) or 48 + 32j (Q5_K, within 176),
+            // 32 bytes; Q5_K's `qh` is the 32 bytes at 16.
+            unsafe {
+                let q = _mm256_loadu_si256(w[r].add(quants + 32 * j).cast());
+                lo[r] = _mm256_and_si256(q, mask);
+                hi[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+                if FIVE {
+                    let qh = _mm256_loadu_si256(w[r].add(16).cast());
+                    let fifth = |bit: i32| {
+                        let b = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(bit)), one);
+                        _mm256_slli_epi16(b, 4)
+                    };
+                    lo[r] = _mm256_or_si256(lo[r], fifth(2 * j as i32));
+                    hi[r] = _mm256_or_si256(hi[r], fifth(2 * j as i32 + 1));
+                }
+            }
+        }
+        for t in 0..TILE_TOKENS {
+            // SAFETY: activations at 4 + 64j (64 bytes, within 292).
+            let (a_lo, a_hi) = unsafe {
+                (
+                    _mm256_loadu_si256(a[t].add(4 + 64 * j).cast()),
+                    _mm256_loadu_si256(a[t].add(36 + 64 * j).cast()),
+                )
+            };
+            for r in 0..TILE_ROWS {
+                let p_lo = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(lo[r], a_lo),
+                    _mm256_set1_epi16(sc[r][2 * j]),
+                );
+                let p_hi = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(hi[r], a_hi),
+                    _mm256_set1_epi16(sc[r][2 * j + 1]),
+                );
+                acc[r][t] = _mm256_add_epi32(acc[r][t], _mm256_add_epi32(p_lo, p_hi));
+            }
+        }
+    }
+    let mut sums = [[0; TILE_TOKENS]; TILE_ROWS];
+    for (sr, ar) in sums.iter_mut().zip(&acc) {
+        for (s, a) in sr.iter_mut().zip(ar) {
+            *s = hsum_i32(*a);
+        }
+    }
+    sums
+}
+
+/// [`isum_q6_k_avx2`] for every (row, token) of a tile: each row's quants and scales are
+/// unpacked once for all the tokens.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn isum_tile_q6_k(
+    w: [*const u8; TILE_ROWS],
+    a: [*const u8; TILE_TOKENS],
+) -> [[i32; TILE_TOKENS]; TILE_ROWS] {
+    let mask4 = _mm256_set1_epi8(0x0F);
+    let mask2 = _mm256_set1_epi8(0x03);
+    let m32 = _mm256_set1_epi8(32);
+    let mut acc = [[_mm256_setzero_si256(); TILE_TOKENS]; TILE_ROWS];
+    for h in 0..2 {
+        for j in 0..4 {
+            let mut q = [_mm256_setzero_si256(); TILE_ROWS];
+            let mut scales = [_mm256_setzero_si256(); TILE_ROWS];
+            for r in 0..TILE_ROWS {
+                // SAFETY: ql at h·64 + (j % 2)·32 (32 bytes, within 128), qh at 128 + h·32
+                // (within 192), scales at 192 + h·8 + 2j (2 bytes, within 208).
+                unsafe {
+                    let ql = _mm256_loadu_si256(w[r].add(h * 64 + (j % 2) * 32).cast());
+                    let qh = _mm256_loadu_si256(w[r].add(128 + h * 32).cast());
+                    let low = _mm256_and_si256(
+                        if j / 2 == 1 {
+                            _mm256_srli_epi16(ql, 4)
+                        } else {
+                            ql
+                        },
+                        mask4,
+                    );
+                    let high = _mm256_and_si256(
+                        _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32)),
+                        mask2,
+                    );
+                    q[r] = _mm256_sub_epi8(_mm256_or_si256(low, _mm256_slli_epi16(high, 4)), m32);
+                    let s = w[r].add(192 + h * 8 + 2 * j).cast::<i8>();
+                    let (s0, s1) = (i16::from(s.read()), i16::from(s.add(1).read()));
+                    scales[r] = _mm256_setr_epi16(
+                        s0, s0, s0, s0, s0, s0, s0, s0, s1, s1, s1, s1, s1, s1, s1, s1,
+                    );
+                }
+            }
+            for t in 0..TILE_TOKENS {
+                // SAFETY: activations at 4 + h·128 + 32j (32 bytes, within 292).
+                let y = unsafe { _mm256_loadu_si256(a[t].add(4 + h * 128 + 32 * j).cast()) };
+                for r in 0..TILE_ROWS {
+                    // Signed by signed: move q's sign onto y, as `dot_i8` does.
+                    let pairs = _mm256_maddubs_epi16(
+                        _mm256_sign_epi8(q[r], q[r]),
+                        _mm256_sign_epi8(y, q[r]),
+                    );
+                    acc[r][t] = _mm256_add_epi32(acc[r][t], _mm256_madd_epi16(pairs, scales[r]));
+                }
+            }
+        }
+    }
+    let mut sums = [[0; TILE_TOKENS]; TILE_ROWS];
+    for (sr, ar) in sums.iter_mut().zip(&acc) {
+        for (s, a) in sr.iter_mut().zip(ar) {
+            *s = hsum_i32(*a);
+        }
+    }
+    sums
 }
 
 #[cfg(test)]
