@@ -151,6 +151,8 @@ pub(crate) fn quantize_activations(ty: GgmlType, x: &[f32], out: &mut [u8]) {
     match ty {
         GgmlType::Q8_0 => quantize_q8(x, out, false),
         GgmlType::Q8_1 => quantize_q8(x, out, true),
+        #[cfg(target_arch = "x86_64")]
+        GgmlType::Q8_K if x86::quantize_q8_k(x, out) => {}
         _ => quant::quantize_row(ty, x, out).expect("activation sizes match the weight"),
     }
 }

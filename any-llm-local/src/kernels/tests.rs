@@ -264,6 +264,36 @@ fn vector_activation_quantization_matches_the_portable_one_byte_for_byte() {
 }
 
 #[test]
+fn q8_k_activation_quantization_matches_the_reference_byte_for_byte() {
+    let mut x = values(256 * 8, 13, 4.0);
+    // A zero block; a block of exact ties; a block whose extreme is negative and repeated with
+    // both signs (the first one sets the scale); a block with a NaN and an infinity.
+    x[..256].fill(0.0);
+    for (i, v) in x[256..512].iter_mut().enumerate() {
+        *v = if i == 0 {
+            127.0
+        } else {
+            i as f32 % 64.0 - 31.5
+        };
+    }
+    x[600] = -9.0;
+    x[700] = 9.0;
+    x[1000] = f32::NAN;
+    x[1300] = f32::INFINITY;
+    let size = GgmlType::Q8_K.row_size(x.len()).expect("whole blocks");
+    let (mut fast, mut reference) = (vec![0u8; size], vec![0u8; size]);
+    quantize_activations(GgmlType::Q8_K, &x, &mut fast);
+    quant::quantize_row(GgmlType::Q8_K, &x, &mut reference).expect("quantizes");
+    for (b, (f, r)) in fast
+        .chunks(crate::quant::Q8_K_BYTES)
+        .zip(reference.chunks(crate::quant::Q8_K_BYTES))
+        .enumerate()
+    {
+        assert_eq!(f, r, "block {b}");
+    }
+}
+
+#[test]
 fn vector_exp_and_swiglu_match_the_scalar_ones() {
     let mut x: Vec<f32> = values(1000, 9, 30.0);
     x.extend([

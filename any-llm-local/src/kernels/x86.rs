@@ -19,7 +19,7 @@ use super::{
     DotFn, EXP_C1, EXP_C2, EXP_C3, EXP_C4, EXP_C5, EXP_LN2_HI, EXP_LN2_LO, EXP_LOG2E, EXP_SHIFT,
     RowsFn, TILE_ROWS, TILE_TOKENS, TileFn,
 };
-use crate::quant::{GgmlType, Q8_0_BYTES, Q8_1_BYTES, QK};
+use crate::quant::{GgmlType, Q8_0_BYTES, Q8_1_BYTES, Q8_K_BYTES, QK, QK_K};
 
 mod attention;
 mod iquants;
@@ -76,6 +76,23 @@ pub(super) fn quantize_q8(x: &[f32], out: &mut [u8], with_sum: bool) -> bool {
     }
     // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
     unsafe { quantize_q8_avx2(x, out, with_sum) };
+    true
+}
+
+/// Q8_K activations (the K-quants' and IQ4_XS's) with AVX2, byte for byte the scalar
+/// reference's; `false` (nothing done) where the CPU has no AVX2.
+pub(super) fn quantize_q8_k(x: &[f32], out: &mut [u8]) -> bool {
+    if !has_avx2() {
+        return false;
+    }
+    assert!(
+        x.len().is_multiple_of(QK_K) && out.len() == x.len() / QK_K * Q8_K_BYTES,
+        "activation sizes do not match"
+    );
+    for (xb, ob) in x.chunks_exact(QK_K).zip(out.chunks_exact_mut(Q8_K_BYTES)) {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked above); the chunks are one block.
+        unsafe { kquants::quantize_q8_k_block(xb, ob) };
+    }
     true
 }
 

@@ -507,6 +507,63 @@ unsafe fn isum_tile_q6_k(
     sums
 }
 
+/// One Q8_K block of 256 activations: the value of largest magnitude (the first, on a tie)
+/// sets the scale `-127 / max`, each value rounds to the nearest integer (ties to even) and
+/// is capped at 127, and each 16 values' sum is kept: the scalar reference's operations, so
+/// its bytes.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn quantize_q8_k_block(x: &[f32], out: &mut [u8]) {
+    debug_assert!(x.len() == QK_K && out.len() == Q8_K_BYTES);
+    let sign = _mm256_set1_ps(-0.0);
+    // The largest magnitude; `max_ps(v, m)` keeps `m` when `v` is NaN, as the scalar `>` does.
+    let mut amax = _mm256_setzero_ps();
+    for i in (0..QK_K).step_by(8) {
+        // SAFETY: `i + 8 <= 256` values.
+        let v = unsafe { _mm256_loadu_ps(x.as_ptr().add(i)) };
+        amax = _mm256_max_ps(_mm256_andnot_ps(sign, v), amax);
+    }
+    let amax = {
+        let m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)))
+    };
+    if amax == 0.0 {
+        out.fill(0);
+        return;
+    }
+    let max = x
+        .iter()
+        .copied()
+        .find(|v| v.abs() == amax)
+        .expect("the largest magnitude is one of the values");
+    let iscale = -127.0 / max;
+    let scale = _mm256_set1_ps(iscale);
+    let cap = _mm256_set1_ps(127.0);
+    let mut q = [0i32; QK_K];
+    for i in (0..QK_K).step_by(8) {
+        // SAFETY: `i + 8 <= 256` values and quants.
+        unsafe {
+            let v = _mm256_mul_ps(scale, _mm256_loadu_ps(x.as_ptr().add(i)));
+            let r = _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            // `min_ps(r, cap)` gives `cap` for a NaN, as the scalar `f32::min` does.
+            let r = _mm256_min_ps(r, cap);
+            _mm256_storeu_si256(q.as_mut_ptr().add(i).cast(), _mm256_cvttps_epi32(r));
+        }
+    }
+    out[..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
+    for (o, &v) in out[4..4 + QK_K].iter_mut().zip(&q) {
+        // As `f32 as i8` saturates (the rounded values are within -127..=127, or a cap).
+        *o = v.clamp(-128, 127) as i8 as u8;
+    }
+    for (j, sum) in out[4 + QK_K..].chunks_exact_mut(2).enumerate() {
+        let s: i32 = q[16 * j..16 * j + 16]
+            .iter()
+            .map(|&v| v.clamp(-128, 127))
+            .sum();
+        sum.copy_from_slice(&(s as i16).to_le_bytes());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
