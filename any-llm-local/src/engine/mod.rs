@@ -761,13 +761,7 @@ impl tower::Service<EmbedRequest> for LocalModel {
             let tokens: usize = seqs.iter().map(Vec::len).sum();
             let mut embeddings = this.ask(|reply| Job::Embed { seqs, reply }).await?;
             if let Some(d) = req.dimensions {
-                for e in &mut embeddings {
-                    e.truncate(d as usize);
-                    let norm = e.iter().map(|v| v * v).sum::<f32>().sqrt();
-                    if norm > 0.0 {
-                        e.iter_mut().for_each(|v| *v /= norm);
-                    }
-                }
+                truncate_dimensions(&mut embeddings, d as usize);
             }
             Ok(EmbedResponse {
                 embeddings,
@@ -779,6 +773,18 @@ impl tower::Service<EmbedRequest> for LocalModel {
                 }),
             })
         })
+    }
+}
+
+/// Keeps the first `d` dimensions of each vector and makes it unit length again (what an
+/// embeddings request's `dimensions` asks for).
+pub(crate) fn truncate_dimensions(embeddings: &mut [Vec<f32>], d: usize) {
+    for e in embeddings {
+        e.truncate(d);
+        let norm = e.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            e.iter_mut().for_each(|v| *v /= norm);
+        }
     }
 }
 
