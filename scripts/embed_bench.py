@@ -16,7 +16,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--texts", required=True)
-    ap.add_argument("--seconds", type=float, default=20.0, help="time per batch size, at least")
+    ap.add_argument("--seconds", type=float, default=15.0, help="time per batch size, at least")
     args = ap.parse_args()
 
     import torch

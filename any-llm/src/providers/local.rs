@@ -3,7 +3,8 @@
 //!
 //! `local` and `local:default` are the embedded default model (or the file `ANY_MODEL`
 //! names, as [`crate::local::default_model`] says); `local:/path/to/model.gguf` is that
-//! file. Opening is lazy: [`LocalChat`] is created at once, and the model is loaded (and
+//! file. Embeddings come from a sentence encoder ([`LocalEmbed`]; [`EmbedSource`] says which
+//! names mean what). Opening is lazy: [`LocalChat`] is created at once, and the model is loaded (and
 //! the default model downloaded, the first time) on the first request, off the async
 //! threads; later services and requests reuse the same [`LocalModel`].
 
@@ -19,6 +20,9 @@ use tokio::sync::OnceCell;
 use tower::ServiceExt;
 
 use crate::local::LocalModel;
+
+mod embed;
+pub use embed::{EmbedSource, LocalEmbed};
 
 /// Which file a local service runs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
