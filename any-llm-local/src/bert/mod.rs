@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 use std::task::{Context, Poll};
 
-use any_core::{EmbedRequest, EmbedResponse, Error, Result, Usage};
+use any_core::{EmbedRequest, EmbedResponse, Error, Result};
 use tokio::sync::oneshot;
 
 pub use config::{BertConfig, Pooling};
@@ -275,19 +275,13 @@ impl tower::Service<EmbedRequest> for SentenceEncoder {
         Box::pin(async move {
             let seqs = this.tokenize(&req.inputs)?;
             let tokens: usize = seqs.iter().map(Vec::len).sum();
-            let mut embeddings = this.run(seqs).await?;
-            if let Some(d) = req.dimensions {
-                crate::engine::truncate_dimensions(&mut embeddings, d as usize);
-            }
-            Ok(EmbedResponse {
+            let embeddings = this.run(seqs).await?;
+            Ok(crate::engine::embed_response(
                 embeddings,
-                model: Some(this.inner.info.name.clone()),
-                usage: Some(Usage {
-                    prompt_tokens: u32::try_from(tokens).unwrap_or(u32::MAX),
-                    completion_tokens: 0,
-                    cached_prompt_tokens: None,
-                }),
-            })
+                req.dimensions,
+                &this.inner.info.name,
+                tokens,
+            ))
         })
     }
 }

