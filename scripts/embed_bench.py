@@ -3,7 +3,7 @@
 The texts are the user and assistant turns of examples/memory-chat/data/recall.jsonl (what
 the memory example embeds), the same texts `cargo bench -p any-llm-local --bench embed`
 times our encoder on. torch uses as many threads as the machine has cores, as our encoder
-does. Run through scripts/embed-reference --bench.
+does, unless --threads says otherwise (ANY_BENCH_THREADS through scripts/embed-reference). Run through scripts/embed-reference --bench.
 """
 
 import argparse
@@ -17,12 +17,13 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--texts", required=True)
     ap.add_argument("--seconds", type=float, default=15.0, help="time per batch size, at least")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
 
     import torch
     from sentence_transformers import SentenceTransformer
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     rows = [json.loads(line) for line in open(args.texts)]
     texts = [r["text"] for r in rows if r["kind"] == "turn"]
     model = SentenceTransformer(args.model, device="cpu")
