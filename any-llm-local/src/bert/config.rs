@@ -149,15 +149,29 @@ fn pipeline(dir: &Path) -> Result<(Pooling, bool)> {
             "Pooling" => {
                 let path = m["path"].as_str().unwrap_or("1_Pooling");
                 let config = read_json(dir, &format!("{path}/config.json"))?.unwrap_or_default();
-                let on = |k: &str| config[k].as_bool().unwrap_or(false);
-                pooling = if on("pooling_mode_cls_token") {
-                    Pooling::Cls
-                } else if on("pooling_mode_mean_tokens") || config.is_null() {
-                    Pooling::Mean
-                } else {
-                    return Err(Error::model(format!(
-                        "{path}/config.json: expected mean or CLS pooling, found {config}"
-                    )));
+                // Several modes at once are concatenated by sentence-transformers: only one
+                // of mean and CLS is implemented.
+                let modes: Vec<&str> = config
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, v)| k.starts_with("pooling_mode_") && v.as_bool() == Some(true))
+                    .map(|(k, _)| k.as_str())
+                    .collect();
+                pooling = match modes[..] {
+                    [] if config.is_null() => Pooling::Mean,
+                    ["pooling_mode_mean_tokens"] => Pooling::Mean,
+                    ["pooling_mode_cls_token"] => Pooling::Cls,
+                    _ => {
+                        return Err(Error::model(format!(
+                            "{path}/config.json: expected mean or CLS pooling alone, found {}",
+                            if modes.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                modes.join(" and ")
+                            }
+                        )));
+                    }
                 };
             }
             _ => {
@@ -169,4 +183,80 @@ fn pipeline(dir: &Path) -> Result<(Pooling, bool)> {
         }
     }
     Ok((pooling, normalize))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn folder(files: &[(&str, &str)]) -> PathBuf {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("any-bert-config-{}-{n}", std::process::id()));
+        for (name, text) in files {
+            let path = dir.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        dir
+    }
+
+    const CONFIG: &str = r#"{"model_type": "bert", "hidden_act": "gelu", "hidden_size": 8,
+        "num_attention_heads": 2, "num_hidden_layers": 1, "intermediate_size": 16,
+        "vocab_size": 10, "max_position_embeddings": 16, "type_vocab_size": 2}"#;
+    const MODULES: &str = r#"[{"path": "", "type": "sentence_transformers.models.Transformer"},
+        {"path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]"#;
+
+    #[test]
+    fn reads_the_shape_and_the_pipeline() {
+        let dir = folder(&[
+            ("config.json", CONFIG),
+            ("sentence_bert_config.json", r#"{"max_seq_length": 12}"#),
+            ("modules.json", MODULES),
+            (
+                "1_Pooling/config.json",
+                r#"{"pooling_mode_cls_token": true}"#,
+            ),
+        ]);
+        let c = BertConfig::from_dir(&dir).unwrap();
+        assert_eq!((c.hidden, c.head_dim(), c.max_tokens), (8, 4, 12));
+        assert_eq!((c.pooling, c.normalize), (Pooling::Cls, false));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn unimplemented_pipelines_are_named() {
+        let dir = folder(&[
+            ("config.json", CONFIG),
+            ("modules.json", MODULES),
+            (
+                "1_Pooling/config.json",
+                r#"{"pooling_mode_mean_tokens": true, "pooling_mode_max_tokens": true}"#,
+            ),
+        ]);
+        let err = BertConfig::from_dir(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains("found pooling_mode_mean_tokens and pooling_mode_max_tokens"),
+            "{err}"
+        );
+        std::fs::write(
+            dir.join("modules.json"),
+            r#"[{"path": "2_Dense", "type": "sentence_transformers.models.Dense"}]"#,
+        )
+        .unwrap();
+        let err = BertConfig::from_dir(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains("the module sentence_transformers.models.Dense"),
+            "{err}"
+        );
+        std::fs::write(dir.join("config.json"), CONFIG.replace("gelu", "relu")).unwrap();
+        let err = BertConfig::from_dir(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains("expected hidden_act gelu, found relu"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
