@@ -33,8 +33,8 @@ struct StoreArgs {
     /// The agent.
     #[arg(long)]
     agent: Option<String>,
-    /// Embed with this model (`provider:model`, e.g. `local:smollm2`) for vector and hybrid
-    /// search; records added with it get embeddings.
+    /// Embed with this model (`provider:model`; `local` is the local sentence encoder,
+    /// all-MiniLM-L6-v2) for vector and hybrid search; records added with it get embeddings.
     #[arg(long, value_name = "MODEL")]
     embedder: Option<String>,
 }

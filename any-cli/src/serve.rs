@@ -20,6 +20,13 @@ pub(crate) struct ServeArgs {
     /// environment variables.
     #[arg(long, short = 'm', value_name = "M", default_value = "local")]
     model: String,
+    /// Where /v1/embeddings come from, as `any_llm::embedder` names models. With a local
+    /// model the default is `local`, the sentence encoder all-MiniLM-L6-v2 (loaded, and
+    /// fetched the first time, on the first embeddings request); `local:chat` is the served
+    /// chat model's mean-pooled hidden states. With a registry model the default is that
+    /// provider's embeddings, where it has them.
+    #[arg(long, value_name = "ID")]
+    embedder: Option<String>,
     /// The address to listen on (port 0 picks a free port; the address is printed).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
@@ -91,10 +98,13 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<()> {
     .await
     .context("loading the model")??;
 
-    let builder = Server::builder()
-        .chat(model.clone())
-        .embeddings(model)
-        .models([id.clone()]);
+    let builder = Server::builder().chat(model.clone()).models([id.clone()]);
+    let builder = match args.embedder.as_deref().unwrap_or("local") {
+        "local:chat" => builder.embeddings(model),
+        embedder => builder.embeddings(
+            any_llm::embedder(embedder).with_context(|| format!("embedder `{embedder}`"))?,
+        ),
+    };
     listen(builder, &id, args).await
 }
 
@@ -104,7 +114,11 @@ async fn serve_registry(args: ServeArgs) -> Result<()> {
     let id = args.model.clone();
     let chat = any_llm::model(&id).with_context(|| format!("model `{id}`"))?;
     let mut builder = Server::builder().chat(chat).models([id.clone()]);
-    if let Ok(embed) = any_llm::embedder(&id) {
+    if let Some(embedder) = &args.embedder {
+        let embed =
+            any_llm::embedder(embedder).with_context(|| format!("embedder `{embedder}`"))?;
+        builder = builder.embeddings(embed);
+    } else if let Ok(embed) = any_llm::embedder(&id) {
         builder = builder.embeddings(embed);
     }
     listen(builder, &id, args).await

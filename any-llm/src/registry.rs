@@ -8,7 +8,7 @@ use any_core::{BoxChatService, BoxEmbedService, Error, Result};
 use any_core::{ChatServiceExt, EmbedServiceExt};
 
 #[cfg(feature = "local")]
-use crate::providers::local::{LocalChat, LocalSource};
+use crate::providers::local::{EmbedSource, LocalChat, LocalEmbed, LocalSource};
 
 /// What a provider can do, declared rather than discovered by failure.
 ///
@@ -316,6 +316,19 @@ pub fn model(id: &str) -> Result<BoxChatService> {
 
 /// The embedding model `id` (`provider:model`); see [`model`].
 ///
+/// `local` (and `local:default`) is the local sentence encoder, all-MiniLM-L6-v2;
+/// `local:chat` the default chat model's hidden states, as before there was an encoder; the
+/// table at [`EmbedSource`](crate::providers::local::EmbedSource) lists every `local` name.
+///
+/// ```no_run
+/// use any_core::EmbedServiceExt;
+/// # #[tokio::main] async fn main() -> any_core::Result<()> {
+/// let embedder = any_llm::embedder("local")?;
+/// let vectors = embedder.embed(["My sister Ingrid lives in Bergen."]).await?;
+/// assert_eq!(vectors[0].len(), 384);
+/// # Ok(()) }
+/// ```
+///
 /// # Errors
 /// As [`model`]; [`Error::Unsupported`] if the provider has no embeddings.
 pub fn embedder(id: &str) -> Result<BoxEmbedService> {
@@ -497,7 +510,7 @@ impl Provider {
         let _ = name;
         match self.info.protocol {
             #[cfg(feature = "local")]
-            Protocol::Local => Ok(LocalChat::new(LocalSource::parse(name)?).boxed_embed()),
+            Protocol::Local => Ok(LocalEmbed::new(EmbedSource::parse(name)?).boxed_embed()),
             #[cfg(not(feature = "local"))]
             Protocol::Local => Err(self.missing_feature("local")),
             #[cfg(feature = "http")]

@@ -759,26 +759,42 @@ impl tower::Service<EmbedRequest> for LocalModel {
         Box::pin(async move {
             let seqs = this.embed_inputs(&req.inputs)?;
             let tokens: usize = seqs.iter().map(Vec::len).sum();
-            let mut embeddings = this.ask(|reply| Job::Embed { seqs, reply }).await?;
-            if let Some(d) = req.dimensions {
-                for e in &mut embeddings {
-                    e.truncate(d as usize);
-                    let norm = e.iter().map(|v| v * v).sum::<f32>().sqrt();
-                    if norm > 0.0 {
-                        e.iter_mut().for_each(|v| *v /= norm);
-                    }
-                }
-            }
-            Ok(EmbedResponse {
+            let embeddings = this.ask(|reply| Job::Embed { seqs, reply }).await?;
+            Ok(embed_response(
                 embeddings,
-                model: Some(this.inner.info.name.clone()),
-                usage: Some(Usage {
-                    prompt_tokens: tokens as u32,
-                    completion_tokens: 0,
-                    cached_prompt_tokens: None,
-                }),
-            })
+                req.dimensions,
+                &this.inner.info.name,
+                tokens,
+            ))
         })
+    }
+}
+
+/// The response to an embeddings request: the vectors (cut to `dimensions` and made unit
+/// length again, where the request asks), the model's name and the tokens embedded.
+pub(crate) fn embed_response(
+    mut embeddings: Vec<Vec<f32>>,
+    dimensions: Option<u32>,
+    model: &str,
+    tokens: usize,
+) -> EmbedResponse {
+    if let Some(d) = dimensions {
+        for e in &mut embeddings {
+            e.truncate(d as usize);
+            let norm = e.iter().map(|v| v * v).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                e.iter_mut().for_each(|v| *v /= norm);
+            }
+        }
+    }
+    EmbedResponse {
+        embeddings,
+        model: Some(model.to_owned()),
+        usage: Some(Usage {
+            prompt_tokens: u32::try_from(tokens).unwrap_or(u32::MAX),
+            completion_tokens: 0,
+            cached_prompt_tokens: None,
+        }),
     }
 }
 

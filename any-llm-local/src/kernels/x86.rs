@@ -22,6 +22,7 @@ use super::{
 use crate::quant::{GgmlType, Q8_0_BYTES, Q8_1_BYTES, Q8_K_BYTES, QK, QK_K};
 
 mod attention;
+mod gemm;
 mod iquants;
 mod kquants;
 mod kvq8;
@@ -32,6 +33,7 @@ mod tests;
 pub(super) use attention::{
     attn_scores, attn_value_slots, dot_f16_lanes, dot_f32_lanes, fold_slots,
 };
+pub(super) use gemm::gemm_panel;
 pub(super) use kvq8::{attn_q8_scores, attn_q8_values};
 
 /// Whether this CPU runs the AVX2 kernels (AVX2, FMA and F16C together).

@@ -38,6 +38,7 @@ mod pretokenize;
 mod special;
 mod spm;
 mod vocab;
+pub mod wordpiece;
 
 use std::sync::Arc;
 

@@ -3,7 +3,8 @@
 //!
 //! `local` and `local:default` are the embedded default model (or the file `ANY_MODEL`
 //! names, as [`crate::local::default_model`] says); `local:/path/to/model.gguf` is that
-//! file. Opening is lazy: [`LocalChat`] is created at once, and the model is loaded (and
+//! file. Embeddings come from a sentence encoder ([`LocalEmbed`]; [`EmbedSource`] says which
+//! names mean what). Opening is lazy: [`LocalChat`] is created at once, and the model is loaded (and
 //! the default model downloaded, the first time) on the first request, off the async
 //! threads; later services and requests reuse the same [`LocalModel`].
 
@@ -19,6 +20,9 @@ use tokio::sync::OnceCell;
 use tower::ServiceExt;
 
 use crate::local::LocalModel;
+
+mod embed;
+pub use embed::{EmbedSource, LocalEmbed};
 
 /// Which file a local service runs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -50,17 +54,8 @@ impl LocalSource {
 /// As [`crate::local::default_model`] or [`LocalModel::open`]; a failed open is not
 /// remembered, so a later call tries again.
 pub async fn shared_model(source: &LocalSource) -> Result<LocalModel> {
-    static MODELS: OnceLock<Mutex<HashMap<LocalSource, Arc<OnceCell<LocalModel>>>>> =
-        OnceLock::new();
-    let cell = {
-        let mut models = MODELS
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        models.entry(source.clone()).or_default().clone()
-    };
-    let source = source.clone();
-    cell.get_or_try_init(|| async move {
+    static MODELS: Shared<LocalSource, LocalModel> = OnceLock::new();
+    open_shared(&MODELS, source.clone(), |source| async move {
         match source {
             LocalSource::Default => crate::local::default_model().await,
             LocalSource::File(path) => tokio::task::spawn_blocking(move || LocalModel::open(path))
@@ -71,7 +66,28 @@ pub async fn shared_model(source: &LocalSource) -> Result<LocalModel> {
         }
     })
     .await
-    .cloned()
+}
+
+/// What a process has opened, by source: each opened once, on first use.
+type Shared<K, V> = OnceLock<Mutex<HashMap<K, Arc<OnceCell<V>>>>>;
+
+/// The value for `key` in `cells`, opened by `open` the first time (a failed open is not
+/// remembered). Concurrent first uses wait for one open.
+async fn open_shared<K, V, F, Fut>(cells: &Shared<K, V>, key: K, open: F) -> Result<V>
+where
+    K: std::hash::Hash + Eq + Clone,
+    V: Clone,
+    F: FnOnce(K) -> Fut,
+    Fut: Future<Output = Result<V>>,
+{
+    let cell = {
+        let mut map = cells
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.entry(key.clone()).or_default().clone()
+    };
+    cell.get_or_try_init(|| open(key)).await.cloned()
 }
 
 /// A chat (and embedding) service over a shared local model, opened on its first request.

@@ -4,7 +4,8 @@
 //! multi-session conversation with planted facts and later questions about them
 //! (`data/recall.jsonl`, made by `scripts/memory_recall_data.py`). A question counts as
 //! recalled when the turn that planted its fact is among the five results. Embeddings come
-//! from the local default model, or from `--embedder provider:model`. Prints a Markdown table.
+//! from the local sentence encoder (all-MiniLM-L6-v2), or from `--embedder provider:model`
+//! (`--embedder local:chat` for the chat model's hidden states). Prints a Markdown table.
 
 use any_core::Role;
 use any_memory::{
