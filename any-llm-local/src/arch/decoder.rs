@@ -1,193 +1,66 @@
-//! The llama architecture: Llama 2 and 3, Mistral, SmolLM, TinyLlama and their kin, all
-//! `general.architecture = llama` in GGUF.
-//!
-//! Token embedding (quantized), then per block: RMSNorm, attention with rotary position
-//! embeddings and grouped-query heads over a KV cache, a residual; RMSNorm, a SwiGLU
-//! feed-forward, a residual. A final RMSNorm, and the output head (tied to the embedding when
-//! the file has no `output.weight`).
+//! The forward pass shared by every architecture: embedding, the blocks, the output head,
+//! with each architecture's differences (biases, fused tensors, Q/K norms, the RoPE pairing)
+//! taken from the tensors the file has and from [`ModelConfig`].
 
 use std::sync::Arc;
 
+use half::f16;
+
+use super::{Activation, Architecture, ModelConfig, RopeStyle};
 use crate::attention::{AttnBuffers, attend_layer};
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::kernels;
 use crate::kv_cache::KvCache;
-pub use crate::kv_cache::KvCacheType;
 use crate::matmul::{MatmulScratch, WeightView, matmul, matmul_group};
 use crate::pool::Pool;
 use any_core::{Error, Result};
 
-/// The shape of a llama-family model, read from GGUF metadata.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LlamaConfig {
-    /// Tokens in the vocabulary (rows of the embedding).
-    pub n_vocab: usize,
-    /// Width of the residual stream.
-    pub n_embd: usize,
-    /// Transformer blocks.
-    pub n_layer: usize,
-    /// Query heads.
-    pub n_head: usize,
-    /// Key/value heads (fewer than query heads under grouped-query attention).
-    pub n_head_kv: usize,
-    /// Width of one head.
-    pub head_dim: usize,
-    /// Hidden width of the feed-forward.
-    pub n_ff: usize,
-    /// The context length the model was trained with.
-    pub n_ctx_train: usize,
-    /// RMSNorm epsilon.
-    pub rms_eps: f32,
-    /// RoPE base frequency.
-    pub rope_base: f32,
-    /// How many dimensions of each head RoPE rotates.
-    pub rope_dim: usize,
-    /// Position scale for linear RoPE scaling (1.0 when none).
-    pub rope_freq_scale: f32,
+/// The query, key and value projections: three tensors, or one with their rows stacked
+/// (`attn_qkv`, as Phi-3 ships them).
+#[derive(Debug)]
+enum Qkv {
+    Separate {
+        wq: TensorInfo,
+        wk: TensorInfo,
+        wv: TensorInfo,
+    },
+    Fused(TensorInfo),
 }
 
-impl LlamaConfig {
-    /// Reads the configuration from a GGUF file's metadata.
-    ///
-    /// # Errors
-    /// [`Error::Model`] naming a missing or ill-typed key, an architecture that is not of the
-    /// llama family, or a RoPE scaling this backend does not implement.
-    pub fn from_gguf(file: &GgufFile) -> Result<Self> {
-        let md = file.metadata();
-        let e = Error::from;
-        let arch = md.get_str("general.architecture").map_err(e)?;
-        if arch != "llama" {
-            return Err(Error::model(format!(
-                "unsupported architecture `{arch}`: this backend runs the llama family \
-                 (Llama 2/3, Mistral, SmolLM, TinyLlama: `general.architecture = llama`)"
-            )));
-        }
-        let key = |k: &str| format!("{arch}.{k}");
-        let get = |k: &str| md.get_u32(&key(k)).map(|v| v as usize).map_err(e);
-        let n_embd = get("embedding_length")?;
-        let n_head = get("attention.head_count")?;
-        if n_head == 0 || n_embd == 0 || n_embd % n_head != 0 {
-            return Err(Error::model(format!(
-                "{arch}.embedding_length {n_embd} is not a multiple of attention.head_count {n_head}"
-            )));
-        }
-        let n_head_kv = md
-            .get_opt_u32(&key("attention.head_count_kv"))
-            .map_err(e)?
-            .map_or(n_head, |v| v as usize);
-        if n_head_kv == 0 || n_head % n_head_kv != 0 {
-            return Err(Error::model(format!(
-                "attention.head_count {n_head} is not a multiple of attention.head_count_kv {n_head_kv}"
-            )));
-        }
-        let head_dim = md
-            .get_opt_u32(&key("attention.key_length"))
-            .map_err(e)?
-            .map_or(n_embd / n_head, |v| v as usize);
-        let rope_dim = md
-            .get_opt_u32(&key("rope.dimension_count"))
-            .map_err(e)?
-            .map_or(head_dim, |v| v as usize);
-        if rope_dim > head_dim || rope_dim % 2 != 0 {
-            return Err(Error::model(format!(
-                "rope.dimension_count {rope_dim} does not fit head width {head_dim}"
-            )));
-        }
-        let n_vocab = match md.get_opt_u32(&key("vocab_size")).map_err(e)? {
-            Some(v) => v as usize,
-            None => md.get_str_array("tokenizer.ggml.tokens").map_err(e)?.len(),
-        };
-        let scaling = md.get_opt_str(&key("rope.scaling.type")).map_err(e)?;
-        let factor = md.get_opt_f32(&key("rope.scaling.factor")).map_err(e)?;
-        let rope_freq_scale = match (scaling, factor) {
-            (None | Some("none"), _) | (_, None) => 1.0,
-            (Some("linear"), Some(f)) if f > 0.0 => 1.0 / f,
-            (Some(other), _) => {
-                return Err(Error::model(format!(
-                    "RoPE scaling `{other}` is not implemented (linear and llama3 frequency factors are)"
-                )));
-            }
-        };
-        // Sizes are checked against the file before anything is allocated from them: each
-        // layer has nine tensors, so a count past the file's tensors is a corrupt header.
-        let n_layer = get("block_count")?;
-        let tensors = file.tensors().len();
-        if n_layer == 0 || n_layer > tensors / 9 {
-            return Err(Error::model(format!(
-                "{arch}.block_count is {n_layer}: expected 1 or more layers, and the file's \
-                 {tensors} tensors hold at most {} (nine tensors each)",
-                tensors / 9
-            )));
-        }
-        let n_ff = get("feed_forward_length")?;
-        if n_ff == 0 || n_vocab == 0 {
-            return Err(Error::model(format!(
-                "{arch}.feed_forward_length is {n_ff} and the vocabulary has {n_vocab} tokens: \
-                 both must be 1 or more"
-            )));
-        }
-        let rms_eps = md
-            .get_opt_f32(&key("attention.layer_norm_rms_epsilon"))
-            .map_err(e)?
-            .unwrap_or(1e-5);
-        if !(rms_eps.is_finite() && rms_eps > 0.0) {
-            return Err(Error::model(format!(
-                "{arch}.attention.layer_norm_rms_epsilon is {rms_eps}: expected a small \
-                 positive number such as 1e-5"
-            )));
-        }
-        let rope_base = md
-            .get_opt_f32(&key("rope.freq_base"))
-            .map_err(e)?
-            .unwrap_or(10_000.0);
-        if !(rope_base.is_finite() && rope_base > 0.0) {
-            return Err(Error::model(format!(
-                "{arch}.rope.freq_base is {rope_base}: expected a positive number such as 10000"
-            )));
-        }
-        Ok(LlamaConfig {
-            n_vocab,
-            n_embd,
-            n_layer,
-            n_head,
-            n_head_kv,
-            head_dim,
-            n_ff,
-            n_ctx_train: get("context_length")?,
-            rms_eps,
-            rope_base,
-            rope_dim,
-            rope_freq_scale,
-        })
-    }
-
-    pub(crate) fn q_dim(&self) -> usize {
-        self.n_head * self.head_dim
-    }
-
-    pub(crate) fn kv_dim(&self) -> usize {
-        self.n_head_kv * self.head_dim
-    }
+/// The gate and up projections of the feed-forward: two tensors, or one whose first half of
+/// rows is the gate (`ffn_up` of twice the width, as Phi-3 ships it).
+#[derive(Debug)]
+enum GateUp {
+    Separate { gate: TensorInfo, up: TensorInfo },
+    Fused(TensorInfo),
 }
 
 #[derive(Debug)]
 struct Block {
     attn_norm: Vec<f32>,
-    wq: TensorInfo,
-    wk: TensorInfo,
-    wv: TensorInfo,
+    qkv: Qkv,
+    /// Q, K and V biases (Qwen2), each optional as llama.cpp has them.
+    q_bias: Option<Vec<f32>>,
+    k_bias: Option<Vec<f32>>,
+    v_bias: Option<Vec<f32>>,
+    /// RMSNorm weights applied to each query and key head before RoPE (Qwen3).
+    q_norm: Option<Vec<f32>>,
+    k_norm: Option<Vec<f32>>,
     wo: TensorInfo,
+    /// RMSNorm of the attention's output before the residual (Gemma).
+    post_attn_norm: Option<Vec<f32>>,
     ffn_norm: Vec<f32>,
-    w_gate: TensorInfo,
-    w_up: TensorInfo,
+    gate_up: GateUp,
     w_down: TensorInfo,
+    /// RMSNorm of the feed-forward's output before the residual (Gemma).
+    post_ffn_norm: Option<Vec<f32>>,
 }
 
-/// A loaded llama-family model: its configuration and weights, which stay in the
-/// memory-mapped file.
+/// A loaded decoder model: its configuration and weights, which stay in the memory-mapped
+/// file.
 #[derive(Debug)]
-pub struct Llama {
-    cfg: LlamaConfig,
+pub struct Decoder {
+    cfg: ModelConfig,
     file: Arc<GgufFile>,
     tok_embd: TensorInfo,
     blocks: Vec<Block>,
@@ -208,18 +81,21 @@ fn check_matmul_type(t: &TensorInfo) -> Result<()> {
     }
 }
 
-impl Llama {
-    /// Loads a llama-family model from an open GGUF file.
+impl Decoder {
+    /// Loads a model of any supported architecture from an open GGUF file.
     ///
     /// # Errors
-    /// [`Error::Model`] naming a missing tensor, a tensor of the wrong shape (expected and
-    /// found), or a weight type the backend cannot use.
+    /// [`Error::Model`] naming an unsupported architecture, a missing tensor, a tensor of the
+    /// wrong shape (expected and found), or a weight type the backend cannot use.
     pub fn load(file: Arc<GgufFile>) -> Result<Self> {
-        let cfg = LlamaConfig::from_gguf(&file)?;
+        let cfg = ModelConfig::from_gguf(&file)?;
         let tensor = |name: &str, dims: &[usize]| -> Result<TensorInfo> {
-            let t = file
-                .tensor(name)
-                .ok_or_else(|| Error::model(format!("GGUF tensor {name} is missing")))?;
+            let t = file.tensor(name).ok_or_else(|| {
+                Error::model(format!(
+                    "GGUF tensor {name} is missing (a {} model needs it)",
+                    cfg.arch
+                ))
+            })?;
             let found: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
             if found != dims {
                 return Err(Error::model(format!(
@@ -240,21 +116,87 @@ impl Llama {
                 .map_err(|e| Error::model_with_source(format!("GGUF tensor {name}: {e}"), e))?;
             Ok(out)
         };
-        let (d, q, kv, ff) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.n_ff);
+        let optional = |name: &str, n: usize| -> Result<Option<Vec<f32>>> {
+            match file.tensor(name) {
+                Some(_) => vector(name, n).map(Some),
+                None => Ok(None),
+            }
+        };
+        let (d, q, kv, ff, hd) = (
+            cfg.n_embd,
+            cfg.q_dim(),
+            cfg.kv_dim(),
+            cfg.n_ff,
+            cfg.head_dim,
+        );
         let tok_embd = weight("token_embd.weight", d, cfg.n_vocab)?;
         let mut blocks = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
             let n = |s: &str| format!("blk.{i}.{s}.weight");
+            let b = |s: &str| format!("blk.{i}.{s}.bias");
+            let qkv = match file.tensor(&n("attn_qkv")) {
+                Some(_) => Qkv::Fused(weight(&n("attn_qkv"), d, q + 2 * kv)?),
+                None => Qkv::Separate {
+                    wq: weight(&n("attn_q"), d, q)?,
+                    wk: weight(&n("attn_k"), d, kv)?,
+                    wv: weight(&n("attn_v"), d, kv)?,
+                },
+            };
+            let needs_qk_norm = matches!(cfg.arch, Architecture::Qwen3 | Architecture::Gemma3);
+            let gemma = matches!(cfg.arch, Architecture::Gemma2 | Architecture::Gemma3);
+            let post_norm = |s: &str| -> Result<Option<Vec<f32>>> {
+                if gemma {
+                    vector(&n(s), d).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
+            let qk_norm = |s: &str| -> Result<Option<Vec<f32>>> {
+                if needs_qk_norm {
+                    vector(&n(s), hd).map(Some)
+                } else {
+                    optional(&n(s), hd)
+                }
+            };
+            let gate_up = match file.tensor(&n("ffn_gate")) {
+                Some(_) => GateUp::Separate {
+                    gate: weight(&n("ffn_gate"), d, ff)?,
+                    up: weight(&n("ffn_up"), d, ff)?,
+                },
+                None if cfg.arch == Architecture::Phi3 => {
+                    GateUp::Fused(weight(&n("ffn_up"), d, 2 * ff)?)
+                }
+                None => {
+                    return Err(Error::model(format!(
+                        "GGUF tensor {} is missing (a {} model needs it)",
+                        n("ffn_gate"),
+                        cfg.arch
+                    )));
+                }
+            };
+            if let Some(t) = ["attn_qkv", "attn_output", "output"]
+                .iter()
+                .find_map(|s| file.tensor(&b(s)))
+            {
+                return Err(Error::model(format!(
+                    "GGUF tensor {}: biases on this projection are not implemented",
+                    t.name
+                )));
+            }
             blocks.push(Block {
                 attn_norm: vector(&n("attn_norm"), d)?,
-                wq: weight(&n("attn_q"), d, q)?,
-                wk: weight(&n("attn_k"), d, kv)?,
-                wv: weight(&n("attn_v"), d, kv)?,
+                qkv,
+                q_bias: optional(&b("attn_q"), q)?,
+                k_bias: optional(&b("attn_k"), kv)?,
+                v_bias: optional(&b("attn_v"), kv)?,
+                q_norm: qk_norm("attn_q_norm")?,
+                k_norm: qk_norm("attn_k_norm")?,
                 wo: weight(&n("attn_output"), q, d)?,
+                post_attn_norm: post_norm("post_attention_norm")?,
                 ffn_norm: vector(&n("ffn_norm"), d)?,
-                w_gate: weight(&n("ffn_gate"), d, ff)?,
-                w_up: weight(&n("ffn_up"), d, ff)?,
+                gate_up,
                 w_down: weight(&n("ffn_down"), ff, d)?,
+                post_ffn_norm: post_norm("post_ffw_norm")?,
             });
         }
         let output_norm = vector("output_norm.weight", d)?;
@@ -262,11 +204,22 @@ impl Llama {
             Some(_) => weight("output.weight", d, cfg.n_vocab)?,
             None => tok_embd.clone(),
         };
-        let rope_factors = match file.tensor("rope_freqs.weight") {
-            Some(_) => Some(vector("rope_freqs.weight", cfg.rope_dim / 2)?),
-            None => None,
-        };
-        Ok(Llama {
+        if file.tensor("output.bias").is_some() {
+            return Err(Error::model(
+                "GGUF tensor output.bias: a bias on the output head is not implemented",
+            ));
+        }
+        if let Some(t) = ["rope_factors_long.weight", "rope_factors_short.weight"]
+            .iter()
+            .find_map(|s| file.tensor(s))
+        {
+            return Err(Error::model(format!(
+                "GGUF tensor {}: long-context RoPE factors (LongRoPE) are not implemented",
+                t.name
+            )));
+        }
+        let rope_factors = optional("rope_freqs.weight", cfg.rope_dim / 2)?;
+        Ok(Decoder {
             cfg,
             file,
             tok_embd,
@@ -278,7 +231,7 @@ impl Llama {
     }
 
     /// The model's configuration.
-    pub fn config(&self) -> &LlamaConfig {
+    pub fn config(&self) -> &ModelConfig {
         &self.cfg
     }
 
@@ -321,20 +274,44 @@ impl Llama {
         for (t, &tok) in tokens.iter().enumerate() {
             embd.dequantize_row(tok as usize, &mut s.x[t * d..(t + 1) * d]);
         }
+        if let Some(k) = cfg.embed_scale {
+            s.x.iter_mut().for_each(|v| *v *= k);
+        }
         for (l, b) in self.blocks.iter().enumerate() {
             rms_norm_rows(&s.x, &b.attn_norm, cfg.rms_eps, &mut s.xn);
-            matmul_group(
-                &[self.view(&b.wq), self.view(&b.wk), self.view(&b.wv)],
-                &s.xn,
-                n,
-                &mut [&mut s.q[..n * qd], &mut s.k[..n * kvd], &mut s.v[..n * kvd]],
-                &mut s.mm,
-                &s.pool,
-            );
+            let (q, k, v) = (&mut s.q[..n * qd], &mut s.k[..n * kvd], &mut s.v[..n * kvd]);
+            match &b.qkv {
+                Qkv::Separate { wq, wk, wv } => matmul_group(
+                    &[self.view(wq), self.view(wk), self.view(wv)],
+                    &s.xn,
+                    n,
+                    &mut [q, k, v],
+                    &mut s.mm,
+                    &s.pool,
+                ),
+                Qkv::Fused(w) => {
+                    s.fused.resize(n * (qd + 2 * kvd), 0.0);
+                    matmul(self.view(w), &s.xn, n, &mut s.fused, &mut s.mm, &s.pool);
+                    split_rows(&s.fused, n, &mut [q, k, v]);
+                }
+            }
+            add_bias(&mut s.q[..n * qd], b.q_bias.as_deref());
+            add_bias(&mut s.k[..n * kvd], b.k_bias.as_deref());
+            add_bias(&mut s.v[..n * kvd], b.v_bias.as_deref());
+            if let Some(w) = &b.q_norm {
+                rms_norm_in_place(&mut s.q[..n * qd], w, cfg.rms_eps);
+            }
+            if let Some(w) = &b.k_norm {
+                rms_norm_in_place(&mut s.k[..n * kvd], w, cfg.rms_eps);
+            }
+            let rope = cfg.rope_for(l);
             for t in 0..n {
                 let pos = pos0 + t;
-                self.rope(&mut s.q[t * qd..(t + 1) * qd], pos);
-                self.rope(&mut s.k[t * kvd..(t + 1) * kvd], pos);
+                self.rope(&mut s.q[t * qd..(t + 1) * qd], pos, rope);
+                self.rope(&mut s.k[t * kvd..(t + 1) * kvd], pos, rope);
+            }
+            if let Some(k) = cfg.query_scale {
+                s.q[..n * qd].iter_mut().for_each(|v| *v *= k);
             }
             kv.store(l, pos0, &s.k[..n * kvd], &s.v[..n * kvd], cfg);
             attend_layer(
@@ -349,17 +326,31 @@ impl Llama {
                 &mut s.attn_buf,
             );
             matmul(self.view(&b.wo), &s.attn, n, &mut s.xn, &mut s.mm, &s.pool);
+            if let Some(w) = &b.post_attn_norm {
+                rms_norm_in_place(&mut s.xn, w, cfg.rms_eps);
+            }
             add_in_place(&mut s.x, &s.xn);
             rms_norm_rows(&s.x, &b.ffn_norm, cfg.rms_eps, &mut s.xn);
-            matmul_group(
-                &[self.view(&b.w_gate), self.view(&b.w_up)],
-                &s.xn,
-                n,
-                &mut [&mut s.gate[..n * ff], &mut s.up[..n * ff]],
-                &mut s.mm,
-                &s.pool,
-            );
-            kernels::swiglu(&mut s.gate, &s.up);
+            let (gate, up) = (&mut s.gate[..n * ff], &mut s.up[..n * ff]);
+            match &b.gate_up {
+                GateUp::Separate { gate: wg, up: wu } => matmul_group(
+                    &[self.view(wg), self.view(wu)],
+                    &s.xn,
+                    n,
+                    &mut [gate, up],
+                    &mut s.mm,
+                    &s.pool,
+                ),
+                GateUp::Fused(w) => {
+                    s.fused.resize(n * 2 * ff, 0.0);
+                    matmul(self.view(w), &s.xn, n, &mut s.fused, &mut s.mm, &s.pool);
+                    split_rows(&s.fused, n, &mut [gate, up]);
+                }
+            }
+            match cfg.activation {
+                Activation::Silu => kernels::swiglu(&mut s.gate, &s.up),
+                Activation::GeluTanh => geglu(&mut s.gate, &s.up),
+            }
             matmul(
                 self.view(&b.w_down),
                 &s.gate,
@@ -368,6 +359,9 @@ impl Llama {
                 &mut s.mm,
                 &s.pool,
             );
+            if let Some(w) = &b.post_ffn_norm {
+                rms_norm_in_place(&mut s.xn, w, cfg.rms_eps);
+            }
             add_in_place(&mut s.x, &s.xn);
         }
         kv.len = pos0 + n;
@@ -380,29 +374,106 @@ impl Llama {
         let n = hidden.len() / self.cfg.n_embd;
         out.resize(n * self.cfg.n_vocab, 0.0);
         matmul(self.view(&self.output), hidden, n, out, &mut s.mm, &s.pool);
+        if let Some(cap) = self.cfg.final_softcap {
+            soft_cap(out, cap);
+        }
     }
 
-    /// Rotates adjacent pairs of each head's first `rope_dim` values by the position angle
-    /// (the "normal" RoPE of llama; GGUF conversion has already permuted Q and K for it).
-    fn rope(&self, x: &mut [f32], pos: usize) {
+    /// Rotates pairs of each head's first `rope_dim` values by the position angle: adjacent
+    /// pairs (llama's "normal" RoPE; its GGUF conversion has permuted Q and K for it) or
+    /// value `i` with value `i + rope_dim / 2` (NeoX style, the Hugging Face layout).
+    /// `(base, freq_scale)` are the layer's ([`ModelConfig::rope_for`]).
+    fn rope(&self, x: &mut [f32], pos: usize, (base, freq_scale): (f32, f32)) {
         let cfg = &self.cfg;
-        let theta_scale = cfg.rope_base.powf(-2.0 / cfg.rope_dim as f32);
+        let half = cfg.rope_dim / 2;
+        let theta_scale = base.powf(-2.0 / cfg.rope_dim as f32);
         for head in x.chunks_exact_mut(cfg.head_dim) {
-            let mut theta = pos as f32 * cfg.rope_freq_scale;
-            for i in 0..cfg.rope_dim / 2 {
+            let mut theta = pos as f32 * freq_scale;
+            for i in 0..half {
                 let t = match &self.rope_factors {
                     Some(f) => theta / f[i],
                     None => theta,
                 };
                 let (sin, cos) = (t.sin(), t.cos());
-                let (a, b) = (head[2 * i], head[2 * i + 1]);
+                let (ia, ib) = match cfg.rope_style {
+                    RopeStyle::Adjacent => (2 * i, 2 * i + 1),
+                    RopeStyle::Halves => (i, i + half),
+                };
+                let (a, b) = (head[ia], head[ib]);
                 // Fused multiply-adds, as llama.cpp's compiled rotation has them.
-                head[2 * i] = a.mul_add(cos, -(b * sin));
-                head[2 * i + 1] = a.mul_add(sin, b * cos);
+                head[ia] = a.mul_add(cos, -(b * sin));
+                head[ib] = a.mul_add(sin, b * cos);
                 theta *= theta_scale;
             }
         }
     }
+}
+
+/// Splits the token-major rows of stacked projections (`[q k v]` per token, `stacked.len() /
+/// tokens` wide) into one buffer per projection, each `parts[i].len() / tokens` wide.
+fn split_rows(stacked: &[f32], tokens: usize, parts: &mut [&mut [f32]]) {
+    let width = stacked.len() / tokens;
+    for (t, row) in stacked.chunks_exact(width).enumerate() {
+        let mut at = 0;
+        for p in parts.iter_mut() {
+            let w = p.len() / tokens;
+            p[t * w..(t + 1) * w].copy_from_slice(&row[at..at + w]);
+            at += w;
+        }
+    }
+}
+
+/// `cap * tanh(x / cap)` of every value, in ggml's steps (a multiplication by `1 / cap`).
+pub(crate) fn soft_cap(x: &mut [f32], cap: f32) {
+    let inv = 1.0 / cap;
+    for v in x {
+        *v = (*v * inv).tanh() * cap;
+    }
+}
+
+/// GELU (tanh approximation) of `gate` times `up`, into `gate`, as llama.cpp's CPU build
+/// computes it: GELU looked up for the f16-rounded input and rounded to f16, the identity
+/// from 10 up and zero from -10 down.
+fn geglu(gate: &mut [f32], up: &[f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044_715;
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        *g = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x * u
+        } else {
+            let x = f16::from_f32(x).to_f32();
+            let gelu = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh());
+            f16::from_f32(gelu).to_f32() * u
+        };
+    }
+}
+
+/// Adds `bias` to every row of `x`, if there is one.
+fn add_bias(x: &mut [f32], bias: Option<&[f32]>) {
+    if let Some(bias) = bias {
+        for row in x.chunks_exact_mut(bias.len()) {
+            add_in_place(row, bias);
+        }
+    }
+}
+
+/// RMSNorm of every `weight.len()`-wide piece of `x` (each head of a Q or K row), in place.
+fn rms_norm_in_place(x: &mut [f32], weight: &[f32], eps: f32) {
+    for row in x.chunks_exact_mut(weight.len()) {
+        let scale = rms_scale(row, eps);
+        for (v, &w) in row.iter_mut().zip(weight) {
+            *v = *v * scale * w;
+        }
+    }
+}
+
+/// `1 / sqrt(mean(x²) + eps)`: squares in f32, summed in f64, as ggml does.
+fn rms_scale(x: &[f32], eps: f32) -> f32 {
+    let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+    1.0 / ((sum / x.len() as f64) as f32 + eps).sqrt()
 }
 
 fn add_in_place(x: &mut [f32], y: &[f32]) {
@@ -414,9 +485,7 @@ fn add_in_place(x: &mut [f32], y: &[f32]) {
 fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let d = weight.len();
     for (xr, or) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        // Squares in f32, summed in f64, as ggml does.
-        let sum: f64 = xr.iter().map(|&v| f64::from(v * v)).sum();
-        let scale = 1.0 / ((sum / d as f64) as f32 + eps).sqrt();
+        let scale = rms_scale(xr, eps);
         for ((o, &v), &w) in or.iter_mut().zip(xr).zip(weight) {
             *o = v * scale * w;
         }
@@ -434,6 +503,8 @@ pub(crate) struct Scratch {
     attn: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
+    /// Outputs of fused projections before they are split (Phi-3's QKV and gate/up).
+    fused: Vec<f32>,
     mm: MatmulScratch,
     attn_buf: AttnBuffers,
     pool: Pool,
@@ -451,13 +522,14 @@ impl Scratch {
             attn: Vec::new(),
             gate: Vec::new(),
             up: Vec::new(),
+            fused: Vec::new(),
             mm: MatmulScratch::default(),
             attn_buf: AttnBuffers::new(pool.threads()),
             pool,
         }
     }
 
-    fn resize(&mut self, n: usize, cfg: &LlamaConfig) {
+    fn resize(&mut self, n: usize, cfg: &ModelConfig) {
         self.x.resize(n * cfg.n_embd, 0.0);
         self.xn.resize(n * cfg.n_embd, 0.0);
         self.q.resize(n * cfg.q_dim(), 0.0);
@@ -477,35 +549,5 @@ impl Scratch {
     /// The final normalised hidden states of the last forward pass, `n_embd` per token.
     pub(crate) fn hidden(&self) -> &[f32] {
         &self.xn
-    }
-}
-
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// A small model's shape (SmolLM2-135M's attention), one layer.
-    pub(crate) fn config() -> LlamaConfig {
-        LlamaConfig {
-            n_vocab: 10,
-            n_embd: 576,
-            n_layer: 1,
-            n_head: 9,
-            n_head_kv: 3,
-            head_dim: 64,
-            n_ff: 1536,
-            n_ctx_train: 2048,
-            rms_eps: 1e-5,
-            rope_base: 10_000.0,
-            rope_dim: 64,
-            rope_freq_scale: 1.0,
-        }
-    }
-
-    /// `n` deterministic values in -3..3.
-    pub(crate) fn noise(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| (i as f32 * 0.37 + seed as f32 * 1.7).sin() * 3.0)
-            .collect()
     }
 }
