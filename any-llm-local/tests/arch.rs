@@ -2,6 +2,10 @@
 //! `tests/data/arch/` and llama.cpp's logits and greedy tokens on them, both written by
 //! `scripts/gen-test-models` (provenance inside each `*.llamacpp.json`).
 
+mod support;
+
+use support::ids;
+
 use any_core::Sampling;
 use any_llm_local::gguf::{GgufFile, GgufWriter, MetadataValue};
 use any_llm_local::quant::GgmlType;
@@ -32,14 +36,6 @@ fn tolerance(ty: &str) -> f32 {
 
 fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/arch")
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .expect("an id array")
-        .iter()
-        .map(|x| x.as_u64().expect("an id") as u32)
-        .collect()
 }
 
 fn open(file: &str) -> LocalModel {
