@@ -52,7 +52,7 @@ ARCHS = {
     "llama3": "llama with Llama 3.1 RoPE frequency factors (rope_freqs.weight), base 500000",
     "qwen2": "qwen2: Q/K/V biases, NeoX RoPE, separate output head",
     "qwen3": "qwen3: per-head Q/K RMSNorm before RoPE, head width != n_embd / n_head",
-    "phi3": "phi3: fused QKV and gate/up tensors, NeoX RoPE on part of each head",
+    "phi3": "phi3: fused QKV and gate/up tensors, NeoX RoPE on part of each head, LongRoPE",
     "gemma2": "gemma2: embedding scale, GELU, post-norms, soft-capping, sliding window",
     "gemma3": "gemma3: Q/K norms, post-norms, local/global layers with their own RoPE bases",
 }
@@ -135,6 +135,11 @@ def write_model(arch, shape, path, seed, dtype):
     w.add_rope_dimension_count(rope_dim)
     rope_base = {"llama3": 500000.0, "qwen2": 1000000.0, "qwen3": 1000000.0, "gemma3": 1000000.0}.get(arch, 10000.0)
     w.add_rope_freq_base(rope_base)
+    if arch == "phi3":
+        # LongRoPE as Phi-3.5 and Phi-4 mini ship it: the reference runs at a context of 128,
+        # past this original one, so the long factors are the ones used.
+        w.add_float32("phi3.rope.scaling.attn_factor", 1.19)
+        w.add_uint32("phi3.rope.scaling.original_context_length", 64)
     if arch == "gemma2":
         w.add_sliding_window(4)
         w.add_attn_logit_softcapping(50.0)
@@ -167,6 +172,9 @@ def write_model(arch, shape, path, seed, dtype):
     w.add_tensor("token_embd.weight", (0.1 * rng.standard_normal((n_vocab, d))).astype(dtype))
     if arch == "llama3":
         w.add_tensor("rope_freqs.weight", llama3_rope_factors(rope_base, rope_dim))
+    if arch == "phi3":
+        w.add_tensor("rope_factors_long.weight", rng.uniform(1.0, 8.0, rope_dim // 2).astype(np.float32))
+        w.add_tensor("rope_factors_short.weight", rng.uniform(1.0, 1.5, rope_dim // 2).astype(np.float32))
     for i in range(nl):
         b = f"blk.{i}."
         w.add_tensor(b + "attn_norm.weight", norm(d))

@@ -66,7 +66,12 @@ pub struct Decoder {
     blocks: Vec<Block>,
     output_norm: Vec<f32>,
     output: TensorInfo,
+    /// Divisors of RoPE's frequencies: Llama 3's `rope_freqs`, for every context.
     rope_factors: Option<Vec<f32>>,
+    /// LongRoPE's divisors (Phi-3.5, Phi-4 mini) for contexts past the original one, and
+    /// for those within it.
+    rope_long: Option<Vec<f32>>,
+    rope_short: Option<Vec<f32>>,
 }
 
 /// Weight types the backend can multiply by.
@@ -209,16 +214,9 @@ impl Decoder {
                 "GGUF tensor output.bias: a bias on the output head is not implemented",
             ));
         }
-        if let Some(t) = ["rope_factors_long.weight", "rope_factors_short.weight"]
-            .iter()
-            .find_map(|s| file.tensor(s))
-        {
-            return Err(Error::model(format!(
-                "GGUF tensor {}: long-context RoPE factors (LongRoPE) are not implemented",
-                t.name
-            )));
-        }
         let rope_factors = optional("rope_freqs.weight", cfg.rope_dim / 2)?;
+        let rope_long = optional("rope_factors_long.weight", cfg.rope_dim / 2)?;
+        let rope_short = optional("rope_factors_short.weight", cfg.rope_dim / 2)?;
         Ok(Decoder {
             cfg,
             file,
@@ -227,6 +225,8 @@ impl Decoder {
             output_norm,
             output,
             rope_factors,
+            rope_long,
+            rope_short,
         })
     }
 
@@ -305,10 +305,11 @@ impl Decoder {
                 rms_norm_in_place(&mut s.k[..n * kvd], w, cfg.rms_eps);
             }
             let rope = cfg.rope_for(l);
+            let factors = self.rope_factors_for(kv.capacity);
             for t in 0..n {
                 let pos = pos0 + t;
-                self.rope(&mut s.q[t * qd..(t + 1) * qd], pos, rope);
-                self.rope(&mut s.k[t * kvd..(t + 1) * kvd], pos, rope);
+                self.rope(&mut s.q[t * qd..(t + 1) * qd], pos, rope, factors);
+                self.rope(&mut s.k[t * kvd..(t + 1) * kvd], pos, rope, factors);
             }
             if let Some(k) = cfg.query_scale {
                 s.q[..n * qd].iter_mut().for_each(|v| *v *= k);
@@ -382,19 +383,39 @@ impl Decoder {
     /// Rotates pairs of each head's first `rope_dim` values by the position angle: adjacent
     /// pairs (llama's "normal" RoPE; its GGUF conversion has permuted Q and K for it) or
     /// value `i` with value `i + rope_dim / 2` (NeoX style, the Hugging Face layout).
-    /// `(base, freq_scale)` are the layer's ([`ModelConfig::rope_for`]).
-    fn rope(&self, x: &mut [f32], pos: usize, (base, freq_scale): (f32, f32)) {
+    /// The RoPE frequency divisors for a context of `context` positions: Llama 3's, else
+    /// LongRoPE's long or short ones as llama.cpp picks them.
+    fn rope_factors_for(&self, context: usize) -> Option<&[f32]> {
+        let longrope = if context > self.cfg.rope_ctx_orig {
+            &self.rope_long
+        } else {
+            &self.rope_short
+        };
+        self.rope_factors.as_deref().or(longrope.as_deref())
+    }
+
+    /// `(base, freq_scale)` are the layer's ([`ModelConfig::rope_for`]), `factors` the
+    /// frequencies' divisors if any; the cosines and sines are scaled by
+    /// [`ModelConfig::rope_attn_factor`].
+    fn rope(
+        &self,
+        x: &mut [f32],
+        pos: usize,
+        (base, freq_scale): (f32, f32),
+        factors: Option<&[f32]>,
+    ) {
         let cfg = &self.cfg;
         let half = cfg.rope_dim / 2;
         let theta_scale = base.powf(-2.0 / cfg.rope_dim as f32);
         for head in x.chunks_exact_mut(cfg.head_dim) {
             let mut theta = pos as f32 * freq_scale;
             for i in 0..half {
-                let t = match &self.rope_factors {
+                let t = match factors {
                     Some(f) => theta / f[i],
                     None => theta,
                 };
-                let (sin, cos) = (t.sin(), t.cos());
+                let m = cfg.rope_attn_factor;
+                let (sin, cos) = (t.sin() * m, t.cos() * m);
                 let (ia, ib) = match cfg.rope_style {
                     RopeStyle::Adjacent => (2 * i, 2 * i + 1),
                     RopeStyle::Halves => (i, i + half),

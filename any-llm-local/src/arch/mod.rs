@@ -7,7 +7,7 @@
 //! | `llama` | Llama 2 and 3, Mistral, SmolLM, TinyLlama | — (Llama 3.1+ RoPE frequency factors from `rope_freqs.weight`) |
 //! | `qwen2` | Qwen2, Qwen2.5 | Q/K/V biases, NeoX RoPE |
 //! | `qwen3` | Qwen3 (dense) | per-head Q and K RMSNorm before RoPE, NeoX RoPE |
-//! | `phi3` | Phi-3, Phi-3.5, Phi-4 mini | fused QKV and gate/up tensors, NeoX RoPE |
+//! | `phi3` | Phi-3, Phi-3.5, Phi-4 mini | fused QKV and gate/up tensors, NeoX RoPE, LongRoPE factors |
 //! | `gemma2` | Gemma 2 | embedding × √n_embd, GELU, post-norms, soft-capped scores and logits, sliding-window layers |
 //! | `gemma3` | Gemma 3 (text) | as Gemma 2 with Q/K norms instead of soft-capping, five local layers to a global one |
 //!
@@ -160,6 +160,13 @@ pub struct ModelConfig {
     pub rope_style: RopeStyle,
     /// Position scale for linear RoPE scaling (1.0 when none).
     pub rope_freq_scale: f32,
+    /// Factor RoPE's cosines and sines are multiplied by (`rope.scaling.attn_factor`, LongRoPE's
+    /// attention scaling; 1.0 when none).
+    pub rope_attn_factor: f32,
+    /// The context length RoPE was trained at before any extension
+    /// (`rope.scaling.original_context_length`, else the training context): a context past
+    /// it takes LongRoPE's long factors.
+    pub rope_ctx_orig: usize,
     /// Factor the token embeddings are multiplied by (Gemma: `sqrt(n_embd)`).
     pub embed_scale: Option<f32>,
     /// Factor the queries are multiplied by before attention, which then leaves scores
@@ -251,10 +258,13 @@ impl ModelConfig {
         let factor = md.get_opt_f32(&key("rope.scaling.factor")).map_err(e)?;
         let rope_freq_scale = match (scaling, factor) {
             (None | Some("none"), _) | (_, None) => 1.0,
-            (Some("linear"), Some(f)) if f > 0.0 => 1.0 / f,
+            // LongRoPE (Phi-3.5, Phi-4 mini) scales positions as linear scaling does, as
+            // llama.cpp has it; its per-frequency factors are tensors.
+            (Some("linear" | "longrope"), Some(f)) if f > 0.0 => 1.0 / f,
             (Some(other), _) => {
                 return Err(Error::model(format!(
-                    "RoPE scaling `{other}` is not implemented (linear and llama3 frequency factors are)"
+                    "RoPE scaling `{other}` is not implemented (linear, longrope and llama3 \
+                     frequency factors are)"
                 )));
             }
         };
@@ -296,6 +306,21 @@ impl ModelConfig {
                 "{name}.rope.freq_base is {rope_base}: expected a positive number such as 10000"
             )));
         }
+        let rope_attn_factor = md
+            .get_opt_f32(&key("rope.scaling.attn_factor"))
+            .map_err(e)?
+            .unwrap_or(1.0);
+        if !(rope_attn_factor.is_finite() && rope_attn_factor > 0.0) {
+            return Err(Error::model(format!(
+                "{name}.rope.scaling.attn_factor is {rope_attn_factor}: expected a positive \
+                 number near 1"
+            )));
+        }
+        let n_ctx_train = get("context_length")?;
+        let rope_ctx_orig = md
+            .get_opt_u32(&key("rope.scaling.original_context_length"))
+            .map_err(e)?
+            .map_or(n_ctx_train, |v| v as usize);
         let gemma = arch.is_gemma();
         let opt_f32 = |k: &str| md.get_opt_f32(&key(k)).map_err(e);
         let softcap = |k: &str| -> Result<Option<f32>> {
@@ -378,12 +403,14 @@ impl ModelConfig {
             n_head_kv,
             head_dim,
             n_ff,
-            n_ctx_train: get("context_length")?,
+            n_ctx_train,
             rms_eps,
             rope_base,
             rope_dim,
             rope_style: arch.rope_style(),
             rope_freq_scale,
+            rope_attn_factor,
+            rope_ctx_orig,
             embed_scale: gemma.then(|| (n_embd as f32).sqrt()),
             query_scale,
             activation: if gemma {
@@ -457,6 +484,8 @@ pub(crate) mod tests {
             rope_dim: 64,
             rope_style: RopeStyle::Adjacent,
             rope_freq_scale: 1.0,
+            rope_attn_factor: 1.0,
+            rope_ctx_orig: 2048,
             embed_scale: None,
             query_scale: None,
             activation: Activation::Silu,
