@@ -307,9 +307,9 @@ impl Decoder {
             let rope = cfg.rope_for(l);
             let factors = self.rope_factors_for(kv.capacity);
             for t in 0..n {
-                let pos = pos0 + t;
-                self.rope(&mut s.q[t * qd..(t + 1) * qd], pos, rope, factors);
-                self.rope(&mut s.k[t * kvd..(t + 1) * kvd], pos, rope, factors);
+                self.rope_angles(pos0 + t, rope, factors, &mut s.angles);
+                self.rope(&mut s.q[t * qd..(t + 1) * qd], &s.angles);
+                self.rope(&mut s.k[t * kvd..(t + 1) * kvd], &s.angles);
             }
             if let Some(k) = cfg.query_scale {
                 s.q[..n * qd].iter_mut().for_each(|v| *v *= k);
@@ -380,9 +380,6 @@ impl Decoder {
         }
     }
 
-    /// Rotates pairs of each head's first `rope_dim` values by the position angle: adjacent
-    /// pairs (llama's "normal" RoPE; its GGUF conversion has permuted Q and K for it) or
-    /// value `i` with value `i + rope_dim / 2` (NeoX style, the Hugging Face layout).
     /// The RoPE frequency divisors for a context of `context` positions: Llama 3's, else
     /// LongRoPE's long or short ones as llama.cpp picks them.
     fn rope_factors_for(&self, context: usize) -> Option<&[f32]> {
@@ -394,28 +391,41 @@ impl Decoder {
         self.rope_factors.as_deref().or(longrope.as_deref())
     }
 
+    /// The cosines and sines of position `pos`'s RoPE angles, one pair per rotated pair of
+    /// values: the same for every head, so computed once per position, as ggml does.
     /// `(base, freq_scale)` are the layer's ([`ModelConfig::rope_for`]), `factors` the
-    /// frequencies' divisors if any; the cosines and sines are scaled by
-    /// [`ModelConfig::rope_attn_factor`].
-    fn rope(
+    /// frequencies' divisors if any; both are scaled by [`ModelConfig::rope_attn_factor`].
+    fn rope_angles(
         &self,
-        x: &mut [f32],
         pos: usize,
         (base, freq_scale): (f32, f32),
         factors: Option<&[f32]>,
+        out: &mut Vec<(f32, f32)>,
     ) {
         let cfg = &self.cfg;
-        let half = cfg.rope_dim / 2;
         let theta_scale = base.powf(-2.0 / cfg.rope_dim as f32);
+        let m = cfg.rope_attn_factor;
+        out.clear();
+        let mut theta = pos as f32 * freq_scale;
+        for i in 0..cfg.rope_dim / 2 {
+            let t = match factors {
+                Some(f) => theta / f[i],
+                None => theta,
+            };
+            out.push((t.cos() * m, t.sin() * m));
+            theta *= theta_scale;
+        }
+    }
+
+    /// Rotates pairs of each head's first `rope_dim` values by `angles`
+    /// ([`Self::rope_angles`]): adjacent pairs (llama's "normal" RoPE; its GGUF conversion has
+    /// permuted Q and K for it) or value `i` with value `i + rope_dim / 2` (NeoX style, the
+    /// Hugging Face layout).
+    fn rope(&self, x: &mut [f32], angles: &[(f32, f32)]) {
+        let cfg = &self.cfg;
+        let half = angles.len();
         for head in x.chunks_exact_mut(cfg.head_dim) {
-            let mut theta = pos as f32 * freq_scale;
-            for i in 0..half {
-                let t = match factors {
-                    Some(f) => theta / f[i],
-                    None => theta,
-                };
-                let m = cfg.rope_attn_factor;
-                let (sin, cos) = (t.sin() * m, t.cos() * m);
+            for (i, &(cos, sin)) in angles.iter().enumerate() {
                 let (ia, ib) = match cfg.rope_style {
                     RopeStyle::Adjacent => (2 * i, 2 * i + 1),
                     RopeStyle::Halves => (i, i + half),
@@ -424,7 +434,6 @@ impl Decoder {
                 // Fused multiply-adds, as llama.cpp's compiled rotation has them.
                 head[ia] = a.mul_add(cos, -(b * sin));
                 head[ib] = a.mul_add(sin, b * cos);
-                theta *= theta_scale;
             }
         }
     }
@@ -526,6 +535,8 @@ pub(crate) struct Scratch {
     up: Vec<f32>,
     /// Outputs of fused projections before they are split (Phi-3's QKV and gate/up).
     fused: Vec<f32>,
+    /// One position's RoPE cosines and sines.
+    angles: Vec<(f32, f32)>,
     mm: MatmulScratch,
     attn_buf: AttnBuffers,
     pool: Pool,
@@ -544,6 +555,7 @@ impl Scratch {
             gate: Vec::new(),
             up: Vec::new(),
             fused: Vec::new(),
+            angles: Vec::new(),
             mm: MatmulScratch::default(),
             attn_buf: AttnBuffers::new(pool.threads()),
             pool,
