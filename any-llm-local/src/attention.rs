@@ -104,6 +104,35 @@ fn key_dot(order: SumOrder, keys: KvRows<'_>, j: usize, q: &[f32], row: &mut [f3
     kernels::dot_f32_lanes(order == SumOrder::Lanes64, row, q).unwrap_or_else(|| dot(order, row, q))
 }
 
+/// What a layer does to a query's scores between scaling and the softmax: soft-capping
+/// (Gemma 2) and a sliding window (Gemma's local layers), as llama.cpp applies them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct ScoreMask {
+    /// Positions a query sees: its own and the `window - 1` before it.
+    pub(crate) window: Option<usize>,
+    /// Scores become `cap * tanh(score / cap)`.
+    pub(crate) softcap: Option<f32>,
+}
+
+impl ScoreMask {
+    pub(crate) fn is_none(&self) -> bool {
+        self.window.is_none() && self.softcap.is_none()
+    }
+
+    /// Applies the mask to one head's scores over positions `0..scores.len()`, the query
+    /// being at the last: masked positions become -inf, so the softmax gives them exactly 0
+    /// and every other sum keeps its order.
+    fn apply(&self, scores: &mut [f32]) {
+        if let Some(cap) = self.softcap {
+            crate::arch::soft_cap(scores, cap);
+        }
+        if let Some(window) = self.window {
+            let seen = scores.len().saturating_sub(window);
+            scores[..seen].fill(f32::NEG_INFINITY);
+        }
+    }
+}
+
 /// Reusable buffers of one thread's attention work.
 #[derive(Debug, Default)]
 pub(crate) struct AttentionScratch {
@@ -283,6 +312,7 @@ pub(crate) fn attend_group(
     len: usize,
     hd: usize,
     scale: f32,
+    mask: ScoreMask,
     s: &mut AttentionScratch,
     out: &mut [f32],
 ) {
@@ -299,6 +329,7 @@ pub(crate) fn attend_group(
         &mut s.scores,
     );
     for ph in s.scores.chunks_exact_mut(len) {
+        mask.apply(ph);
         softmax_rounded(ph);
     }
     let period = order.period();

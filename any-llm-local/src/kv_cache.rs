@@ -2,8 +2,8 @@
 //! head, in the number type [`KvCacheType`] names (f16, or Q8_0 blocks), each head's
 //! positions contiguous so that attention streams through them.
 
+use crate::arch::ModelConfig;
 use crate::kernels::{self, KvRows};
-use crate::llama::LlamaConfig;
 use crate::quant::{GgmlType, Q8_0_BYTES};
 use any_core::{Error, Result};
 
@@ -101,7 +101,7 @@ impl KvCache {
     ///
     /// # Errors
     /// [`Error::InvalidRequest`] for Q8_0 with a head width that is not a multiple of 32.
-    pub(crate) fn new(cfg: &LlamaConfig, capacity: usize, ty: KvCacheType) -> Result<Self> {
+    pub(crate) fn new(cfg: &ModelConfig, capacity: usize, ty: KvCacheType) -> Result<Self> {
         if ty == KvCacheType::Q8_0 && !cfg.head_dim.is_multiple_of(32) {
             return Err(Error::InvalidRequest(format!(
                 "a Q8_0 KV cache needs a head width that is a multiple of 32; this model's is {}",
@@ -137,7 +137,7 @@ impl KvCache {
         pos0: usize,
         k: &[f32],
         v: &[f32],
-        cfg: &LlamaConfig,
+        cfg: &ModelConfig,
     ) {
         let hd = self.head_dim;
         let kvd = cfg.kv_dim();
@@ -188,7 +188,7 @@ impl KvCache {
 /// Refuses a cache that cannot be allocated, before trying: one whose size overflows, or
 /// that is larger than the memory the machine has available (Linux's `MemAvailable`), so
 /// that `--context 1000000000` is an error naming the sizes, not an abort.
-fn check_size(cfg: &LlamaConfig, capacity: usize, ty: KvCacheType) -> Result<()> {
+fn check_size(cfg: &ModelConfig, capacity: usize, ty: KvCacheType) -> Result<()> {
     let bytes = capacity
         .checked_mul(cfg.n_head_kv)
         .and_then(|rows| rows.checked_mul(ty.row_bytes(cfg.head_dim)))
@@ -221,7 +221,7 @@ fn available_memory() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llama::tests::config;
+    use crate::arch::tests::config;
 
     #[test]
     fn kv_cache_types_parse_and_check_the_head_width() {

@@ -2,7 +2,7 @@
 //! no network.
 //!
 //! From the file up: [`gguf`] reads the container, [`quant`] knows the block formats,
-//! [`tokenizer`] and [`template`] turn chats into token ids, [`llama`] is the architecture,
+//! [`tokenizer`] and [`template`] turn chats into token ids, [`arch`] holds the architectures,
 //! [`sampler`] picks tokens, [`constrain`] keeps them inside a grammar, and [`LocalModel`]
 //! ties them into a chat service. [`fetch`]
 //! obtains the embedded default model, and [`cache`] names the models kept beside it.
@@ -28,6 +28,7 @@
 //! lend the caller's stack to its threads, and the memory map of a model file (`map_file` in
 //! [`gguf`]).
 
+pub mod arch;
 mod attention;
 pub mod bert;
 pub mod cache;
@@ -37,7 +38,6 @@ pub mod fetch;
 pub mod gguf;
 pub mod kernels;
 pub(crate) mod kv_cache;
-pub mod llama;
 mod matmul;
 mod pool;
 pub mod quant;
@@ -46,7 +46,7 @@ pub mod sampler;
 pub mod template;
 pub mod tokenizer;
 
-pub use llama::KvCacheType;
+pub use kv_cache::KvCacheType;
 
 pub use engine::{
     ChatFuture, DEFAULT_CONTEXT, LocalModel, LocalModelOptions, LogLikelihood, MAX_EMBED_INPUTS,

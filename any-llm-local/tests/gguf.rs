@@ -515,7 +515,7 @@ fn opening_a_corrupt_model_keeps_the_gguf_error_as_its_source() {
 /// is a small model's with `changes` made.
 fn llama_config_with(
     changes: &[(&str, MetadataValue)],
-) -> Result<any_llm_local::llama::LlamaConfig, any_core::Error> {
+) -> Result<any_llm_local::arch::ModelConfig, any_core::Error> {
     let base = [
         ("general.architecture", MetadataValue::from("llama")),
         ("llama.embedding_length", MetadataValue::U32(8)),
@@ -545,7 +545,7 @@ fn llama_config_with(
         .unwrap();
     }
     let file = GgufFile::from_bytes(w.to_bytes()).unwrap();
-    any_llm_local::llama::LlamaConfig::from_gguf(&file)
+    any_llm_local::arch::ModelConfig::from_gguf(&file)
 }
 
 #[test]

@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::ids;
+
 use any_core::Sampling;
 use any_llm_local::{LocalModel, top_logits};
 use futures_util::StreamExt;
@@ -24,14 +26,6 @@ fn reference() -> Value {
     let path = support::reference_dir().join("smollm2-q4_1.llamacpp.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("reference JSON parses")
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .expect("an id array")
-        .iter()
-        .map(|x| x.as_u64().expect("an id") as u32)
-        .collect()
 }
 
 #[tokio::test]

@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::ids;
+
 use any_llm_local::gguf::GgufFile;
 use any_llm_local::tokenizer::{
     DecodeOptions, EncodeOptions, Escapes, PreTokenizer, TokenType, Tokenizer, TokenizerConfig,
@@ -17,10 +19,6 @@ fn data(name: &str) -> Value {
         .join(name);
     let text = std::fs::read_to_string(&path).expect("test vector file is committed");
     serde_json::from_str(&text).expect("test vector is JSON")
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    serde_json::from_value(v.clone()).expect("ids are u32")
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Arbitrary bytes as a GGUF file: the reader, then everything that reads a model's
-//! metadata (the llama configuration and weights, the tokenizer, the chat template). Each
+//! metadata (the model configuration and weights, the tokenizer, the chat template). Each
 //! either works or returns an error; none panics, hangs or allocates what the file does not
 //! hold.
 #![no_main]
@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use any_llm_local::gguf::GgufFile;
-use any_llm_local::llama::Llama;
+use any_llm_local::arch::Decoder;
 use any_llm_local::template::ChatTemplate;
 use any_llm_local::tokenizer::{EncodeOptions, Tokenizer};
 use libfuzzer_sys::fuzz_target;
@@ -31,5 +31,5 @@ fuzz_target!(|data: &[u8]| {
         let message = serde_json::json!({"role": "user", "content": "Hi"});
         let _ = template.render(&[message], None, true, "<s>", "</s>");
     }
-    let _ = Llama::load(Arc::new(file));
+    let _ = Decoder::load(Arc::new(file));
 });

@@ -8,12 +8,12 @@
 use std::sync::{Mutex, PoisonError};
 
 use super::{
-    AttentionScratch, Q8_BLOCK, SumOrder, attend_group, group_scores, group_value_slots,
+    AttentionScratch, Q8_BLOCK, ScoreMask, SumOrder, attend_group, group_scores, group_value_slots,
     q8_combine, q8_partial, q8_partial_len, quantize_queries, softmax_rounded,
 };
+use crate::arch::ModelConfig;
 use crate::kernels::{self, KvRows};
 use crate::kv_cache::{KvCache, KvCacheType};
-use crate::llama::LlamaConfig;
 use crate::pool::Pool;
 use crate::quant::QK;
 
@@ -30,7 +30,7 @@ const SCORE_BLOCK: usize = 256;
 /// all of them.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attend_layer(
-    cfg: &LlamaConfig,
+    cfg: &ModelConfig,
     kv: &KvCache,
     layer: usize,
     pos0: usize,
@@ -42,13 +42,19 @@ pub(crate) fn attend_layer(
 ) {
     let hd = cfg.head_dim;
     let group = cfg.n_head / cfg.n_head_kv;
-    let scale = 1.0 / (hd as f32).sqrt();
+    let scale = cfg.score_scale();
     let order = SumOrder::for_batch(n);
     let len = pos0 + 1;
-    if n == 1 && kv.ty == KvCacheType::Q8_0 {
+    let mask = ScoreMask {
+        window: cfg.window(layer),
+        softcap: cfg.attn_softcap,
+    };
+    // The single-token paths below have no masks: a masked layer (Gemma's) takes the
+    // general one.
+    if n == 1 && kv.ty == KvCacheType::Q8_0 && mask.is_none() {
         return attention_q8(cfg, kv, layer, len, q, out, pool, s);
     }
-    if n == 1 && len >= SPLIT_FROM && pool.threads() > 1 {
+    if n == 1 && len >= SPLIT_FROM && pool.threads() > 1 && mask.is_none() {
         return attention_split(cfg, kv, layer, len, q, out, pool, s);
     }
     // One task per token and key/value head: its query heads are contiguous in `q` and `out`.
@@ -68,6 +74,7 @@ pub(crate) fn attend_layer(
             len,
             hd,
             scale,
+            mask,
             &mut sc,
             o,
         );
@@ -79,7 +86,7 @@ pub(crate) fn attend_layer(
 /// the one [`attend_group`] computes.
 #[allow(clippy::too_many_arguments)]
 fn attention_split(
-    cfg: &LlamaConfig,
+    cfg: &ModelConfig,
     kv: &KvCache,
     layer: usize,
     len: usize,
@@ -90,7 +97,7 @@ fn attention_split(
 ) {
     let hd = cfg.head_dim;
     let group = cfg.n_head / cfg.n_head_kv;
-    let scale = 1.0 / (hd as f32).sqrt();
+    let scale = cfg.score_scale();
     let order = SumOrder::Lanes64;
     let blocks = len.div_ceil(SCORE_BLOCK);
     // The queries rounded to f16, as the keys are.
@@ -160,7 +167,7 @@ fn attention_split(
 /// threads, so neither does the result.
 #[allow(clippy::too_many_arguments)]
 fn attention_q8(
-    cfg: &LlamaConfig,
+    cfg: &ModelConfig,
     kv: &KvCache,
     layer: usize,
     len: usize,
@@ -171,7 +178,7 @@ fn attention_q8(
 ) {
     let hd = cfg.head_dim;
     let group = cfg.n_head / cfg.n_head_kv;
-    let scale = 1.0 / (hd as f32).sqrt();
+    let scale = cfg.score_scale();
     let blocks = len.div_ceil(Q8_BLOCK);
     quantize_queries(q, &mut s.qs, &mut s.qd);
     let part = q8_partial_len(group, hd);
@@ -243,7 +250,7 @@ impl AttnBuffers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llama::tests::{config, noise};
+    use crate::arch::tests::{config, noise};
 
     #[test]
     fn a_single_tokens_attention_split_across_threads_equals_the_one_thread_result() {

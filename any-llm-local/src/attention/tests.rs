@@ -346,7 +346,18 @@ fn attention_over_one_position_returns_its_value() {
     for order in [SumOrder::Lanes16, SumOrder::Lanes64] {
         let mut scratch = AttentionScratch::default();
         let (k, v) = (KvRows::F16(&k), KvRows::F16(&v));
-        attend_group(order, &q, k, v, 1, hd, 0.125, &mut scratch, &mut out);
+        attend_group(
+            order,
+            &q,
+            k,
+            v,
+            1,
+            hd,
+            0.125,
+            ScoreMask::default(),
+            &mut scratch,
+            &mut out,
+        );
         assert!(
             out.iter().enumerate().all(|(i, &o)| o == i as f32 * 0.5),
             "{order:?}"

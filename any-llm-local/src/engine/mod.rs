@@ -17,9 +17,10 @@ use any_core::{
 };
 use tokio::sync::{mpsc as tmpsc, oneshot};
 
+use crate::arch::{Decoder, ModelConfig};
 use crate::constrain::{Constraint, GrammarEngine, Plan};
 use crate::gguf::GgufFile;
-use crate::llama::{KvCacheType, Llama, LlamaConfig};
+use crate::kv_cache::KvCacheType;
 use crate::pool::Pool;
 use crate::sampler::{self, SamplerConfig};
 use crate::template::ChatTemplate;
@@ -61,7 +62,7 @@ pub struct ModelInfo {
     /// The file it was opened from.
     pub path: PathBuf,
     /// The architecture's shape.
-    pub config: LlamaConfig,
+    pub config: ModelConfig,
     /// The context window this instance serves.
     pub context: usize,
     /// Threads used for the matrix work.
@@ -176,10 +177,10 @@ impl LocalModel {
             Error::model_with_source(message, e)
         })?;
         let file = Arc::new(file);
-        let llama = Arc::new(Llama::load(file.clone())?);
+        let decoder = Arc::new(Decoder::load(file.clone())?);
         let tokenizer = Tokenizer::from_gguf(&file)?;
         let template = ChatTemplate::from_gguf(&file)?;
-        let cfg = llama.config().clone();
+        let cfg = decoder.config().clone();
         if tokenizer.vocab_size() != cfg.n_vocab {
             return Err(Error::model(format!(
                 "the tokenizer has {} tokens but the embedding has {} rows",
@@ -225,7 +226,7 @@ impl LocalModel {
         let (tx, rx) = mpsc::channel();
         let evaluated = Arc::new(AtomicU64::new(0));
         let worker = Worker::new(
-            llama,
+            decoder,
             tokenizer.clone(),
             context,
             options.kv_cache,

@@ -11,9 +11,10 @@ use tokio::sync::{mpsc as tmpsc, oneshot};
 
 use super::stop::{StopMatcher, StopScan};
 use super::tool_call::StreamedCall;
+use crate::arch::{Decoder, Scratch};
 use crate::constrain::Constraint;
 use crate::kv_cache::KvCache;
-use crate::llama::{KvCacheType, Llama, Scratch};
+use crate::kv_cache::KvCacheType;
 use crate::pool::Pool;
 use crate::sampler::{self, Sampler, SamplerConfig};
 use crate::tokenizer::{DecodeOptions, Tokenizer};
@@ -91,7 +92,7 @@ pub(crate) struct Scored {
 }
 
 pub(crate) struct Worker {
-    llama: Arc<Llama>,
+    decoder: Arc<Decoder>,
     tokenizer: Tokenizer,
     kv: KvCache,
     scratch: Scratch,
@@ -116,16 +117,16 @@ fn cancelled_error() -> Error {
 
 impl Worker {
     pub(crate) fn new(
-        llama: Arc<Llama>,
+        decoder: Arc<Decoder>,
         tokenizer: Tokenizer,
         context: usize,
         kv_cache: KvCacheType,
         pool: Pool,
         evaluated: Arc<AtomicU64>,
     ) -> Result<Self> {
-        let kv = KvCache::new(llama.config(), context, kv_cache)?;
+        let kv = KvCache::new(decoder.config(), context, kv_cache)?;
         Ok(Worker {
-            llama,
+            decoder,
             tokenizer,
             kv,
             scratch: Scratch::new(pool),
@@ -185,7 +186,7 @@ impl Worker {
             Job::Logits { ids, reply } => {
                 let r = self.reset_and_eval(&ids).map(|()| {
                     let hidden = self.last_hidden().to_vec();
-                    self.llama
+                    self.decoder
                         .logits(&hidden, &mut self.logits, &mut self.scratch);
                     self.logits.clone()
                 });
@@ -195,7 +196,7 @@ impl Worker {
     }
 
     fn n_embd(&self) -> usize {
-        self.llama.config().n_embd
+        self.decoder.config().n_embd
     }
 
     fn last_hidden(&self) -> &[f32] {
@@ -230,7 +231,8 @@ impl Worker {
     /// One forward pass over `batch` at the end of the cache.
     fn forward(&mut self, batch: &[u32]) -> Result<()> {
         let start = self.kv.len;
-        self.llama.forward(batch, &mut self.kv, &mut self.scratch)?;
+        self.decoder
+            .forward(batch, &mut self.kv, &mut self.scratch)?;
         self.evaluated
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.cached.extend_from_slice(batch);
@@ -262,7 +264,7 @@ impl Worker {
         self.kv.truncate(0);
         self.cached.clear();
         let start = Instant::now();
-        self.llama.forward(ids, &mut self.kv, &mut self.scratch)?;
+        self.decoder.forward(ids, &mut self.kv, &mut self.scratch)?;
         self.evaluated
             .fetch_add(ids.len() as u64, Ordering::Relaxed);
         self.cached.extend_from_slice(ids);
@@ -270,7 +272,7 @@ impl Worker {
         let h = self.scratch.hidden();
         self.last.clear();
         self.last.extend_from_slice(&h[h.len() - d..]);
-        self.llama
+        self.decoder
             .logits(&self.last, &mut self.logits, &mut self.scratch);
         Ok(start.elapsed())
     }
@@ -283,10 +285,10 @@ impl Worker {
             let d = self.n_embd();
             let h = self.scratch.hidden();
             self.last.extend_from_slice(&h[h.len() - d..]);
-            self.llama
+            self.decoder
                 .logits(&self.last, &mut self.logits, &mut self.scratch);
             let token = sampler::argmax(&self.logits);
-            self.llama
+            self.decoder
                 .forward(&[token], &mut self.kv, &mut self.scratch)?;
             self.evaluated.fetch_add(1, Ordering::Relaxed);
             self.cached.push(token);
@@ -349,7 +351,7 @@ impl Worker {
                 break FinishReason::Length;
             }
             let hidden = self.last_hidden().to_vec();
-            self.llama
+            self.decoder
                 .logits(&hidden, &mut self.logits, &mut self.scratch);
             let raw = logprobs.map(|_| self.logits.clone());
             let token = match &mut constraint {
@@ -425,7 +427,7 @@ impl Worker {
             if self.kv.len >= self.kv.capacity {
                 break FinishReason::Length;
             }
-            self.llama
+            self.decoder
                 .forward(&[token], &mut self.kv, &mut self.scratch)?;
             self.evaluated.fetch_add(1, Ordering::Relaxed);
             self.cached.push(token);
@@ -517,9 +519,9 @@ impl Worker {
             let end = start + batch.len();
             if first_needed < end {
                 let hidden = self.scratch.hidden()[(first_needed - start) * d..].to_vec();
-                self.llama
+                self.decoder
                     .logits(&hidden, &mut self.logits, &mut self.scratch);
-                let vocab = self.llama.config().n_vocab;
+                let vocab = self.decoder.config().n_vocab;
                 for (j, row) in self.logits.chunks_exact_mut(vocab).enumerate() {
                     let target = ids[first_needed + j + 1];
                     greedy.push(sampler::argmax(row) == target);

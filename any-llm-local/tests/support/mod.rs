@@ -48,3 +48,8 @@ pub fn open_model() -> LocalModel {
     };
     LocalModel::open_with(default_model_path(), options).expect("the default model opens")
 }
+
+/// A JSON array of token ids, as the reference files hold them.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    serde_json::from_value(v.clone()).expect("an array of token ids")
+}

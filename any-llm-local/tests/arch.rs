@@ -1,0 +1,203 @@
+//! Every architecture against llama.cpp, on small random-weight models: the GGUF files in
+//! `tests/data/arch/` and llama.cpp's logits and greedy tokens on them, both written by
+//! `scripts/gen-test-models` (provenance inside each `*.llamacpp.json`).
+
+mod support;
+
+use support::ids;
+
+use any_core::Sampling;
+use any_llm_local::gguf::{GgufFile, GgufWriter, MetadataValue};
+use any_llm_local::quant::GgmlType;
+use any_llm_local::{LocalModel, LocalModelOptions};
+use futures_util::StreamExt;
+use serde_json::Value;
+use std::path::PathBuf;
+
+/// The largest difference allowed between one of our logits and llama.cpp's, relative to the
+/// largest logit (in magnitude) at the same position, by the type of the model's matrices.
+///
+/// Q8_0: none beyond the nine digits the reference keeps. Both engines quantize the
+/// activations to Q8_0 and sum the integer products in the same order, so every logit is
+/// llama.cpp's own (measured: 0 on every model and position).
+///
+/// F32: 5e-4. The products are summed in another order than ggml's (its tiled prompt GEMM,
+/// its SIMD lanes), which moves a sum by an ulp or so; the KV cache then rounds keys and
+/// values to f16, and now and then such an ulp flips one of those roundings, a change of
+/// 2^-11 of one value that the later layers carry to the logits. Measured worst: 3.9e-5
+/// (qwen3); an earlier random phi3 model reached 1.2e-4.
+fn tolerance(ty: &str) -> f32 {
+    match ty {
+        "Q8_0" => 1e-6,
+        "F32" => 5e-4,
+        other => panic!("no tolerance set for {other} models"),
+    }
+}
+
+fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/arch")
+}
+
+fn open(file: &str) -> LocalModel {
+    let options = LocalModelOptions {
+        threads: Some(2),
+        // The context llama.cpp ran with (which picks LongRoPE's factors).
+        context: Some(128),
+        ..Default::default()
+    };
+    LocalModel::open_with(data_dir().join(file), options)
+        .unwrap_or_else(|e| panic!("{file} opens: {e}"))
+}
+
+/// Checks every file of the generated model `arch` (of GGUF architecture `architecture`)
+/// against llama.cpp's outputs.
+async fn matches_llama_cpp(arch: &str, architecture: &str) {
+    let path = data_dir().join(format!("{arch}.llamacpp.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let reference: Value = serde_json::from_str(&text).expect("reference JSON parses");
+    for (file, r) in reference["files"].as_object().expect("files") {
+        let mut worst = 0.0f32;
+        let tolerance = tolerance(r["type"].as_str().expect("the file's type"));
+        let model = open(file);
+        assert_eq!(model.info().config.arch.gguf_name(), architecture, "{file}");
+        let prompt = ids(&r["prompt"]);
+        let prefix_logits = r["prefix_logits"].as_array().expect("prefix logits");
+        for (k, theirs) in prefix_logits.iter().enumerate() {
+            let theirs: Vec<f32> = theirs
+                .as_array()
+                .expect("logits")
+                .iter()
+                .map(|x| x.as_f64().expect("a logit") as f32)
+                .collect();
+            let ours = model.logits(prompt[..=k].to_vec()).await.expect("logits");
+            assert_eq!(ours.len(), theirs.len(), "{file}: vocabulary size");
+            let scale = theirs.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            for (id, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                let rel = (a - b).abs() / scale;
+                worst = worst.max(rel);
+                assert!(
+                    rel <= tolerance,
+                    "{file}: logit of token {id} after {} prompt tokens: ours {a}, llama.cpp {b} \
+                     ({rel:.2e} of the largest logit {scale})",
+                    k + 1
+                );
+            }
+        }
+        eprintln!(
+            "{file}: largest logit difference from llama.cpp: {worst:.2e} of the row's largest"
+        );
+        let expected = ids(&r["greedy"]);
+        let greedy = Sampling {
+            temperature: Some(0.0),
+            max_tokens: Some(expected.len() as u32),
+            ..Default::default()
+        };
+        let mut stream = model
+            .generate_ids(prompt.clone(), &greedy, Some(0))
+            .expect("starts");
+        let mut got = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            got.extend(chunk.expect("chunk").logprobs.iter().filter_map(|l| l.id));
+        }
+        assert_eq!(got, expected[..got.len()], "{file}: greedy continuation");
+        if got.len() < expected.len() {
+            // We stop at the end-of-text token; llama.cpp's reference went on past it.
+            assert!(
+                model.tokenizer().is_eog(expected[got.len()]),
+                "{file}: we stopped after {got:?}, llama.cpp went on with {expected:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn llama_matches_llama_cpp() {
+    matches_llama_cpp("llama", "llama").await;
+}
+
+#[tokio::test]
+async fn llama3_rope_frequency_factors_match_llama_cpp() {
+    matches_llama_cpp("llama3", "llama").await;
+}
+
+#[tokio::test]
+async fn qwen2_matches_llama_cpp() {
+    matches_llama_cpp("qwen2", "qwen2").await;
+}
+
+#[tokio::test]
+async fn qwen3_matches_llama_cpp() {
+    matches_llama_cpp("qwen3", "qwen3").await;
+}
+
+#[tokio::test]
+async fn phi3_matches_llama_cpp() {
+    matches_llama_cpp("phi3", "phi3").await;
+}
+
+#[tokio::test]
+async fn gemma2_matches_llama_cpp() {
+    matches_llama_cpp("gemma2", "gemma2").await;
+}
+
+#[tokio::test]
+async fn gemma3_matches_llama_cpp() {
+    matches_llama_cpp("gemma3", "gemma3").await;
+}
+
+/// The generated llama model written again with `general.architecture` set to `arch` and
+/// `blk.0.ffn_down.weight` of type `ffn_down_type` (zero bytes), then opened.
+fn open_rewritten(arch: &str, ffn_down_type: GgmlType) -> any_core::Result<LocalModel> {
+    let file = GgufFile::open(data_dir().join("llama.gguf")).expect("the generated model reads");
+    let mut w = GgufWriter::new();
+    for (key, value) in file.metadata().iter() {
+        let value = match key {
+            "general.architecture" => MetadataValue::from(arch),
+            _ => value.clone(),
+        };
+        // The architecture's own keys move with it, as a converter would name them.
+        let key = key.replacen("llama.", &format!("{arch}."), 1);
+        w.add_metadata(key, value).expect("metadata copies");
+    }
+    for t in file.tensors() {
+        let (ty, data) = if t.name == "blk.0.ffn_down.weight" {
+            let blocks = t.n_elements() as usize / ffn_down_type.block_size();
+            (ffn_down_type, vec![0; blocks * ffn_down_type.type_size()])
+        } else {
+            (t.ty, file.tensor_data(t).to_vec())
+        };
+        w.add_tensor(t.name.clone(), &t.dims, ty, data)
+            .expect("tensor copies");
+    }
+    let dir = std::env::temp_dir().join(format!("any-arch-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!("{arch}-{ffn_down_type}.gguf"));
+    w.write_file(&path).expect("writes");
+    let opened = LocalModel::open(&path);
+    std::fs::remove_file(&path).expect("removes");
+    opened
+}
+
+#[test]
+fn an_unsupported_architecture_is_refused_by_name() {
+    assert!(open_rewritten("llama", GgmlType::F16).is_ok());
+    let err = open_rewritten("mamba", GgmlType::F16)
+        .expect_err("mamba is refused")
+        .to_string();
+    assert!(err.contains("unsupported architecture `mamba`"), "{err}");
+    assert!(
+        err.contains("qwen2"),
+        "the error lists what is supported: {err}"
+    );
+}
+
+#[test]
+fn an_unsupported_tensor_type_is_refused_by_name() {
+    let err = open_rewritten("llama", GgmlType::MXFP4)
+        .expect_err("an MXFP4 weight is refused")
+        .to_string();
+    assert!(
+        err.contains("blk.0.ffn_down.weight") && err.contains("MXFP4"),
+        "{err}"
+    );
+}
