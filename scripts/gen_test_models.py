@@ -3,7 +3,7 @@
 
 Run through `scripts/gen-test-models`, which installs the pinned packages into .venv-models.
 
-    gen_test_models.py [--shape tiny|qwen2.5-0.5b|llama-3.2-1b] [--arch NAME ...]
+    gen_test_models.py [--shape tiny|small|qwen2.5-0.5b|llama-3.2-1b] [--arch NAME ...]
                        [--dtype f32|f16] [--quant Q8_0 ...] [--out DIR] [--no-reference]
 
 The committed test models and vectors (any-llm-local/tests/data/arch/) are
@@ -24,7 +24,10 @@ llama.cpp's logits one token at a time (so no sampler is involved), with the pac
 versions, the seed and this command line as provenance.
 
 `--shape` picks the transformer's size: `tiny` (the committed test models: two layers,
-width 64, a few hundred KB each) or a real model's shape (benchmarks: Qwen2.5-0.5B,
+width 64, a few hundred KB each), `small` (width 256, so that the 256-value super-block
+formats quantize every matrix: the committed K-quant and i-quant test models are
+`--shape small --arch llama --dtype f32 --quant Q4_K_M IQ4_NL IQ4_XS --batch 1`) or a real
+model's shape (benchmarks: Qwen2.5-0.5B,
 Llama-3.2-1B; same tiny vocabulary, so the output head is small and the layers dominate).
 """
 import argparse
@@ -40,6 +43,8 @@ import gguf
 
 SHAPES = {
     "tiny": dict(n_embd=64, n_head=4, n_head_kv=2, head_dim=16, n_ff=128, n_layer=2, n_ctx=512),
+    # Rows of 256, so the super-block formats (K-quants, IQ4_XS) quantize every matrix.
+    "small": dict(n_embd=256, n_head=4, n_head_kv=2, head_dim=64, n_ff=512, n_layer=2, n_ctx=512),
     "qwen2.5-0.5b": dict(n_embd=896, n_head=14, n_head_kv=2, head_dim=64, n_ff=4864, n_layer=24,
                          n_ctx=32768),
     "llama-3.2-1b": dict(n_embd=2048, n_head=32, n_head_kv=8, head_dim=64, n_ff=8192, n_layer=16,
@@ -223,14 +228,14 @@ def quantize(src, dst, type_name):
         sys.exit(f"llama.cpp could not quantize {src} to {type_name}: return code {rc}")
 
 
-def reference(path, n_vocab, seed):
+def reference(path, n_vocab, seed, n_batch):
     """llama.cpp's logits after each prefix of a prompt, and its greedy continuation."""
     from llama_cpp import Llama
     rng = np.random.default_rng(seed + 1)
     # Ids below the end-of-text token, so the prompt is ordinary text.
     prompt = [int(t) for t in rng.integers(0, n_vocab - 1, PROMPT_LEN)]
-    m = Llama(model_path=path, n_ctx=128, n_batch=128, n_threads=2, n_threads_batch=2,
-              logits_all=True, verbose=False, seed=seed)
+    m = Llama(model_path=path, n_ctx=128, n_batch=n_batch, n_ubatch=n_batch, n_threads=2,
+              n_threads_batch=2, logits_all=True, verbose=False, seed=seed)
     m.eval(prompt)
     prefix_logits = [[float(f"{x:.9g}") for x in m.scores[i]] for i in range(len(prompt))]
     greedy = []
@@ -249,6 +254,10 @@ def main():
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                  "..", "any-llm-local", "tests", "data", "arch"))
     p.add_argument("--no-reference", action="store_true")
+    p.add_argument("--batch", type=int, default=128,
+                   help="llama.cpp's batch size for the prompt (1: every token its own step, "
+                   "llama.cpp's one-token kernels, which for the K-quants and i-quants sum in "
+                   "another order than its batched ones; the small models' references use 1)")
     p.add_argument("--dtype", choices=["f32", "f16"], help="matrices' type (default: f32 for "
                    "tiny, whose references should not depend on f16 rounding; f16 otherwise)")
     a = p.parse_args()
@@ -279,11 +288,12 @@ def main():
                 "llama_cpp_python": llama_cpp.__version__,
                 "numpy": np.__version__,
                 "threads": 2,
+                "n_batch": a.batch,
             },
             "files": {},
         }
         for f, ty in files:
-            out["files"][os.path.basename(f)] = {"type": ty, **reference(f, n_vocab, seed)}
+            out["files"][os.path.basename(f)] = {"type": ty, **reference(f, n_vocab, seed, a.batch)}
         ref = os.path.join(a.out, f"{stem}.llamacpp.json")
         with open(ref, "w") as fh:
             json.dump(out, fh, separators=(",", ":"))
