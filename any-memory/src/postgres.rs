@@ -10,7 +10,7 @@ use tokio_postgres::{NoTls, Row};
 
 use crate::filter::passes;
 use crate::in_memory::recent;
-use crate::pushdown::{Arg, Dialect, pushdown};
+use crate::pushdown::{Arg, Dialect, append};
 use crate::record::{now_millis, role_from_str};
 use crate::search::{TopK, cosine, finish, fuse_rrf, hybrid_candidates, words};
 use crate::{
@@ -478,22 +478,14 @@ fn filter_sql(
     out: &mut String,
     args: &mut Vec<Box<dyn ToSql + Sync + Send>>,
 ) -> bool {
-    let Some(filter) = filter else {
-        return true;
-    };
-    let Some((pushed, params)) = pushdown(filter, Dialect::Postgres, args.len() + 1) else {
-        return false;
-    };
-    for arg in params {
+    let bound = args.len();
+    append(filter, Dialect::Postgres, bound, out, |arg| {
         args.push(match arg {
             Arg::Text(s) => Box::new(s),
             Arg::Real(x) => Box::new(x),
             Arg::Int(n) => Box::new(n),
-        });
-    }
-    out.push_str(" AND ");
-    out.push_str(&pushed.sql);
-    pushed.exact
+        })
+    })
 }
 
 /// When SQL says the whole filter (or there is none), the first `n` rows are the answer: say

@@ -60,6 +60,28 @@ pub(crate) fn pushdown(
     Some((p, w.args))
 }
 
+/// `filter`, as far as SQL can say it, `AND`-ed onto `out`, its parameters handed to `push`
+/// (numbered after the `bound` already there); whether the SQL says all of it (true without a
+/// filter). What the two stores share; each turns an [`Arg`] into its own driver's parameter.
+pub(crate) fn append(
+    filter: Option<&Filter>,
+    dialect: Dialect,
+    bound: usize,
+    out: &mut String,
+    mut push: impl FnMut(Arg),
+) -> bool {
+    let Some(filter) = filter else {
+        return true;
+    };
+    let Some((pushed, params)) = pushdown(filter, dialect, bound + 1) else {
+        return false;
+    };
+    params.into_iter().for_each(&mut push);
+    out.push_str(" AND ");
+    out.push_str(&pushed.sql);
+    pushed.exact
+}
+
 struct Writer {
     dialect: Dialect,
     first: usize,

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::filter::passes;
 use crate::in_memory::recent;
-use crate::pushdown::{Arg, Dialect, pushdown};
+use crate::pushdown::{Arg, Dialect, append};
 use crate::record::{now_millis, role_from_str};
 use crate::search::{finish, fuse_rrf, hybrid_candidates, words};
 use crate::{
@@ -272,22 +272,14 @@ fn filter_sql(
     out: &mut String,
     args: &mut Vec<Box<dyn ToSql + Send>>,
 ) -> bool {
-    let Some(filter) = filter else {
-        return true;
-    };
-    let Some((pushed, params)) = pushdown(filter, Dialect::Sqlite, args.len() + 1) else {
-        return false;
-    };
-    for arg in params {
+    let bound = args.len();
+    append(filter, Dialect::Sqlite, bound, out, |arg| {
         args.push(match arg {
             Arg::Text(s) => Box::new(s),
             Arg::Real(x) => Box::new(x),
             Arg::Int(n) => Box::new(n),
-        });
-    }
-    out.push_str(" AND ");
-    out.push_str(&pushed.sql);
-    pushed.exact
+        })
+    })
 }
 
 fn blob(e: &[f32]) -> Vec<u8> {

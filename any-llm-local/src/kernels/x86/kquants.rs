@@ -76,6 +76,13 @@ unsafe fn mins_term(mins: &[u8; 8], bsums: *const u8) -> i32 {
     hsum_i32(_mm256_madd_epi16(m, b))
 }
 
+/// The little-endian f32 at `p` (a Q8_K block's scale).
+#[inline(always)]
+unsafe fn f32_at(p: *const u8) -> f32 {
+    // SAFETY: the caller points `p` at four readable bytes.
+    unsafe { f32::from_le_bytes([p.read(), p.add(1).read(), p.add(2).read(), p.add(3).read()]) }
+}
+
 /// An f16 at `p` as f32 (exactly, as `half` converts).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -106,12 +113,7 @@ unsafe fn dot_k4_avx2<const FIVE: bool>(w: *const u8, a: *const u8, nb: usize) -
             } else {
                 isum_q4_k_avx2(wb, ab, &sc)
             };
-            let ad = f32::from_le_bytes([
-                ab.read(),
-                ab.add(1).read(),
-                ab.add(2).read(),
-                ab.add(3).read(),
-            ]);
+            let ad = f32_at(ab);
             let (d, dmin) = (f16_at(wb), f16_at(wb.add(2)));
             // The scalar reference's expression and summation order, so results are identical.
             total += ad * d * sum as f32 - ad * dmin * mins as f32;
@@ -160,13 +162,7 @@ unsafe fn tile_k4_avx2<const FIVE: bool>(w: *const u8, a: *const u8, nb: usize, 
             for r in 0..TILE_ROWS {
                 let (d, dmin) = (f16_at(wbs[r]), f16_at(wbs[r].add(2)));
                 for t in 0..TILE_TOKENS {
-                    let p = abs[t];
-                    let ad = f32::from_le_bytes([
-                        p.read(),
-                        p.add(1).read(),
-                        p.add(2).read(),
-                        p.add(3).read(),
-                    ]);
+                    let ad = f32_at(abs[t]);
                     total[r * TILE_TOKENS + t] +=
                         ad * d * sums[r][t] as f32 - ad * dmin * mins[r][t] as f32;
                 }
@@ -213,13 +209,7 @@ unsafe fn tile_q6_k_avx2(w: *const u8, a: *const u8, nb: usize, out: &mut Tile) 
             for r in 0..TILE_ROWS {
                 let d = f16_at(wbs[r].add(208));
                 for t in 0..TILE_TOKENS {
-                    let p = abs[t];
-                    let ad = f32::from_le_bytes([
-                        p.read(),
-                        p.add(1).read(),
-                        p.add(2).read(),
-                        p.add(3).read(),
-                    ]);
+                    let ad = f32_at(abs[t]);
                     total[r * TILE_TOKENS + t] += ad * d * sums[r][t] as f32;
                 }
             }
@@ -257,12 +247,7 @@ unsafe fn dot_q6_k_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
         unsafe {
             let (wb, ab) = (w.add(i * Q6_K_BYTES), a.add(i * Q8_K_BYTES));
             let sum = isum_q6_k_avx2(wb, ab);
-            let ad = f32::from_le_bytes([
-                ab.read(),
-                ab.add(1).read(),
-                ab.add(2).read(),
-                ab.add(3).read(),
-            ]);
+            let ad = f32_at(ab);
             total += ad * f16_at(wb.add(208)) * sum as f32;
         }
     }
