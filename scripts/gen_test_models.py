@@ -49,6 +49,16 @@ SHAPES = {
                          n_ctx=32768),
     "llama-3.2-1b": dict(n_embd=2048, n_head=32, n_head_kv=8, head_dim=64, n_ff=8192, n_layer=16,
                          n_ctx=131072),
+    # The other architectures' smallest real models, for their speed beside llama.cpp's.
+    "qwen3-0.6b": dict(n_embd=1024, n_head=16, n_head_kv=8, head_dim=128, n_ff=3072, n_layer=28,
+                       n_ctx=40960),
+    "gemma3-1b": dict(n_embd=1152, n_head=4, n_head_kv=1, head_dim=256, n_ff=6912, n_layer=26,
+                      n_ctx=32768),
+    "gemma2-2b": dict(n_embd=2304, n_head=8, n_head_kv=4, head_dim=256, n_ff=9216, n_layer=26,
+                      n_ctx=8192),
+    # Not "phi3-mini": llama.cpp keys vocabulary quirks on names with "phi3" in them.
+    "phi-mini-3.8b": dict(n_embd=3072, n_head=32, n_head_kv=32, head_dim=96, n_ff=8192, n_layer=32,
+                      n_ctx=4096),
 }
 
 # What each generated model exercises beyond the llama baseline.
