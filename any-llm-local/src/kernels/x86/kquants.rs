@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Tile, hsum_i32};
+use super::{Tile, f16_at, f32_at, hsum_i32};
 use crate::kernels::{DotFn, TILE_ROWS, TILE_TOKENS, TileFn};
 use crate::quant::{GgmlType, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_K_BYTES, QK_K};
 
@@ -74,22 +74,6 @@ unsafe fn mins_term(mins: &[u8; 8], bsums: *const u8) -> i32 {
     // Each minimum twice, as 16 i16 lanes beside the 16 sums.
     let m = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m, m));
     hsum_i32(_mm256_madd_epi16(m, b))
-}
-
-/// The little-endian f32 at `p` (a Q8_K block's scale).
-#[inline(always)]
-unsafe fn f32_at(p: *const u8) -> f32 {
-    // SAFETY: the caller points `p` at four readable bytes.
-    unsafe { f32::from_le_bytes([p.read(), p.add(1).read(), p.add(2).read(), p.add(3).read()]) }
-}
-
-/// An f16 at `p` as f32 (exactly, as `half` converts).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16_at(p: *const u8) -> f32 {
-    // SAFETY: the caller points `p` at two readable bytes.
-    let bits = unsafe { u16::from_le_bytes([p.read(), p.add(1).read()]) };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
 }
 
 /// Q4_K, or with `FIVE` Q5_K, by Q8_K over `nb` super-blocks: per super-block the exact
