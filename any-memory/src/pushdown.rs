@@ -91,10 +91,15 @@ struct Writer {
 /// How far apart two numbers may be and still be pushed as possibly equal.
 const RELATIVE: f64 = 1e-9;
 
-fn widen(lo: f64, hi: f64) -> (f64, f64) {
+/// `[lo, hi]` widened by [`RELATIVE`]; an absent side, or one no longer finite once widened,
+/// is no bound (engines differ on infinite parameters: PostgreSQL before 14 cannot cast an
+/// infinite float to numeric).
+fn widen(lo: Option<f64>, hi: Option<f64>) -> (Option<f64>, Option<f64>) {
     (
-        lo - lo.abs() * RELATIVE - f64::MIN_POSITIVE,
-        hi + hi.abs() * RELATIVE + f64::MIN_POSITIVE,
+        lo.map(|x| x - x.abs() * RELATIVE - f64::MIN_POSITIVE)
+            .filter(|x| x.is_finite()),
+        hi.map(|x| x + x.abs() * RELATIVE + f64::MIN_POSITIVE)
+            .filter(|x| x.is_finite()),
     )
 }
 
@@ -124,12 +129,12 @@ impl Writer {
             Filter::Eq { key, value } => self.any_of(key, std::slice::from_ref(value)),
             Filter::In { key, values } => self.any_of(key, values),
             Filter::Range { key, min, max } => {
-                let (lo, hi) = (min.unwrap_or(f64::MIN), max.unwrap_or(f64::MAX));
-                if !lo.is_finite() || !hi.is_finite() {
+                if min.is_some_and(|x| !x.is_finite()) || max.is_some_and(|x| !x.is_finite()) {
                     return None;
                 }
-                let (lo, hi) = widen(lo, hi);
-                let sql = self.number_between(key, lo, hi)?;
+                let (ty, v) = self.key(key)?;
+                let (lo, hi) = widen(*min, *max);
+                let sql = format!("COALESCE({}, FALSE)", self.number_between(&ty, &v, lo, hi));
                 Some(Pushed { sql, exact: false })
             }
             Filter::Role(role) => {
@@ -242,20 +247,34 @@ impl Writer {
         }
     }
 
-    /// The value at `key` is a number in `[lo, hi]`.
-    fn number_between(&mut self, key: &str, lo: f64, hi: f64) -> Option<String> {
-        let (ty, v) = self.key(key)?;
-        let (lo, hi) = (self.bind(Arg::Real(lo)), self.bind(Arg::Real(hi)));
-        Some(match self.dialect {
-            Dialect::Sqlite => format!(
-                "COALESCE({ty} IN ('integer', 'real') AND {v} BETWEEN {lo} AND {hi}, FALSE)"
-            ),
-            // Through numeric, which holds any JSON number (a cast to float8 can overflow).
-            Dialect::Postgres => format!(
-                "(CASE WHEN {ty} = 'number' THEN ({v} #>> '{{}}')::numeric \
-                 BETWEEN {lo}::float8::numeric AND {hi}::float8::numeric ELSE FALSE END)"
-            ),
-        })
+    /// The JSON value `v` (of JSON type `ty`) is a number in `[lo, hi]` (an absent bound is no
+    /// bound).
+    fn number_between(&mut self, ty: &str, v: &str, lo: Option<f64>, hi: Option<f64>) -> String {
+        let mut bounds = Vec::new();
+        for (bound, op) in [(lo, ">="), (hi, "<=")] {
+            if let Some(x) = bound {
+                let p = self.bind(Arg::Real(x));
+                bounds.push(match self.dialect {
+                    Dialect::Sqlite => format!("{v} {op} {p}"),
+                    // Through numeric, which holds any JSON number (a cast to float8 can
+                    // overflow).
+                    Dialect::Postgres => {
+                        format!("({v} #>> '{{}}')::numeric {op} {p}::float8::numeric")
+                    }
+                });
+            }
+        }
+        let bounds = if bounds.is_empty() {
+            "TRUE".to_owned()
+        } else {
+            bounds.join(" AND ")
+        };
+        match self.dialect {
+            Dialect::Sqlite => format!("({ty} IN ('integer', 'real') AND {bounds})"),
+            Dialect::Postgres => {
+                format!("(CASE WHEN {ty} = 'number' THEN {bounds} ELSE FALSE END)")
+            }
+        }
     }
 
     /// The value at `key` equals one of `values`.
@@ -277,18 +296,8 @@ impl Writer {
                 (_, Value::Number(n)) => {
                     exact = false;
                     let x = n.as_f64()?;
-                    let (lo, hi) = widen(x, x);
-                    let (lo, hi) = (self.bind(Arg::Real(lo)), self.bind(Arg::Real(hi)));
-                    match self.dialect {
-                        Dialect::Sqlite => {
-                            format!("({ty} IN ('integer', 'real') AND {v} BETWEEN {lo} AND {hi})")
-                        }
-                        Dialect::Postgres => format!(
-                            "(CASE WHEN {ty} = 'number' THEN ({v} #>> '{{}}')::numeric \
-                             BETWEEN {lo}::float8::numeric AND {hi}::float8::numeric \
-                             ELSE FALSE END)"
-                        ),
-                    }
+                    let (lo, hi) = widen(Some(x), Some(x));
+                    self.number_between(&ty, &v, lo, hi)
                 }
                 (Dialect::Sqlite, Value::String(s)) => {
                     let p = self.bind(Arg::Text(s.clone()));
@@ -355,6 +364,21 @@ mod tests {
             assert!(!p.sql.contains("DROP"), "{}", p.sql);
             assert!(!p.sql.contains("it's"), "{}", p.sql);
             assert_eq!(args.len(), 2);
+        }
+    }
+
+    #[test]
+    fn open_and_huge_bounds_bind_no_infinity() {
+        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
+            let (p, args) = sql(&Filter::range("n", Some(1.0), None), dialect);
+            assert!(p.is_some());
+            assert_eq!(args.len(), 2, "the key and the one bound: {args:?}");
+            let (_, args) = sql(&Filter::eq("n", f64::MAX), dialect);
+            assert!(
+                args.iter()
+                    .all(|a| !matches!(a, Arg::Real(x) if !x.is_finite())),
+                "{args:?}"
+            );
         }
     }
 
