@@ -5,17 +5,20 @@
 //! row is dotted with every activation row, exactly as llama.cpp does it: that is what makes
 //! our logits agree with its to a few hundredths.
 
-use crate::kernels;
+use crate::kernels::packed::{PACK_ROWS, PACK_TOKENS};
+use crate::kernels::{self, packed};
 use crate::pool::Pool;
 use crate::quant::{self, GgmlType};
 
-/// A weight matrix as it sits in the file: `rows` rows of `cols` values in `ty` blocks.
+/// A weight matrix: `rows` rows of `cols` values in `ty` blocks, as they sit in the file, or
+/// with `packed` in groups of interleaved rows (`kernels::packed`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WeightView<'a> {
     pub(crate) ty: GgmlType,
     pub(crate) rows: usize,
     pub(crate) cols: usize,
     pub(crate) data: &'a [u8],
+    pub(crate) packed: bool,
 }
 
 impl WeightView<'_> {
@@ -23,8 +26,9 @@ impl WeightView<'_> {
         self.data.len() / self.rows
     }
 
-    /// Row `r` as f32 values (used for embedding lookups).
+    /// Row `r` as f32 values (used for embedding lookups, which are never packed).
     pub(crate) fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        debug_assert!(!self.packed, "a packed matrix has no rows of its own");
         let rb = self.row_bytes();
         quant::dequantize_row(self.ty, &self.data[r * rb..(r + 1) * rb], out)
             .expect("weight shapes were validated at load");
@@ -78,7 +82,10 @@ pub(crate) fn matmul_group(
 ) {
     debug_assert_eq!(ws.len(), outs.len());
     let Some(first) = ws.first() else { return };
-    if ws.iter().any(|w| w.ty != first.ty || w.cols != first.cols) {
+    if ws
+        .iter()
+        .any(|w| w.ty != first.ty || w.cols != first.cols || w.packed != first.packed)
+    {
         for (w, out) in ws.iter().zip(outs.iter_mut()) {
             matmul_group(
                 std::slice::from_ref(w),
@@ -117,6 +124,9 @@ pub(crate) fn matmul_group(
         quantize(0, &mut s.acts);
     }
     let acts = &s.acts[..];
+    let packed_kernel = first
+        .packed
+        .then(|| packed::packed_fn(first.ty).expect("weights are packed only for a kernel"));
     let kernel = kernels::dot_fn(first.ty);
     let tile = kernels::tile_fn(first.ty);
     let rows_kernel = kernels::rows_fn(first.ty);
@@ -150,6 +160,27 @@ pub(crate) fn matmul_group(
     s.out_t.resize(total_rows * n, 0.0);
     let fill = |(chunk_row, o): (usize, &mut [f32])| {
         let rows = o.len() / n;
+        if let Some(packed_kernel) = packed_kernel {
+            // Groups of PACK_ROWS interleaved rows (every packed matrix's rows, and so every
+            // share's, are whole groups) by up to PACK_TOKENS tokens at a time.
+            let mut buf = [0.0f32; PACK_ROWS * PACK_TOKENS];
+            for t0 in (0..n).step_by(TOKEN_BLOCK) {
+                let t1 = (t0 + TOKEN_BLOCK).min(n);
+                for g in (0..rows).step_by(PACK_ROWS) {
+                    let wdata = row_data(chunk_row + g, PACK_ROWS);
+                    for t in (t0..t1).step_by(PACK_TOKENS) {
+                        let nt = PACK_TOKENS.min(t1 - t);
+                        packed_kernel(wdata, &acts[t * ab..(t + nt) * ab], cols, nt, &mut buf);
+                        for (dt, vals) in buf.chunks_exact(PACK_ROWS).take(nt).enumerate() {
+                            for (dr, &v) in vals.iter().enumerate() {
+                                o[(g + dr) * n + t + dt] = v;
+                            }
+                        }
+                    }
+                }
+            }
+            return;
+        }
         for t0 in (0..n).step_by(TOKEN_BLOCK) {
             let t1 = (t0 + TOKEN_BLOCK).min(n);
             let mut i = 0;
@@ -228,7 +259,7 @@ pub(crate) fn matmul_group(
         let shares = threads * if n == 1 { 4 } else { 8 };
         let rows_per = total_rows
             .div_ceil(shares)
-            .next_multiple_of(kernels::TILE_ROWS.max(kernels::ROWS));
+            .next_multiple_of(kernels::TILE_ROWS.max(kernels::ROWS).max(PACK_ROWS));
         pool.for_each_chunk(&mut s.out_t, rows_per * n, |c, o, _| {
             fill((c * rows_per, o));
         });

@@ -2,6 +2,7 @@
 //! with each architecture's differences (biases, fused tensors, Q/K norms, the RoPE pairing)
 //! taken from the tensors the file has and from [`ModelConfig`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use half::f16;
@@ -72,6 +73,30 @@ pub struct Decoder {
     /// for those within it.
     rope_long: Option<Vec<f32>>,
     rope_short: Option<Vec<f32>>,
+    /// The matrices repacked at load for this CPU's packed kernels (`kernels::packed`), by
+    /// their data's offset in the file.
+    packed: HashMap<u64, Vec<u8>>,
+}
+
+/// The `matrices` this CPU has packed kernels for, repacked (`kernels::packed`), by their
+/// data's offset; each one's pages of the file are released once it is packed, so the model
+/// holds one copy. `ANY_NO_PACK` set in the environment packs nothing (to compare).
+fn pack_matrices(file: &GgufFile, matrices: &[&TensorInfo]) -> HashMap<u64, Vec<u8>> {
+    let mut packed = HashMap::new();
+    if std::env::var_os("ANY_NO_PACK").is_some() {
+        return packed;
+    }
+    for t in matrices {
+        let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
+        if packed.contains_key(&t.offset) {
+            continue;
+        }
+        if let Some(p) = kernels::packed::pack(t.ty, file.tensor_data(t), rows, cols) {
+            packed.insert(t.offset, p);
+            file.release_pages(t);
+        }
+    }
+    packed
 }
 
 /// Weight types the backend can multiply by.
@@ -217,6 +242,24 @@ impl Decoder {
         let rope_factors = optional("rope_freqs.weight", cfg.rope_dim / 2)?;
         let rope_long = optional("rope_factors_long.weight", cfg.rope_dim / 2)?;
         let rope_short = optional("rope_factors_short.weight", cfg.rope_dim / 2)?;
+        let mut matrices: Vec<&TensorInfo> = Vec::with_capacity(7 * blocks.len() + 1);
+        for b in &blocks {
+            match &b.qkv {
+                Qkv::Separate { wq, wk, wv } => matrices.extend([wq, wk, wv]),
+                Qkv::Fused(w) => matrices.push(w),
+            }
+            matrices.push(&b.wo);
+            match &b.gate_up {
+                GateUp::Separate { gate, up } => matrices.extend([gate, up]),
+                GateUp::Fused(w) => matrices.push(w),
+            }
+            matrices.push(&b.w_down);
+        }
+        // A head tied to the embedding stays as it is: lookups read its rows.
+        if output.offset != tok_embd.offset {
+            matrices.push(&output);
+        }
+        let packed = pack_matrices(&file, &matrices);
         Ok(Decoder {
             cfg,
             file,
@@ -227,6 +270,7 @@ impl Decoder {
             rope_factors,
             rope_long,
             rope_short,
+            packed,
         })
     }
 
@@ -237,11 +281,16 @@ impl Decoder {
 
     fn view(&self, t: &TensorInfo) -> WeightView<'_> {
         let dims = &t.dims;
+        let packed = self.packed.get(&t.offset);
         WeightView {
             ty: t.ty,
             cols: dims[0] as usize,
             rows: dims[1] as usize,
-            data: self.file.tensor_data(t),
+            data: match packed {
+                Some(p) => p,
+                None => self.file.tensor_data(t),
+            },
+            packed: packed.is_some(),
         }
     }
 

@@ -261,6 +261,24 @@ impl GgufFile {
     }
 }
 
+impl GgufFile {
+    /// Tells the kernel that `t`'s pages of a mapped file are not needed now (the caller keeps
+    /// its own copy), so they leave the process's resident memory; reading them again loads
+    /// them again from the file. Nothing for a file read into memory.
+    #[allow(unsafe_code)]
+    pub(crate) fn release_pages(&self, t: &TensorInfo) {
+        if let Bytes::Mapped(m) = &self.bytes {
+            let start = (self.data_offset + t.offset) as usize;
+            // SAFETY: the map is private and read-only, so dropping its pages loses nothing:
+            // a later read faults the file's unchanged bytes back in. memmap2 widens the
+            // range to whole pages. An error only means the pages stay resident.
+            let _ = unsafe {
+                m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, t.byte_len)
+            };
+        }
+    }
+}
+
 /// Maps `file` read-only.
 #[allow(unsafe_code)]
 fn map_file(file: &File) -> std::io::Result<Mmap> {

@@ -19,6 +19,7 @@ use half::f16;
 use crate::quant::{self, GgmlType, Q8_0_BYTES, Q8_1_BYTES, QK};
 
 pub(crate) mod gemm;
+pub(crate) mod packed;
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]

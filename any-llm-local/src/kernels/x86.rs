@@ -27,6 +27,7 @@ mod iquants;
 mod kquants;
 mod kvq8;
 mod legacy;
+mod packed;
 #[cfg(test)]
 mod tests;
 
@@ -182,6 +183,14 @@ pub(super) fn rows_fn(ty: GgmlType) -> Option<RowsFn> {
         return None;
     }
     legacy::rows_fn(ty, has_vnni())
+}
+
+/// The fastest x86 kernel for `ty` packed in groups of interleaved rows, where there is one.
+pub(super) fn packed_fn(ty: GgmlType) -> Option<super::packed::PackedFn> {
+    if !has_avx2() {
+        return None;
+    }
+    packed::packed_fn(ty)
 }
 
 /// The outputs of a [`TileFn`].

@@ -1,0 +1,274 @@
+//! Packed Q4_K (eight interleaved rows, see `kernels::packed`) by Q8_K activations: each
+//! 32-bit lane is one row, so the super-block's integer sums, scales, minimums and floats are
+//! 8-lane vectors and nothing is summed across lanes.
+//!
+//! With AVX-512 VNNI one `vpdpbusd` adds four quant-by-activation products per row; with AVX2
+//! `vpmaddubsw` adds pairs into 16-bit lanes, which hold a sub-block's eight pairs of four-bit
+//! by eight-bit products without overflow (at most 8 · 2 · 15 · 127 = 30480), and one
+//! `vpmaddwd` applies the scale. Either way the integers are exact, so they are the scalar
+//! reference's, and the float epilogue is its expression in its order.
+
+use std::arch::x86_64::*;
+
+use super::{f32_at, has_vnni};
+use crate::kernels::packed::{
+    PACK_ROWS, PACK_TOKENS, PackedFn, Q4_K_X8_BYTES, Q4_K_X8_D, Q4_K_X8_DMIN, Q4_K_X8_MINS,
+    Q4_K_X8_QUANTS, Q4_K_X8_SCALES,
+};
+use crate::quant::{GgmlType, Q8_K_BYTES, QK_K};
+
+/// The packed kernel for `ty`; the CPU has AVX2.
+pub(super) fn packed_fn(ty: GgmlType) -> Option<PackedFn> {
+    match ty {
+        GgmlType::Q4_K if has_vnni() => Some(q4_k_x8_vnni),
+        GgmlType::Q4_K => Some(q4_k_x8_avx2),
+        _ => None,
+    }
+}
+
+type Out = [f32; PACK_ROWS * PACK_TOKENS];
+
+/// Super-blocks per row, after checking the group and the `nt` activation rows hold exactly
+/// `n` values each.
+fn check(w: &[u8], a: &[u8], n: usize, nt: usize) -> usize {
+    let nb = n / QK_K;
+    assert!(
+        n.is_multiple_of(QK_K)
+            && (1..=PACK_TOKENS).contains(&nt)
+            && w.len() == nb * Q4_K_X8_BYTES
+            && a.len() == nt * nb * Q8_K_BYTES,
+        "packed sizes do not match n = {n}, {nt} tokens"
+    );
+    nb
+}
+
+fn q4_k_x8_vnni(w: &[u8], a: &[u8], n: usize, nt: usize, out: &mut Out) {
+    let nb = check(w, a, n, nt);
+    let (w, a) = (w.as_ptr(), a.as_ptr());
+    // SAFETY: `packed_fn` hands this out only when the CPU has AVX-512 VNNI (with AVX2);
+    // `check` proved the slices hold the group's and the `nt` tokens' `nb` super-blocks.
+    unsafe {
+        match nt {
+            1 => q4_k_x8_vnni_n::<1>(w, a, nb, out),
+            2 => q4_k_x8_vnni_n::<2>(w, a, nb, out),
+            3 => q4_k_x8_vnni_n::<3>(w, a, nb, out),
+            _ => q4_k_x8_vnni_n::<4>(w, a, nb, out),
+        }
+    }
+}
+
+fn q4_k_x8_avx2(w: &[u8], a: &[u8], n: usize, nt: usize, out: &mut Out) {
+    let nb = check(w, a, n, nt);
+    let (w, a) = (w.as_ptr(), a.as_ptr());
+    // SAFETY: `packed_fn` hands this out only when the CPU has AVX2, FMA and F16C; `check`
+    // proved the slices hold the group's and the `nt` tokens' `nb` super-blocks.
+    unsafe {
+        match nt {
+            1 => q4_k_x8_avx2_n::<1>(w, a, nb, out),
+            2 => q4_k_x8_avx2_n::<2>(w, a, nb, out),
+            3 => q4_k_x8_avx2_n::<3>(w, a, nb, out),
+            _ => q4_k_x8_avx2_n::<4>(w, a, nb, out),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
+unsafe fn q4_k_x8_vnni_n<const NT: usize>(w: *const u8, a: *const u8, nb: usize, out: &mut Out) {
+    // SAFETY: the caller's promise; the body's intrinsics need exactly these features.
+    unsafe { q4_k_x8::<NT, true>(w, a, nb, out) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k_x8_avx2_n<const NT: usize>(w: *const u8, a: *const u8, nb: usize, out: &mut Out) {
+    // SAFETY: the caller's promise; with `VNNI` false the body needs only these features.
+    unsafe { q4_k_x8::<NT, false>(w, a, nb, out) }
+}
+
+/// The four activation bytes at `p`, in every 32-bit lane.
+#[inline(always)]
+unsafe fn broadcast4(p: *const u8) -> __m256i {
+    // SAFETY: the caller points `p` at four readable bytes; AVX is enabled by every caller.
+    unsafe { _mm256_set1_epi32(p.cast::<i32>().read_unaligned()) }
+}
+
+/// `NT` tokens by a packed group's eight rows over `nb` super-blocks. Inlined into a caller
+/// with AVX2, FMA and F16C, and with `VNNI` also AVX-512 VNNI, VL and BW.
+///
+/// # Safety
+/// `w` points at `nb` packed Q4_K groups, `a` at `NT` rows of `nb` Q8_K blocks; the CPU has
+/// the features above.
+#[inline(always)]
+unsafe fn q4_k_x8<const NT: usize, const VNNI: bool>(
+    w: *const u8,
+    a: *const u8,
+    nb: usize,
+    out: &mut Out,
+) {
+    let row = nb * Q8_K_BYTES;
+    // SAFETY: every pointer below stays inside the group's `nb` blocks of `Q4_K_X8_BYTES`
+    // and the `NT` activation rows of `nb` blocks of `Q8_K_BYTES`, at the offsets the layouts
+    // define (quant chunks at 160 + 32c, scales at 32 + 8j, minimums at 96 + 16p; the
+    // activations' quants at 4.., partial sums at 260..292).
+    unsafe {
+        let mask = _mm256_set1_epi8(0x0F);
+        let mut total = [_mm256_set1_ps(-0.0); NT];
+        for b in 0..nb {
+            let g = w.add(b * Q4_K_X8_BYTES);
+            let at: [*const u8; NT] = std::array::from_fn(|t| a.add(t * row + b * Q8_K_BYTES));
+            // Row r's Σ_j scale_j · Σ q·a in lane r, per token.
+            let mut sum = [_mm256_setzero_si256(); NT];
+            for i in 0..4 {
+                // Sub-blocks 2i (low nibbles) and 2i + 1 (high nibbles).
+                let mut lo = [_mm256_setzero_si256(); NT];
+                let mut hi = [_mm256_setzero_si256(); NT];
+                for k in 0..8 {
+                    let q = _mm256_loadu_si256(g.add(Q4_K_X8_QUANTS + 32 * (8 * i + k)).cast());
+                    let ql = _mm256_and_si256(q, mask);
+                    let qh = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+                    for t in 0..NT {
+                        let al = broadcast4(at[t].add(4 + 64 * i + 4 * k));
+                        let ah = broadcast4(at[t].add(36 + 64 * i + 4 * k));
+                        if VNNI {
+                            lo[t] = _mm256_dpbusd_epi32(lo[t], ql, al);
+                            hi[t] = _mm256_dpbusd_epi32(hi[t], qh, ah);
+                        } else {
+                            lo[t] = _mm256_add_epi16(lo[t], _mm256_maddubs_epi16(ql, al));
+                            hi[t] = _mm256_add_epi16(hi[t], _mm256_maddubs_epi16(qh, ah));
+                        }
+                    }
+                }
+                let scales = g.add(Q4_K_X8_SCALES + 16 * i);
+                if VNNI {
+                    let sl = _mm256_cvtepu8_epi32(_mm_loadl_epi64(scales.cast()));
+                    let sh = _mm256_cvtepu8_epi32(_mm_loadl_epi64(scales.add(8).cast()));
+                    for t in 0..NT {
+                        let s = _mm256_add_epi32(
+                            _mm256_mullo_epi32(lo[t], sl),
+                            _mm256_mullo_epi32(hi[t], sh),
+                        );
+                        sum[t] = _mm256_add_epi32(sum[t], s);
+                    }
+                } else {
+                    // Each row's scale in both 16-bit halves of its lane.
+                    let dup = |p: *const u8| {
+                        let s = _mm_loadl_epi64(p.cast());
+                        _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s, s))
+                    };
+                    let (sl, sh) = (dup(scales), dup(scales.add(8)));
+                    for t in 0..NT {
+                        let s = _mm256_add_epi32(
+                            _mm256_madd_epi16(lo[t], sl),
+                            _mm256_madd_epi16(hi[t], sh),
+                        );
+                        sum[t] = _mm256_add_epi32(sum[t], s);
+                    }
+                }
+            }
+            // Row r's minimums 2p and 2p + 1 in the 16-bit halves of lane r.
+            let mins: [__m256i; 4] = std::array::from_fn(|p| {
+                _mm256_cvtepu8_epi16(_mm_loadu_si128(g.add(Q4_K_X8_MINS + 16 * p).cast()))
+            });
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(g.add(Q4_K_X8_D).cast()));
+            let dmin = _mm256_cvtph_ps(_mm_loadu_si128(g.add(Q4_K_X8_DMIN).cast()));
+            for t in 0..NT {
+                // The activations' sums of sub-blocks: [s0 + s1, s2 + s3, ..] of the 16 sums
+                // of 16 values, pairs of sub-blocks in 32-bit lanes.
+                let bs = at[t].add(4 + QK_K);
+                let pairs = _mm_hadd_epi16(
+                    _mm_loadu_si128(bs.cast()),
+                    _mm_loadu_si128(bs.add(16).cast()),
+                );
+                let mut pw = [0i32; 4];
+                _mm_storeu_si128(pw.as_mut_ptr().cast(), pairs);
+                let mut m = _mm256_setzero_si256();
+                for (p, mp) in mins.iter().enumerate() {
+                    m = _mm256_add_epi32(m, _mm256_madd_epi16(*mp, _mm256_set1_epi32(pw[p])));
+                }
+                let ad = _mm256_set1_ps(f32_at(at[t]));
+                // The scalar reference's `ad * d * sum as f32 - ad * dmin * mins as f32`.
+                let x = _mm256_mul_ps(_mm256_mul_ps(ad, d), _mm256_cvtepi32_ps(sum[t]));
+                let y = _mm256_mul_ps(_mm256_mul_ps(ad, dmin), _mm256_cvtepi32_ps(m));
+                total[t] = _mm256_add_ps(total[t], _mm256_sub_ps(x, y));
+            }
+        }
+        for (t, v) in total.iter().enumerate() {
+            _mm256_storeu_ps(out.as_mut_ptr().add(t * PACK_ROWS), *v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::packed::pack_layout;
+    use crate::quant::{self, Q4_K_BYTES};
+
+    fn xorshift(s: &mut u32) -> u32 {
+        *s ^= *s << 13;
+        *s ^= *s >> 17;
+        *s ^= *s << 5;
+        *s
+    }
+
+    /// `rows` random Q4_K rows of `nb` super-blocks with sane scales, and `nt` Q8_K rows
+    /// quantized from random floats.
+    fn data(rows: usize, nt: usize, nb: usize, seed: u32) -> (Vec<u8>, Vec<u8>) {
+        let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+        let mut w: Vec<u8> = (0..rows * nb * Q4_K_BYTES)
+            .map(|_| (xorshift(&mut s) >> 24) as u8)
+            .collect();
+        for (i, b) in w.chunks_exact_mut(Q4_K_BYTES).enumerate() {
+            let d = half::f16::from_f32(0.001 + 0.0007 * (i % 11) as f32).to_bits();
+            let dmin = half::f16::from_f32(0.0005 + 0.0003 * (i % 7) as f32).to_bits();
+            b[..2].copy_from_slice(&d.to_le_bytes());
+            b[2..4].copy_from_slice(&dmin.to_le_bytes());
+        }
+        let x: Vec<f32> = (0..nt * nb * QK_K)
+            .map(|_| (xorshift(&mut s) as f32 / u32::MAX as f32 - 0.5) * 4.0)
+            .collect();
+        let mut a = vec![0u8; nt * nb * Q8_K_BYTES];
+        quant::quantize_row(GgmlType::Q8_K, &x, &mut a).expect("whole blocks");
+        (w, a)
+    }
+
+    #[test]
+    fn packed_q4_k_equals_the_scalar_reference_bit_for_bit() {
+        if !super::super::has_avx2() {
+            eprintln!("this CPU has no AVX2: no packed kernel runs here");
+            return;
+        }
+        let mut kernels: Vec<(&str, PackedFn)> = vec![("avx2", q4_k_x8_avx2)];
+        if has_vnni() {
+            kernels.push(("vnni", q4_k_x8_vnni));
+        }
+        for (seed, nb) in [(1, 1), (2, 3), (3, 8), (4, 11)] {
+            let n = nb * QK_K;
+            let (w, a) = data(PACK_ROWS, PACK_TOKENS, nb, seed);
+            let p = pack_layout(GgmlType::Q4_K, &w, PACK_ROWS, n).expect("packs");
+            let (wb, ab) = (nb * Q4_K_BYTES, nb * Q8_K_BYTES);
+            for (name, f) in &kernels {
+                for nt in 1..=PACK_TOKENS {
+                    let mut out = [f32::NAN; PACK_ROWS * PACK_TOKENS];
+                    f(&p, &a[..nt * ab], n, nt, &mut out);
+                    for t in 0..nt {
+                        for r in 0..PACK_ROWS {
+                            let want = quant::vec_dot(
+                                GgmlType::Q4_K,
+                                &w[r * wb..][..wb],
+                                &a[t * ab..][..ab],
+                                n,
+                            )
+                            .expect("row sizes");
+                            let got = out[t * PACK_ROWS + r];
+                            assert_eq!(
+                                got.to_bits(),
+                                want.to_bits(),
+                                "{name}, {nt} tokens, row {r} token {t}, {nb} super-blocks: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
