@@ -15,7 +15,7 @@
 //! and 32 bytes per eight super-blocks (2.8% of a Q4_K matrix); the file's pages of a packed
 //! matrix are released afterwards, so the model's memory does not grow.
 
-use crate::quant::{GgmlType, Q4_K_BYTES, QK_K, scale_min_k4};
+use crate::quant::{GgmlType, Q4_K_BYTES, Q6_K_BYTES, QK_K, scale_min_k4};
 
 /// Weight rows per packed group.
 pub(crate) const PACK_ROWS: usize = 8;
@@ -41,6 +41,23 @@ pub(crate) const Q4_K_X8_SCALES: usize = 32;
 pub(crate) const Q4_K_X8_MINS: usize = 96;
 pub(crate) const Q4_K_X8_QUANTS: usize = 160;
 
+/// Bytes of one packed Q6_K group: one super-block of each of [`PACK_ROWS`] rows, the same
+/// size as the eight blocks.
+///
+/// | bytes | what |
+/// |---|---|
+/// | 0..16 | each row's `d` (f16) |
+/// | 16..144 | the 8-bit scales, sub-block major: byte `8j + r` is row `r`'s scale `j` |
+/// | 144..1168 | the low four bits of each 6-bit quant, in chunks laid out as Q4_K's |
+/// | 1168..1680 | their top two bits: 16 chunks of 32 bytes; chunk `4i + m` holds, at byte `4r + b`, the top bits of the four quants that quant chunks `8i + 2m` and `8i + 2m + 1` put at byte `4r + b` (low nibble, high nibble, low nibble, high nibble, from bit 0 up) |
+pub(crate) const Q6_K_X8_BYTES: usize = 144 + PACK_ROWS * 192;
+
+/// Offsets of the packed Q6_K group's parts.
+pub(crate) const Q6_K_X8_D: usize = 0;
+pub(crate) const Q6_K_X8_SCALES: usize = 16;
+pub(crate) const Q6_K_X8_LOW: usize = 144;
+pub(crate) const Q6_K_X8_HIGH: usize = 1168;
+
 /// `out[t * PACK_ROWS + r]` = row `r` of a packed group by activation row `t`, over `n`
 /// values, for the `nt` (1 to [`PACK_TOKENS`]) activation rows `a` holds (in the weight
 /// type's `vec_dot_type`). The slices must have exactly those sizes.
@@ -64,6 +81,9 @@ pub(crate) fn packed_row_bytes(ty: GgmlType, cols: usize) -> Option<usize> {
         GgmlType::Q4_K if cols.is_multiple_of(QK_K) => {
             Some(cols / QK_K * Q4_K_X8_BYTES / PACK_ROWS)
         }
+        GgmlType::Q6_K if cols.is_multiple_of(QK_K) => {
+            Some(cols / QK_K * Q6_K_X8_BYTES / PACK_ROWS)
+        }
         _ => None,
     }
 }
@@ -83,15 +103,23 @@ pub(crate) fn pack_layout(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -
         return None;
     }
     let nb = cols / QK_K;
-    if data.len() != rows * nb * Q4_K_BYTES {
+    let (block, group) = match ty {
+        GgmlType::Q4_K => (Q4_K_BYTES, Q4_K_X8_BYTES),
+        _ => (Q6_K_BYTES, Q6_K_X8_BYTES),
+    };
+    if data.len() != rows * nb * block {
         return None;
     }
     let mut out = vec![0u8; rows * row_bytes];
-    let groups = data.chunks_exact(PACK_ROWS * nb * Q4_K_BYTES);
-    for (src, dst) in groups.zip(out.chunks_exact_mut(nb * Q4_K_X8_BYTES)) {
-        for (b, g) in dst.chunks_exact_mut(Q4_K_X8_BYTES).enumerate() {
+    let groups = data.chunks_exact(PACK_ROWS * nb * block);
+    for (src, dst) in groups.zip(out.chunks_exact_mut(nb * group)) {
+        for (b, g) in dst.chunks_exact_mut(group).enumerate() {
             for r in 0..PACK_ROWS {
-                let blk = &src[(r * nb + b) * Q4_K_BYTES..][..Q4_K_BYTES];
+                let blk = &src[(r * nb + b) * block..][..block];
+                if ty == GgmlType::Q6_K {
+                    pack_q6_k_row(blk, r, g);
+                    continue;
+                }
                 g[Q4_K_X8_D + 2 * r..][..2].copy_from_slice(&blk[0..2]);
                 g[Q4_K_X8_DMIN + 2 * r..][..2].copy_from_slice(&blk[2..4]);
                 let packed: &[u8; 12] = blk[4..16].try_into().expect("12 scale bytes");
@@ -110,4 +138,41 @@ pub(crate) fn pack_layout(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -
         }
     }
     Some(out)
+}
+
+/// Row `r`'s Q6_K block `blk` into its places in the packed group `g`.
+fn pack_q6_k_row(blk: &[u8], r: usize, g: &mut [u8]) {
+    // The 6-bit quants (0..64, the value plus 32) in value order, from the block's layout:
+    // in each half of 128 values, value 32j + l has its low four bits in nibble j / 2 of
+    // `ql[64h + 32(j % 2) + l]` and its top two in bits 2j.. of `qh[32h + l]`.
+    let q: [u8; QK_K] = std::array::from_fn(|e| {
+        let (h, j, l) = (e / 128, (e / 32) % 4, e % 32);
+        let low = (blk[h * 64 + (j % 2) * 32 + l] >> (4 * (j / 2))) & 0x0f;
+        let high = (blk[128 + h * 32 + l] >> (2 * j)) & 3;
+        low | (high << 4)
+    });
+    g[Q6_K_X8_D + 2 * r..][..2].copy_from_slice(&blk[208..210]);
+    for j in 0..16 {
+        g[Q6_K_X8_SCALES + 8 * j + r] = blk[192 + j];
+    }
+    // The values quant chunk c puts at byte 4r + b: low nibble, high nibble.
+    let at = |c: usize, b: usize| {
+        let (i, k) = (c / 8, c % 8);
+        (64 * i + 4 * k + b, 64 * i + 32 + 4 * k + b)
+    };
+    for c in 0..32 {
+        for b in 0..4 {
+            let (lo, hi) = at(c, b);
+            g[Q6_K_X8_LOW + 32 * c + 4 * r + b] = (q[lo] & 0x0f) | ((q[hi] & 0x0f) << 4);
+        }
+    }
+    for e in 0..16 {
+        let (i, m) = (e / 4, e % 4);
+        for b in 0..4 {
+            let (l0, h0) = at(8 * i + 2 * m, b);
+            let (l1, h1) = at(8 * i + 2 * m + 1, b);
+            g[Q6_K_X8_HIGH + 32 * e + 4 * r + b] =
+                (q[l0] >> 4) | ((q[h0] >> 4) << 2) | ((q[l1] >> 4) << 4) | ((q[h1] >> 4) << 6);
+        }
+    }
 }

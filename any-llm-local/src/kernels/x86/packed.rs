@@ -13,7 +13,8 @@ use std::arch::x86_64::*;
 use super::{f32_at, has_vnni};
 use crate::kernels::packed::{
     PACK_ROWS, PACK_TOKENS, PackedFn, Q4_K_X8_BYTES, Q4_K_X8_D, Q4_K_X8_DMIN, Q4_K_X8_MINS,
-    Q4_K_X8_QUANTS, Q4_K_X8_SCALES,
+    Q4_K_X8_QUANTS, Q4_K_X8_SCALES, Q6_K_X8_BYTES, Q6_K_X8_D, Q6_K_X8_HIGH, Q6_K_X8_LOW,
+    Q6_K_X8_SCALES,
 };
 use crate::quant::{GgmlType, Q8_K_BYTES, QK_K};
 
@@ -22,20 +23,22 @@ pub(super) fn packed_fn(ty: GgmlType) -> Option<PackedFn> {
     match ty {
         GgmlType::Q4_K if has_vnni() => Some(q4_k_x8_vnni),
         GgmlType::Q4_K => Some(q4_k_x8_avx2),
+        GgmlType::Q6_K if has_vnni() => Some(q6_k_x8_vnni),
+        GgmlType::Q6_K => Some(q6_k_x8_avx2),
         _ => None,
     }
 }
 
 type Out = [f32; PACK_ROWS * PACK_TOKENS];
 
-/// Super-blocks per row, after checking the group and the `nt` activation rows hold exactly
-/// `n` values each.
-fn check(w: &[u8], a: &[u8], n: usize, nt: usize) -> usize {
+/// Super-blocks per row, after checking the group (`group` bytes per super-block) and the
+/// `nt` activation rows hold exactly `n` values each.
+fn check(w: &[u8], a: &[u8], n: usize, nt: usize, group: usize) -> usize {
     let nb = n / QK_K;
     assert!(
         n.is_multiple_of(QK_K)
             && (1..=PACK_TOKENS).contains(&nt)
-            && w.len() == nb * Q4_K_X8_BYTES
+            && w.len() == nb * group
             && a.len() == nt * nb * Q8_K_BYTES,
         "packed sizes do not match n = {n}, {nt} tokens"
     );
@@ -43,7 +46,7 @@ fn check(w: &[u8], a: &[u8], n: usize, nt: usize) -> usize {
 }
 
 fn q4_k_x8_vnni(w: &[u8], a: &[u8], n: usize, nt: usize, out: &mut Out) {
-    let nb = check(w, a, n, nt);
+    let nb = check(w, a, n, nt, Q4_K_X8_BYTES);
     let (w, a) = (w.as_ptr(), a.as_ptr());
     // SAFETY: `packed_fn` hands this out only when the CPU has AVX-512 VNNI (with AVX2);
     // `check` proved the slices hold the group's and the `nt` tokens' `nb` super-blocks.
@@ -58,7 +61,7 @@ fn q4_k_x8_vnni(w: &[u8], a: &[u8], n: usize, nt: usize, out: &mut Out) {
 }
 
 fn q4_k_x8_avx2(w: &[u8], a: &[u8], n: usize, nt: usize, out: &mut Out) {
-    let nb = check(w, a, n, nt);
+    let nb = check(w, a, n, nt, Q4_K_X8_BYTES);
     let (w, a) = (w.as_ptr(), a.as_ptr());
     // SAFETY: `packed_fn` hands this out only when the CPU has AVX2, FMA and F16C; `check`
     // proved the slices hold the group's and the `nt` tokens' `nb` super-blocks.
@@ -83,6 +86,62 @@ unsafe fn q4_k_x8_avx2_n<const NT: usize>(w: *const u8, a: *const u8, nb: usize,
     // SAFETY: the caller's promise; with `VNNI` false the body needs only these features.
     unsafe { q4_k_x8::<NT, false>(w, a, nb, out) }
 }
+
+/// One packed kernel's four entry points: with VNNI or AVX2, each for 1 to 4 tokens.
+macro_rules! entry_points {
+    ($vnni:ident, $avx2:ident, $vnni_n:ident, $avx2_n:ident, $body:ident, $group:expr) => {
+        fn $vnni(w: &[u8], a: &[u8], n: usize, nt: usize, out: &mut Out) {
+            let nb = check(w, a, n, nt, $group);
+            let (w, a) = (w.as_ptr(), a.as_ptr());
+            // SAFETY: `packed_fn` hands this out only when the CPU has AVX-512 VNNI (with
+            // AVX2); `check` proved the slices hold the group's and the tokens' super-blocks.
+            unsafe {
+                match nt {
+                    1 => $vnni_n::<1>(w, a, nb, out),
+                    2 => $vnni_n::<2>(w, a, nb, out),
+                    3 => $vnni_n::<3>(w, a, nb, out),
+                    _ => $vnni_n::<4>(w, a, nb, out),
+                }
+            }
+        }
+
+        fn $avx2(w: &[u8], a: &[u8], n: usize, nt: usize, out: &mut Out) {
+            let nb = check(w, a, n, nt, $group);
+            let (w, a) = (w.as_ptr(), a.as_ptr());
+            // SAFETY: `packed_fn` hands this out only when the CPU has AVX2, FMA and F16C;
+            // `check` proved the slices hold the group's and the tokens' super-blocks.
+            unsafe {
+                match nt {
+                    1 => $avx2_n::<1>(w, a, nb, out),
+                    2 => $avx2_n::<2>(w, a, nb, out),
+                    3 => $avx2_n::<3>(w, a, nb, out),
+                    _ => $avx2_n::<4>(w, a, nb, out),
+                }
+            }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
+        unsafe fn $vnni_n<const NT: usize>(w: *const u8, a: *const u8, nb: usize, out: &mut Out) {
+            // SAFETY: the caller's promise; the body's intrinsics need exactly these features.
+            unsafe { $body::<NT, true>(w, a, nb, out) }
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $avx2_n<const NT: usize>(w: *const u8, a: *const u8, nb: usize, out: &mut Out) {
+            // SAFETY: the caller's promise; with `VNNI` false the body needs only these.
+            unsafe { $body::<NT, false>(w, a, nb, out) }
+        }
+    };
+}
+
+entry_points!(
+    q6_k_x8_vnni,
+    q6_k_x8_avx2,
+    q6_k_x8_vnni_n,
+    q6_k_x8_avx2_n,
+    q6_k_x8,
+    Q6_K_X8_BYTES
+);
 
 /// The four activation bytes at `p`, in every 32-bit lane.
 #[inline(always)]
@@ -197,11 +256,127 @@ unsafe fn q4_k_x8<const NT: usize, const VNNI: bool>(
     }
 }
 
+/// `NT` tokens by a packed Q6_K group's eight rows over `nb` super-blocks: the 6-bit quants
+/// `u = q + 32` (0..64) by the activations with unsigned-by-signed products, then
+/// `Σ_j scale_j · Σ q·a = Σ_j scale_j · Σ u·a − 32 · Σ_j scale_j · Σ a`, whose last sums are
+/// the activations' 16 partial sums. Exact integers, so the scalar reference's.
+///
+/// # Safety
+/// As [`q4_k_x8`], with packed Q6_K groups.
+#[inline(always)]
+unsafe fn q6_k_x8<const NT: usize, const VNNI: bool>(
+    w: *const u8,
+    a: *const u8,
+    nb: usize,
+    out: &mut Out,
+) {
+    let row = nb * Q8_K_BYTES;
+    // SAFETY: every pointer below stays inside the group's `nb` blocks of `Q6_K_X8_BYTES`
+    // and the `NT` activation rows of `nb` blocks of `Q8_K_BYTES`, at the offsets the layouts
+    // define (low quant chunks at 144 + 32c, high-bit chunks at 1168 + 32e, scales at
+    // 16 + 8j; the activations' quants at 4.., partial sums at 260..292).
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m30 = _mm256_set1_epi8(0x30);
+        let mut total = [_mm256_set1_ps(-0.0); NT];
+        for b in 0..nb {
+            let g = w.add(b * Q6_K_X8_BYTES);
+            let at: [*const u8; NT] = std::array::from_fn(|t| a.add(t * row + b * Q8_K_BYTES));
+            let mut sum = [_mm256_setzero_si256(); NT];
+            for i in 0..4 {
+                // Sub-blocks 4i + s for s in 0..4: chunks k < 4 hold sub-blocks 4i (low
+                // nibbles) and 4i + 2 (high), chunks k >= 4 sub-blocks 4i + 1 and 4i + 3.
+                let mut acc = [[_mm256_setzero_si256(); NT]; 4];
+                for m in 0..4 {
+                    let hb = _mm256_loadu_si256(g.add(Q6_K_X8_HIGH + 32 * (4 * i + m)).cast());
+                    // The top bits of the four quant registers this chunk serves, at bits 4-5.
+                    let tops = [
+                        _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30),
+                        _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30),
+                        _mm256_and_si256(hb, m30),
+                        _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30),
+                    ];
+                    for kk in 0..2 {
+                        let k = 2 * m + kk;
+                        let q = _mm256_loadu_si256(g.add(Q6_K_X8_LOW + 32 * (8 * i + k)).cast());
+                        let ul = _mm256_or_si256(_mm256_and_si256(q, m4), tops[2 * kk]);
+                        let uh = _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                            tops[2 * kk + 1],
+                        );
+                        let (sl, sh) = (k / 4, 2 + k / 4);
+                        for t in 0..NT {
+                            let al = broadcast4(at[t].add(4 + 64 * i + 4 * k));
+                            let ah = broadcast4(at[t].add(36 + 64 * i + 4 * k));
+                            if VNNI {
+                                acc[sl][t] = _mm256_dpbusd_epi32(acc[sl][t], ul, al);
+                                acc[sh][t] = _mm256_dpbusd_epi32(acc[sh][t], uh, ah);
+                            } else {
+                                // Two products per 16-bit lane, at most 2 · 63 · 127: two
+                                // chunks' sums fit, so they are scaled after every second.
+                                acc[sl][t] =
+                                    _mm256_add_epi16(acc[sl][t], _mm256_maddubs_epi16(ul, al));
+                                acc[sh][t] =
+                                    _mm256_add_epi16(acc[sh][t], _mm256_maddubs_epi16(uh, ah));
+                            }
+                        }
+                    }
+                    // Sub-blocks 4i + m / 2 and 4i + 2 + m / 2 have had chunks 2m and 2m + 1.
+                    let (sl, sh) = (m / 2, 2 + m / 2);
+                    if !VNNI {
+                        for s in [sl, sh] {
+                            let sc = g.add(Q6_K_X8_SCALES + 8 * (4 * i + s));
+                            let v = _mm_loadl_epi64(sc.cast());
+                            let dup = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(v, v));
+                            for t in 0..NT {
+                                sum[t] =
+                                    _mm256_add_epi32(sum[t], _mm256_madd_epi16(acc[s][t], dup));
+                                acc[s][t] = _mm256_setzero_si256();
+                            }
+                        }
+                    } else if m % 2 == 1 {
+                        for s in [sl, sh] {
+                            let sc = g.add(Q6_K_X8_SCALES + 8 * (4 * i + s));
+                            let v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(sc.cast()));
+                            for t in 0..NT {
+                                sum[t] = _mm256_add_epi32(sum[t], _mm256_mullo_epi32(acc[s][t], v));
+                            }
+                        }
+                    }
+                }
+            }
+            // Row r's scales 2p and 2p + 1 in the 16-bit halves of lane r.
+            let pairs: [__m256i; 8] = std::array::from_fn(|p| {
+                let s0 = _mm_loadl_epi64(g.add(Q6_K_X8_SCALES + 16 * p).cast());
+                let s1 = _mm_loadl_epi64(g.add(Q6_K_X8_SCALES + 16 * p + 8).cast());
+                _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(s0, s1))
+            });
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(g.add(Q6_K_X8_D).cast()));
+            for t in 0..NT {
+                // The activations' partial sums 2p and 2p + 1 are the 32-bit word p at 260.
+                let mut bias = _mm256_setzero_si256();
+                for (p, sp) in pairs.iter().enumerate() {
+                    let bs = broadcast4(at[t].add(4 + QK_K + 4 * p));
+                    bias = _mm256_add_epi32(bias, _mm256_madd_epi16(*sp, bs));
+                }
+                let s = _mm256_sub_epi32(sum[t], _mm256_slli_epi32(bias, 5));
+                let ad = _mm256_set1_ps(f32_at(at[t]));
+                // The scalar reference's `ad * d * sum as f32`.
+                let x = _mm256_mul_ps(_mm256_mul_ps(ad, d), _mm256_cvtepi32_ps(s));
+                total[t] = _mm256_add_ps(total[t], x);
+            }
+        }
+        for (t, v) in total.iter().enumerate() {
+            _mm256_storeu_ps(out.as_mut_ptr().add(t * PACK_ROWS), *v);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::kernels::packed::pack_layout;
-    use crate::quant::{self, Q4_K_BYTES};
+    use crate::quant::{self, Q4_K_BYTES, Q6_K_BYTES};
 
     fn xorshift(s: &mut u32) -> u32 {
         *s ^= *s << 13;
@@ -210,18 +385,23 @@ mod tests {
         *s
     }
 
-    /// `rows` random Q4_K rows of `nb` super-blocks with sane scales, and `nt` Q8_K rows
-    /// quantized from random floats.
-    fn data(rows: usize, nt: usize, nb: usize, seed: u32) -> (Vec<u8>, Vec<u8>) {
+    /// `rows` random rows of `ty` (Q4_K or Q6_K) of `nb` super-blocks with sane scales, and
+    /// `nt` Q8_K rows quantized from random floats.
+    fn data(ty: GgmlType, rows: usize, nt: usize, nb: usize, seed: u32) -> (Vec<u8>, Vec<u8>) {
         let mut s = seed.wrapping_mul(2_654_435_761) | 1;
-        let mut w: Vec<u8> = (0..rows * nb * Q4_K_BYTES)
+        let block = ty.type_size();
+        let mut w: Vec<u8> = (0..rows * nb * block)
             .map(|_| (xorshift(&mut s) >> 24) as u8)
             .collect();
-        for (i, b) in w.chunks_exact_mut(Q4_K_BYTES).enumerate() {
+        for (i, b) in w.chunks_exact_mut(block).enumerate() {
             let d = half::f16::from_f32(0.001 + 0.0007 * (i % 11) as f32).to_bits();
             let dmin = half::f16::from_f32(0.0005 + 0.0003 * (i % 7) as f32).to_bits();
-            b[..2].copy_from_slice(&d.to_le_bytes());
-            b[2..4].copy_from_slice(&dmin.to_le_bytes());
+            if ty == GgmlType::Q6_K {
+                b[208..210].copy_from_slice(&d.to_le_bytes());
+            } else {
+                b[..2].copy_from_slice(&d.to_le_bytes());
+                b[2..4].copy_from_slice(&dmin.to_le_bytes());
+            }
         }
         let x: Vec<f32> = (0..nt * nb * QK_K)
             .map(|_| (xorshift(&mut s) as f32 / u32::MAX as f32 - 0.5) * 4.0)
@@ -232,38 +412,40 @@ mod tests {
     }
 
     #[test]
-    fn packed_q4_k_equals_the_scalar_reference_bit_for_bit() {
+    fn packed_kernels_equal_the_scalar_reference_bit_for_bit() {
         if !super::super::has_avx2() {
             eprintln!("this CPU has no AVX2: no packed kernel runs here");
             return;
         }
-        let mut kernels: Vec<(&str, PackedFn)> = vec![("avx2", q4_k_x8_avx2)];
+        let mut kernels: Vec<(GgmlType, &str, PackedFn)> = vec![
+            (GgmlType::Q4_K, "avx2", q4_k_x8_avx2),
+            (GgmlType::Q6_K, "avx2", q6_k_x8_avx2),
+        ];
         if has_vnni() {
-            kernels.push(("vnni", q4_k_x8_vnni));
+            kernels.push((GgmlType::Q4_K, "vnni", q4_k_x8_vnni));
+            kernels.push((GgmlType::Q6_K, "vnni", q6_k_x8_vnni));
         }
-        for (seed, nb) in [(1, 1), (2, 3), (3, 8), (4, 11)] {
-            let n = nb * QK_K;
-            let (w, a) = data(PACK_ROWS, PACK_TOKENS, nb, seed);
-            let p = pack_layout(GgmlType::Q4_K, &w, PACK_ROWS, n).expect("packs");
-            let (wb, ab) = (nb * Q4_K_BYTES, nb * Q8_K_BYTES);
-            for (name, f) in &kernels {
+        assert_eq!(Q4_K_BYTES, GgmlType::Q4_K.type_size());
+        assert_eq!(Q6_K_BYTES, GgmlType::Q6_K.type_size());
+        for (ty, name, f) in &kernels {
+            for (seed, nb) in [(1, 1), (2, 3), (3, 8), (4, 11)] {
+                let n = nb * QK_K;
+                let (w, a) = data(*ty, PACK_ROWS, PACK_TOKENS, nb, seed);
+                let p = pack_layout(*ty, &w, PACK_ROWS, n).expect("packs");
+                let (wb, ab) = (nb * ty.type_size(), nb * Q8_K_BYTES);
                 for nt in 1..=PACK_TOKENS {
                     let mut out = [f32::NAN; PACK_ROWS * PACK_TOKENS];
                     f(&p, &a[..nt * ab], n, nt, &mut out);
                     for t in 0..nt {
                         for r in 0..PACK_ROWS {
-                            let want = quant::vec_dot(
-                                GgmlType::Q4_K,
-                                &w[r * wb..][..wb],
-                                &a[t * ab..][..ab],
-                                n,
-                            )
-                            .expect("row sizes");
+                            let want =
+                                quant::vec_dot(*ty, &w[r * wb..][..wb], &a[t * ab..][..ab], n)
+                                    .expect("row sizes");
                             let got = out[t * PACK_ROWS + r];
                             assert_eq!(
                                 got.to_bits(),
                                 want.to_bits(),
-                                "{name}, {nt} tokens, row {r} token {t}, {nb} super-blocks: {got} vs {want}"
+                                "{ty} {name}, {nt} tokens, row {r} token {t}, {nb} super-blocks: {got} vs {want}"
                             );
                         }
                     }
