@@ -80,23 +80,37 @@ pub struct Decoder {
 
 /// The `matrices` this CPU has packed kernels for, repacked (`kernels::packed`), by their
 /// data's offset; each one's pages of the file are released once it is packed, so the model
-/// holds one copy. `ANY_NO_PACK` set in the environment packs nothing (to compare).
+/// holds one copy. The matrices are shared among the CPU's threads. `ANY_NO_PACK` set in the
+/// environment packs nothing (to compare).
 fn pack_matrices(file: &GgufFile, matrices: &[&TensorInfo]) -> HashMap<u64, Vec<u8>> {
-    let mut packed = HashMap::new();
     if std::env::var_os("ANY_NO_PACK").is_some() {
-        return packed;
+        return HashMap::new();
     }
-    for t in matrices {
-        let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
-        if packed.contains_key(&t.offset) {
-            continue;
+    let mut todo: Vec<&TensorInfo> = matrices.to_vec();
+    todo.sort_by_key(|t| t.offset);
+    todo.dedup_by_key(|t| t.offset);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let pack_some = || {
+        let mut out = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(t) = todo.get(i) else { break out };
+            let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
+            if let Some(p) = kernels::packed::pack(t.ty, file.tensor_data(t), rows, cols) {
+                file.release_pages(t);
+                out.push((t.offset, p));
+            }
         }
-        if let Some(p) = kernels::packed::pack(t.ty, file.tensor_data(t), rows, cols) {
-            packed.insert(t.offset, p);
-            file.release_pages(t);
+    };
+    std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(pack_some)).collect();
+        let mut packed: HashMap<u64, Vec<u8>> = pack_some().into_iter().collect();
+        for h in helpers {
+            packed.extend(h.join().expect("packing does not panic"));
         }
-    }
-    packed
+        packed
+    })
 }
 
 /// Weight types the backend can multiply by.

@@ -140,39 +140,44 @@ pub(crate) fn pack_layout(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -
     Some(out)
 }
 
+/// The little-endian word at `b[i..i + 4]`.
+fn word(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
+/// Nibble `p` (0 low, 1 high) of each byte of `w0` in the low nibbles, of `w1` in the high.
+fn merge_nibbles(w0: u32, w1: u32, p: usize) -> u32 {
+    const LOW: u32 = 0x0f0f_0f0f;
+    if p == 0 {
+        (w0 & LOW) | ((w1 & LOW) << 4)
+    } else {
+        ((w0 >> 4) & LOW) | (w1 & !LOW)
+    }
+}
+
 /// Row `r`'s Q6_K block `blk` into its places in the packed group `g`.
+///
+/// In the block, each half `h` of 128 values keeps value `128h + 32j + l`'s low four bits in
+/// nibble `j / 2` of `ql[64h + 32(j % 2) + l]` and its top two in bits `2j..` of
+/// `qh[32h + l]`. So quant chunk `8i + k` (values `64i + 4k..` and `64i + 32 + 4k..`, half
+/// `i / 2`, `j` = `2(i % 2)` and one more) takes nibble `i % 2` of the words at
+/// `ql[64h + 4k]` and `ql[64h + 32 + 4k]`, and high-bit chunk `4i + m` nibble `i % 2` of the
+/// words at `qh[32h + 8m]` and `qh[32h + 8m + 4]`.
 fn pack_q6_k_row(blk: &[u8], r: usize, g: &mut [u8]) {
-    // The 6-bit quants (0..64, the value plus 32) in value order, from the block's layout:
-    // in each half of 128 values, value 32j + l has its low four bits in nibble j / 2 of
-    // `ql[64h + 32(j % 2) + l]` and its top two in bits 2j.. of `qh[32h + l]`.
-    let q: [u8; QK_K] = std::array::from_fn(|e| {
-        let (h, j, l) = (e / 128, (e / 32) % 4, e % 32);
-        let low = (blk[h * 64 + (j % 2) * 32 + l] >> (4 * (j / 2))) & 0x0f;
-        let high = (blk[128 + h * 32 + l] >> (2 * j)) & 3;
-        low | (high << 4)
-    });
     g[Q6_K_X8_D + 2 * r..][..2].copy_from_slice(&blk[208..210]);
     for j in 0..16 {
         g[Q6_K_X8_SCALES + 8 * j + r] = blk[192 + j];
     }
-    // The values quant chunk c puts at byte 4r + b: low nibble, high nibble.
-    let at = |c: usize, b: usize| {
-        let (i, k) = (c / 8, c % 8);
-        (64 * i + 4 * k + b, 64 * i + 32 + 4 * k + b)
-    };
     for c in 0..32 {
-        for b in 0..4 {
-            let (lo, hi) = at(c, b);
-            g[Q6_K_X8_LOW + 32 * c + 4 * r + b] = (q[lo] & 0x0f) | ((q[hi] & 0x0f) << 4);
-        }
+        let (i, k) = (c / 8, c % 8);
+        let ql = 64 * (i / 2) + 4 * k;
+        let v = merge_nibbles(word(blk, ql), word(blk, ql + 32), i % 2);
+        g[Q6_K_X8_LOW + 32 * c + 4 * r..][..4].copy_from_slice(&v.to_le_bytes());
     }
     for e in 0..16 {
         let (i, m) = (e / 4, e % 4);
-        for b in 0..4 {
-            let (l0, h0) = at(8 * i + 2 * m, b);
-            let (l1, h1) = at(8 * i + 2 * m + 1, b);
-            g[Q6_K_X8_HIGH + 32 * e + 4 * r + b] =
-                (q[l0] >> 4) | ((q[h0] >> 4) << 2) | ((q[l1] >> 4) << 4) | ((q[h1] >> 4) << 6);
-        }
+        let qh = 128 + 32 * (i / 2) + 8 * m;
+        let v = merge_nibbles(word(blk, qh), word(blk, qh + 4), i % 2);
+        g[Q6_K_X8_HIGH + 32 * e + 4 * r..][..4].copy_from_slice(&v.to_le_bytes());
     }
 }
