@@ -67,7 +67,8 @@ ARCHS = {
     "llama3": "llama with Llama 3.1 RoPE frequency factors (rope_freqs.weight), base 500000",
     "qwen2": "qwen2: Q/K/V biases, NeoX RoPE, separate output head",
     "qwen3": "qwen3: per-head Q/K RMSNorm before RoPE, head width != n_embd / n_head",
-    "phi3": "phi3: fused QKV and gate/up tensors, NeoX RoPE on part of each head, LongRoPE",
+    "phi3": "phi3: fused QKV and gate/up tensors, NeoX RoPE on part of each head, LongRoPE, "
+            "a sliding window llama.cpp does not apply",
     "gemma2": "gemma2: embedding scale, GELU, post-norms, soft-capping, sliding window",
     "gemma3": "gemma3: Q/K norms, post-norms, local/global layers with their own RoPE bases",
 }
@@ -155,6 +156,9 @@ def write_model(arch, shape, path, seed, dtype):
         # past this original one, so the long factors are the ones used.
         w.add_float32("phi3.rope.scaling.attn_factor", 1.19)
         w.add_uint32("phi3.rope.scaling.original_context_length", 64)
+        # Phi-3 mini's conversion writes its window (2047); llama.cpp does not apply it. At
+        # 4 positions, under the prompt's length, the reference shows that it is ignored.
+        w.add_sliding_window(4)
     if arch == "gemma2":
         w.add_sliding_window(4)
         w.add_attn_logit_softcapping(50.0)
