@@ -4,7 +4,7 @@
 //!
 //! | `general.architecture` | models | what differs from llama |
 //! |---|---|---|
-//! | `llama` | Llama 2 and 3, Mistral, SmolLM, TinyLlama | — (Llama 3.1+ RoPE frequency factors from `rope_freqs.weight`) |
+//! | `llama` | Llama 2 and 3, Mistral, SmolLM, TinyLlama | — (Llama 3.1+ RoPE frequency factors from `rope_freqs.weight`; a `llama.attention.sliding_window`, Mistral 7B v0.1's, on every layer) |
 //! | `qwen2` | Qwen2, Qwen2.5 | Q/K/V biases, NeoX RoPE |
 //! | `qwen3` | Qwen3 (dense) | per-head Q and K RMSNorm before RoPE, NeoX RoPE |
 //! | `phi3` | Phi-3, Phi-3.5, Phi-4 mini | fused QKV and gate/up tensors, NeoX RoPE, LongRoPE factors |
@@ -351,7 +351,7 @@ impl ModelConfig {
             let k = key("attention.sliding_window_pattern");
             match md.get(&k) {
                 None => Ok(pattern(n_layer, period)),
-                Some(MetadataValue::U32(p)) if *p > 0 => Ok(pattern(n_layer, *p as usize)),
+                Some(MetadataValue::U32(p)) => Ok(pattern(n_layer, *p as usize)),
                 Some(MetadataValue::Array(MetadataArray::Bool(flags)))
                     if flags.len() == n_layer =>
                 {
@@ -367,6 +367,14 @@ impl ModelConfig {
             // every other layer is windowed. Gemma 3: five of every six.
             (Architecture::Gemma2, w) => (Some(w.unwrap_or(4096)), layers(2)?),
             (Architecture::Gemma3, Some(w)) if w > 0 => (Some(w), layers(6)?),
+            // Mistral 7B v0.1 was trained with every layer windowed, and its reference code
+            // and Hugging Face's apply the window; llama.cpp ignores the key for `llama`.
+            // The two agree on every context up to the window; past it we keep the model's
+            // own attention (the book's local-backend chapter says why).
+            (Architecture::Llama, Some(w)) if w > 0 => (Some(w), layers(0)?),
+            // Phi-3 files carry a window too, which llama.cpp turns off (its conversion wrote
+            // windows the models do not use); Qwen2's configuration names one it disables.
+            // Neither is applied, as llama.cpp has it.
             _ => (None, vec![false; n_layer]),
         };
         if let Some(0) = sliding_window {
@@ -375,7 +383,7 @@ impl ModelConfig {
             )));
         }
         let rope_base_windowed = match (arch, opt_f32("rope.freq_base_swa")?) {
-            (Architecture::Gemma2, None) => rope_base,
+            (Architecture::Gemma2, None) | (Architecture::Llama, _) => rope_base,
             (_, Some(b)) if b.is_finite() && b > 0.0 => b,
             (_, None) => 10_000.0,
             (_, Some(b)) => {
@@ -427,12 +435,12 @@ impl ModelConfig {
     }
 
     /// RoPE base frequency and position scale of layer `layer`: windowed layers have their
-    /// own base, and (but for Gemma 2) no scaling.
+    /// own base, and (Gemma 3) no scaling.
     pub(crate) fn rope_for(&self, layer: usize) -> (f32, f32) {
         match (self.windowed_layers[layer], self.arch) {
             (false, _) => (self.rope_base, self.rope_freq_scale),
-            (true, Architecture::Gemma2) => (self.rope_base_windowed, self.rope_freq_scale),
-            (true, _) => (self.rope_base_windowed, 1.0),
+            (true, Architecture::Gemma3) => (self.rope_base_windowed, 1.0),
+            (true, _) => (self.rope_base_windowed, self.rope_freq_scale),
         }
     }
 
@@ -458,9 +466,12 @@ impl ModelConfig {
     }
 }
 
-/// llama.cpp's default layer pattern: of every `period` layers, all but the last windowed.
+/// llama.cpp's layer pattern: of every `period` layers, all but the last windowed; a period
+/// of 0, every layer.
 fn pattern(n_layer: usize, period: usize) -> Vec<bool> {
-    (0..n_layer).map(|l| l % period < period - 1).collect()
+    (0..n_layer)
+        .map(|l| period == 0 || l % period < period - 1)
+        .collect()
 }
 
 #[cfg(test)]
@@ -506,20 +517,27 @@ pub(crate) mod tests {
 
     /// The configuration of a `gemma3` file of six layers with `extra` metadata.
     fn gemma3_with(extra: &[(&str, MetadataValue)]) -> Result<ModelConfig> {
+        config_of("gemma3", extra)
+    }
+
+    /// The configuration of a file of architecture `arch`, six layers, with `extra` metadata.
+    fn config_of(arch: &str, extra: &[(&str, MetadataValue)]) -> Result<ModelConfig> {
         use crate::gguf::GgufWriter;
         use crate::quant::GgmlType;
         let mut w = GgufWriter::new();
+        let k = |s: &str| format!("{arch}.{s}");
         let base = [
-            ("general.architecture", MetadataValue::from("gemma3")),
-            ("gemma3.embedding_length", MetadataValue::U32(8)),
-            ("gemma3.attention.head_count", MetadataValue::U32(2)),
-            ("gemma3.feed_forward_length", MetadataValue::U32(16)),
-            ("gemma3.context_length", MetadataValue::U32(32)),
-            ("gemma3.vocab_size", MetadataValue::U32(4)),
-            ("gemma3.block_count", MetadataValue::U32(6)),
+            ("general.architecture".to_owned(), MetadataValue::from(arch)),
+            (k("embedding_length"), MetadataValue::U32(8)),
+            (k("attention.head_count"), MetadataValue::U32(2)),
+            (k("feed_forward_length"), MetadataValue::U32(16)),
+            (k("context_length"), MetadataValue::U32(32)),
+            (k("vocab_size"), MetadataValue::U32(4)),
+            (k("block_count"), MetadataValue::U32(6)),
         ];
-        for (k, v) in base.iter().chain(extra) {
-            w.add_metadata(*k, v.clone()).map_err(Error::from)?;
+        let extra = extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone()));
+        for (k, v) in base.into_iter().chain(extra) {
+            w.add_metadata(k, v).map_err(Error::from)?;
         }
         for i in 0..36 {
             w.add_tensor(format!("t{i}"), &[1], GgmlType::F32, vec![0; 4])
@@ -554,6 +572,41 @@ pub(crate) mod tests {
         // Without a window, no layer is windowed.
         let c = gemma3_with(&[]).expect("reads");
         assert!(c.windowed_layers.iter().all(|w| !w));
+    }
+
+    #[test]
+    fn a_window_applies_where_llama_cpp_applies_it_and_to_llama_files() {
+        // A period of 0 windows every layer, as llama.cpp reads it.
+        let c = gemma3_with(&[
+            ("gemma3.attention.sliding_window", MetadataValue::U32(8)),
+            (
+                "gemma3.attention.sliding_window_pattern",
+                MetadataValue::U32(0),
+            ),
+        ])
+        .expect("reads");
+        assert!(c.windowed_layers.iter().all(|&w| w));
+        // A `llama` file's window (Mistral 7B v0.1's) covers every layer, whose RoPE stays
+        // the model's own.
+        let c = config_of(
+            "llama",
+            &[
+                ("llama.attention.sliding_window", MetadataValue::U32(4096)),
+                ("llama.rope.freq_base", MetadataValue::F32(1e6)),
+                ("llama.rope.scaling.type", MetadataValue::from("linear")),
+                ("llama.rope.scaling.factor", MetadataValue::F32(2.0)),
+            ],
+        )
+        .expect("reads");
+        assert_eq!((c.window(0), c.window(5)), (Some(4096), Some(4096)));
+        assert_eq!(c.rope_for(3), (1e6, 0.5));
+        // Phi-3 and Qwen2 files name windows that llama.cpp does not apply: neither do we.
+        for arch in ["phi3", "qwen2", "qwen3"] {
+            let key = format!("{arch}.attention.sliding_window");
+            let c = config_of(arch, &[(&key, MetadataValue::U32(2047))]).expect("reads");
+            assert_eq!(c.sliding_window, None, "{arch}");
+            assert!(c.windowed_layers.iter().all(|&w| !w), "{arch}");
+        }
     }
 
     #[test]
