@@ -71,6 +71,7 @@ ARCHS = {
             "a sliding window llama.cpp does not apply",
     "gemma2": "gemma2: embedding scale, GELU, post-norms, soft-capping, sliding window",
     "gemma3": "gemma3: Q/K norms, post-norms, local/global layers with their own RoPE bases",
+    "qwen2-yarn": "qwen2 with YaRN RoPE scaling: factor 4, original context 256",
 }
 
 PROMPT_LEN = 12
@@ -130,7 +131,10 @@ def write_model(arch, shape, path, seed, dtype):
     if shape == "tiny" and arch in ("qwen3", "gemma3"):
         hd *= 2  # head width independent of n_embd / n_head, as these models have it
     q, kv = nh * hd, nkv * hd
-    gguf_arch = "llama" if arch == "llama3" else arch
+    gguf_arch = {"llama3": "llama", "qwen2-yarn": "qwen2"}.get(arch, arch)
+    yarn = arch.endswith("-yarn")
+    # A variant is its architecture's model with one thing added (rope scaling).
+    arch = arch.removesuffix("-yarn")
 
     w = gguf.GGUFWriter(path, gguf_arch)
     # Not the architecture's name: llama.cpp keys vocabulary quirks on names like "phi3".
@@ -159,6 +163,12 @@ def write_model(arch, shape, path, seed, dtype):
         # Phi-3 mini's conversion writes its window (2047); llama.cpp does not apply it. At
         # 4 positions, under the prompt's length, the reference shows that it is ignored.
         w.add_sliding_window(4)
+    if yarn:
+        # Qwen2.5's long-context setting, at a scale where YaRN's ramp spans several of the
+        # rotated pairs (pairs 0 to 3 of 8 with base 1e6).
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(4.0)
+        w.add_rope_scaling_orig_ctx_len(256)
     if arch == "gemma2":
         w.add_sliding_window(4)
         w.add_attn_logit_softcapping(50.0)

@@ -141,6 +141,17 @@ async fn qwen2_matches_llama_cpp() {
 }
 
 #[tokio::test]
+async fn qwen2_yarn_rope_scaling_matches_llama_cpp() {
+    let model = open("qwen2-yarn.q8_0.gguf");
+    let cfg = &model.info().config;
+    assert_eq!(
+        (cfg.rope_freq_scale, cfg.rope_ext_factor, cfg.rope_ctx_orig),
+        (0.25, 1.0, 256)
+    );
+    matches_llama_cpp("qwen2-yarn", "qwen2").await;
+}
+
+#[tokio::test]
 async fn qwen3_matches_llama_cpp() {
     matches_llama_cpp("qwen3", "qwen3").await;
 }
