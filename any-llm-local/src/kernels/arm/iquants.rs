@@ -101,26 +101,25 @@ fn check(w: &[u8], a: &[u8], n: usize, block_values: usize, wb: usize, ab: usize
     );
 }
 
-fn dot_iq4_nl_k<const DOTPROD: bool>(w: &[u8], a: &[u8], n: usize) -> f32 {
-    let isum: IsumGroup = if DOTPROD {
+/// The group sum to use: `sdot` only where `DOTPROD` says the CPU has it.
+fn isum_group<const DOTPROD: bool>() -> IsumGroup {
+    if DOTPROD {
         isum_group_dotprod
     } else {
         isum_group_neon
-    };
+    }
+}
+
+fn dot_iq4_nl_k<const DOTPROD: bool>(w: &[u8], a: &[u8], n: usize) -> f32 {
     check(w, a, n, QK, IQ4_NL_BYTES, Q8_0_BYTES);
     // SAFETY: `dot_fn` hands this out only where the build has NEON.
-    unsafe { dot_iq4_nl_neon(w, a, isum) }
+    unsafe { dot_iq4_nl_neon(w, a, isum_group::<DOTPROD>()) }
 }
 
 fn dot_iq4_xs_k<const DOTPROD: bool>(w: &[u8], a: &[u8], n: usize) -> f32 {
-    let isum: IsumGroup = if DOTPROD {
-        isum_group_dotprod
-    } else {
-        isum_group_neon
-    };
     check(w, a, n, QK_K, IQ4_XS_BYTES, Q8_K_BYTES);
     // SAFETY: as in `dot_iq4_nl_k`.
-    unsafe { dot_iq4_xs_neon(w, a, isum) }
+    unsafe { dot_iq4_xs_neon(w, a, isum_group::<DOTPROD>()) }
 }
 
 /// The i-quant dot product for `ty`; `DOTPROD` only where the CPU has `dotprod`.
