@@ -394,9 +394,9 @@ impl ModelConfig {
             // The two agree on every context up to the window; past it we keep the model's
             // own attention (the book's local-backend chapter says why).
             (Architecture::Llama, Some(w)) if w > 0 => (Some(w), layers(0)?),
-            // Phi-3 files carry a window too, which llama.cpp turns off (its conversion wrote
-            // windows the models do not use); Qwen2's configuration names one it disables.
-            // Neither is applied, as llama.cpp has it.
+            // Phi-3 files carry a window too, which llama.cpp turns off until its conversion
+            // writes the window and its layer pattern correctly; Qwen2's configuration names
+            // one it disables. Neither is applied, as llama.cpp has it.
             _ => (None, vec![false; n_layer]),
         };
         if let Some(0) = sliding_window {
