@@ -67,9 +67,11 @@ ARCHS = {
     "llama3": "llama with Llama 3.1 RoPE frequency factors (rope_freqs.weight), base 500000",
     "qwen2": "qwen2: Q/K/V biases, NeoX RoPE, separate output head",
     "qwen3": "qwen3: per-head Q/K RMSNorm before RoPE, head width != n_embd / n_head",
-    "phi3": "phi3: fused QKV and gate/up tensors, NeoX RoPE on part of each head, LongRoPE",
+    "phi3": "phi3: fused QKV and gate/up tensors, NeoX RoPE on part of each head, LongRoPE, "
+            "a sliding window llama.cpp does not apply",
     "gemma2": "gemma2: embedding scale, GELU, post-norms, soft-capping, sliding window",
     "gemma3": "gemma3: Q/K norms, post-norms, local/global layers with their own RoPE bases",
+    "qwen2-yarn": "qwen2 with YaRN RoPE scaling: factor 4, original context 256",
 }
 
 PROMPT_LEN = 12
@@ -129,7 +131,10 @@ def write_model(arch, shape, path, seed, dtype):
     if shape == "tiny" and arch in ("qwen3", "gemma3"):
         hd *= 2  # head width independent of n_embd / n_head, as these models have it
     q, kv = nh * hd, nkv * hd
-    gguf_arch = "llama" if arch == "llama3" else arch
+    gguf_arch = {"llama3": "llama", "qwen2-yarn": "qwen2"}.get(arch, arch)
+    yarn = arch.endswith("-yarn")
+    # A variant is its architecture's model with one thing added (rope scaling).
+    arch = arch.removesuffix("-yarn")
 
     w = gguf.GGUFWriter(path, gguf_arch)
     # Not the architecture's name: llama.cpp keys vocabulary quirks on names like "phi3".
@@ -155,6 +160,15 @@ def write_model(arch, shape, path, seed, dtype):
         # past this original one, so the long factors are the ones used.
         w.add_float32("phi3.rope.scaling.attn_factor", 1.19)
         w.add_uint32("phi3.rope.scaling.original_context_length", 64)
+        # Phi-3 mini's conversion writes its window (2047); llama.cpp does not apply it. At
+        # 4 positions, under the prompt's length, the reference shows that it is ignored.
+        w.add_sliding_window(4)
+    if yarn:
+        # Qwen2.5's long-context setting, at a scale where YaRN's ramp spans several of the
+        # rotated pairs (pairs 0 to 3 of 8 with base 1e6).
+        w.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        w.add_rope_scaling_factor(4.0)
+        w.add_rope_scaling_orig_ctx_len(256)
     if arch == "gemma2":
         w.add_sliding_window(4)
         w.add_attn_logit_softcapping(50.0)

@@ -44,14 +44,18 @@ fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/arch")
 }
 
-fn open(file: &str) -> LocalModel {
-    let options = LocalModelOptions {
+/// How the tests open a model: two threads, the context llama.cpp ran with (which picks
+/// LongRoPE's factors).
+fn options() -> LocalModelOptions {
+    LocalModelOptions {
         threads: Some(2),
-        // The context llama.cpp ran with (which picks LongRoPE's factors).
         context: Some(128),
         ..Default::default()
-    };
-    LocalModel::open_with(data_dir().join(file), options)
+    }
+}
+
+fn open(file: &str) -> LocalModel {
+    LocalModel::open_with(data_dir().join(file), options())
         .unwrap_or_else(|e| panic!("{file} opens: {e}"))
 }
 
@@ -137,6 +141,17 @@ async fn qwen2_matches_llama_cpp() {
 }
 
 #[tokio::test]
+async fn qwen2_yarn_rope_scaling_matches_llama_cpp() {
+    let model = open("qwen2-yarn.q8_0.gguf");
+    let cfg = &model.info().config;
+    assert_eq!(
+        (cfg.rope_freq_scale, cfg.rope_ext_factor, cfg.rope_ctx_orig),
+        (0.25, 1.0, 256)
+    );
+    matches_llama_cpp("qwen2-yarn", "qwen2").await;
+}
+
+#[tokio::test]
 async fn qwen3_matches_llama_cpp() {
     matches_llama_cpp("qwen3", "qwen3").await;
 }
@@ -159,7 +174,19 @@ async fn gemma3_matches_llama_cpp() {
 /// The generated llama model written again with `general.architecture` set to `arch` and
 /// `blk.0.ffn_down.weight` of type `ffn_down_type` (zero bytes), then opened.
 fn open_rewritten(arch: &str, ffn_down_type: GgmlType) -> any_core::Result<LocalModel> {
-    let file = GgufFile::open(data_dir().join("llama.gguf")).expect("the generated model reads");
+    rewrite("llama.gguf", arch, &[], Some(ffn_down_type))
+}
+
+/// The generated model `source` written again with `general.architecture` set to `arch`,
+/// the metadata `extra` added and, if asked, `blk.0.ffn_down.weight` made of that type (zero
+/// bytes), then opened.
+fn rewrite(
+    source: &str,
+    arch: &str,
+    extra: &[(&str, MetadataValue)],
+    ffn_down_type: Option<GgmlType>,
+) -> any_core::Result<LocalModel> {
+    let file = GgufFile::open(data_dir().join(source)).expect("the generated model reads");
     let mut w = GgufWriter::new();
     for (key, value) in file.metadata().iter() {
         let value = match key {
@@ -170,23 +197,122 @@ fn open_rewritten(arch: &str, ffn_down_type: GgmlType) -> any_core::Result<Local
         let key = key.replacen("llama.", &format!("{arch}."), 1);
         w.add_metadata(key, value).expect("metadata copies");
     }
+    for (key, value) in extra {
+        w.add_metadata(*key, value.clone()).expect("metadata adds");
+    }
     for t in file.tensors() {
-        let (ty, data) = if t.name == "blk.0.ffn_down.weight" {
-            let blocks = t.n_elements() as usize / ffn_down_type.block_size();
-            (ffn_down_type, vec![0; blocks * ffn_down_type.type_size()])
-        } else {
-            (t.ty, file.tensor_data(t).to_vec())
+        let (ty, data) = match ffn_down_type {
+            Some(ty) if t.name == "blk.0.ffn_down.weight" => {
+                let blocks = t.n_elements() as usize / ty.block_size();
+                (ty, vec![0; blocks * ty.type_size()])
+            }
+            _ => (t.ty, file.tensor_data(t).to_vec()),
         };
         w.add_tensor(t.name.clone(), &t.dims, ty, data)
             .expect("tensor copies");
     }
     let dir = std::env::temp_dir().join(format!("any-arch-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(format!("{arch}-{ffn_down_type}.gguf"));
+    let tag = ffn_down_type.map_or("same".to_owned(), |t| t.to_string());
+    let path = dir.join(format!("{arch}-{tag}-{}-from-{source}", extra.len()));
     w.write_file(&path).expect("writes");
-    let opened = LocalModel::open(&path);
+    let opened = LocalModel::open_with(&path, options());
     std::fs::remove_file(&path).expect("removes");
     opened
+}
+
+/// The 12-token prompt llama.cpp was given for the generated model `arch`.
+fn reference_prompt(arch: &str) -> Vec<u32> {
+    let path = data_dir().join(format!("{arch}.llamacpp.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let reference: Value = serde_json::from_str(&text).expect("reference JSON parses");
+    let (_, first) = reference["files"]
+        .as_object()
+        .and_then(|f| f.iter().next())
+        .expect("a file");
+    ids(&first["prompt"])
+}
+
+/// With every one of `layers` layers windowed to `window` positions, the last token's logits
+/// see no token before `len - 1 - layers * (window - 1)`: changing all of those leaves them
+/// bit for bit the same, changing the first one they do see moves them. (Q8_0 files, whose
+/// logits do not depend on how the tokens are batched.)
+async fn window_bounds_the_logits(
+    model: &LocalModel,
+    prompt: &[u32],
+    layers: usize,
+    window: usize,
+) {
+    let n_vocab = model.info().config.n_vocab as u32;
+    // A different ordinary token (below the end-of-text token, the vocabulary's last).
+    let other = |t: u32| (t + 1) % (n_vocab - 1);
+    let first_seen = prompt.len() - 1 - layers * (window - 1);
+    let logits = model.logits(prompt.to_vec()).await.expect("logits");
+    let mut unseen_changed = prompt.to_vec();
+    for t in &mut unseen_changed[..first_seen] {
+        *t = other(*t);
+    }
+    let same = model.logits(unseen_changed).await.expect("logits");
+    assert!(
+        logits
+            .iter()
+            .zip(&same)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
+        "tokens before position {first_seen} changed the logits at position {}",
+        prompt.len() - 1
+    );
+    let mut seen_changed = prompt.to_vec();
+    seen_changed[first_seen] = other(seen_changed[first_seen]);
+    let moved = model.logits(seen_changed).await.expect("logits");
+    let scale = logits.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let diff = logits
+        .iter()
+        .zip(&moved)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        diff > 1e-3 * scale,
+        "the token at position {first_seen} is within the windows' reach but moved the logits \
+         by only {diff}"
+    );
+}
+
+#[tokio::test]
+async fn gemma3_windowed_layers_see_only_their_window() {
+    // Both layers of the generated gemma3 model are local ones, of 4 positions.
+    let model = open("gemma3.q8_0.gguf");
+    let cfg = &model.info().config;
+    assert_eq!((cfg.n_layer, cfg.sliding_window), (2, Some(4)));
+    assert!(cfg.windowed_layers.iter().all(|&w| w));
+    window_bounds_the_logits(&model, &reference_prompt("gemma3"), 2, 4).await;
+}
+
+#[tokio::test]
+async fn a_llama_file_with_a_window_applies_it_past_the_window_only() {
+    // Mistral 7B v0.1's `llama.attention.sliding_window`, at 4 positions.
+    let window = 4;
+    let windowed = rewrite(
+        "llama.q8_0.gguf",
+        "llama",
+        &[(
+            "llama.attention.sliding_window",
+            MetadataValue::U32(window as u32),
+        )],
+        None,
+    )
+    .expect("opens");
+    let full = open("llama.q8_0.gguf");
+    let prompt = reference_prompt("llama");
+    // Up to the window the two attend alike, so llama.cpp (which ignores the key and whose
+    // logits `llama_matches_llama_cpp` checks on the file without it) agrees there.
+    for k in 1..=window {
+        let a = windowed.logits(prompt[..k].to_vec()).await.expect("logits");
+        let b = full.logits(prompt[..k].to_vec()).await.expect("logits");
+        assert_eq!(a, b, "{k} tokens, no more than the window");
+    }
+    let a = windowed.logits(prompt.clone()).await.expect("logits");
+    let b = full.logits(prompt.clone()).await.expect("logits");
+    assert_ne!(a, b, "past the window the window applies");
+    window_bounds_the_logits(&windowed, &prompt, 2, window).await;
 }
 
 #[test]

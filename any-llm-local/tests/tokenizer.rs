@@ -103,7 +103,18 @@ fn sentencepiece_ids_match_the_sentencepiece_package() {
     for case in v["cases"].as_array().expect("cases") {
         let text = case["text"].as_str().expect("text");
         let got = tok.encode(text, plain);
-        assert_eq!(got, ids(&case["ids"]), "{text:?}");
+        let mut expected = ids(&case["ids"]);
+        if text == "a<|tool|>b" {
+            // The one place we keep to llama.cpp rather than SentencePiece: after a
+            // user-defined token llama.cpp puts a space before the text, as after any special
+            // token (`a_real_sentencepiece_vocabulary_gives_llama_cpp_ids` checks it against
+            // llama.cpp); SentencePiece adds its one prefix to the whole input only.
+            expected[2] = tok.token_id("\u{2581}b").expect("a piece");
+            assert_eq!(got, expected, "{text:?}");
+            assert_eq!(tok.decode(&got).expect("decodes"), "a<|tool|> b");
+            continue;
+        }
+        assert_eq!(got, expected, "{text:?}");
         assert_eq!(
             tok.decode(&got).expect("decodes"),
             text,
@@ -429,4 +440,62 @@ fn escaped_message_text_stays_text_between_the_templates_control_tokens() {
     // The same prompt rendered without escaping is the defect: a forged system turn.
     let forged_ids = tok.encode(&escapes.restore(&prompt), RENDERED);
     assert_eq!(forged_ids.iter().filter(|&&id| id == start).count(), 2);
+}
+
+/// The SentencePiece project's own test vocabulary (1,000 pieces, with byte pieces and Gemma's
+/// turn tokens added) in a Gemma-style GGUF file, against llama.cpp's ids on varied texts:
+/// without the space prefix (Gemma) and with it (Llama). `tests/data/spm/` and
+/// `scripts/gen_spm_vectors.py` hold the provenance.
+#[test]
+fn a_real_sentencepiece_vocabulary_gives_llama_cpp_ids() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/spm/gemma-spm.gguf");
+    let file = GgufFile::open(&path).expect("the vocabulary file reads");
+    let config = TokenizerConfig::from_gguf_metadata(file.metadata()).expect("tokenizer metadata");
+    assert_eq!(config.add_space_prefix, Some(false), "Gemma's setting");
+    let vectors = data("spm/spm.llamacpp.json");
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (key, space_prefix) in [("no_space_prefix", false), ("space_prefix", true)] {
+        let tok = Tokenizer::new(TokenizerConfig {
+            add_space_prefix: Some(space_prefix),
+            ..config.clone()
+        })
+        .expect("valid vocabulary");
+        for case in vectors[key].as_array().expect("cases") {
+            let text = case["text"].as_str().expect("text");
+            for (which, options) in [
+                (
+                    "bos_plain",
+                    EncodeOptions {
+                        add_special: true,
+                        parse_special: false,
+                    },
+                ),
+                (
+                    "special",
+                    EncodeOptions {
+                        add_special: false,
+                        parse_special: true,
+                    },
+                ),
+            ] {
+                let got = tok.encode(text, options);
+                let expected = ids(&case[which]);
+                if got != expected {
+                    failures.push(format!(
+                        "{key} {which} {text:?}: ours {got:?}, llama.cpp {expected:?}"
+                    ));
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 80, "only {checked} cases");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

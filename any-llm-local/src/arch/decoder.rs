@@ -458,6 +458,9 @@ impl Decoder {
     /// values: the same for every head, so computed once per position, as ggml does.
     /// `(base, freq_scale)` are the layer's ([`ModelConfig::rope_for`]), `factors` the
     /// frequencies' divisors if any; both are scaled by [`ModelConfig::rope_attn_factor`].
+    /// Under YaRN each angle mixes its scaled (interpolated) and unscaled (extrapolated)
+    /// value along a ramp over the rotated pairs, and the magnitudes grow by YaRN's
+    /// `1 + 0.1 ln(1 / freq_scale)`, in ggml's steps.
     fn rope_angles(
         &self,
         pos: usize,
@@ -467,13 +470,28 @@ impl Decoder {
     ) {
         let cfg = &self.cfg;
         let theta_scale = base.powf(-2.0 / cfg.rope_dim as f32);
-        let m = cfg.rope_attn_factor;
+        let ext = cfg.rope_ext_factor;
+        let mut m = cfg.rope_attn_factor;
+        let mut ramp = None;
+        if ext != 0.0 {
+            ramp = Some(yarn_ramp_dims(cfg.rope_dim, cfg.rope_ctx_orig, base));
+            m *= 1.0 + 0.1 * (1.0 / freq_scale).ln();
+        }
         out.clear();
-        let mut theta = pos as f32 * freq_scale;
+        let mut theta = pos as f32;
         for i in 0..cfg.rope_dim / 2 {
-            let t = match factors {
+            let extrapolated = match factors {
                 Some(f) => theta / f[i],
                 None => theta,
+            };
+            let interpolated = freq_scale * extrapolated;
+            let t = match ramp {
+                Some((low, high)) => {
+                    let y = (i as f32 - low) / (high - low).max(0.001);
+                    let mix = (1.0 - y.clamp(0.0, 1.0)) * ext;
+                    interpolated * (1.0 - mix) + extrapolated * mix
+                }
+                None => interpolated,
             };
             out.push((t.cos() * m, t.sin() * m));
             theta *= theta_scale;
@@ -500,6 +518,22 @@ impl Decoder {
             }
         }
     }
+}
+
+/// YaRN's ramp over the rotated pairs, as ggml places it: pairs up to `low` keep their
+/// extrapolated angles, pairs from `high` on take the interpolated ones. The bounds are the
+/// dimensions whose wavelengths fit 32 and 1 times into the original context (llama.cpp's
+/// `beta_fast` and `beta_slow`, which it does not read from these architectures' files).
+fn yarn_ramp_dims(rope_dim: usize, ctx_orig: usize, base: f32) -> (f32, f32) {
+    const BETA_FAST: f32 = 32.0;
+    const BETA_SLOW: f32 = 1.0;
+    let dim = |rotations: f32| {
+        rope_dim as f32 * (ctx_orig as f32 / (rotations * 2.0 * std::f32::consts::PI)).ln()
+            / (2.0 * base.ln())
+    };
+    let low = dim(BETA_FAST).floor().max(0.0);
+    let high = dim(BETA_SLOW).ceil().min(rope_dim as f32 - 1.0);
+    (low, high)
 }
 
 /// Splits the token-major rows of stacked projections (`[q k v]` per token, `stacked.len() /

@@ -4,8 +4,8 @@
 //!
 //! | `general.architecture` | models | what differs from llama |
 //! |---|---|---|
-//! | `llama` | Llama 2 and 3, Mistral, SmolLM, TinyLlama | — (Llama 3.1+ RoPE frequency factors from `rope_freqs.weight`) |
-//! | `qwen2` | Qwen2, Qwen2.5 | Q/K/V biases, NeoX RoPE |
+//! | `llama` | Llama 2 and 3, Mistral, SmolLM, TinyLlama | — (Llama 3.1+ RoPE frequency factors from `rope_freqs.weight`; a `llama.attention.sliding_window`, Mistral 7B v0.1's, on every layer) |
+//! | `qwen2` | Qwen2, Qwen2.5 | Q/K/V biases, NeoX RoPE (YaRN scaling, as any of these may have) |
 //! | `qwen3` | Qwen3 (dense) | per-head Q and K RMSNorm before RoPE, NeoX RoPE |
 //! | `phi3` | Phi-3, Phi-3.5, Phi-4 mini | fused QKV and gate/up tensors, NeoX RoPE, LongRoPE factors |
 //! | `gemma2` | Gemma 2 | embedding × √n_embd, GELU, post-norms, soft-capped scores and logits, sliding-window layers |
@@ -160,12 +160,16 @@ pub struct ModelConfig {
     pub rope_style: RopeStyle,
     /// Position scale for linear RoPE scaling (1.0 when none).
     pub rope_freq_scale: f32,
+    /// YaRN's extrapolation mix (`rope.scaling.type = yarn`: 1.0, as llama.cpp sets it; 0.0
+    /// without YaRN): how far the high frequencies keep their unscaled angles.
+    pub rope_ext_factor: f32,
     /// Factor RoPE's cosines and sines are multiplied by (`rope.scaling.attn_factor`, LongRoPE's
-    /// attention scaling; 1.0 when none).
+    /// attention scaling; 1.0 when none). Under YaRN, times the factor llama.cpp derives from
+    /// the scaling factor, and each rotation multiplies in YaRN's magnitude scaling too.
     pub rope_attn_factor: f32,
     /// The context length RoPE was trained at before any extension
     /// (`rope.scaling.original_context_length`, else the training context): a context past
-    /// it takes LongRoPE's long factors.
+    /// it takes LongRoPE's long factors, and YaRN places its ramp by it.
     pub rope_ctx_orig: usize,
     /// Factor the token embeddings are multiplied by (Gemma: `sqrt(n_embd)`).
     pub embed_scale: Option<f32>,
@@ -254,17 +258,30 @@ impl ModelConfig {
             Some(v) => v as usize,
             None => md.get_str_array("tokenizer.ggml.tokens").map_err(e)?.len(),
         };
-        let scaling = md.get_opt_str(&key("rope.scaling.type")).map_err(e)?;
-        let factor = md.get_opt_f32(&key("rope.scaling.factor")).map_err(e)?;
-        let rope_freq_scale = match (scaling, factor) {
-            (None | Some("none"), _) | (_, None) => 1.0,
+        // As llama.cpp reads them: no type is linear scaling, no factor (or 0) is none.
+        let scaling = md
+            .get_opt_str(&key("rope.scaling.type"))
+            .map_err(e)?
+            .unwrap_or("linear");
+        let scale = match md.get_opt_f32(&key("rope.scaling.factor")).map_err(e)? {
+            None | Some(0.0) => 1.0,
+            Some(f) if f.is_finite() && f > 0.0 => 1.0 / f,
+            Some(f) => {
+                return Err(Error::model(format!(
+                    "{name}.rope.scaling.factor is {f}: expected a positive factor such as 4"
+                )));
+            }
+        };
+        let (rope_freq_scale, yarn) = match scaling {
+            "none" => (1.0, false),
             // LongRoPE (Phi-3.5, Phi-4 mini) scales positions as linear scaling does, as
             // llama.cpp has it; its per-frequency factors are tensors.
-            (Some("linear" | "longrope"), Some(f)) if f > 0.0 => 1.0 / f,
-            (Some(other), _) => {
+            "linear" | "longrope" => (scale, false),
+            "yarn" => (scale, true),
+            other => {
                 return Err(Error::model(format!(
-                    "RoPE scaling `{other}` is not implemented (linear, longrope and llama3 \
-                     frequency factors are)"
+                    "RoPE scaling `{other}` is not implemented (none, linear, yarn, longrope \
+                     and llama3 frequency factors are)"
                 )));
             }
         };
@@ -306,16 +323,21 @@ impl ModelConfig {
                 "{name}.rope.freq_base is {rope_base}: expected a positive number such as 10000"
             )));
         }
-        let rope_attn_factor = md
+        let file_attn_factor = md
             .get_opt_f32(&key("rope.scaling.attn_factor"))
             .map_err(e)?
             .unwrap_or(1.0);
-        if !(rope_attn_factor.is_finite() && rope_attn_factor > 0.0) {
+        if !(file_attn_factor.is_finite() && file_attn_factor > 0.0) {
             return Err(Error::model(format!(
-                "{name}.rope.scaling.attn_factor is {rope_attn_factor}: expected a positive \
+                "{name}.rope.scaling.attn_factor is {file_attn_factor}: expected a positive \
                  number near 1"
             )));
         }
+        let rope_attn_factor = if yarn {
+            yarn_attn_factor(1.0 / rope_freq_scale) * file_attn_factor
+        } else {
+            file_attn_factor
+        };
         let n_ctx_train = get("context_length")?;
         let rope_ctx_orig = md
             .get_opt_u32(&key("rope.scaling.original_context_length"))
@@ -351,7 +373,7 @@ impl ModelConfig {
             let k = key("attention.sliding_window_pattern");
             match md.get(&k) {
                 None => Ok(pattern(n_layer, period)),
-                Some(MetadataValue::U32(p)) if *p > 0 => Ok(pattern(n_layer, *p as usize)),
+                Some(MetadataValue::U32(p)) => Ok(pattern(n_layer, *p as usize)),
                 Some(MetadataValue::Array(MetadataArray::Bool(flags)))
                     if flags.len() == n_layer =>
                 {
@@ -367,6 +389,14 @@ impl ModelConfig {
             // every other layer is windowed. Gemma 3: five of every six.
             (Architecture::Gemma2, w) => (Some(w.unwrap_or(4096)), layers(2)?),
             (Architecture::Gemma3, Some(w)) if w > 0 => (Some(w), layers(6)?),
+            // Mistral 7B v0.1 was trained with every layer windowed, and its reference code
+            // and Hugging Face's apply the window; llama.cpp ignores the key for `llama`.
+            // The two agree on every context up to the window; past it we keep the model's
+            // own attention (the book's local-backend chapter says why).
+            (Architecture::Llama, Some(w)) if w > 0 => (Some(w), layers(0)?),
+            // Phi-3 files carry a window too, which llama.cpp turns off until its conversion
+            // writes the window and its layer pattern correctly; Qwen2's configuration names
+            // one it disables. Neither is applied, as llama.cpp has it.
             _ => (None, vec![false; n_layer]),
         };
         if let Some(0) = sliding_window {
@@ -375,7 +405,7 @@ impl ModelConfig {
             )));
         }
         let rope_base_windowed = match (arch, opt_f32("rope.freq_base_swa")?) {
-            (Architecture::Gemma2, None) => rope_base,
+            (Architecture::Gemma2, None) | (Architecture::Llama, _) => rope_base,
             (_, Some(b)) if b.is_finite() && b > 0.0 => b,
             (_, None) => 10_000.0,
             (_, Some(b)) => {
@@ -409,6 +439,7 @@ impl ModelConfig {
             rope_dim,
             rope_style: arch.rope_style(),
             rope_freq_scale,
+            rope_ext_factor: if yarn { 1.0 } else { 0.0 },
             rope_attn_factor,
             rope_ctx_orig,
             embed_scale: gemma.then(|| (n_embd as f32).sqrt()),
@@ -427,12 +458,12 @@ impl ModelConfig {
     }
 
     /// RoPE base frequency and position scale of layer `layer`: windowed layers have their
-    /// own base, and (but for Gemma 2) no scaling.
+    /// own base, and (Gemma 3) no scaling.
     pub(crate) fn rope_for(&self, layer: usize) -> (f32, f32) {
         match (self.windowed_layers[layer], self.arch) {
             (false, _) => (self.rope_base, self.rope_freq_scale),
-            (true, Architecture::Gemma2) => (self.rope_base_windowed, self.rope_freq_scale),
-            (true, _) => (self.rope_base_windowed, 1.0),
+            (true, Architecture::Gemma3) => (self.rope_base_windowed, 1.0),
+            (true, _) => (self.rope_base_windowed, self.rope_freq_scale),
         }
     }
 
@@ -458,9 +489,24 @@ impl ModelConfig {
     }
 }
 
-/// llama.cpp's default layer pattern: of every `period` layers, all but the last windowed.
+/// The attention factor llama.cpp gives YaRN for scaling `factor` when the file names none of
+/// its own: YaRN's magnitude scaling `0.1 ln(factor) + 1`, divided out again because its RoPE
+/// multiplies that in itself, in llama.cpp's steps (so the result is 1 to within a rounding).
+fn yarn_attn_factor(factor: f32) -> f32 {
+    let mscale = if factor <= 1.0 {
+        1.0
+    } else {
+        0.1 * factor.ln() + 1.0
+    };
+    mscale * (1.0 / (1.0 + 0.1 * factor.ln()))
+}
+
+/// llama.cpp's layer pattern: of every `period` layers, all but the last windowed; a period
+/// of 0, every layer.
 fn pattern(n_layer: usize, period: usize) -> Vec<bool> {
-    (0..n_layer).map(|l| l % period < period - 1).collect()
+    (0..n_layer)
+        .map(|l| period == 0 || l % period < period - 1)
+        .collect()
 }
 
 #[cfg(test)]
@@ -484,6 +530,7 @@ pub(crate) mod tests {
             rope_dim: 64,
             rope_style: RopeStyle::Adjacent,
             rope_freq_scale: 1.0,
+            rope_ext_factor: 0.0,
             rope_attn_factor: 1.0,
             rope_ctx_orig: 2048,
             embed_scale: None,
@@ -506,20 +553,27 @@ pub(crate) mod tests {
 
     /// The configuration of a `gemma3` file of six layers with `extra` metadata.
     fn gemma3_with(extra: &[(&str, MetadataValue)]) -> Result<ModelConfig> {
+        config_of("gemma3", extra)
+    }
+
+    /// The configuration of a file of architecture `arch`, six layers, with `extra` metadata.
+    fn config_of(arch: &str, extra: &[(&str, MetadataValue)]) -> Result<ModelConfig> {
         use crate::gguf::GgufWriter;
         use crate::quant::GgmlType;
         let mut w = GgufWriter::new();
+        let k = |s: &str| format!("{arch}.{s}");
         let base = [
-            ("general.architecture", MetadataValue::from("gemma3")),
-            ("gemma3.embedding_length", MetadataValue::U32(8)),
-            ("gemma3.attention.head_count", MetadataValue::U32(2)),
-            ("gemma3.feed_forward_length", MetadataValue::U32(16)),
-            ("gemma3.context_length", MetadataValue::U32(32)),
-            ("gemma3.vocab_size", MetadataValue::U32(4)),
-            ("gemma3.block_count", MetadataValue::U32(6)),
+            ("general.architecture".to_owned(), MetadataValue::from(arch)),
+            (k("embedding_length"), MetadataValue::U32(8)),
+            (k("attention.head_count"), MetadataValue::U32(2)),
+            (k("feed_forward_length"), MetadataValue::U32(16)),
+            (k("context_length"), MetadataValue::U32(32)),
+            (k("vocab_size"), MetadataValue::U32(4)),
+            (k("block_count"), MetadataValue::U32(6)),
         ];
-        for (k, v) in base.iter().chain(extra) {
-            w.add_metadata(*k, v.clone()).map_err(Error::from)?;
+        let extra = extra.iter().map(|(k, v)| ((*k).to_owned(), v.clone()));
+        for (k, v) in base.into_iter().chain(extra) {
+            w.add_metadata(k, v).map_err(Error::from)?;
         }
         for i in 0..36 {
             w.add_tensor(format!("t{i}"), &[1], GgmlType::F32, vec![0; 4])
@@ -554,6 +608,77 @@ pub(crate) mod tests {
         // Without a window, no layer is windowed.
         let c = gemma3_with(&[]).expect("reads");
         assert!(c.windowed_layers.iter().all(|w| !w));
+    }
+
+    #[test]
+    fn a_window_applies_where_llama_cpp_applies_it_and_to_llama_files() {
+        // A period of 0 windows every layer, as llama.cpp reads it.
+        let c = gemma3_with(&[
+            ("gemma3.attention.sliding_window", MetadataValue::U32(8)),
+            (
+                "gemma3.attention.sliding_window_pattern",
+                MetadataValue::U32(0),
+            ),
+        ])
+        .expect("reads");
+        assert!(c.windowed_layers.iter().all(|&w| w));
+        // A `llama` file's window (Mistral 7B v0.1's) covers every layer, whose RoPE stays
+        // the model's own.
+        let c = config_of(
+            "llama",
+            &[
+                ("llama.attention.sliding_window", MetadataValue::U32(4096)),
+                ("llama.rope.freq_base", MetadataValue::F32(1e6)),
+                ("llama.rope.scaling.type", MetadataValue::from("linear")),
+                ("llama.rope.scaling.factor", MetadataValue::F32(2.0)),
+            ],
+        )
+        .expect("reads");
+        assert_eq!((c.window(0), c.window(5)), (Some(4096), Some(4096)));
+        assert_eq!(c.rope_for(3), (1e6, 0.5));
+        // Phi-3 and Qwen2 files name windows that llama.cpp does not apply: neither do we.
+        for arch in ["phi3", "qwen2", "qwen3"] {
+            let key = format!("{arch}.attention.sliding_window");
+            let c = config_of(arch, &[(&key, MetadataValue::U32(2047))]).expect("reads");
+            assert_eq!(c.sliding_window, None, "{arch}");
+            assert!(c.windowed_layers.iter().all(|&w| !w), "{arch}");
+        }
+    }
+
+    #[test]
+    fn rope_scaling_is_read_as_llama_cpp_reads_it() {
+        let scaling = |ty: Option<&str>, factor: f32| {
+            let mut md = vec![("qwen2.rope.scaling.factor", MetadataValue::F32(factor))];
+            if let Some(ty) = ty {
+                md.push(("qwen2.rope.scaling.type", MetadataValue::from(ty)));
+            }
+            config_of("qwen2", &md)
+        };
+        // No type is linear scaling; `none` ignores the factor.
+        let c = scaling(None, 2.0).expect("reads");
+        assert_eq!((c.rope_freq_scale, c.rope_ext_factor), (0.5, 0.0));
+        let c = scaling(Some("none"), 2.0).expect("reads");
+        assert_eq!(c.rope_freq_scale, 1.0);
+        // YaRN: positions scaled, the extrapolation mix on, and an attention factor that
+        // llama.cpp derives and divides out again.
+        let c = scaling(Some("yarn"), 4.0).expect("reads");
+        assert_eq!((c.rope_freq_scale, c.rope_ext_factor), (0.25, 1.0));
+        assert!(
+            (c.rope_attn_factor - 1.0).abs() < 1e-6,
+            "{}",
+            c.rope_attn_factor
+        );
+        let err = scaling(Some("dynamic"), 2.0)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains("RoPE scaling `dynamic`") && err.contains("yarn"),
+            "{err}"
+        );
+        let err = scaling(Some("yarn"), -4.0)
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("rope.scaling.factor is -4"), "{err}");
     }
 
     #[test]

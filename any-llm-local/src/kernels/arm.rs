@@ -17,6 +17,7 @@ use super::{DotFn, KvRows, RowsFn, TileFn, q8_scores_fit, q8_values_fit};
 use crate::quant::{GgmlType, Q8_0_BYTES, Q8_1_BYTES, QK};
 
 mod attention;
+mod iquants;
 mod kquants;
 mod kvq8;
 mod legacy;
@@ -40,9 +41,13 @@ pub(super) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
     if !has_neon() {
         None
     } else if has_dotprod() {
-        legacy::dot_fn::<true>(ty).or_else(|| kquants::dot_fn::<true>(ty))
+        legacy::dot_fn::<true>(ty)
+            .or_else(|| kquants::dot_fn::<true>(ty))
+            .or_else(|| iquants::dot_fn::<true>(ty))
     } else {
-        legacy::dot_fn::<false>(ty).or_else(|| kquants::dot_fn::<false>(ty))
+        legacy::dot_fn::<false>(ty)
+            .or_else(|| kquants::dot_fn::<false>(ty))
+            .or_else(|| iquants::dot_fn::<false>(ty))
     }
 }
 

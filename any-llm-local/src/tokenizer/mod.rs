@@ -384,19 +384,15 @@ impl Tokenizer {
             }
             Model::Spm => {
                 // As llama.cpp: a space goes before the text at the start and after each
-                // control token.
+                // special token, user-defined ones too (SentencePiece itself adds one
+                // prefix to the whole input; llama.cpp's ids are the ones we keep to).
                 let mut after_special = true;
                 let mut buf = String::new();
                 for &fragment in fragments {
                     match fragment {
                         Fragment::Token(id) => {
                             out.push(id);
-                            // User-defined tokens are part of the text to SentencePiece,
-                            // which adds its one dummy prefix to the whole input.
-                            after_special = matches!(
-                                inner.vocab.token_type(id),
-                                TokenType::Control | TokenType::Unknown
-                            );
+                            after_special = true;
                         }
                         Fragment::Text(t) => {
                             buf.clear();

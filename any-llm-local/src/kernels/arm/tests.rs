@@ -294,6 +294,54 @@ fn k_quant_dots_equal_the_scalar_reference_bit_for_bit() {
 }
 
 #[test]
+fn i_quant_dots_equal_the_scalar_reference_bit_for_bit() {
+    let variants = variants();
+    for (ty, block_values) in [(GgmlType::IQ4_NL, 32), (GgmlType::IQ4_XS, 256)] {
+        let block = ty.row_size(block_values).expect("one block");
+        for n in [256, 512, 2048] {
+            for seed in 0..4 {
+                // Random indexes and group scales (every 6-bit scale, -32 included) under
+                // f16 scales from tiny to large; the largest index and scale bytes in one
+                // block, zeros in another. (No quantizer writes these types here.)
+                let rows: Vec<Vec<u8>> = [1e-4, 0.01, 100.0]
+                    .iter()
+                    .map(|&size| {
+                        let mut w = random_blocks(ty, n, seed + 60, &[]);
+                        for (b, blk) in w.chunks_exact_mut(block).enumerate() {
+                            let d = f16::from_f32(size * (1.0 + 0.25 * (b % 5) as f32));
+                            blk[..2].copy_from_slice(&d.to_bits().to_le_bytes());
+                        }
+                        if n / block_values >= 2 {
+                            w[2..block].fill(0xFF);
+                            w[block + 2..2 * block].fill(0);
+                        }
+                        w
+                    })
+                    .collect();
+                let a = activations(ty, n, seed + 160, 3.0);
+                for w in &rows {
+                    let expected = quant::vec_dot(ty, w, &a, n).expect("sizes match");
+                    for &dotprod in &variants {
+                        let dot = if dotprod {
+                            iquants::dot_fn::<true>(ty)
+                        } else {
+                            iquants::dot_fn::<false>(ty)
+                        }
+                        .expect("a kernel");
+                        let got = dot(w, &a, n);
+                        assert_eq!(
+                            got.to_bits(),
+                            expected.to_bits(),
+                            "{ty:?} n {n} seed {seed} dotprod {dotprod}: {got} vs {expected}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn activation_quantization_equals_the_portable_one_on_extreme_values() {
     let mut x = values(32 * 12, 3, 4.0);
     // Exact ties, then NaN and infinities, then tiny values with subnormals, then values
