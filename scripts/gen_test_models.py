@@ -26,7 +26,7 @@ versions, the seed and this command line as provenance.
 `--shape` picks the transformer's size: `tiny` (the committed test models: two layers,
 width 64, a few hundred KB each), `small` (width 256, so that the 256-value super-block
 formats quantize every matrix: the committed K-quant and i-quant test models are
-`--shape small --arch llama --dtype f32 --quant Q4_K_M IQ4_NL IQ4_XS --batch 1`) or a real
+`--shape small --arch llama --dtype f32 --quant Q4_K_M Q5_K_M IQ4_NL IQ4_XS --batch 1`) or a real
 model's shape (benchmarks: Qwen2.5-0.5B,
 Llama-3.2-1B; same tiny vocabulary, so the output head is small and the layers dominate).
 """

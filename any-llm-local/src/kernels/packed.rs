@@ -15,7 +15,7 @@
 //! and 32 bytes per eight super-blocks (2.8% of a Q4_K matrix); the file's pages of a packed
 //! matrix are released afterwards, so the model's memory does not grow.
 
-use crate::quant::{GgmlType, Q4_K_BYTES, Q6_K_BYTES, QK_K, scale_min_k4};
+use crate::quant::{GgmlType, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES, QK_K, scale_min_k4};
 
 /// Weight rows per packed group.
 pub(crate) const PACK_ROWS: usize = 8;
@@ -34,7 +34,16 @@ pub(crate) const PACK_TOKENS: usize = 4;
 /// | 160..1184 | the quants: 32 chunks of 32 bytes; chunk `8i + k` holds, at bytes `4r..4r + 4`, row `r`'s quant bytes `32i + 4k..32i + 4k + 4` (low nibbles: values `64i + 4k..`, high nibbles: values `64i + 32 + 4k..`) |
 pub(crate) const Q4_K_X8_BYTES: usize = 160 + PACK_ROWS * 128;
 
-/// Offsets of the packed Q4_K group's parts.
+/// Bytes of one packed Q5_K group: a packed Q4_K group of the low four bits, then the fifth
+/// bits: 8 chunks of 32 bytes; chunk `k` holds, at bytes `4r..4r + 4`, row `r`'s `qh` bytes
+/// `4k..4k + 4`, whose bit `2i` is the fifth bit of quant chunk `8i + k`'s low nibble and bit
+/// `2i + 1` that of its high nibble.
+pub(crate) const Q5_K_X8_BYTES: usize = Q4_K_X8_BYTES + PACK_ROWS * 32;
+
+/// Offset of a packed Q5_K group's fifth bits.
+pub(crate) const Q5_K_X8_HIGH: usize = Q4_K_X8_BYTES;
+
+/// Offsets of the packed Q4_K (and Q5_K) group's parts.
 pub(crate) const Q4_K_X8_D: usize = 0;
 pub(crate) const Q4_K_X8_DMIN: usize = 16;
 pub(crate) const Q4_K_X8_SCALES: usize = 32;
@@ -81,6 +90,9 @@ pub(crate) fn packed_row_bytes(ty: GgmlType, cols: usize) -> Option<usize> {
         GgmlType::Q4_K if cols.is_multiple_of(QK_K) => {
             Some(cols / QK_K * Q4_K_X8_BYTES / PACK_ROWS)
         }
+        GgmlType::Q5_K if cols.is_multiple_of(QK_K) => {
+            Some(cols / QK_K * Q5_K_X8_BYTES / PACK_ROWS)
+        }
         GgmlType::Q6_K if cols.is_multiple_of(QK_K) => {
             Some(cols / QK_K * Q6_K_X8_BYTES / PACK_ROWS)
         }
@@ -105,6 +117,7 @@ pub(crate) fn pack_layout(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -
     let nb = cols / QK_K;
     let (block, group) = match ty {
         GgmlType::Q4_K => (Q4_K_BYTES, Q4_K_X8_BYTES),
+        GgmlType::Q5_K => (Q5_K_BYTES, Q5_K_X8_BYTES),
         _ => (Q6_K_BYTES, Q6_K_X8_BYTES),
     };
     if data.len() != rows * nb * block {
@@ -128,7 +141,15 @@ pub(crate) fn pack_layout(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -
                     g[Q4_K_X8_SCALES + 8 * j + r] = sc;
                     g[Q4_K_X8_MINS + 16 * (j / 2) + 2 * r + j % 2] = m;
                 }
-                let qs = &blk[16..];
+                let qs = if ty == GgmlType::Q5_K {
+                    for k in 0..8 {
+                        g[Q5_K_X8_HIGH + 32 * k + 4 * r..][..4]
+                            .copy_from_slice(&blk[16 + 4 * k..][..4]);
+                    }
+                    &blk[48..]
+                } else {
+                    &blk[16..]
+                };
                 for c in 0..32 {
                     let (i, k) = (c / 8, c % 8);
                     g[Q4_K_X8_QUANTS + 32 * c + 4 * r..][..4]

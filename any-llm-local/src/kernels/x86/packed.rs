@@ -1,20 +1,20 @@
-//! Packed Q4_K (eight interleaved rows, see `kernels::packed`) by Q8_K activations: each
-//! 32-bit lane is one row, so the super-block's integer sums, scales, minimums and floats are
-//! 8-lane vectors and nothing is summed across lanes.
+//! Packed Q4_K, Q5_K and Q6_K (eight interleaved rows, see `kernels::packed`) by Q8_K
+//! activations: each 32-bit lane is one row, so a super-block's integer sums, scales,
+//! minimums and floats are 8-lane vectors and nothing is summed across lanes.
 //!
 //! With AVX-512 VNNI one `vpdpbusd` adds four quant-by-activation products per row; with AVX2
-//! `vpmaddubsw` adds pairs into 16-bit lanes, which hold a sub-block's eight pairs of four-bit
-//! by eight-bit products without overflow (at most 8 · 2 · 15 · 127 = 30480), and one
-//! `vpmaddwd` applies the scale. Either way the integers are exact, so they are the scalar
-//! reference's, and the float epilogue is its expression in its order.
+//! `vpmaddubsw` adds pairs into 16-bit lanes, which hold as many chunks' sums as cannot
+//! overflow (a Q4_K sub-block's eight: 8 · 2 · 15 · 127 = 30480), and one `vpmaddwd` applies
+//! the scale. Either way the integers are exact, so they are the scalar reference's, and the
+//! float epilogue is its expression in its order.
 
 use std::arch::x86_64::*;
 
 use super::{f32_at, has_vnni};
 use crate::kernels::packed::{
     PACK_ROWS, PACK_TOKENS, PackedFn, Q4_K_X8_BYTES, Q4_K_X8_D, Q4_K_X8_DMIN, Q4_K_X8_MINS,
-    Q4_K_X8_QUANTS, Q4_K_X8_SCALES, Q6_K_X8_BYTES, Q6_K_X8_D, Q6_K_X8_HIGH, Q6_K_X8_LOW,
-    Q6_K_X8_SCALES,
+    Q4_K_X8_QUANTS, Q4_K_X8_SCALES, Q5_K_X8_BYTES, Q5_K_X8_HIGH, Q6_K_X8_BYTES, Q6_K_X8_D,
+    Q6_K_X8_HIGH, Q6_K_X8_LOW, Q6_K_X8_SCALES,
 };
 use crate::quant::{GgmlType, Q8_K_BYTES, QK_K};
 
@@ -23,6 +23,8 @@ pub(super) fn packed_fn(ty: GgmlType) -> Option<PackedFn> {
     match ty {
         GgmlType::Q4_K if has_vnni() => Some(q4_k_x8_vnni),
         GgmlType::Q4_K => Some(q4_k_x8_avx2),
+        GgmlType::Q5_K if has_vnni() => Some(q5_k_x8_vnni),
+        GgmlType::Q5_K => Some(q5_k_x8_avx2),
         GgmlType::Q6_K if has_vnni() => Some(q6_k_x8_vnni),
         GgmlType::Q6_K => Some(q6_k_x8_avx2),
         _ => None,
@@ -43,48 +45,6 @@ fn check(w: &[u8], a: &[u8], n: usize, nt: usize, group: usize) -> usize {
         "packed sizes do not match n = {n}, {nt} tokens"
     );
     nb
-}
-
-fn q4_k_x8_vnni(w: &[u8], a: &[u8], n: usize, nt: usize, out: &mut Out) {
-    let nb = check(w, a, n, nt, Q4_K_X8_BYTES);
-    let (w, a) = (w.as_ptr(), a.as_ptr());
-    // SAFETY: `packed_fn` hands this out only when the CPU has AVX-512 VNNI (with AVX2);
-    // `check` proved the slices hold the group's and the `nt` tokens' `nb` super-blocks.
-    unsafe {
-        match nt {
-            1 => q4_k_x8_vnni_n::<1>(w, a, nb, out),
-            2 => q4_k_x8_vnni_n::<2>(w, a, nb, out),
-            3 => q4_k_x8_vnni_n::<3>(w, a, nb, out),
-            _ => q4_k_x8_vnni_n::<4>(w, a, nb, out),
-        }
-    }
-}
-
-fn q4_k_x8_avx2(w: &[u8], a: &[u8], n: usize, nt: usize, out: &mut Out) {
-    let nb = check(w, a, n, nt, Q4_K_X8_BYTES);
-    let (w, a) = (w.as_ptr(), a.as_ptr());
-    // SAFETY: `packed_fn` hands this out only when the CPU has AVX2, FMA and F16C; `check`
-    // proved the slices hold the group's and the `nt` tokens' `nb` super-blocks.
-    unsafe {
-        match nt {
-            1 => q4_k_x8_avx2_n::<1>(w, a, nb, out),
-            2 => q4_k_x8_avx2_n::<2>(w, a, nb, out),
-            3 => q4_k_x8_avx2_n::<3>(w, a, nb, out),
-            _ => q4_k_x8_avx2_n::<4>(w, a, nb, out),
-        }
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
-unsafe fn q4_k_x8_vnni_n<const NT: usize>(w: *const u8, a: *const u8, nb: usize, out: &mut Out) {
-    // SAFETY: the caller's promise; the body's intrinsics need exactly these features.
-    unsafe { q4_k_x8::<NT, true>(w, a, nb, out) }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_k_x8_avx2_n<const NT: usize>(w: *const u8, a: *const u8, nb: usize, out: &mut Out) {
-    // SAFETY: the caller's promise; with `VNNI` false the body needs only these features.
-    unsafe { q4_k_x8::<NT, false>(w, a, nb, out) }
 }
 
 /// One packed kernel's four entry points: with VNNI or AVX2, each for 1 to 4 tokens.
@@ -135,6 +95,22 @@ macro_rules! entry_points {
 }
 
 entry_points!(
+    q4_k_x8_vnni,
+    q4_k_x8_avx2,
+    q4_k_x8_vnni_n,
+    q4_k_x8_avx2_n,
+    q4_k_x8,
+    Q4_K_X8_BYTES
+);
+entry_points!(
+    q5_k_x8_vnni,
+    q5_k_x8_avx2,
+    q5_k_x8_vnni_n,
+    q5_k_x8_avx2_n,
+    q5_k_x8,
+    Q5_K_X8_BYTES
+);
+entry_points!(
     q6_k_x8_vnni,
     q6_k_x8_avx2,
     q6_k_x8_vnni_n,
@@ -150,12 +126,10 @@ unsafe fn broadcast4(p: *const u8) -> __m256i {
     unsafe { _mm256_set1_epi32(p.cast::<i32>().read_unaligned()) }
 }
 
-/// `NT` tokens by a packed group's eight rows over `nb` super-blocks. Inlined into a caller
-/// with AVX2, FMA and F16C, and with `VNNI` also AVX-512 VNNI, VL and BW.
+/// `NT` tokens by a packed Q4_K group's eight rows over `nb` super-blocks.
 ///
 /// # Safety
-/// `w` points at `nb` packed Q4_K groups, `a` at `NT` rows of `nb` Q8_K blocks; the CPU has
-/// the features above.
+/// As [`k4_x8`].
 #[inline(always)]
 unsafe fn q4_k_x8<const NT: usize, const VNNI: bool>(
     w: *const u8,
@@ -163,27 +137,88 @@ unsafe fn q4_k_x8<const NT: usize, const VNNI: bool>(
     nb: usize,
     out: &mut Out,
 ) {
+    // SAFETY: the caller's promise.
+    unsafe { k4_x8::<NT, VNNI, false>(w, a, nb, out) }
+}
+
+/// `NT` tokens by a packed Q5_K group's eight rows over `nb` super-blocks.
+///
+/// # Safety
+/// As [`k4_x8`].
+#[inline(always)]
+unsafe fn q5_k_x8<const NT: usize, const VNNI: bool>(
+    w: *const u8,
+    a: *const u8,
+    nb: usize,
+    out: &mut Out,
+) {
+    // SAFETY: the caller's promise.
+    unsafe { k4_x8::<NT, VNNI, true>(w, a, nb, out) }
+}
+
+/// `NT` tokens by a packed Q4_K (with `FIVE`, Q5_K) group's eight rows over `nb`
+/// super-blocks. Inlined into a caller with AVX2, FMA and F16C, and with `VNNI` also AVX-512
+/// VNNI, VL and BW.
+///
+/// # Safety
+/// `w` points at `nb` packed groups, `a` at `NT` rows of `nb` Q8_K blocks; the CPU has the
+/// features above.
+#[inline(always)]
+unsafe fn k4_x8<const NT: usize, const VNNI: bool, const FIVE: bool>(
+    w: *const u8,
+    a: *const u8,
+    nb: usize,
+    out: &mut Out,
+) {
     let row = nb * Q8_K_BYTES;
-    // SAFETY: every pointer below stays inside the group's `nb` blocks of `Q4_K_X8_BYTES`
-    // and the `NT` activation rows of `nb` blocks of `Q8_K_BYTES`, at the offsets the layouts
-    // define (quant chunks at 160 + 32c, scales at 32 + 8j, minimums at 96 + 16p; the
-    // activations' quants at 4.., partial sums at 260..292).
+    let group = if FIVE { Q5_K_X8_BYTES } else { Q4_K_X8_BYTES };
+    // Chunks whose 16-bit pair sums fit before the scale is applied (AVX2): a sub-block's
+    // eight with four-bit quants (8 · 2 · 15 · 127), four with five-bit ones.
+    let fold_every = if FIVE { 4 } else { 8 };
+    // SAFETY: every pointer below stays inside the group's `nb` blocks of `group` bytes and
+    // the `NT` activation rows of `nb` blocks of `Q8_K_BYTES`, at the offsets the layouts
+    // define (quant chunks at 160 + 32c, scales at 32 + 8j, minimums at 96 + 16p, Q5_K's
+    // fifth bits at 1184 + 32k; the activations' quants at 4.., partial sums at 260..292).
     unsafe {
         let mask = _mm256_set1_epi8(0x0F);
+        let bit4 = _mm256_set1_epi8(0x10);
         let mut total = [_mm256_set1_ps(-0.0); NT];
         for b in 0..nb {
-            let g = w.add(b * Q4_K_X8_BYTES);
+            let g = w.add(b * group);
             let at: [*const u8; NT] = std::array::from_fn(|t| a.add(t * row + b * Q8_K_BYTES));
             // Row r's Σ_j scale_j · Σ q·a in lane r, per token.
             let mut sum = [_mm256_setzero_si256(); NT];
             for i in 0..4 {
                 // Sub-blocks 2i (low nibbles) and 2i + 1 (high nibbles).
+                let scales = g.add(Q4_K_X8_SCALES + 16 * i);
+                // With AVX2, each row's scale in both 16-bit halves of its lane.
+                let dup = |p: *const u8| {
+                    let s = _mm_loadl_epi64(p.cast());
+                    _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s, s))
+                };
+                let (dl, dh) = if VNNI {
+                    (_mm256_setzero_si256(), _mm256_setzero_si256())
+                } else {
+                    (dup(scales), dup(scales.add(8)))
+                };
                 let mut lo = [_mm256_setzero_si256(); NT];
                 let mut hi = [_mm256_setzero_si256(); NT];
                 for k in 0..8 {
                     let q = _mm256_loadu_si256(g.add(Q4_K_X8_QUANTS + 32 * (8 * i + k)).cast());
-                    let ql = _mm256_and_si256(q, mask);
-                    let qh = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+                    let mut ql = _mm256_and_si256(q, mask);
+                    let mut qh = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+                    if FIVE {
+                        // Bits 2i and 2i + 1 of the fifth-bit chunk, moved to bit 4.
+                        let hb = _mm256_loadu_si256(g.add(Q5_K_X8_HIGH + 32 * k).cast());
+                        let (l, h) = match i {
+                            0 => (_mm256_slli_epi16(hb, 4), _mm256_slli_epi16(hb, 3)),
+                            1 => (_mm256_slli_epi16(hb, 2), _mm256_slli_epi16(hb, 1)),
+                            2 => (hb, _mm256_srli_epi16(hb, 1)),
+                            _ => (_mm256_srli_epi16(hb, 2), _mm256_srli_epi16(hb, 3)),
+                        };
+                        ql = _mm256_or_si256(ql, _mm256_and_si256(l, bit4));
+                        qh = _mm256_or_si256(qh, _mm256_and_si256(h, bit4));
+                    }
                     for t in 0..NT {
                         let al = broadcast4(at[t].add(4 + 64 * i + 4 * k));
                         let ah = broadcast4(at[t].add(36 + 64 * i + 4 * k));
@@ -195,8 +230,18 @@ unsafe fn q4_k_x8<const NT: usize, const VNNI: bool>(
                             hi[t] = _mm256_add_epi16(hi[t], _mm256_maddubs_epi16(qh, ah));
                         }
                     }
+                    if !VNNI && (k + 1) % fold_every == 0 {
+                        for t in 0..NT {
+                            let s = _mm256_add_epi32(
+                                _mm256_madd_epi16(lo[t], dl),
+                                _mm256_madd_epi16(hi[t], dh),
+                            );
+                            sum[t] = _mm256_add_epi32(sum[t], s);
+                            lo[t] = _mm256_setzero_si256();
+                            hi[t] = _mm256_setzero_si256();
+                        }
+                    }
                 }
-                let scales = g.add(Q4_K_X8_SCALES + 16 * i);
                 if VNNI {
                     let sl = _mm256_cvtepu8_epi32(_mm_loadl_epi64(scales.cast()));
                     let sh = _mm256_cvtepu8_epi32(_mm_loadl_epi64(scales.add(8).cast()));
@@ -204,20 +249,6 @@ unsafe fn q4_k_x8<const NT: usize, const VNNI: bool>(
                         let s = _mm256_add_epi32(
                             _mm256_mullo_epi32(lo[t], sl),
                             _mm256_mullo_epi32(hi[t], sh),
-                        );
-                        sum[t] = _mm256_add_epi32(sum[t], s);
-                    }
-                } else {
-                    // Each row's scale in both 16-bit halves of its lane.
-                    let dup = |p: *const u8| {
-                        let s = _mm_loadl_epi64(p.cast());
-                        _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s, s))
-                    };
-                    let (sl, sh) = (dup(scales), dup(scales.add(8)));
-                    for t in 0..NT {
-                        let s = _mm256_add_epi32(
-                            _mm256_madd_epi16(lo[t], sl),
-                            _mm256_madd_epi16(hi[t], sh),
                         );
                         sum[t] = _mm256_add_epi32(sum[t], s);
                     }
@@ -385,7 +416,7 @@ mod tests {
         *s
     }
 
-    /// `rows` random rows of `ty` (Q4_K or Q6_K) of `nb` super-blocks with sane scales, and
+    /// `rows` random rows of `ty` (Q4_K, Q5_K or Q6_K) of `nb` super-blocks with sane scales, and
     /// `nt` Q8_K rows quantized from random floats.
     fn data(ty: GgmlType, rows: usize, nt: usize, nb: usize, seed: u32) -> (Vec<u8>, Vec<u8>) {
         let mut s = seed.wrapping_mul(2_654_435_761) | 1;
@@ -419,10 +450,12 @@ mod tests {
         }
         let mut kernels: Vec<(GgmlType, &str, PackedFn)> = vec![
             (GgmlType::Q4_K, "avx2", q4_k_x8_avx2),
+            (GgmlType::Q5_K, "avx2", q5_k_x8_avx2),
             (GgmlType::Q6_K, "avx2", q6_k_x8_avx2),
         ];
         if has_vnni() {
             kernels.push((GgmlType::Q4_K, "vnni", q4_k_x8_vnni));
+            kernels.push((GgmlType::Q5_K, "vnni", q5_k_x8_vnni));
             kernels.push((GgmlType::Q6_K, "vnni", q6_k_x8_vnni));
         }
         assert_eq!(Q4_K_BYTES, GgmlType::Q4_K.type_size());
