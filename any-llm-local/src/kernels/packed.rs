@@ -15,7 +15,9 @@
 //! and 32 bytes per eight super-blocks (2.8% of a Q4_K matrix); the file's pages of a packed
 //! matrix are released afterwards, so the model's memory does not grow.
 
-use crate::quant::{GgmlType, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES, QK_K, scale_min_k4};
+use crate::quant::{
+    GgmlType, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_0_BYTES, QK, QK_K, scale_min_k4,
+};
 
 /// Weight rows per packed group.
 pub(crate) const PACK_ROWS: usize = 8;
@@ -67,6 +69,15 @@ pub(crate) const Q6_K_X8_SCALES: usize = 16;
 pub(crate) const Q6_K_X8_LOW: usize = 144;
 pub(crate) const Q6_K_X8_HIGH: usize = 1168;
 
+/// Bytes of one packed Q8_0 group: one 32-value block of each of [`PACK_ROWS`] rows, the same
+/// size as the eight blocks.
+///
+/// | bytes | what |
+/// |---|---|
+/// | 0..16 | each row's `d` (f16) |
+/// | 16..272 | each row's 32 quants plus 128 (unsigned), row `r`'s at `16 + 32r` |
+pub(crate) const Q8_0_X8_BYTES: usize = 16 + PACK_ROWS * 32;
+
 /// `out[t * PACK_ROWS + r]` = row `r` of a packed group by activation row `t`, over `n`
 /// values, for the `nt` (1 to [`PACK_TOKENS`]) activation rows `a` holds (in the weight
 /// type's `vec_dot_type`). The slices must have exactly those sizes.
@@ -87,6 +98,7 @@ pub(crate) fn packed_fn(ty: GgmlType) -> Option<PackedFn> {
 /// [`PACK_ROWS`]), where `ty` has a packed layout.
 pub(crate) fn packed_row_bytes(ty: GgmlType, cols: usize) -> Option<usize> {
     match ty {
+        GgmlType::Q8_0 if cols.is_multiple_of(QK) => Some(cols / QK * Q8_0_X8_BYTES / PACK_ROWS),
         GgmlType::Q4_K if cols.is_multiple_of(QK_K) => {
             Some(cols / QK_K * Q4_K_X8_BYTES / PACK_ROWS)
         }
@@ -113,6 +125,9 @@ pub(crate) fn pack_layout(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -
     let row_bytes = packed_row_bytes(ty, cols)?;
     if rows == 0 || !rows.is_multiple_of(PACK_ROWS) {
         return None;
+    }
+    if ty == GgmlType::Q8_0 {
+        return pack_q8_0(data, rows, cols, row_bytes);
     }
     let nb = cols / QK_K;
     let (block, group) = match ty {
@@ -201,4 +216,27 @@ fn pack_q6_k_row(blk: &[u8], r: usize, g: &mut [u8]) {
         let v = merge_nibbles(word(blk, qh), word(blk, qh + 4), i % 2);
         g[Q6_K_X8_HIGH + 32 * e + 4 * r..][..4].copy_from_slice(&v.to_le_bytes());
     }
+}
+
+/// [`pack_layout`] for Q8_0: each block's eight scales together, then the eight rows' quants
+/// moved to unsigned (plus 128), for unsigned-by-signed byte products.
+fn pack_q8_0(data: &[u8], rows: usize, cols: usize, row_bytes: usize) -> Option<Vec<u8>> {
+    let nb = cols / QK;
+    if data.len() != rows * nb * Q8_0_BYTES {
+        return None;
+    }
+    let mut out = vec![0u8; rows * row_bytes];
+    let groups = data.chunks_exact(PACK_ROWS * nb * Q8_0_BYTES);
+    for (src, dst) in groups.zip(out.chunks_exact_mut(nb * Q8_0_X8_BYTES)) {
+        for (b, g) in dst.chunks_exact_mut(Q8_0_X8_BYTES).enumerate() {
+            for r in 0..PACK_ROWS {
+                let blk = &src[(r * nb + b) * Q8_0_BYTES..][..Q8_0_BYTES];
+                g[2 * r..][..2].copy_from_slice(&blk[..2]);
+                for (o, &q) in g[16 + 32 * r..][..32].iter_mut().zip(&blk[2..]) {
+                    *o = q ^ 0x80;
+                }
+            }
+        }
+    }
+    Some(out)
 }

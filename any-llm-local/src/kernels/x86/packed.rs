@@ -10,17 +10,18 @@
 
 use std::arch::x86_64::*;
 
-use super::{f32_at, has_vnni};
+use super::{f32_at, has_vnni, hsum};
 use crate::kernels::packed::{
     PACK_ROWS, PACK_TOKENS, PackedFn, Q4_K_X8_BYTES, Q4_K_X8_D, Q4_K_X8_DMIN, Q4_K_X8_MINS,
     Q4_K_X8_QUANTS, Q4_K_X8_SCALES, Q5_K_X8_BYTES, Q5_K_X8_HIGH, Q6_K_X8_BYTES, Q6_K_X8_D,
-    Q6_K_X8_HIGH, Q6_K_X8_LOW, Q6_K_X8_SCALES,
+    Q6_K_X8_HIGH, Q6_K_X8_LOW, Q6_K_X8_SCALES, Q8_0_X8_BYTES,
 };
-use crate::quant::{GgmlType, Q8_K_BYTES, QK_K};
+use crate::quant::{GgmlType, Q8_0_BYTES, Q8_K_BYTES, QK, QK_K};
 
 /// The packed kernel for `ty`; the CPU has AVX2.
 pub(super) fn packed_fn(ty: GgmlType) -> Option<PackedFn> {
     match ty {
+        GgmlType::Q8_0 if has_vnni() => Some(q8_0_x8_vnni),
         GgmlType::Q4_K if has_vnni() => Some(q4_k_x8_vnni),
         GgmlType::Q4_K => Some(q4_k_x8_avx2),
         GgmlType::Q5_K if has_vnni() => Some(q5_k_x8_vnni),
@@ -403,6 +404,126 @@ unsafe fn q6_k_x8<const NT: usize, const VNNI: bool>(
     }
 }
 
+/// Packed Q8_0 by Q8_0 activations, for `nt` tokens, with AVX-512 VNNI. (Without it the
+/// weights are not packed: `vpmaddubsw` would saturate on unsigned quants up to 255.)
+fn q8_0_x8_vnni(w: &[u8], a: &[u8], n: usize, nt: usize, out: &mut Out) {
+    let nb = n / QK;
+    assert!(
+        n.is_multiple_of(QK)
+            && (1..=PACK_TOKENS).contains(&nt)
+            && w.len() == nb * Q8_0_X8_BYTES
+            && a.len() == nt * nb * Q8_0_BYTES,
+        "packed sizes do not match n = {n}, {nt} tokens"
+    );
+    let (w, a) = (w.as_ptr(), a.as_ptr());
+    // SAFETY: `packed_fn` hands this out only when the CPU has AVX-512 VNNI (with AVX2); the
+    // assertion proved the slices hold the group's and the tokens' `nb` blocks.
+    unsafe {
+        match nt {
+            1 => q8_0_x8_vnni_n::<1>(w, a, nb, out),
+            2 => q8_0_x8_vnni_n::<2>(w, a, nb, out),
+            3 => q8_0_x8_vnni_n::<3>(w, a, nb, out),
+            _ => q8_0_x8_vnni_n::<4>(w, a, nb, out),
+        }
+    }
+}
+
+/// `NT` tokens by a packed Q8_0 group's eight rows over `nb` blocks, each output by the steps
+/// of the row-at-a-time kernel (`dot_q8_0_vnni`): per block the same eight lane sums of four
+/// products (here `Σ (w + 128)·a − 128 · Σ a`, the same integers), converted, multiplied by
+/// the same `d_w · d_a` and added lane by lane, then the same horizontal sum; so bit for bit
+/// its result. One token (decode): the eight rows' 8-lane sums in eight registers. More:
+/// two rows per 16-lane register (adjacent in the packed block, so one load), as the
+/// unpacked tile does.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
+unsafe fn q8_0_x8_vnni_n<const NT: usize>(w: *const u8, a: *const u8, nb: usize, out: &mut Out) {
+    if NT > 1 {
+        // SAFETY: the caller's promise.
+        unsafe { q8_0_x8_pairs::<NT>(w, a, nb, out) };
+        return;
+    }
+    let plus128 = _mm256_set1_epi8(-128);
+    let mut acc = [_mm256_setzero_ps(); PACK_ROWS];
+    for b in 0..nb {
+        // SAFETY: block `b < nb` of the group (272 bytes: scales at 0, row r's quants at
+        // 16 + 32r) and of the activation row (34 bytes: scale at 0, quants at 2) is in
+        // bounds (checked by the wrapper).
+        unsafe {
+            let g = w.add(b * Q8_0_X8_BYTES);
+            let ab = a.add(b * Q8_0_BYTES);
+            let qa = _mm256_loadu_si256(ab.add(2).cast());
+            let bias = _mm256_dpbusd_epi32(_mm256_setzero_si256(), plus128, qa);
+            let da = _mm256_cvtph_ps(_mm_set1_epi16(ab.cast::<i16>().read_unaligned()));
+            // Lane r: d_w of row r times d_a, the one product the row kernel forms.
+            let d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(g.cast())), da);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let qw = _mm256_loadu_si256(g.add(16 + 32 * r).cast());
+                let sum =
+                    _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), qw, qa), bias);
+                let dr = _mm256_permutevar8x32_ps(d, _mm256_set1_epi32(r as i32));
+                *acc = _mm256_fmadd_ps(dr, _mm256_cvtepi32_ps(sum), *acc);
+            }
+        }
+    }
+    for (r, v) in acc.iter().enumerate() {
+        out[r] = hsum(*v);
+    }
+}
+
+/// [`q8_0_x8_vnni_n`] for two to four tokens: rows `2p` and `2p + 1` in lanes 0..8 and 8..16
+/// of one register per token.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
+unsafe fn q8_0_x8_pairs<const NT: usize>(w: *const u8, a: *const u8, nb: usize, out: &mut Out) {
+    let row = nb * Q8_0_BYTES;
+    let plus128 = _mm512_set1_epi8(-128);
+    let mut acc = [[_mm512_setzero_ps(); NT]; PACK_ROWS / 2];
+    // Row 2p's scale in lanes 0..8, row 2p + 1's in lanes 8..16.
+    let pick: [__m512i; PACK_ROWS / 2] = std::array::from_fn(|p| {
+        let (r0, r1) = (2 * p as i32, 2 * p as i32 + 1);
+        _mm512_setr_epi32(
+            r0, r0, r0, r0, r0, r0, r0, r0, r1, r1, r1, r1, r1, r1, r1, r1,
+        )
+    });
+    let mut da = [0.0f32; NT];
+    for b in 0..nb {
+        // SAFETY: as in `q8_0_x8_vnni_n`, for `NT` activation rows of `row` bytes.
+        unsafe {
+            let g = w.add(b * Q8_0_X8_BYTES);
+            let dw = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128(g.cast())));
+            let mut qa = [_mm512_setzero_si512(); NT];
+            let mut bias = [_mm512_setzero_si512(); NT];
+            for t in 0..NT {
+                let ab = a.add(t * row + b * Q8_0_BYTES);
+                qa[t] = _mm512_broadcast_i64x4(_mm256_loadu_si256(ab.add(2).cast()));
+                bias[t] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), plus128, qa[t]);
+                da[t] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
+                    ab.cast::<i16>().read_unaligned(),
+                ))));
+            }
+            for (p, accp) in acc.iter_mut().enumerate() {
+                let x = _mm512_loadu_si512(g.add(16 + 64 * p).cast());
+                let dp = _mm512_permutexvar_ps(pick[p], dw);
+                for t in 0..NT {
+                    let sum = _mm512_sub_epi32(
+                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), x, qa[t]),
+                        bias[t],
+                    );
+                    let d = _mm512_mul_ps(dp, _mm512_set1_ps(da[t]));
+                    accp[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(sum), accp[t]);
+                }
+            }
+        }
+    }
+    for (p, accp) in acc.iter().enumerate() {
+        for (t, v) in accp.iter().enumerate() {
+            let lo = _mm512_castps512_ps256(*v);
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(*v)));
+            out[t * PACK_ROWS + 2 * p] = hsum(lo);
+            out[t * PACK_ROWS + 2 * p + 1] = hsum(hi);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,8 +537,8 @@ mod tests {
         *s
     }
 
-    /// `rows` random rows of `ty` (Q4_K, Q5_K or Q6_K) of `nb` super-blocks with sane scales, and
-    /// `nt` Q8_K rows quantized from random floats.
+    /// `rows` random rows of `ty` (Q4_K, Q5_K, Q6_K or Q8_0) of `nb` blocks with sane scales,
+    /// and `nt` rows of its activation type quantized from random floats.
     fn data(ty: GgmlType, rows: usize, nt: usize, nb: usize, seed: u32) -> (Vec<u8>, Vec<u8>) {
         let mut s = seed.wrapping_mul(2_654_435_761) | 1;
         let block = ty.type_size();
@@ -427,23 +548,26 @@ mod tests {
         for (i, b) in w.chunks_exact_mut(block).enumerate() {
             let d = half::f16::from_f32(0.001 + 0.0007 * (i % 11) as f32).to_bits();
             let dmin = half::f16::from_f32(0.0005 + 0.0003 * (i % 7) as f32).to_bits();
-            if ty == GgmlType::Q6_K {
+            if ty == GgmlType::Q8_0 {
+                b[..2].copy_from_slice(&d.to_le_bytes());
+            } else if ty == GgmlType::Q6_K {
                 b[208..210].copy_from_slice(&d.to_le_bytes());
             } else {
                 b[..2].copy_from_slice(&d.to_le_bytes());
                 b[2..4].copy_from_slice(&dmin.to_le_bytes());
             }
         }
-        let x: Vec<f32> = (0..nt * nb * QK_K)
+        let act = ty.vec_dot_type().expect("a weight type");
+        let x: Vec<f32> = (0..nt * nb * act.block_size())
             .map(|_| (xorshift(&mut s) as f32 / u32::MAX as f32 - 0.5) * 4.0)
             .collect();
-        let mut a = vec![0u8; nt * nb * Q8_K_BYTES];
-        quant::quantize_row(GgmlType::Q8_K, &x, &mut a).expect("whole blocks");
+        let mut a = vec![0u8; nt * nb * act.type_size()];
+        crate::kernels::quantize_row(act, &x, &mut a).expect("whole blocks");
         (w, a)
     }
 
     #[test]
-    fn packed_kernels_equal_the_scalar_reference_bit_for_bit() {
+    fn packed_kernels_equal_the_row_kernels_bit_for_bit() {
         if !super::super::has_avx2() {
             eprintln!("this CPU has no AVX2: no packed kernel runs here");
             return;
@@ -454,6 +578,7 @@ mod tests {
             (GgmlType::Q6_K, "avx2", q6_k_x8_avx2),
         ];
         if has_vnni() {
+            kernels.push((GgmlType::Q8_0, "vnni", q8_0_x8_vnni));
             kernels.push((GgmlType::Q4_K, "vnni", q4_k_x8_vnni));
             kernels.push((GgmlType::Q5_K, "vnni", q5_k_x8_vnni));
             kernels.push((GgmlType::Q6_K, "vnni", q6_k_x8_vnni));
@@ -462,18 +587,24 @@ mod tests {
         assert_eq!(Q6_K_BYTES, GgmlType::Q6_K.type_size());
         for (ty, name, f) in &kernels {
             for (seed, nb) in [(1, 1), (2, 3), (3, 8), (4, 11)] {
-                let n = nb * QK_K;
+                let n = nb * ty.block_size();
                 let (w, a) = data(*ty, PACK_ROWS, PACK_TOKENS, nb, seed);
                 let p = pack_layout(*ty, &w, PACK_ROWS, n).expect("packs");
-                let (wb, ab) = (nb * ty.type_size(), nb * Q8_K_BYTES);
+                let act = ty.vec_dot_type().expect("a weight type");
+                let (wb, ab) = (nb * ty.type_size(), nb * act.type_size());
+                // The row-at-a-time kernel, itself checked against the scalar reference.
+                let row_kernel = crate::kernels::dot_fn(*ty);
                 for nt in 1..=PACK_TOKENS {
                     let mut out = [f32::NAN; PACK_ROWS * PACK_TOKENS];
                     f(&p, &a[..nt * ab], n, nt, &mut out);
                     for t in 0..nt {
                         for r in 0..PACK_ROWS {
-                            let want =
-                                quant::vec_dot(*ty, &w[r * wb..][..wb], &a[t * ab..][..ab], n)
-                                    .expect("row sizes");
+                            let (wr, ar) = (&w[r * wb..][..wb], &a[t * ab..][..ab]);
+                            let want = row_kernel(wr, ar, n);
+                            if ty.block_size() == QK_K {
+                                let scalar = quant::vec_dot(*ty, wr, ar, n).expect("row sizes");
+                                assert_eq!(want.to_bits(), scalar.to_bits(), "{ty} row kernel");
+                            }
                             let got = out[t * PACK_ROWS + r];
                             assert_eq!(
                                 got.to_bits(),
