@@ -75,14 +75,17 @@ pub struct Decoder {
     rope_short: Option<Vec<f32>>,
     /// The matrices repacked at load for this CPU's packed kernels (`kernels::packed`), by
     /// their data's offset in the file.
-    packed: HashMap<u64, Vec<u8>>,
+    packed: HashMap<u64, kernels::packed::Packed>,
 }
 
 /// The `matrices` this CPU has packed kernels for, repacked (`kernels::packed`), by their
 /// data's offset; each one's pages of the file are released once it is packed, so the model
 /// holds one copy. The matrices are shared among the CPU's threads. `ANY_NO_PACK` set in the
 /// environment packs nothing (to compare).
-fn pack_matrices(file: &GgufFile, matrices: &[&TensorInfo]) -> HashMap<u64, Vec<u8>> {
+fn pack_matrices(
+    file: &GgufFile,
+    matrices: &[&TensorInfo],
+) -> HashMap<u64, kernels::packed::Packed> {
     if std::env::var_os("ANY_NO_PACK").is_some() {
         return HashMap::new();
     }
@@ -105,7 +108,7 @@ fn pack_matrices(file: &GgufFile, matrices: &[&TensorInfo]) -> HashMap<u64, Vec<
     };
     std::thread::scope(|s| {
         let helpers: Vec<_> = (1..threads).map(|_| s.spawn(pack_some)).collect();
-        let mut packed: HashMap<u64, Vec<u8>> = pack_some().into_iter().collect();
+        let mut packed: HashMap<u64, kernels::packed::Packed> = pack_some().into_iter().collect();
         for h in helpers {
             packed.extend(h.join().expect("packing does not panic"));
         }

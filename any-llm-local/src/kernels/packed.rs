@@ -19,6 +19,38 @@ use crate::quant::{
     GgmlType, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_0_BYTES, QK, QK_K, scale_min_k4,
 };
 
+/// A packed matrix's bytes: anonymous memory the kernel may back with huge pages, so that
+/// allocating hundreds of MiB at load costs hundreds of page faults, not hundreds of
+/// thousands.
+#[derive(Debug)]
+pub(crate) struct Packed(memmap2::MmapMut);
+
+impl Packed {
+    /// `len` zero bytes (`None` if the memory cannot be mapped).
+    fn zeroed(len: usize) -> Option<Self> {
+        let map = memmap2::MmapMut::map_anon(len).ok()?;
+        #[cfg(target_os = "linux")]
+        {
+            // Only advice: without transparent huge pages the map works the same.
+            let _ = map.advise(memmap2::Advice::HugePage);
+        }
+        Some(Packed(map))
+    }
+}
+
+impl std::ops::Deref for Packed {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Packed {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
 /// Weight rows per packed group.
 pub(crate) const PACK_ROWS: usize = 8;
 
@@ -115,13 +147,13 @@ pub(crate) fn packed_row_bytes(ty: GgmlType, cols: usize) -> Option<usize> {
 /// `rows` rows of `cols` values of `ty`, as they sit in a GGUF file, in the packed layout:
 /// `None` where this CPU has no packed kernel for `ty` or the shape does not pack (rows not a
 /// multiple of [`PACK_ROWS`]).
-pub(crate) fn pack(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option<Vec<u8>> {
+pub(crate) fn pack(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option<Packed> {
     packed_fn(ty)?;
     pack_layout(ty, data, rows, cols)
 }
 
 /// [`pack`] whether or not this CPU has the kernel (for tests).
-pub(crate) fn pack_layout(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option<Vec<u8>> {
+pub(crate) fn pack_layout(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option<Packed> {
     let row_bytes = packed_row_bytes(ty, cols)?;
     if rows == 0 || !rows.is_multiple_of(PACK_ROWS) {
         return None;
@@ -138,7 +170,7 @@ pub(crate) fn pack_layout(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -
     if data.len() != rows * nb * block {
         return None;
     }
-    let mut out = vec![0u8; rows * row_bytes];
+    let mut out = Packed::zeroed(rows * row_bytes)?;
     let groups = data.chunks_exact(PACK_ROWS * nb * block);
     for (src, dst) in groups.zip(out.chunks_exact_mut(nb * group)) {
         for (b, g) in dst.chunks_exact_mut(group).enumerate() {
@@ -220,12 +252,12 @@ fn pack_q6_k_row(blk: &[u8], r: usize, g: &mut [u8]) {
 
 /// [`pack_layout`] for Q8_0: each block's eight scales together, then the eight rows' quants
 /// moved to unsigned (plus 128), for unsigned-by-signed byte products.
-fn pack_q8_0(data: &[u8], rows: usize, cols: usize, row_bytes: usize) -> Option<Vec<u8>> {
+fn pack_q8_0(data: &[u8], rows: usize, cols: usize, row_bytes: usize) -> Option<Packed> {
     let nb = cols / QK;
     if data.len() != rows * nb * Q8_0_BYTES {
         return None;
     }
-    let mut out = vec![0u8; rows * row_bytes];
+    let mut out = Packed::zeroed(rows * row_bytes)?;
     let groups = data.chunks_exact(PACK_ROWS * nb * Q8_0_BYTES);
     for (src, dst) in groups.zip(out.chunks_exact_mut(nb * Q8_0_X8_BYTES)) {
         for (b, g) in dst.chunks_exact_mut(Q8_0_X8_BYTES).enumerate() {
