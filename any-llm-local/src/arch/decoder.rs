@@ -14,6 +14,7 @@ use crate::kernels;
 use crate::kv_cache::KvCache;
 use crate::matmul::{MatmulScratch, WeightView, matmul, matmul_group};
 use crate::pool::Pool;
+use crate::quant::GgmlType;
 use any_core::{Error, Result};
 
 /// The query, key and value projections: three tensors, or one with their rows stacked
@@ -73,25 +74,32 @@ pub struct Decoder {
     /// for those within it.
     rope_long: Option<Vec<f32>>,
     rope_short: Option<Vec<f32>>,
-    /// The matrices repacked at load for this CPU's packed kernels (`kernels::packed`), by
-    /// their data's offset in the file.
-    packed: HashMap<u64, kernels::packed::Packed>,
+    /// The matrices repacked at load for this CPU's packed kernels (`kernels::packed`).
+    packed: HashMap<PackKey, kernels::packed::Packed>,
 }
 
-/// The `matrices` this CPU has packed kernels for, repacked (`kernels::packed`), by their
-/// data's offset; each one's pages of the file are released once it is packed, so the model
+/// What a packed matrix is found by: its data's offset in the file, its type and its shape (a
+/// file may name the same bytes twice with different types or shapes).
+type PackKey = (u64, GgmlType, u64, u64);
+
+/// A matrix's [`PackKey`] (matrices were checked to have two dimensions).
+fn pack_key(t: &TensorInfo) -> PackKey {
+    (t.offset, t.ty, t.dims[0], t.dims[1])
+}
+
+/// The `matrices` this CPU has packed kernels for, repacked (`kernels::packed`); each one's pages of the file are released once it is packed, so the model
 /// holds one copy. The matrices are shared among the CPU's threads. `ANY_NO_PACK` set in the
 /// environment packs nothing (to compare).
 fn pack_matrices(
     file: &GgufFile,
     matrices: &[&TensorInfo],
-) -> HashMap<u64, kernels::packed::Packed> {
+) -> HashMap<PackKey, kernels::packed::Packed> {
     if std::env::var_os("ANY_NO_PACK").is_some() {
         return HashMap::new();
     }
     let mut todo: Vec<&TensorInfo> = matrices.to_vec();
-    todo.sort_by_key(|t| t.offset);
-    todo.dedup_by_key(|t| t.offset);
+    let mut seen = std::collections::HashSet::new();
+    todo.retain(|t| seen.insert(pack_key(t)));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let pack_some = || {
@@ -102,13 +110,17 @@ fn pack_matrices(
             let (cols, rows) = (t.dims[0] as usize, t.dims[1] as usize);
             if let Some(p) = kernels::packed::pack(t.ty, file.tensor_data(t), rows, cols) {
                 file.release_pages(t);
-                out.push((t.offset, p));
+                out.push((pack_key(t), p));
             }
         }
     };
     std::thread::scope(|s| {
-        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(pack_some)).collect();
-        let mut packed: HashMap<u64, kernels::packed::Packed> = pack_some().into_iter().collect();
+        // A thread that cannot be started leaves its share to the others.
+        let helpers: Vec<_> = (1..threads)
+            .filter_map(|_| std::thread::Builder::new().spawn_scoped(s, pack_some).ok())
+            .collect();
+        let mut packed: HashMap<PackKey, kernels::packed::Packed> =
+            pack_some().into_iter().collect();
         for h in helpers {
             packed.extend(h.join().expect("packing does not panic"));
         }
@@ -298,7 +310,7 @@ impl Decoder {
 
     fn view(&self, t: &TensorInfo) -> WeightView<'_> {
         let dims = &t.dims;
-        let packed = self.packed.get(&t.offset);
+        let packed = self.packed.get(&pack_key(t));
         WeightView {
             ty: t.ty,
             cols: dims[0] as usize,
