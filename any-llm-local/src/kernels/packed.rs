@@ -16,7 +16,7 @@
 //! matrix are released afterwards, so the model's memory does not grow.
 
 use crate::quant::{
-    GgmlType, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_0_BYTES, QK, QK_K, scale_min_k4,
+    GgmlType, Q4_0_BYTES, Q4_K_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_0_BYTES, QK, QK_K, scale_min_k4,
 };
 
 /// A packed matrix's bytes: anonymous memory the kernel may back with huge pages, so that
@@ -110,6 +110,11 @@ pub(crate) const Q6_K_X8_HIGH: usize = 1168;
 /// | 16..272 | each row's 32 quants plus 128 (unsigned), row `r`'s at `16 + 32r` |
 pub(crate) const Q8_0_X8_BYTES: usize = 16 + PACK_ROWS * 32;
 
+/// Bytes of one packed Q4_0 group: one block of each of [`PACK_ROWS`] rows, the same size as
+/// the eight blocks: each row's `d` (f16) at `2r`, then each row's 16 quant bytes as the file
+/// has them at `16 + 16r` (so rows `2p` and `2p + 1` are one 32-byte load).
+pub(crate) const Q4_0_X8_BYTES: usize = 16 + PACK_ROWS * 16;
+
 /// `out[t * PACK_ROWS + r]` = row `r` of a packed group by activation row `t`, over `n`
 /// values, for the `nt` (1 to [`PACK_TOKENS`]) activation rows `a` holds (in the weight
 /// type's `vec_dot_type`). The slices must have exactly those sizes.
@@ -131,6 +136,7 @@ pub(crate) fn packed_fn(ty: GgmlType) -> Option<PackedFn> {
 pub(crate) fn packed_row_bytes(ty: GgmlType, cols: usize) -> Option<usize> {
     match ty {
         GgmlType::Q8_0 if cols.is_multiple_of(QK) => Some(cols / QK * Q8_0_X8_BYTES / PACK_ROWS),
+        GgmlType::Q4_0 if cols.is_multiple_of(QK) => Some(cols / QK * Q4_0_X8_BYTES / PACK_ROWS),
         GgmlType::Q4_K if cols.is_multiple_of(QK_K) => {
             Some(cols / QK_K * Q4_K_X8_BYTES / PACK_ROWS)
         }
@@ -158,8 +164,8 @@ pub(crate) fn pack_layout(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -
     if rows == 0 || !rows.is_multiple_of(PACK_ROWS) {
         return None;
     }
-    if ty == GgmlType::Q8_0 {
-        return pack_q8_0(data, rows, cols, row_bytes);
+    if matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0) {
+        return pack_32(ty, data, rows, cols, row_bytes);
     }
     let nb = cols / QK_K;
     let (block, group) = match ty {
@@ -250,22 +256,39 @@ fn pack_q6_k_row(blk: &[u8], r: usize, g: &mut [u8]) {
     }
 }
 
-/// [`pack_layout`] for Q8_0: each block's eight scales together, then the eight rows' quants
-/// moved to unsigned (plus 128), for unsigned-by-signed byte products.
-fn pack_q8_0(data: &[u8], rows: usize, cols: usize, row_bytes: usize) -> Option<Packed> {
+/// [`pack_layout`] for the 32-value formats Q8_0 and Q4_0: each block's eight scales together,
+/// then the eight rows' quants; Q8_0's moved to unsigned (plus 128), for unsigned-by-signed
+/// byte products, Q4_0's as they are (nibbles, unsigned already).
+fn pack_32(
+    ty: GgmlType,
+    data: &[u8],
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+) -> Option<Packed> {
     let nb = cols / QK;
-    if data.len() != rows * nb * Q8_0_BYTES {
+    let (block, group) = match ty {
+        GgmlType::Q8_0 => (Q8_0_BYTES, Q8_0_X8_BYTES),
+        _ => (Q4_0_BYTES, Q4_0_X8_BYTES),
+    };
+    let quants = block - 2;
+    if data.len() != rows * nb * block {
         return None;
     }
     let mut out = Packed::zeroed(rows * row_bytes)?;
-    let groups = data.chunks_exact(PACK_ROWS * nb * Q8_0_BYTES);
-    for (src, dst) in groups.zip(out.chunks_exact_mut(nb * Q8_0_X8_BYTES)) {
-        for (b, g) in dst.chunks_exact_mut(Q8_0_X8_BYTES).enumerate() {
+    let groups = data.chunks_exact(PACK_ROWS * nb * block);
+    for (src, dst) in groups.zip(out.chunks_exact_mut(nb * group)) {
+        for (b, g) in dst.chunks_exact_mut(group).enumerate() {
             for r in 0..PACK_ROWS {
-                let blk = &src[(r * nb + b) * Q8_0_BYTES..][..Q8_0_BYTES];
+                let blk = &src[(r * nb + b) * block..][..block];
                 g[2 * r..][..2].copy_from_slice(&blk[..2]);
-                for (o, &q) in g[16 + 32 * r..][..32].iter_mut().zip(&blk[2..]) {
-                    *o = q ^ 0x80;
+                let q = &mut g[16 + quants * r..][..quants];
+                if ty == GgmlType::Q8_0 {
+                    for (o, &v) in q.iter_mut().zip(&blk[2..]) {
+                        *o = v ^ 0x80;
+                    }
+                } else {
+                    q.copy_from_slice(&blk[2..]);
                 }
             }
         }

@@ -12,9 +12,9 @@ use std::arch::x86_64::*;
 
 use super::{f32_at, has_vnni, hsum};
 use crate::kernels::packed::{
-    PACK_ROWS, PACK_TOKENS, PackedFn, Q4_K_X8_BYTES, Q4_K_X8_D, Q4_K_X8_DMIN, Q4_K_X8_MINS,
-    Q4_K_X8_QUANTS, Q4_K_X8_SCALES, Q5_K_X8_BYTES, Q5_K_X8_HIGH, Q6_K_X8_BYTES, Q6_K_X8_D,
-    Q6_K_X8_HIGH, Q6_K_X8_LOW, Q6_K_X8_SCALES, Q8_0_X8_BYTES,
+    PACK_ROWS, PACK_TOKENS, PackedFn, Q4_0_X8_BYTES, Q4_K_X8_BYTES, Q4_K_X8_D, Q4_K_X8_DMIN,
+    Q4_K_X8_MINS, Q4_K_X8_QUANTS, Q4_K_X8_SCALES, Q5_K_X8_BYTES, Q5_K_X8_HIGH, Q6_K_X8_BYTES,
+    Q6_K_X8_D, Q6_K_X8_HIGH, Q6_K_X8_LOW, Q6_K_X8_SCALES, Q8_0_X8_BYTES,
 };
 use crate::quant::{GgmlType, Q8_0_BYTES, Q8_K_BYTES, QK, QK_K};
 
@@ -22,6 +22,7 @@ use crate::quant::{GgmlType, Q8_0_BYTES, Q8_K_BYTES, QK, QK_K};
 pub(super) fn packed_fn(ty: GgmlType) -> Option<PackedFn> {
     match ty {
         GgmlType::Q8_0 if has_vnni() => Some(q8_0_x8_vnni),
+        GgmlType::Q4_0 if has_vnni() => Some(q4_0_x8_vnni),
         GgmlType::Q4_K if has_vnni() => Some(q4_k_x8_vnni),
         GgmlType::Q4_K => Some(q4_k_x8_avx2),
         GgmlType::Q5_K if has_vnni() => Some(q5_k_x8_vnni),
@@ -439,7 +440,7 @@ fn q8_0_x8_vnni(w: &[u8], a: &[u8], n: usize, nt: usize, out: &mut Out) {
 unsafe fn q8_0_x8_vnni_n<const NT: usize>(w: *const u8, a: *const u8, nb: usize, out: &mut Out) {
     if NT > 1 {
         // SAFETY: the caller's promise.
-        unsafe { q8_0_x8_pairs::<NT>(w, a, nb, out) };
+        unsafe { pairs_32::<NT, false>(w, a, nb, out) };
         return;
     }
     let plus128 = _mm256_set1_epi8(-128);
@@ -470,12 +471,46 @@ unsafe fn q8_0_x8_vnni_n<const NT: usize>(w: *const u8, a: *const u8, nb: usize,
     }
 }
 
-/// [`q8_0_x8_vnni_n`] for two to four tokens: rows `2p` and `2p + 1` in lanes 0..8 and 8..16
-/// of one register per token.
+/// Packed Q4_0 by Q8_0 activations, for `nt` tokens, with AVX-512 VNNI.
+fn q4_0_x8_vnni(w: &[u8], a: &[u8], n: usize, nt: usize, out: &mut Out) {
+    let nb = n / QK;
+    assert!(
+        n.is_multiple_of(QK)
+            && (1..=PACK_TOKENS).contains(&nt)
+            && w.len() == nb * Q4_0_X8_BYTES
+            && a.len() == nt * nb * Q8_0_BYTES,
+        "packed sizes do not match n = {n}, {nt} tokens"
+    );
+    let (w, a) = (w.as_ptr(), a.as_ptr());
+    // SAFETY: `packed_fn` hands this out only when the CPU has AVX-512 VNNI (with AVX2); the
+    // assertion proved the slices hold the group's and the tokens' `nb` blocks.
+    unsafe {
+        match nt {
+            1 => pairs_32::<1, true>(w, a, nb, out),
+            2 => pairs_32::<2, true>(w, a, nb, out),
+            3 => pairs_32::<3, true>(w, a, nb, out),
+            _ => pairs_32::<4, true>(w, a, nb, out),
+        }
+    }
+}
+
+/// `NT` tokens by a packed Q8_0 group (with `NIB`, Q4_0) over `nb` blocks, rows `2p` and
+/// `2p + 1` in lanes 0..8 and 8..16 of one register per token, each half the row kernel's
+/// eight lanes: per block `Σ u·a − c · Σ a` over each lane's four bytes with `u` the unsigned
+/// quant (Q8_0's plus `c` = 128; Q4_0's nibble, whose value is `u − c` with `c` = 8), the same
+/// integers as the row kernel's signed products, then its conversion, scale product
+/// `d_w · d_a` and multiply-add, and at the end its horizontal sum.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")]
-unsafe fn q8_0_x8_pairs<const NT: usize>(w: *const u8, a: *const u8, nb: usize, out: &mut Out) {
+unsafe fn pairs_32<const NT: usize, const NIB: bool>(
+    w: *const u8,
+    a: *const u8,
+    nb: usize,
+    out: &mut Out,
+) {
     let row = nb * Q8_0_BYTES;
-    let plus128 = _mm512_set1_epi8(-128);
+    let group = if NIB { Q4_0_X8_BYTES } else { Q8_0_X8_BYTES };
+    let plus128 = _mm512_set1_epi8(if NIB { 8 } else { -128 });
+    let mask = _mm256_set1_epi8(0x0F);
     let mut acc = [[_mm512_setzero_ps(); NT]; PACK_ROWS / 2];
     // Row 2p's scale in lanes 0..8, row 2p + 1's in lanes 8..16.
     let pick: [__m512i; PACK_ROWS / 2] = std::array::from_fn(|p| {
@@ -486,9 +521,11 @@ unsafe fn q8_0_x8_pairs<const NT: usize>(w: *const u8, a: *const u8, nb: usize, 
     });
     let mut da = [0.0f32; NT];
     for b in 0..nb {
-        // SAFETY: as in `q8_0_x8_vnni_n`, for `NT` activation rows of `row` bytes.
+        // SAFETY: block `b < nb` of the group (`group` bytes: scales at 0, quants at 16) and
+        // of each of the `NT` activation rows (34 bytes: scale at 0, quants at 2) is in
+        // bounds (checked by the wrapper).
         unsafe {
-            let g = w.add(b * Q8_0_X8_BYTES);
+            let g = w.add(b * group);
             let dw = _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128(g.cast())));
             let mut qa = [_mm512_setzero_si512(); NT];
             let mut bias = [_mm512_setzero_si512(); NT];
@@ -501,7 +538,17 @@ unsafe fn q8_0_x8_pairs<const NT: usize>(w: *const u8, a: *const u8, nb: usize, 
                 ))));
             }
             for (p, accp) in acc.iter_mut().enumerate() {
-                let x = _mm512_loadu_si512(g.add(16 + 64 * p).cast());
+                let x = if NIB {
+                    // Rows 2p and 2p + 1's 16 bytes each: low nibbles are values 0..16, high
+                    // ones 16..32; put each row's in its 32 bytes, in value order.
+                    let q = _mm256_loadu_si256(g.add(16 + 32 * p).cast());
+                    let lo = _mm256_and_si256(q, mask);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+                    let z = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+                    _mm512_shuffle_i64x2::<0b11_01_10_00>(z, z)
+                } else {
+                    _mm512_loadu_si512(g.add(16 + 64 * p).cast())
+                };
                 let dp = _mm512_permutexvar_ps(pick[p], dw);
                 for t in 0..NT {
                     let sum = _mm512_sub_epi32(
@@ -537,7 +584,7 @@ mod tests {
         *s
     }
 
-    /// `rows` random rows of `ty` (Q4_K, Q5_K, Q6_K or Q8_0) of `nb` blocks with sane scales,
+    /// `rows` random rows of `ty` (Q4_K, Q5_K, Q6_K, Q8_0 or Q4_0) of `nb` blocks with sane scales,
     /// and `nt` rows of its activation type quantized from random floats.
     fn data(ty: GgmlType, rows: usize, nt: usize, nb: usize, seed: u32) -> (Vec<u8>, Vec<u8>) {
         let mut s = seed.wrapping_mul(2_654_435_761) | 1;
@@ -548,7 +595,7 @@ mod tests {
         for (i, b) in w.chunks_exact_mut(block).enumerate() {
             let d = half::f16::from_f32(0.001 + 0.0007 * (i % 11) as f32).to_bits();
             let dmin = half::f16::from_f32(0.0005 + 0.0003 * (i % 7) as f32).to_bits();
-            if ty == GgmlType::Q8_0 {
+            if matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0) {
                 b[..2].copy_from_slice(&d.to_le_bytes());
             } else if ty == GgmlType::Q6_K {
                 b[208..210].copy_from_slice(&d.to_le_bytes());
@@ -579,6 +626,7 @@ mod tests {
         ];
         if has_vnni() {
             kernels.push((GgmlType::Q8_0, "vnni", q8_0_x8_vnni));
+            kernels.push((GgmlType::Q4_0, "vnni", q4_0_x8_vnni));
             kernels.push((GgmlType::Q4_K, "vnni", q4_k_x8_vnni));
             kernels.push((GgmlType::Q5_K, "vnni", q5_k_x8_vnni));
             kernels.push((GgmlType::Q6_K, "vnni", q6_k_x8_vnni));
