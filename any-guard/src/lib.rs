@@ -46,8 +46,8 @@ mod normalize;
 mod redact;
 
 pub use builtin::{
-    DenyList, InjectionClassifier, InvisibleText, JsonValid, LengthLimit, ModelError, Pii, PiiKind,
-    PromptInjection, RegexGuard, Secrets, approx_tokens,
+    DenyList, EmbeddingInjectionClassifier, InjectionClassifier, InvisibleText, JsonValid,
+    LengthLimit, ModelError, Pii, PiiKind, PromptInjection, RegexGuard, Secrets, approx_tokens,
 };
 pub use guard::{
     Direction, Guard, GuardLayer, Guards, Policy, ResponseFuture, ServiceBuilderExt, Verdicts,
