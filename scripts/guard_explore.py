@@ -12,11 +12,12 @@ texts alone), the curve, and per family:
   ngram[:L2]     the n-gram logistic regression (guard_train), optionally another L2
   emb            a linear head over the embeddings alone (text and windows, max)
   mlp:H          a tanh layer of H units over the embeddings alone
-  concat:A       n-grams and embeddings together, the embeddings scaled by A (the shipped
-                 head is A ≈ 0.32: L2_HEAD = 1e-3 = 1e-4 / A²)
-  wide:H         n-grams plus a tanh layer of H units over the embeddings, trained together
-  whole:A        concat:A, but each window scored with its text's embedding (one vector per
-                 text: a fifteenth of the encoder's work on 4 KiB)
+  concat:A       n-grams and embeddings together, each window with its own vector, the
+                 vectors scaled by A (L2_HEAD = 1e-4 / A²)
+  whole:A        concat:A, but each window scored with its text's vector (one vector per
+                 text: a sixteenth of the encoder's work on 4 KiB); the shipped model is
+                 whole:0.32 (L2_HEAD = 1e-3)
+  wide:H         n-grams plus a tanh layer of H units over the vectors, trained together
 """
 
 import sys
@@ -35,7 +36,7 @@ def main():
     rows = gt.load(Path(".guard-eval/packages"))
     x = gt.matrix(rows)
     xw, owner = gt.window_matrix(rows)
-    e, ew = guard_head.embeddings(rows, "target/release/any", out)
+    e, ew = guard_head.embeddings(rows, "target/release/any", out, windows=True)
     none = scipy.sparse.csr_matrix((len(rows), 0))
     none_w = scipy.sparse.csr_matrix((len(owner), 0))
     for spec in sys.argv[1:]:
@@ -46,12 +47,12 @@ def main():
             scorer = gt.ngram_scorer(x, xw, owner)
         elif kind in ("emb", "mlp"):
             hidden = int(arg) if kind == "mlp" else 0
-            scorer = guard_head.scorer(none, none_w, owner, e, ew, hidden, 1e-3 if hidden else 1e-4)
+            scorer = guard_head.scorer(none, none_w, owner, e, hidden, 1e-3 if hidden else 1e-4, ew)
         elif kind in ("concat", "whole"):
-            windows = ew if kind == "concat" else e[owner]
-            scorer = guard_head.scorer(x, xw, owner, e, windows, 0, 1e-4 / float(arg) ** 2)
+            windows = ew if kind == "concat" else None
+            scorer = guard_head.scorer(x, xw, owner, e, 0, 1e-4 / float(arg) ** 2, windows)
         elif kind == "wide":
-            scorer = guard_head.scorer(x, xw, owner, e, ew, int(arg), 1e-3)
+            scorer = guard_head.scorer(x, xw, owner, e, int(arg), 1e-3, ew)
         else:
             sys.exit(f"unknown model {spec!r}")
         print(f"== {spec}", file=sys.stderr)

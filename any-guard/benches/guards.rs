@@ -79,8 +79,8 @@ fn bench(c: &mut Criterion) {
 }
 
 /// The detector that also reads sentence embeddings, on the same 4 KiB, with the real
-/// encoder (all-MiniLM-L6-v2) on one thread: its cost is the encoder's, the text and its 15
-/// windows embedded. Skipped, saying why, when the encoder is not on this machine.
+/// encoder (all-MiniLM-L6-v2) on one thread: its cost is the encoder's over the text's first
+/// 256 tokens, plus the n-grams. Skipped, saying why, when the encoder is not on this machine.
 fn embedding_classifier(c: &mut Criterion) {
     use any_llm::local::bert::{EncoderOptions, SentenceEncoder};
     let encoder = match any_llm::local::fetch::default_embedder_dir()

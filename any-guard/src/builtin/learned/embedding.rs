@@ -9,9 +9,8 @@ use any_core::{
 };
 use tower::ServiceExt;
 
-use super::features::windows;
 use super::model::Model;
-use super::{DEFAULT_THRESHOLD, ModelError, threshold_of, verdict};
+use super::{ModelError, Thresholds, verdict};
 use crate::guardrail::{Check, Guardrail, StreamScope, Subject};
 
 /// The weights trained by `scripts/guard-train` for all-MiniLM-L6-v2's embeddings.
@@ -21,21 +20,19 @@ static SHIPPED_MODEL: LazyLock<Arc<Model>> = LazyLock::new(|| {
     Arc::new(Model::from_bytes(SHIPPED).expect("the shipped encoder model is well formed"))
 });
 
-/// Texts per embeddings request: a long document's windows go in several.
-const INPUTS_PER_REQUEST: usize = 256;
-
 /// A learned prompt-injection detector that reads each text's sentence embedding as well as
-/// its n-grams: [`InjectionClassifier`]'s hashed word and character n-grams plus a head over
-/// the vector of the text, and of each 500-character window of a long one, from an
-/// embedding service — all-MiniLM-L6-v2, the local backend's sentence encoder
-/// (`any_llm::embedder("local")`), for the shipped weights.
+/// its n-grams: [`InjectionClassifier`]'s hashed word and character n-grams (of the text and
+/// of each 500-character window of a long one) plus a linear head over the text's vector from
+/// an embedding service — all-MiniLM-L6-v2, the local backend's sentence encoder
+/// (`any_llm::embedder("local")`), for the shipped weights. That encoder reads a text's first
+/// 256 tokens; the n-gram windows cover the rest.
 ///
 /// Its score is a calibrated probability, like [`InjectionClassifier`]'s, and it too is
 /// trained and measured by `scripts/guard-train` (the book's guardrails chapter has the
 /// figures: on attack families it never saw it catches more than the n-grams alone, at the
-/// same false-positive rate). The price is the encoder: every text and window is embedded,
-/// milliseconds to hundreds of milliseconds on a CPU where the n-grams take microseconds, so
-/// the check is asynchronous ([`Check::Pending`]); await it, or put the guardrail in a
+/// same false-positive rate, by about a point). The price is the encoder: tens of
+/// milliseconds per text on a CPU where the n-grams take microseconds, so the check is
+/// asynchronous ([`Check::Pending`]); await it, or put the guardrail in a
 /// [`GuardLayer`](crate::GuardLayer).
 ///
 /// The head was trained on one encoder's vectors: give it that encoder. A service whose
@@ -67,15 +64,13 @@ const INPUTS_PER_REQUEST: usize = 256;
 pub struct EmbeddingInjectionClassifier {
     model: Arc<Model>,
     encoder: BoxEmbedService,
-    threshold: f32,
-    by_role: Vec<(Role, f32)>,
+    thresholds: Thresholds,
 }
 
 impl fmt::Debug for EmbeddingInjectionClassifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EmbeddingInjectionClassifier")
-            .field("threshold", &self.threshold)
-            .field("by_role", &self.by_role)
+            .field("thresholds", &self.thresholds)
             .finish_non_exhaustive()
     }
 }
@@ -86,8 +81,7 @@ impl EmbeddingInjectionClassifier {
         EmbeddingInjectionClassifier {
             model: SHIPPED_MODEL.clone(),
             encoder: encoder.boxed_embed(),
-            threshold: DEFAULT_THRESHOLD,
-            by_role: Vec::new(),
+            thresholds: Thresholds::default(),
         }
     }
 
@@ -120,66 +114,53 @@ impl EmbeddingInjectionClassifier {
         Ok(EmbeddingInjectionClassifier {
             model: Arc::new(model),
             encoder: encoder.boxed_embed(),
-            threshold: DEFAULT_THRESHOLD,
-            by_role: Vec::new(),
+            thresholds: Thresholds::default(),
         })
     }
 
     /// Fails at or above `threshold` instead of 0.9 (lower is stricter).
     pub fn threshold(mut self, threshold: f32) -> Self {
-        self.threshold = threshold;
+        self.thresholds.default = threshold;
         self
     }
 
     /// Fails messages of `role` at or above `threshold` instead, as
     /// [`InjectionClassifier::threshold_for`](crate::InjectionClassifier::threshold_for) does.
     pub fn threshold_for(mut self, role: Role, threshold: f32) -> Self {
-        self.by_role.retain(|(r, _)| *r != role);
-        self.by_role.push((role, threshold));
+        self.thresholds.set(role, threshold);
         self
     }
 
-    /// The calibrated probability that `text` is a prompt injection: the text and its
-    /// windows are embedded, each scored by its n-grams and its vector, and the highest
-    /// score counts.
+    /// The calibrated probability that `text` is a prompt injection: the text is embedded
+    /// once, and the highest n-gram score of the text and its windows is added to the head's
+    /// term for that vector.
     ///
     /// # Errors
-    /// The embedding service's error, or [`Error::InvalidResponse`] when it returns another
-    /// number of vectors than it was given texts, or vectors of another length than the
-    /// head reads.
+    /// The embedding service's error, or [`Error::InvalidResponse`] when it returns no
+    /// vector, or one of another length than the head reads.
     pub async fn probability(&self, text: &str) -> Result<f32> {
         let dims = self
             .model
             .head_dims()
             .expect("an EmbeddingInjectionClassifier's model has a head");
-        let segments: Vec<String> = std::iter::once(text)
-            .chain(windows(text))
-            .map(str::to_owned)
-            .collect();
-        let mut embeddings = Vec::with_capacity(segments.len());
-        for chunk in segments.chunks(INPUTS_PER_REQUEST) {
-            let response = self
-                .encoder
-                .clone()
-                .oneshot(EmbedRequest::new(chunk.iter().cloned()))
-                .await?;
-            if response.embeddings.len() != chunk.len() {
-                return Err(Error::InvalidResponse(format!(
-                    "embedding injection classifier: asked for {} embeddings, got {}",
-                    chunk.len(),
-                    response.embeddings.len()
-                )));
-            }
-            if let Some(e) = response.embeddings.iter().find(|e| e.len() != dims) {
-                return Err(Error::InvalidResponse(format!(
-                    "embedding injection classifier: its head reads {dims}-dimensional \
-                     embeddings (all-MiniLM-L6-v2's), the service returned {}",
-                    e.len()
-                )));
-            }
-            embeddings.extend(response.embeddings);
+        let response = self
+            .encoder
+            .clone()
+            .oneshot(EmbedRequest::new([text]))
+            .await?;
+        let Some(embedding) = response.embeddings.first() else {
+            return Err(Error::InvalidResponse(
+                "embedding injection classifier: asked for one embedding, got none".into(),
+            ));
+        };
+        if embedding.len() != dims {
+            return Err(Error::InvalidResponse(format!(
+                "embedding injection classifier: its head reads {dims}-dimensional \
+                 embeddings (all-MiniLM-L6-v2's), the service returned {}",
+                embedding.len()
+            )));
         }
-        Ok(self.model.probability_with(text, &embeddings))
+        Ok(self.model.probability_with(text, embedding))
     }
 }
 
@@ -189,7 +170,7 @@ impl Guardrail for EmbeddingInjectionClassifier {
     }
 
     fn check<'a>(&'a self, subject: &'a Subject<'a>) -> Check<'a> {
-        let threshold = threshold_of(subject, self.threshold, &self.by_role);
+        let threshold = self.thresholds.of(subject);
         Check::Pending(Box::pin(async move {
             let text = subject.content();
             let p = self.probability(&text).await?;
@@ -233,7 +214,7 @@ mod tests {
         })
     }
 
-    /// The committed examples with their recorded vectors (short texts: one vector each).
+    /// The committed examples, with their recorded vectors where the file has them.
     fn examples() -> Vec<(String, f32, Option<Vec<f32>>)> {
         include_str!("../../../data/injection-encoder-examples.jsonl")
             .lines()
@@ -304,7 +285,8 @@ mod tests {
         let guard = EmbeddingInjectionClassifier::new(none);
         let err = guard.probability(&"word ".repeat(300)).await.unwrap_err();
         assert!(
-            err.to_string().contains("asked for 6 embeddings, got 0"),
+            err.to_string()
+                .contains("asked for one embedding, got none"),
             "{err}"
         );
         // The guardrail passes the error on rather than passing the text.

@@ -55,17 +55,14 @@ const DEFAULT_THRESHOLD: f32 = 0.9;
 #[derive(Debug, Clone)]
 pub struct InjectionClassifier {
     model: Arc<Model>,
-    threshold: f32,
-    /// Thresholds for messages of these roles, instead of `threshold`.
-    by_role: Vec<(Role, f32)>,
+    thresholds: Thresholds,
 }
 
 impl Default for InjectionClassifier {
     fn default() -> Self {
         InjectionClassifier {
             model: SHIPPED_MODEL.clone(),
-            threshold: DEFAULT_THRESHOLD,
-            by_role: Vec::new(),
+            thresholds: Thresholds::default(),
         }
     }
 }
@@ -89,14 +86,13 @@ impl InjectionClassifier {
         }
         Ok(InjectionClassifier {
             model: Arc::new(model),
-            threshold: DEFAULT_THRESHOLD,
-            by_role: Vec::new(),
+            thresholds: Thresholds::default(),
         })
     }
 
     /// Fails at or above `threshold` instead of 0.9 (lower is stricter).
     pub fn threshold(mut self, threshold: f32) -> Self {
-        self.threshold = threshold;
+        self.thresholds.default = threshold;
         self
     }
 
@@ -115,8 +111,7 @@ impl InjectionClassifier {
     /// assert!(!guard.check_now(&Subject::Input { messages: &messages, index: 1 }).valid);
     /// ```
     pub fn threshold_for(mut self, role: Role, threshold: f32) -> Self {
-        self.by_role.retain(|(r, _)| *r != role);
-        self.by_role.push((role, threshold));
+        self.thresholds.set(role, threshold);
         self
     }
 
@@ -134,7 +129,7 @@ impl Guardrail for InjectionClassifier {
     fn check<'a>(&'a self, subject: &'a Subject<'a>) -> Check<'a> {
         let text = subject.content();
         let p = self.probability(&text);
-        let threshold = threshold_of(subject, self.threshold, &self.by_role);
+        let threshold = self.thresholds.of(subject);
         Check::ready(verdict(self.name(), p, threshold, text.len()))
     }
 
@@ -147,12 +142,35 @@ impl Guardrail for InjectionClassifier {
     }
 }
 
-/// The threshold for a subject: its role's, if one is set, else `default`.
-fn threshold_of(subject: &Subject<'_>, default: f32, by_role: &[(Role, f32)]) -> f32 {
-    subject
-        .role()
-        .and_then(|role| by_role.iter().find(|(r, _)| *r == role))
-        .map_or(default, |&(_, t)| t)
+/// A detector's thresholds: one by default, others for messages of some roles.
+#[derive(Debug, Clone)]
+struct Thresholds {
+    default: f32,
+    by_role: Vec<(Role, f32)>,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            default: DEFAULT_THRESHOLD,
+            by_role: Vec::new(),
+        }
+    }
+}
+
+impl Thresholds {
+    fn set(&mut self, role: Role, threshold: f32) {
+        self.by_role.retain(|(r, _)| *r != role);
+        self.by_role.push((role, threshold));
+    }
+
+    /// The threshold for a subject: its role's, if one is set, else the default.
+    fn of(&self, subject: &Subject<'_>) -> f32 {
+        subject
+            .role()
+            .and_then(|role| self.by_role.iter().find(|(r, _)| *r == role))
+            .map_or(self.default, |&(_, t)| t)
+    }
 }
 
 /// A detector's verdict on a text of `len` bytes given probability `p`: failing at or above

@@ -32,9 +32,10 @@ impl std::error::Error for ModelError {}
 /// Two formats, little-endian. `ANYINJ01` (n-grams only): the magic, `bits` (u32), a
 /// reserved u32, `bias`, `scale`, `offset` (f32), then 2^bits f32 weights. `ANYINJ02`: the
 /// magic, `bits`, `dims` (the embedding's length), `hidden` (u32 each), `bias`, `scale`,
-/// `offset`, the 2^bits hash weights, then the head — with `hidden` 0, `dims` weights of a
-/// linear term; otherwise a `dims` × `hidden` matrix (row by row), `hidden` biases and
-/// `hidden` output weights of one tanh layer. `scripts/guard_train.py` writes both.
+/// `offset`, the 2^bits hash weights, then the head over the text's embedding — with `hidden`
+/// 0, `dims` weights of a linear term; otherwise a `dims` × `hidden` matrix (row by row),
+/// `hidden` biases and `hidden` output weights of one tanh layer. `scripts/guard_train.py`
+/// writes both.
 #[derive(Debug)]
 pub(super) struct Model {
     bits: u32,
@@ -231,21 +232,19 @@ impl Model {
         self.calibrated(z)
     }
 
-    /// The probability from the n-grams and the head, given the embeddings of the text and
-    /// of each of its windows, in that order.
+    /// The probability from the n-grams and the head, given the text's embedding: the
+    /// highest n-gram score of the text and its windows, plus the head's term for the vector.
     ///
-    /// The caller checks the embeddings' number and length ([`head_dims`](Self::head_dims));
-    /// a model without a head ignores them.
-    pub(super) fn probability_with(&self, text: &str, embeddings: &[Vec<f32>]) -> f32 {
+    /// The caller checks the embedding's length ([`head_dims`](Self::head_dims)); a model
+    /// without a head ignores it.
+    pub(super) fn probability_with(&self, text: &str, embedding: &[f32]) -> f32 {
         let Some(head) = &self.head else {
             return self.probability(text);
         };
-        let z = std::iter::once(text)
-            .chain(windows(text))
-            .zip(embeddings)
-            .map(|(segment, e)| self.raw(segment) + head.score(e))
-            .fold(f64::NEG_INFINITY, f64::max);
-        self.calibrated(z)
+        let z = windows(text)
+            .map(|w| self.raw(w))
+            .fold(self.raw(text), f64::max);
+        self.calibrated(z + head.score(embedding))
     }
 }
 
@@ -312,13 +311,13 @@ mod tests {
         // text sets no bucket, so its n-gram score is the bias.
         let z = 0.5 + 0.6f64.tanh() - 1.3f64.tanh();
         let want = 1.0 / (1.0 + (-(2.0 * z - 1.0)).exp());
-        let got = m.probability_with("", &[vec![3.0, 4.0]]);
+        let got = m.probability_with("", &[3.0, 4.0]);
         assert!((f64::from(got) - want).abs() < 1e-7, "{got} != {want}");
         // A linear head: the dot product.
         let m = Model::from_bytes(&tiny(0, &[1.0, -2.0])).unwrap();
         let z: f64 = 0.5 + 0.6 - 1.6;
         let want = 1.0 / (1.0 + (-(2.0 * z - 1.0)).exp());
-        let got = m.probability_with("", &[vec![3.0, 4.0]]);
+        let got = m.probability_with("", &[3.0, 4.0]);
         assert!((f64::from(got) - want).abs() < 1e-7, "{got} != {want}");
         // A head that does not fit the file's length is refused, with the sizes.
         let err = Model::from_bytes(&tiny(2, &[1.0; 7])).unwrap_err();
