@@ -15,7 +15,8 @@
 //! - Built-ins that need no model: [`Pii`] (validated with checksums), [`Secrets`],
 //!   [`PromptInjection`], [`InvisibleText`], [`DenyList`], [`LengthLimit`], [`RegexGuard`],
 //!   [`JsonValid`]. Learned, with its weights in the crate: [`InjectionClassifier`], a
-//!   calibrated prompt-injection detector. Model-backed: [`Judge`], a Llama-Guard-style
+//!   calibrated prompt-injection detector, and [`EmbeddingInjectionClassifier`], the same with
+//!   a head over the text's sentence embedding from any embedding service. Model-backed: [`Judge`], a Llama-Guard-style
 //!   classifier over any [`ChatService`](any_core::ChatService), scored from token
 //!   log-probabilities.
 //! - [`GuardLayer`] (or [`ServiceBuilderExt::guard_input`] /
