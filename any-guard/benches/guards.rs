@@ -9,8 +9,8 @@ use std::hint::black_box;
 
 use any_core::{ChatChunk, ChatRequest, ChatServiceExt, ChatStream, Error, FinishReason};
 use any_guard::{
-    DenyList, Guardrail, Guards, InjectionClassifier, InvisibleText, JsonValid, LengthLimit, Pii,
-    PromptInjection, RegexGuard, Secrets, ServiceBuilderExt, Subject,
+    DenyList, EmbeddingInjectionClassifier, Guardrail, Guards, InjectionClassifier, InvisibleText,
+    JsonValid, LengthLimit, Pii, PromptInjection, RegexGuard, Secrets, ServiceBuilderExt, Subject,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tower::ServiceBuilder;
@@ -74,6 +74,34 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(long.len() as u64));
     group.bench_function("injection_classifier", |b| {
         b.iter(|| classifier.probability(black_box(&long)))
+    });
+    group.finish();
+}
+
+/// The detector that also reads sentence embeddings, on the same 4 KiB, with the real
+/// encoder (all-MiniLM-L6-v2) on one thread: its cost is the encoder's over the text's first
+/// 256 tokens, plus the n-grams. Skipped, saying why, when the encoder is not on this machine.
+fn embedding_classifier(c: &mut Criterion) {
+    use any_llm::local::bert::{EncoderOptions, SentenceEncoder};
+    let encoder = match any_llm::local::fetch::default_embedder_dir()
+        .and_then(|dir| SentenceEncoder::open_with(dir, EncoderOptions::threads(1)))
+    {
+        Ok(encoder) => encoder,
+        Err(e) => {
+            eprintln!("embedding_injection_classifier: skipped, no sentence encoder ({e})");
+            return;
+        }
+    };
+    let guard = EmbeddingInjectionClassifier::new(encoder);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let long = sample().repeat(4);
+    let mut group = c.benchmark_group("guardrail_4KiB");
+    group.throughput(Throughput::Bytes(long.len() as u64));
+    group.sample_size(10);
+    group.bench_function("embedding_injection_classifier", |b| {
+        b.iter(|| runtime.block_on(guard.probability(black_box(&long))))
     });
     group.finish();
 }
@@ -146,5 +174,5 @@ fn layer_overhead(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, layer_overhead);
+criterion_group!(benches, bench, embedding_classifier, layer_overhead);
 criterion_main!(benches);

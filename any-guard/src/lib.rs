@@ -15,7 +15,8 @@
 //! - Built-ins that need no model: [`Pii`] (validated with checksums), [`Secrets`],
 //!   [`PromptInjection`], [`InvisibleText`], [`DenyList`], [`LengthLimit`], [`RegexGuard`],
 //!   [`JsonValid`]. Learned, with its weights in the crate: [`InjectionClassifier`], a
-//!   calibrated prompt-injection detector. Model-backed: [`Judge`], a Llama-Guard-style
+//!   calibrated prompt-injection detector, and [`EmbeddingInjectionClassifier`], the same with
+//!   a head over the text's sentence embedding from any embedding service. Model-backed: [`Judge`], a Llama-Guard-style
 //!   classifier over any [`ChatService`](any_core::ChatService), scored from token
 //!   log-probabilities.
 //! - [`GuardLayer`] (or [`ServiceBuilderExt::guard_input`] /
@@ -46,8 +47,8 @@ mod normalize;
 mod redact;
 
 pub use builtin::{
-    DenyList, InjectionClassifier, InvisibleText, JsonValid, LengthLimit, ModelError, Pii, PiiKind,
-    PromptInjection, RegexGuard, Secrets, approx_tokens,
+    DenyList, EmbeddingInjectionClassifier, InjectionClassifier, InvisibleText, JsonValid,
+    LengthLimit, ModelError, Pii, PiiKind, PromptInjection, RegexGuard, Secrets, approx_tokens,
 };
 pub use guard::{
     Direction, Guard, GuardLayer, Guards, Policy, ResponseFuture, ServiceBuilderExt, Verdicts,

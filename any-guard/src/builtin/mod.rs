@@ -13,7 +13,7 @@ mod unicode;
 pub use deny::DenyList;
 pub use injection::PromptInjection;
 pub use json::JsonValid;
-pub use learned::{InjectionClassifier, ModelError};
+pub use learned::{EmbeddingInjectionClassifier, InjectionClassifier, ModelError};
 pub use length::{LengthLimit, approx_tokens};
 pub use pattern::RegexGuard;
 pub use pii::{Pii, PiiKind};
