@@ -35,15 +35,21 @@ pub(super) fn packed_fn(ty: GgmlType) -> Option<PackedFn> {
 
 type Out = [f32; PACK_ROWS * PACK_TOKENS];
 
-/// Super-blocks per row, after checking the group (`group` bytes per super-block) and the
-/// `nt` activation rows hold exactly `n` values each.
-fn check(w: &[u8], a: &[u8], n: usize, nt: usize, group: usize) -> usize {
-    let nb = n / QK_K;
+/// Blocks of `qk` values per row, after checking the group (`group` bytes per block) and the
+/// `nt` activation rows (`act` bytes per block) hold exactly `n` values each.
+fn check(
+    w: &[u8],
+    a: &[u8],
+    n: usize,
+    nt: usize,
+    (qk, group, act): (usize, usize, usize),
+) -> usize {
+    let nb = n / qk;
     assert!(
-        n.is_multiple_of(QK_K)
+        n.is_multiple_of(qk)
             && (1..=PACK_TOKENS).contains(&nt)
             && w.len() == nb * group
-            && a.len() == nt * nb * Q8_K_BYTES,
+            && a.len() == nt * nb * act,
         "packed sizes do not match n = {n}, {nt} tokens"
     );
     nb
@@ -53,7 +59,7 @@ fn check(w: &[u8], a: &[u8], n: usize, nt: usize, group: usize) -> usize {
 macro_rules! entry_points {
     ($vnni:ident, $avx2:ident, $vnni_n:ident, $avx2_n:ident, $body:ident, $group:expr) => {
         fn $vnni(w: &[u8], a: &[u8], n: usize, nt: usize, out: &mut Out) {
-            let nb = check(w, a, n, nt, $group);
+            let nb = check(w, a, n, nt, (QK_K, $group, Q8_K_BYTES));
             let (w, a) = (w.as_ptr(), a.as_ptr());
             // SAFETY: `packed_fn` hands this out only when the CPU has AVX-512 VNNI (with
             // AVX2); `check` proved the slices hold the group's and the tokens' super-blocks.
@@ -68,7 +74,7 @@ macro_rules! entry_points {
         }
 
         fn $avx2(w: &[u8], a: &[u8], n: usize, nt: usize, out: &mut Out) {
-            let nb = check(w, a, n, nt, $group);
+            let nb = check(w, a, n, nt, (QK_K, $group, Q8_K_BYTES));
             let (w, a) = (w.as_ptr(), a.as_ptr());
             // SAFETY: `packed_fn` hands this out only when the CPU has AVX2, FMA and F16C;
             // `check` proved the slices hold the group's and the tokens' super-blocks.
@@ -408,17 +414,10 @@ unsafe fn q6_k_x8<const NT: usize, const VNNI: bool>(
 /// Packed Q8_0 by Q8_0 activations, for `nt` tokens, with AVX-512 VNNI. (Without it the
 /// weights are not packed: `vpmaddubsw` would saturate on unsigned quants up to 255.)
 fn q8_0_x8_vnni(w: &[u8], a: &[u8], n: usize, nt: usize, out: &mut Out) {
-    let nb = n / QK;
-    assert!(
-        n.is_multiple_of(QK)
-            && (1..=PACK_TOKENS).contains(&nt)
-            && w.len() == nb * Q8_0_X8_BYTES
-            && a.len() == nt * nb * Q8_0_BYTES,
-        "packed sizes do not match n = {n}, {nt} tokens"
-    );
+    let nb = check(w, a, n, nt, (QK, Q8_0_X8_BYTES, Q8_0_BYTES));
     let (w, a) = (w.as_ptr(), a.as_ptr());
-    // SAFETY: `packed_fn` hands this out only when the CPU has AVX-512 VNNI (with AVX2); the
-    // assertion proved the slices hold the group's and the tokens' `nb` blocks.
+    // SAFETY: `packed_fn` hands this out only when the CPU has AVX-512 VNNI (with AVX2);
+    // `check` proved the slices hold the group's and the tokens' `nb` blocks.
     unsafe {
         match nt {
             1 => q8_0_x8_vnni_n::<1>(w, a, nb, out),
@@ -473,17 +472,10 @@ unsafe fn q8_0_x8_vnni_n<const NT: usize>(w: *const u8, a: *const u8, nb: usize,
 
 /// Packed Q4_0 by Q8_0 activations, for `nt` tokens, with AVX-512 VNNI.
 fn q4_0_x8_vnni(w: &[u8], a: &[u8], n: usize, nt: usize, out: &mut Out) {
-    let nb = n / QK;
-    assert!(
-        n.is_multiple_of(QK)
-            && (1..=PACK_TOKENS).contains(&nt)
-            && w.len() == nb * Q4_0_X8_BYTES
-            && a.len() == nt * nb * Q8_0_BYTES,
-        "packed sizes do not match n = {n}, {nt} tokens"
-    );
+    let nb = check(w, a, n, nt, (QK, Q4_0_X8_BYTES, Q8_0_BYTES));
     let (w, a) = (w.as_ptr(), a.as_ptr());
-    // SAFETY: `packed_fn` hands this out only when the CPU has AVX-512 VNNI (with AVX2); the
-    // assertion proved the slices hold the group's and the tokens' `nb` blocks.
+    // SAFETY: `packed_fn` hands this out only when the CPU has AVX-512 VNNI (with AVX2);
+    // `check` proved the slices hold the group's and the tokens' `nb` blocks.
     unsafe {
         match nt {
             1 => pairs_32::<1, true>(w, a, nb, out),
