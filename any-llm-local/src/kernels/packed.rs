@@ -158,21 +158,25 @@ pub(crate) fn pack(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -> Optio
     pack_layout(ty, data, rows, cols)
 }
 
+/// Puts row `r`'s block (as the file has it) into its places in a packed group.
+type PackRow = fn(&[u8], usize, &mut [u8]);
+
 /// [`pack`] whether or not this CPU has the kernel (for tests).
 pub(crate) fn pack_layout(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option<Packed> {
     let row_bytes = packed_row_bytes(ty, cols)?;
     if rows == 0 || !rows.is_multiple_of(PACK_ROWS) {
         return None;
     }
-    if matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0) {
-        return pack_32(ty, data, rows, cols, row_bytes);
-    }
-    let nb = cols / QK_K;
-    let (block, group) = match ty {
-        GgmlType::Q4_K => (Q4_K_BYTES, Q4_K_X8_BYTES),
-        GgmlType::Q5_K => (Q5_K_BYTES, Q5_K_X8_BYTES),
-        _ => (Q6_K_BYTES, Q6_K_X8_BYTES),
+    // Values per block, bytes per block in the file and per packed group, and what puts row
+    // `r`'s block into its places in a group.
+    let (qk, block, group, pack_row): (usize, usize, usize, PackRow) = match ty {
+        GgmlType::Q8_0 => (QK, Q8_0_BYTES, Q8_0_X8_BYTES, pack_q8_0_row),
+        GgmlType::Q4_0 => (QK, Q4_0_BYTES, Q4_0_X8_BYTES, pack_q4_0_row),
+        GgmlType::Q4_K => (QK_K, Q4_K_BYTES, Q4_K_X8_BYTES, pack_q4_k_row),
+        GgmlType::Q5_K => (QK_K, Q5_K_BYTES, Q5_K_X8_BYTES, pack_q5_k_row),
+        _ => (QK_K, Q6_K_BYTES, Q6_K_X8_BYTES, pack_q6_k_row),
     };
+    let nb = cols / qk;
     if data.len() != rows * nb * block {
         return None;
     }
@@ -181,37 +185,55 @@ pub(crate) fn pack_layout(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -
     for (src, dst) in groups.zip(out.chunks_exact_mut(nb * group)) {
         for (b, g) in dst.chunks_exact_mut(group).enumerate() {
             for r in 0..PACK_ROWS {
-                let blk = &src[(r * nb + b) * block..][..block];
-                if ty == GgmlType::Q6_K {
-                    pack_q6_k_row(blk, r, g);
-                    continue;
-                }
-                g[Q4_K_X8_D + 2 * r..][..2].copy_from_slice(&blk[0..2]);
-                g[Q4_K_X8_DMIN + 2 * r..][..2].copy_from_slice(&blk[2..4]);
-                let packed: &[u8; 12] = blk[4..16].try_into().expect("12 scale bytes");
-                for j in 0..8 {
-                    let (sc, m) = scale_min_k4(packed, j);
-                    g[Q4_K_X8_SCALES + 8 * j + r] = sc;
-                    g[Q4_K_X8_MINS + 16 * (j / 2) + 2 * r + j % 2] = m;
-                }
-                let qs = if ty == GgmlType::Q5_K {
-                    for k in 0..8 {
-                        g[Q5_K_X8_HIGH + 32 * k + 4 * r..][..4]
-                            .copy_from_slice(&blk[16 + 4 * k..][..4]);
-                    }
-                    &blk[48..]
-                } else {
-                    &blk[16..]
-                };
-                for c in 0..32 {
-                    let (i, k) = (c / 8, c % 8);
-                    g[Q4_K_X8_QUANTS + 32 * c + 4 * r..][..4]
-                        .copy_from_slice(&qs[32 * i + 4 * k..][..4]);
-                }
+                pack_row(&src[(r * nb + b) * block..][..block], r, g);
             }
         }
     }
     Some(out)
+}
+
+/// Row `r`'s Q8_0 block into a packed group: its scale, and its quants moved to unsigned
+/// (plus 128) for unsigned-by-signed byte products.
+fn pack_q8_0_row(blk: &[u8], r: usize, g: &mut [u8]) {
+    g[2 * r..][..2].copy_from_slice(&blk[..2]);
+    for (o, &v) in g[16 + 32 * r..][..32].iter_mut().zip(&blk[2..]) {
+        *o = v ^ 0x80;
+    }
+}
+
+/// Row `r`'s Q4_0 block into a packed group: its scale and its nibbles (unsigned already).
+fn pack_q4_0_row(blk: &[u8], r: usize, g: &mut [u8]) {
+    g[2 * r..][..2].copy_from_slice(&blk[..2]);
+    g[16 + 16 * r..][..16].copy_from_slice(&blk[2..]);
+}
+
+/// Row `r`'s Q4_K block into a packed group.
+fn pack_q4_k_row(blk: &[u8], r: usize, g: &mut [u8]) {
+    pack_k4_row(blk, &blk[16..], r, g);
+}
+
+/// Row `r`'s Q5_K block into a packed group: its fifth bits, and the rest as Q4_K's.
+fn pack_q5_k_row(blk: &[u8], r: usize, g: &mut [u8]) {
+    for k in 0..8 {
+        g[Q5_K_X8_HIGH + 32 * k + 4 * r..][..4].copy_from_slice(&blk[16 + 4 * k..][..4]);
+    }
+    pack_k4_row(blk, &blk[48..], r, g);
+}
+
+/// The parts Q4_K and Q5_K share: scales, minimums, and the low four bits `qs`.
+fn pack_k4_row(blk: &[u8], qs: &[u8], r: usize, g: &mut [u8]) {
+    g[Q4_K_X8_D + 2 * r..][..2].copy_from_slice(&blk[0..2]);
+    g[Q4_K_X8_DMIN + 2 * r..][..2].copy_from_slice(&blk[2..4]);
+    let packed: &[u8; 12] = blk[4..16].try_into().expect("12 scale bytes");
+    for j in 0..8 {
+        let (sc, m) = scale_min_k4(packed, j);
+        g[Q4_K_X8_SCALES + 8 * j + r] = sc;
+        g[Q4_K_X8_MINS + 16 * (j / 2) + 2 * r + j % 2] = m;
+    }
+    for c in 0..32 {
+        let (i, k) = (c / 8, c % 8);
+        g[Q4_K_X8_QUANTS + 32 * c + 4 * r..][..4].copy_from_slice(&qs[32 * i + 4 * k..][..4]);
+    }
 }
 
 /// The little-endian word at `b[i..i + 4]`.
@@ -254,44 +276,4 @@ fn pack_q6_k_row(blk: &[u8], r: usize, g: &mut [u8]) {
         let v = merge_nibbles(word(blk, qh), word(blk, qh + 4), i % 2);
         g[Q6_K_X8_HIGH + 32 * e + 4 * r..][..4].copy_from_slice(&v.to_le_bytes());
     }
-}
-
-/// [`pack_layout`] for the 32-value formats Q8_0 and Q4_0: each block's eight scales together,
-/// then the eight rows' quants; Q8_0's moved to unsigned (plus 128), for unsigned-by-signed
-/// byte products, Q4_0's as they are (nibbles, unsigned already).
-fn pack_32(
-    ty: GgmlType,
-    data: &[u8],
-    rows: usize,
-    cols: usize,
-    row_bytes: usize,
-) -> Option<Packed> {
-    let nb = cols / QK;
-    let (block, group) = match ty {
-        GgmlType::Q8_0 => (Q8_0_BYTES, Q8_0_X8_BYTES),
-        _ => (Q4_0_BYTES, Q4_0_X8_BYTES),
-    };
-    let quants = block - 2;
-    if data.len() != rows * nb * block {
-        return None;
-    }
-    let mut out = Packed::zeroed(rows * row_bytes)?;
-    let groups = data.chunks_exact(PACK_ROWS * nb * block);
-    for (src, dst) in groups.zip(out.chunks_exact_mut(nb * group)) {
-        for (b, g) in dst.chunks_exact_mut(group).enumerate() {
-            for r in 0..PACK_ROWS {
-                let blk = &src[(r * nb + b) * block..][..block];
-                g[2 * r..][..2].copy_from_slice(&blk[..2]);
-                let q = &mut g[16 + quants * r..][..quants];
-                if ty == GgmlType::Q8_0 {
-                    for (o, &v) in q.iter_mut().zip(&blk[2..]) {
-                        *o = v ^ 0x80;
-                    }
-                } else {
-                    q.copy_from_slice(&blk[2..]);
-                }
-            }
-        }
-    }
-    Some(out)
 }
