@@ -59,7 +59,7 @@ struct Block {
 }
 
 /// A loaded decoder model: its configuration and weights, which stay in the memory-mapped
-/// file.
+/// file but for the matrices packed at load for this CPU's kernels.
 #[derive(Debug)]
 pub struct Decoder {
     cfg: ModelConfig,
@@ -87,9 +87,10 @@ fn pack_key(t: &TensorInfo) -> PackKey {
     (t.offset, t.ty, t.dims[0], t.dims[1])
 }
 
-/// The `matrices` this CPU has packed kernels for, repacked (`kernels::packed`); each one's pages of the file are released once it is packed, so the model
-/// holds one copy. The matrices are shared among the CPU's threads. `ANY_NO_PACK` set in the
-/// environment packs nothing (to compare).
+/// The `matrices` this CPU has packed kernels for, repacked (`kernels::packed`); each one's
+/// pages of the file are released once it is packed, so the model holds one copy. The
+/// matrices are shared among the CPU's threads. `ANY_NO_PACK` set in the environment packs
+/// nothing (to compare).
 fn pack_matrices(
     file: &GgufFile,
     matrices: &[&TensorInfo],
